@@ -1,0 +1,316 @@
+//! Raw serde types mirroring the configuration file and the control API bodies.
+//!
+//! These types accept anything that is well-formed and nothing with unknown keys; they carry no
+//! guarantee beyond shape. The validated model (`crate::model`) is built from them only through
+//! [`crate::validate`], which checks every semantic rule and reports all problems at once. The
+//! same types serve the TOML file, JSON bodies of the control API and the persisted state, so the
+//! schema exists once.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Listeners the proxy binds.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    /// Services routed on those listeners.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Process runtime settings.
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
+    /// Global timeouts (services may override some).
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+    /// Global request and connection limits.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// The control API.
+    #[serde(default)]
+    pub control: Option<Control>,
+    /// Control API tokens.
+    #[serde(default)]
+    pub tokens: Vec<Token>,
+}
+
+/// `[[listeners]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Listener name, referenced by services.
+    pub name: String,
+    /// Socket address to bind, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// TLS termination settings; absent for plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+}
+
+/// `tls = { certs = [...] }` on a listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificate/key pairs; the first is the default.
+    pub certs: Vec<CertPair>,
+    /// What to do for a client sending no or an unknown SNI: `default` or `refuse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_sni: Option<String>,
+}
+
+/// One PEM certificate chain and its key.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertPair {
+    /// Path to the PEM certificate chain.
+    pub cert: String,
+    /// Path to the PEM private key.
+    pub key: String,
+}
+
+/// `[[services]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Service name.
+    pub name: String,
+    /// Listener names the service is reachable on.
+    pub listeners: Vec<String>,
+    /// Host patterns (exact or `*.suffix`); empty means any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Path prefix; the longest matching prefix wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// `round_robin` (default) or `least_request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancing: Option<String>,
+    /// Header that pins a request to a stack; `""` disables pinning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_header: Option<String>,
+    /// Sticky stack selection by cookie or header value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+    /// Send the client's Host header upstream (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_host: Option<bool>,
+    /// Per-service timeout overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<ServiceTimeouts>,
+    /// Default active health check for the service's stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Send to every endpoint when none is healthy, instead of answering 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_open: Option<bool>,
+    /// The deployed versions of the service.
+    #[serde(default)]
+    pub stacks: Vec<Stack>,
+}
+
+/// `sticky = { cookie = "NAME" }` or `{ header = "NAME" }`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Sticky {
+    /// Cookie whose value keeps a user on one stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// Header whose value keeps a user on one stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+/// `[[services.stacks]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    /// Stack name (e.g. `blue`).
+    pub name: String,
+    /// Version label (e.g. `v1.3`).
+    #[serde(default)]
+    pub version: String,
+    /// Share of the service's traffic, 0..=10000.
+    #[serde(default)]
+    pub weight: i64,
+    /// Endpoint addresses: `host:port` or `https://host:port`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Endpoints discovered through DNS instead of a fixed list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
+    /// Active health check overriding the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// TLS settings towards `https://` endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `dns = { name = "...", port = 9000 }` or `dns = { srv = "..." }`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// A/AAAA name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Port used with `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// SRV name giving targets, ports and weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv: Option<String>,
+}
+
+/// Upstream TLS options for a stack.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of trusted CAs (replaces the default roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Client certificate for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<CertPair>,
+    /// Server name to send and verify instead of the endpoint's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Accept any certificate. Dangerous; logged on every snapshot build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// `[services.health_check]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Full request line, e.g. `GET /health HTTP/1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_line: Option<String>,
+    /// Port to check instead of the traffic port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// HTTP method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Host header to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Expected status range, e.g. `200-399`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<String>,
+    /// Time between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time after which a check counts as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Consecutive successes to become healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<i64>,
+    /// Consecutive failures to become unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<i64>,
+    /// Initial state of a new endpoint: `unknown` (default) or `healthy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    /// Worker threads of the async runtime; default: the machine's cores.
+    #[serde(default)]
+    pub worker_threads: Option<i64>,
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Upstream TCP connect.
+    #[serde(default)]
+    pub connect: Option<String>,
+    /// Upstream response headers after the request was sent.
+    #[serde(default)]
+    pub upstream_response: Option<String>,
+    /// Idle downstream keep-alive connection.
+    #[serde(default)]
+    pub idle: Option<String>,
+    /// Reading a request's headers.
+    #[serde(default)]
+    pub request_header: Option<String>,
+    /// Idle pooled upstream connection.
+    #[serde(default)]
+    pub upstream_idle: Option<String>,
+    /// Draining in-flight requests on shutdown.
+    #[serde(default)]
+    pub drain: Option<String>,
+}
+
+/// Per-service `timeouts = { ... }`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTimeouts {
+    /// Upstream TCP connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// Upstream response headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_response: Option<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Total bytes of a request's header block.
+    #[serde(default)]
+    pub max_request_header_bytes: Option<i64>,
+    /// Number of request header fields.
+    #[serde(default)]
+    pub max_headers: Option<i64>,
+    /// HTTP/2 concurrent streams per connection.
+    #[serde(default)]
+    pub h2_max_concurrent_streams: Option<i64>,
+    /// HTTP/2 client resets tolerated per connection (rapid reset).
+    #[serde(default)]
+    pub h2_max_pending_reset_streams: Option<i64>,
+    /// Idle pooled connections kept per endpoint.
+    #[serde(default)]
+    pub upstream_idle_per_endpoint: Option<i64>,
+}
+
+/// `[control]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Address of the control API.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Directory holding the durable desired state.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// Optional TLS for the control API.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+}
+
+/// `[[tokens]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Token name (shown in the audit history).
+    pub name: String,
+    /// `read`, `operate`, `deploy` or `admin`.
+    pub role: String,
+    /// Hex SHA-256 of the secret.
+    pub sha256: String,
+    /// Service globs the token may touch; empty means all.
+    #[serde(default)]
+    pub services: Vec<String>,
+}

@@ -1,0 +1,226 @@
+//! Validated services and stacks: what clients address and the versions behind it.
+
+use crate::model::{Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// An active health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    /// HTTP method.
+    pub method: String,
+    /// Request path (with query).
+    pub path: String,
+    /// HTTP version sent: `HTTP/1.0` or `HTTP/1.1`.
+    pub http10: bool,
+    /// Port to check, instead of the traffic port.
+    pub port: Option<u16>,
+    /// Host header to send.
+    pub host: Option<String>,
+    /// Inclusive range of statuses that pass.
+    pub expect_status: (u16, u16),
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time after which a check fails.
+    pub timeout: Duration,
+    /// Consecutive successes to become healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures to become unhealthy.
+    pub unhealthy_threshold: u32,
+    /// New endpoints start healthy (instead of unknown).
+    pub initially_healthy: bool,
+}
+
+/// DNS-discovered endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsSource {
+    /// A/AAAA records of `name`, all on `port`.
+    Address {
+        /// The name.
+        name: String,
+        /// The port.
+        port: u16,
+    },
+    /// SRV records of `name`.
+    Srv {
+        /// The SRV name.
+        name: String,
+    },
+}
+
+/// Upstream TLS settings of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamTlsSpec {
+    /// CA bundle replacing the default roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for mTLS.
+    pub client_cert: Option<crate::model::CertPaths>,
+    /// Server name to present and verify.
+    pub sni: Option<String>,
+    /// Accept any server certificate.
+    pub insecure_skip_verify: bool,
+}
+
+/// One deployed version of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackSpec {
+    pub(crate) name: Name,
+    pub(crate) version: String,
+    pub(crate) weight: Weight,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) dns: Option<DnsSource>,
+    pub(crate) health_check: Option<HealthCheckSpec>,
+    pub(crate) tls: Option<UpstreamTlsSpec>,
+    pub(crate) raw: crate::raw::Stack,
+}
+
+impl StackSpec {
+    /// Stack name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+    /// Version label.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    /// Weight.
+    pub fn weight(&self) -> Weight {
+        self.weight
+    }
+    /// Static endpoints (empty for DNS stacks).
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+    /// DNS source, if endpoints are discovered.
+    pub fn dns(&self) -> Option<&DnsSource> {
+        self.dns.as_ref()
+    }
+    /// The stack's own health check, if it overrides the service's.
+    pub fn health_check(&self) -> Option<&HealthCheckSpec> {
+        self.health_check.as_ref()
+    }
+    /// Upstream TLS settings.
+    pub fn tls(&self) -> Option<&UpstreamTlsSpec> {
+        self.tls.as_ref()
+    }
+    /// The raw form (for persistence and the API).
+    pub fn to_raw(&self) -> crate::raw::Stack {
+        self.raw.clone()
+    }
+    /// The same stack at another weight.
+    pub fn with_weight(&self, weight: Weight) -> Self {
+        let mut s = self.clone();
+        s.weight = weight;
+        s.raw.weight = i64::from(weight.get());
+        s
+    }
+    /// The same stack with other static endpoints.
+    pub fn with_endpoints(&self, endpoints: Vec<Endpoint>) -> Self {
+        let mut s = self.clone();
+        s.raw.endpoints = endpoints.iter().map(ToString::to_string).collect();
+        s.raw.dns = None;
+        s.dns = None;
+        s.endpoints = endpoints;
+        s
+    }
+}
+
+/// A service: what clients address, and its stacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub(crate) name: Name,
+    pub(crate) listeners: Vec<Name>,
+    pub(crate) hosts: Vec<HostPattern>,
+    pub(crate) path_prefix: String,
+    pub(crate) load_balancing: LoadBalancing,
+    pub(crate) pin_header: Option<String>,
+    pub(crate) sticky: Option<Sticky>,
+    pub(crate) preserve_host: bool,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) upstream_response_timeout: Option<Duration>,
+    pub(crate) health_check: Option<HealthCheckSpec>,
+    pub(crate) fail_open: bool,
+    pub(crate) stacks: Vec<StackSpec>,
+    pub(crate) raw: crate::raw::Service,
+}
+
+/// The default stack-pinning header.
+pub const DEFAULT_PIN_HEADER: &str = "x-switchyard-stack";
+
+impl ServiceSpec {
+    /// Service name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+    /// Listener names.
+    pub fn listeners(&self) -> &[Name] {
+        &self.listeners
+    }
+    /// Host patterns; empty matches any host.
+    pub fn hosts(&self) -> &[HostPattern] {
+        &self.hosts
+    }
+    /// Path prefix (starts with `/`).
+    pub fn path_prefix(&self) -> &str {
+        &self.path_prefix
+    }
+    /// Endpoint choice inside a stack.
+    pub fn load_balancing(&self) -> LoadBalancing {
+        self.load_balancing
+    }
+    /// Lowercase pinning header name, or `None` when pinning is disabled.
+    pub fn pin_header(&self) -> Option<&str> {
+        self.pin_header.as_deref()
+    }
+    /// Sticky selection.
+    pub fn sticky(&self) -> Option<&Sticky> {
+        self.sticky.as_ref()
+    }
+    /// Whether the client's Host header goes upstream unchanged.
+    pub fn preserve_host(&self) -> bool {
+        self.preserve_host
+    }
+    /// Connect timeout override.
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+    /// Upstream response-header timeout override.
+    pub fn upstream_response_timeout(&self) -> Option<Duration> {
+        self.upstream_response_timeout
+    }
+    /// Default health check for the stacks.
+    pub fn health_check(&self) -> Option<&HealthCheckSpec> {
+        self.health_check.as_ref()
+    }
+    /// Send to all endpoints when none is healthy.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open
+    }
+    /// Stacks in configuration order.
+    pub fn stacks(&self) -> &[StackSpec] {
+        &self.stacks
+    }
+    /// A stack by name.
+    pub fn stack(&self, name: &str) -> Option<&StackSpec> {
+        self.stacks.iter().find(|s| s.name.as_str() == name)
+    }
+    /// The raw form (for persistence and the API).
+    pub fn to_raw(&self) -> crate::raw::Service {
+        let mut raw = self.raw.clone();
+        raw.stacks = self.stacks.iter().map(StackSpec::to_raw).collect();
+        raw
+    }
+    /// The same service with `stacks` replacing its stacks (names must be unique).
+    pub fn with_stacks(&self, stacks: Vec<StackSpec>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::new();
+        for s in &stacks {
+            if !seen.insert(s.name.as_str()) {
+                return Err(format!("duplicate stack name {:?}", s.name.as_str()));
+            }
+        }
+        let mut svc = self.clone();
+        svc.stacks = stacks;
+        svc.raw.stacks = svc.stacks.iter().map(StackSpec::to_raw).collect();
+        Ok(svc)
+    }
+}

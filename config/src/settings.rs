@@ -1,0 +1,203 @@
+//! Process-wide settings with their defaults, and the whole validated [`Config`].
+//!
+//! Every default lives here, once; the README lists them.
+
+use crate::model::{ListenerSpec, ListenerTls, Name};
+use crate::service::ServiceSpec;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Timeouts, with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Upstream TCP connect (default 5s).
+    pub connect: Duration,
+    /// Upstream response headers after the request was sent (default 60s).
+    pub upstream_response: Duration,
+    /// Idle downstream keep-alive connection (default 60s).
+    pub idle: Duration,
+    /// Reading a request's header block (default 10s).
+    pub request_header: Duration,
+    /// Idle pooled upstream connection (default 30s).
+    pub upstream_idle: Duration,
+    /// Draining in-flight requests at shutdown (default 30s).
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            upstream_response: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            request_header: Duration::from_secs(10),
+            upstream_idle: Duration::from_secs(30),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Limits, with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes in a request's header block (default 65536; larger gets 431).
+    pub max_request_header_bytes: usize,
+    /// Request header fields (default 100; more gets 431).
+    pub max_headers: usize,
+    /// HTTP/2 concurrent streams per connection (default 100).
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 resets tolerated per connection before it is closed (default 100).
+    pub h2_max_pending_reset_streams: usize,
+    /// Idle pooled connections kept per endpoint (default 64).
+    pub upstream_idle_per_endpoint: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: 64 * 1024,
+            max_headers: 100,
+            h2_max_concurrent_streams: 100,
+            h2_max_pending_reset_streams: 100,
+            upstream_idle_per_endpoint: 64,
+        }
+    }
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Runtime {
+    /// Worker threads; `None` means one per core.
+    pub worker_threads: Option<usize>,
+}
+
+/// Control API settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSpec {
+    /// Address of the control API (default `127.0.0.1:9090`).
+    pub listen: SocketAddr,
+    /// Directory of the durable desired state (default `switchyard-state`, next to the config).
+    pub state_dir: PathBuf,
+    /// Optional TLS for the control API.
+    pub tls: Option<ListenerTls>,
+}
+
+/// A control API role, from least to most powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// GETs only.
+    Read,
+    /// Weights and deployment pause/resume/promote/abort.
+    Operate,
+    /// Stacks and deployments.
+    Deploy,
+    /// Services and everything else.
+    Admin,
+}
+
+impl Role {
+    /// Parses `read`, `operate`, `deploy` or `admin`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "read" => Ok(Self::Read),
+            "operate" => Ok(Self::Operate),
+            "deploy" => Ok(Self::Deploy),
+            "admin" => Ok(Self::Admin),
+            _ => Err(format!(
+                "unknown role {s:?}: expected read, operate, deploy or admin"
+            )),
+        }
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Operate => "operate",
+            Self::Deploy => "deploy",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A control API token (its secret's hash, never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// Token name.
+    pub name: Name,
+    /// Role.
+    pub role: Role,
+    /// SHA-256 of the secret.
+    pub sha256: [u8; 32],
+    /// Service globs the token is limited to; empty means all.
+    pub services: Vec<String>,
+}
+
+/// The whole validated configuration (or desired state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) listeners: Vec<ListenerSpec>,
+    pub(crate) services: Vec<ServiceSpec>,
+    pub(crate) runtime: Runtime,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) limits: Limits,
+    pub(crate) control: ControlSpec,
+    pub(crate) tokens: Vec<TokenSpec>,
+}
+
+impl Config {
+    /// Listeners in configuration order.
+    pub fn listeners(&self) -> &[ListenerSpec] {
+        &self.listeners
+    }
+    /// A listener by name.
+    pub fn listener(&self, name: &str) -> Option<&ListenerSpec> {
+        self.listeners.iter().find(|l| l.name.as_str() == name)
+    }
+    /// Services in configuration order.
+    pub fn services(&self) -> &[ServiceSpec] {
+        &self.services
+    }
+    /// A service by name.
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name.as_str() == name)
+    }
+    /// Runtime settings.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+    /// Timeouts.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+    /// Limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+    /// Control API settings.
+    pub fn control(&self) -> &ControlSpec {
+        &self.control
+    }
+    /// Tokens.
+    pub fn tokens(&self) -> &[TokenSpec] {
+        &self.tokens
+    }
+    /// A token by name.
+    pub fn token(&self, name: &Name) -> Option<&TokenSpec> {
+        self.tokens.iter().find(|t| &t.name == name)
+    }
+
+    /// The same configuration with `services` replacing its services, checked as a whole
+    /// (listener references, unique names, no two services claiming the same route).
+    pub fn with_services(&self, services: Vec<ServiceSpec>) -> Result<Self, Vec<crate::Problem>> {
+        let mut problems = crate::error::Problems::default();
+        crate::validate::check_services(&self.listeners, &services, &mut problems);
+        if !problems.is_empty() {
+            return Err(crate::validate::unlocated(problems));
+        }
+        let mut next = self.clone();
+        next.services = services;
+        Ok(next)
+    }
+}

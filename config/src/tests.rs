@@ -1,0 +1,182 @@
+use super::*;
+use std::path::Path;
+
+const GOOD: &str = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:8080"
+
+[[services]]
+name = "auth"
+listeners = ["public"]
+hosts = ["auth.example.test", "*.auth.example.test"]
+path_prefix = "/"
+load_balancing = "least_request"
+sticky = { cookie = "sid" }
+
+[[services.stacks]]
+name = "blue"
+version = "v1.3"
+weight = 90
+endpoints = ["127.0.0.1:9001", "127.0.0.1:9002"]
+
+[[services.stacks]]
+name = "green"
+version = "v1.4"
+weight = 10
+endpoints = ["https://localhost:9443"]
+
+[timeouts]
+connect = "150ms"
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    parse(text, Path::new("/etc/sy.toml"))
+        .expect_err("must be invalid")
+        .problems
+}
+
+#[test]
+fn valid_file_builds_the_model_with_defaults() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(c.listeners()[0].bind().port(), 8080);
+    let s = c.service("auth").expect("service");
+    assert_eq!(s.load_balancing(), LoadBalancing::LeastRequest);
+    assert_eq!(s.pin_header(), Some(DEFAULT_PIN_HEADER));
+    assert_eq!(s.sticky(), Some(&Sticky::Cookie("sid".into())));
+    assert_eq!(
+        s.hosts()[1],
+        HostPattern::Wildcard(".auth.example.test".into())
+    );
+    assert_eq!(s.stacks()[0].weight().get(), 90);
+    assert_eq!(s.stacks()[1].endpoints()[0].scheme(), Scheme::Https);
+    assert_eq!(c.timeouts().connect, std::time::Duration::from_millis(150));
+    assert_eq!(c.timeouts().drain, Timeouts::default().drain);
+    assert_eq!(c.control().state_dir, Path::new("/etc/switchyard-state"));
+}
+
+#[test]
+fn unknown_key_names_line_and_field() {
+    let text = GOOD.replace(
+        "version = \"v1.3\"",
+        "version = \"v1.3\"\ncolour = \"blue\"",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].message.contains("unknown field `colour`"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].location.map(|l| l.line), Some(17));
+    let shown = ConfigError {
+        origin: "/etc/sy.toml".into(),
+        problems: p,
+    }
+    .to_string();
+    assert!(shown.starts_with("/etc/sy.toml:17:"), "{shown}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_lines() {
+    let text = GOOD
+        .replace("weight = 90", "weight = 20000")
+        .replace("\"127.0.0.1:9002\"", "\"nope\"")
+        .replace("connect = \"150ms\"", "connect = \"3 days\"");
+    let p = problems(&text);
+    let fields: Vec<String> = p.iter().map(|p| p.field.to_string()).collect();
+    assert!(
+        fields.contains(&"services[0].stacks[0].weight".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"services[0].stacks[0].endpoints[1]".to_string()),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&"timeouts.connect".to_string()),
+        "{fields:?}"
+    );
+    let weight = p
+        .iter()
+        .find(|p| p.field.to_string().ends_with("weight"))
+        .expect("weight problem");
+    assert_eq!(weight.location.map(|l| l.line), Some(17));
+    assert!(weight.message.contains("0 to 10000"));
+}
+
+#[test]
+fn wrong_type_names_field() {
+    let text = GOOD.replace("weight = 90", "weight = \"ninety\"");
+    let p = problems(&text);
+    assert_eq!(p[0].field.to_string(), "services[0].stacks[0].weight");
+    assert_eq!(p[0].location.map(|l| l.line), Some(17));
+}
+
+#[test]
+fn syntax_error_has_location() {
+    let p = problems("[[listeners]\nname = 1");
+    assert_eq!(p[0].location.map(|l| l.line), Some(1));
+    assert!(p[0].message.starts_with("invalid TOML"));
+}
+
+#[test]
+fn unknown_listener_and_duplicate_route_are_refused() {
+    let text = GOOD.replace("listeners = [\"public\"]", "listeners = [\"private\"]");
+    let p = problems(&text);
+    assert!(
+        p[0].message.contains("unknown listener \"private\""),
+        "{}",
+        p[0].message
+    );
+
+    let dup = format!(
+        "{GOOD}\n[[services]]\nname = \"other\"\nlisteners = [\"public\"]\nhosts = [\"auth.example.test\"]\n"
+    );
+    let p = problems(&dup);
+    assert!(
+        p[0].message.contains("already routed to service \"auth\""),
+        "{}",
+        p[0].message
+    );
+}
+
+#[test]
+fn names_are_constrained() {
+    assert!(Name::new("green-2").is_ok());
+    for bad in ["", "-x", "Blue", "a_b", &"a".repeat(64)] {
+        assert!(Name::new(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn endpoints_parse_and_display() {
+    let e = Endpoint::parse("[::1]:80").expect("v6");
+    assert_eq!(e.to_string(), "[::1]:80");
+    assert_eq!(e.socket_addr(), Some("[::1]:80".parse().expect("addr")));
+    assert!(Endpoint::parse("127.0.0.1").is_err());
+    assert!(Endpoint::parse("127.0.0.1:0").is_err());
+    assert!(Endpoint::parse("ho st:80").is_err());
+}
+
+#[test]
+fn raw_round_trip_keeps_service() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    let json = serde_json::to_string(&s.to_raw()).expect("serialize");
+    let back: raw::Service = serde_json::from_str(&json).expect("deserialize");
+    let again = service_from_raw(&back, Path::new("/etc")).expect("valid");
+    assert_eq!(&again, s);
+}
+
+#[test]
+fn with_services_checks_listener_references() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    let mut raw = c.service("auth").expect("service").to_raw();
+    raw.name = "billing".into();
+    raw.listeners = vec!["nowhere".into()];
+    let s = service_from_raw(&raw, Path::new("/etc")).expect("shape is valid");
+    let mut all = c.services().to_vec();
+    all.push(s);
+    assert!(c.with_services(all).is_err());
+}

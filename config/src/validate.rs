@@ -1,0 +1,710 @@
+//! Raw → model: every semantic rule, all problems reported at once with their field paths.
+
+use crate::duration::parse_duration;
+use crate::error::{FieldPath, Problem, Problems};
+use crate::model::{
+    CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Sticky,
+    UnknownSni, Weight,
+};
+use crate::raw;
+use crate::service::{
+    DEFAULT_PIN_HEADER, DnsSource, HealthCheckSpec, ServiceSpec, StackSpec, UpstreamTlsSpec,
+};
+use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Validates a whole file. `base` resolves relative paths (the config file's folder).
+pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
+    let mut p = Problems::default();
+    let root = FieldPath::root();
+
+    let mut listeners = Vec::new();
+    let mut names = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let at = root.key("listeners").index(i);
+        if let Some(spec) = listener(l, &at, base, &mut p) {
+            if !names.insert(spec.name.clone()) {
+                p.push(
+                    &at.key("name"),
+                    format!("duplicate listener name {:?}", l.name),
+                );
+            }
+            listeners.push(spec);
+        }
+    }
+
+    let mut services = Vec::new();
+    for (i, s) in raw.services.iter().enumerate() {
+        let at = root.key("services").index(i);
+        if let Some(spec) = service_at(s, &at, base, &mut p) {
+            services.push(spec);
+        }
+    }
+    if p.is_empty() {
+        check_services(&listeners, &services, &mut p);
+    }
+
+    let runtime = runtime(raw.runtime.as_ref(), &root.key("runtime"), &mut p);
+    let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), &mut p);
+    let limits = limits(raw.limits.as_ref(), &root.key("limits"), &mut p);
+    let control = control(raw.control.as_ref(), &root.key("control"), base, &mut p);
+    let mut tokens = Vec::new();
+    for (i, t) in raw.tokens.iter().enumerate() {
+        if let Some(t) = token(t, &root.key("tokens").index(i), &mut p) {
+            if tokens.iter().any(|o: &TokenSpec| o.name == t.name) {
+                p.push(
+                    &root.key("tokens").index(i).key("name"),
+                    "duplicate token name",
+                );
+            }
+            tokens.push(t);
+        }
+    }
+
+    if !p.is_empty() {
+        return Err(p);
+    }
+    Ok(Config {
+        listeners,
+        services,
+        runtime,
+        timeouts,
+        limits,
+        control,
+        tokens,
+    })
+}
+
+/// Validates one service on its own (listener references are checked by [`check_services`]).
+pub fn service(raw: &raw::Service, base: &Path) -> Result<ServiceSpec, Vec<Problem>> {
+    let mut p = Problems::default();
+    match service_at(raw, &FieldPath::root(), base, &mut p) {
+        Some(s) if p.is_empty() => Ok(s),
+        _ => Err(unlocated(p)),
+    }
+}
+
+/// Validates one stack on its own.
+pub fn stack(raw: &raw::Stack, base: &Path) -> Result<StackSpec, Vec<Problem>> {
+    let mut p = Problems::default();
+    match stack_at(raw, &FieldPath::root(), base, &mut p) {
+        Some(s) if p.is_empty() => Ok(s),
+        _ => Err(unlocated(p)),
+    }
+}
+
+pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
+    p.0.into_iter()
+        .map(|(field, message)| Problem {
+            field,
+            location: None,
+            message,
+        })
+        .collect()
+}
+
+/// Cross-service rules: unique names, known listeners, no two services on one route.
+pub(crate) fn check_services(
+    listeners: &[ListenerSpec],
+    services: &[ServiceSpec],
+    p: &mut Problems,
+) {
+    let mut names = HashSet::new();
+    let mut routes: HashMap<(String, String, String), &str> = HashMap::new();
+    for (i, s) in services.iter().enumerate() {
+        let at = FieldPath::root().key("services").index(i);
+        if !names.insert(s.name.as_str()) {
+            p.push(
+                &at.key("name"),
+                format!("duplicate service name {:?}", s.name.as_str()),
+            );
+        }
+        for (j, l) in s.listeners.iter().enumerate() {
+            if !listeners.iter().any(|x| &x.name == l) {
+                let known: Vec<_> = listeners.iter().map(|x| x.name.as_str()).collect();
+                p.push(
+                    &at.key("listeners").index(j),
+                    format!(
+                        "unknown listener {:?}: expected one of {known:?}",
+                        l.as_str()
+                    ),
+                );
+            }
+            let hosts: Vec<String> = if s.hosts.is_empty() {
+                vec!["*".into()]
+            } else {
+                s.hosts.iter().map(ToString::to_string).collect()
+            };
+            for h in hosts {
+                let key = (l.as_str().to_owned(), h.clone(), s.path_prefix.clone());
+                if let Some(other) = routes.insert(key, s.name.as_str()) {
+                    if other != s.name.as_str() {
+                        p.push(
+                            &at.key("path_prefix"),
+                            format!(
+                                "service {:?} claims host {h} and prefix {:?} on listener {:?}, already routed to service {other:?}",
+                                s.name.as_str(), s.path_prefix, l.as_str()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn name(s: &str, at: &FieldPath, p: &mut Problems) -> Option<Name> {
+    Name::new(s).map_err(|e| p.push(at, e)).ok()
+}
+
+fn duration(
+    s: Option<&String>,
+    at: &FieldPath,
+    default: std::time::Duration,
+    p: &mut Problems,
+) -> std::time::Duration {
+    match s {
+        None => default,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            p.push(at, e);
+            default
+        }),
+    }
+}
+
+fn positive(v: Option<i64>, at: &FieldPath, default: usize, max: i64, p: &mut Problems) -> usize {
+    match v {
+        None => default,
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => {
+            p.push(
+                at,
+                format!("{n} out of range: expected an integer from 1 to {max}"),
+            );
+            default
+        }
+    }
+}
+
+fn resolve(base: &Path, s: &str) -> std::path::PathBuf {
+    let path = Path::new(s);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn listener_tls(
+    t: &raw::ListenerTls,
+    at: &FieldPath,
+    base: &Path,
+    p: &mut Problems,
+) -> ListenerTls {
+    if t.certs.is_empty() {
+        p.push(&at.key("certs"), "expected at least one { cert, key } pair");
+    }
+    let certs = t
+        .certs
+        .iter()
+        .map(|c| CertPaths {
+            cert: resolve(base, &c.cert),
+            key: resolve(base, &c.key),
+        })
+        .collect();
+    let unknown_sni = match t.unknown_sni.as_deref() {
+        None | Some("default") => UnknownSni::ServeDefault,
+        Some("refuse") => UnknownSni::Refuse,
+        Some(o) => {
+            p.push(
+                &at.key("unknown_sni"),
+                format!("unknown value {o:?}: expected \"default\" or \"refuse\""),
+            );
+            UnknownSni::ServeDefault
+        }
+    };
+    ListenerTls { certs, unknown_sni }
+}
+
+fn listener(
+    l: &raw::Listener,
+    at: &FieldPath,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ListenerSpec> {
+    let n = name(&l.name, &at.key("name"), p);
+    let bind = l
+        .bind
+        .parse()
+        .map_err(|_| {
+            p.push(
+                &at.key("bind"),
+                format!(
+                    "invalid address {:?}: expected ip:port such as \"127.0.0.1:8080\"",
+                    l.bind
+                ),
+            )
+        })
+        .ok();
+    let tls = l
+        .tls
+        .as_ref()
+        .map(|t| listener_tls(t, &at.key("tls"), base, p));
+    Some(ListenerSpec {
+        name: n?,
+        bind: bind?,
+        tls,
+    })
+}
+
+fn health_check(h: &raw::HealthCheck, at: &FieldPath, p: &mut Problems) -> HealthCheckSpec {
+    let mut method = h
+        .method
+        .clone()
+        .unwrap_or_else(|| "GET".into())
+        .to_ascii_uppercase();
+    let mut path = h.path.clone().unwrap_or_else(|| "/health".into());
+    let mut http10 = false;
+    if let Some(line) = &h.request_line {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            [m, pth, v] if pth.starts_with('/') && (*v == "HTTP/1.0" || *v == "HTTP/1.1") => {
+                method = (*m).to_owned();
+                path = (*pth).to_owned();
+                http10 = *v == "HTTP/1.0";
+            }
+            _ => p.push(
+                &at.key("request_line"),
+                format!("invalid request line {line:?}: expected e.g. \"GET /health HTTP/1.0\""),
+            ),
+        }
+        if h.path.is_some() {
+            p.push(
+                &at.key("path"),
+                "give either path or request_line, not both",
+            );
+        }
+    }
+    if !path.starts_with('/') {
+        p.push(
+            &at.key("path"),
+            format!("invalid path {path:?}: expected it to start with /"),
+        );
+    }
+    if method.is_empty() || !method.bytes().all(|c| c.is_ascii_uppercase()) {
+        p.push(&at.key("method"), format!("invalid method {method:?}"));
+    }
+    let port = h.port.and_then(|n| {
+        u16::try_from(n).ok().filter(|n| *n > 0).or_else(|| {
+            p.push(
+                &at.key("port"),
+                format!("port {n} out of range: expected 1 to 65535"),
+            );
+            None
+        })
+    });
+    let expect_status = match h.expect_status.as_deref() {
+        None => (200, 399),
+        Some(s) => parse_status_range(s).unwrap_or_else(|| {
+            p.push(
+                &at.key("expect_status"),
+                format!("invalid status range {s:?}: expected e.g. \"200\" or \"200-399\""),
+            );
+            (200, 399)
+        }),
+    };
+    let interval = duration(
+        h.interval.as_ref(),
+        &at.key("interval"),
+        std::time::Duration::from_secs(2),
+        p,
+    );
+    let timeout = duration(
+        h.timeout.as_ref(),
+        &at.key("timeout"),
+        std::time::Duration::from_secs(2),
+        p,
+    );
+    if interval.is_zero() {
+        p.push(&at.key("interval"), "expected a duration above zero");
+    }
+    if timeout.is_zero() {
+        p.push(&at.key("timeout"), "expected a duration above zero");
+    }
+    let initially_healthy = match h.initial.as_deref() {
+        None | Some("unknown") => false,
+        Some("healthy") => true,
+        Some(o) => {
+            p.push(
+                &at.key("initial"),
+                format!("unknown value {o:?}: expected \"unknown\" or \"healthy\""),
+            );
+            false
+        }
+    };
+    HealthCheckSpec {
+        method,
+        path,
+        http10,
+        port,
+        host: h.host.clone(),
+        expect_status,
+        interval,
+        timeout,
+        healthy_threshold: positive(h.healthy_threshold, &at.key("healthy_threshold"), 2, 100, p)
+            as u32,
+        unhealthy_threshold: positive(
+            h.unhealthy_threshold,
+            &at.key("unhealthy_threshold"),
+            3,
+            100,
+            p,
+        ) as u32,
+        initially_healthy,
+    }
+}
+
+fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+}
+
+fn stack_at(s: &raw::Stack, at: &FieldPath, base: &Path, p: &mut Problems) -> Option<StackSpec> {
+    let n = name(&s.name, &at.key("name"), p);
+    let weight = Weight::new(s.weight)
+        .map_err(|e| p.push(&at.key("weight"), e))
+        .ok();
+    if s.version.len() > 128 || s.version.chars().any(char::is_control) {
+        p.push(
+            &at.key("version"),
+            "expected at most 128 printable characters",
+        );
+    }
+    let mut endpoints = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, e) in s.endpoints.iter().enumerate() {
+        match Endpoint::parse(e) {
+            Ok(ep) => {
+                if !seen.insert(ep.clone()) {
+                    p.push(
+                        &at.key("endpoints").index(i),
+                        format!("duplicate endpoint {e:?}"),
+                    );
+                }
+                endpoints.push(ep);
+            }
+            Err(m) => p.push(&at.key("endpoints").index(i), m),
+        }
+    }
+    let dns = s.dns.as_ref().and_then(|d| dns(d, &at.key("dns"), p));
+    if dns.is_some() && !s.endpoints.is_empty() {
+        p.push(&at.key("dns"), "give either endpoints or dns, not both");
+    }
+    let health_check = s
+        .health_check
+        .as_ref()
+        .map(|h| health_check(h, &at.key("health_check"), p));
+    let tls = s.tls.as_ref().map(|t| UpstreamTlsSpec {
+        ca: t.ca.as_deref().map(|c| resolve(base, c)),
+        client_cert: t.client_cert.as_ref().map(|c| CertPaths {
+            cert: resolve(base, &c.cert),
+            key: resolve(base, &c.key),
+        }),
+        sni: t.sni.clone(),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+    });
+    Some(StackSpec {
+        name: n?,
+        version: s.version.clone(),
+        weight: weight?,
+        endpoints,
+        dns,
+        health_check,
+        tls,
+        raw: s.clone(),
+    })
+}
+
+fn dns(d: &raw::Dns, at: &FieldPath, p: &mut Problems) -> Option<DnsSource> {
+    match (&d.name, d.port, &d.srv) {
+        (Some(name), Some(port), None) => match u16::try_from(port) {
+            Ok(port) if port > 0 => Some(DnsSource::Address {
+                name: name.clone(),
+                port,
+            }),
+            _ => {
+                p.push(
+                    &at.key("port"),
+                    format!("port {port} out of range: expected 1 to 65535"),
+                );
+                None
+            }
+        },
+        (None, None, Some(srv)) => Some(DnsSource::Srv { name: srv.clone() }),
+        (Some(_), None, None) => {
+            p.push(&at.key("port"), "expected a port with name");
+            None
+        }
+        _ => {
+            p.push(at, "expected { name, port } or { srv }");
+            None
+        }
+    }
+}
+
+fn service_at(
+    s: &raw::Service,
+    at: &FieldPath,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ServiceSpec> {
+    let n = name(&s.name, &at.key("name"), p);
+    let listeners: Vec<Name> = s
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| name(l, &at.key("listeners").index(i), p))
+        .collect();
+    if s.listeners.is_empty() {
+        p.push(&at.key("listeners"), "expected at least one listener name");
+    }
+    let hosts = s
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            HostPattern::parse(h)
+                .map_err(|e| p.push(&at.key("hosts").index(i), e))
+                .ok()
+        })
+        .collect();
+    let path_prefix = s.path_prefix.clone().unwrap_or_else(|| "/".into());
+    if !path_prefix.starts_with('/')
+        || path_prefix.contains(['?', '#'])
+        || path_prefix.chars().any(char::is_whitespace)
+    {
+        p.push(
+            &at.key("path_prefix"),
+            format!("invalid path prefix {path_prefix:?}: expected a path starting with /"),
+        );
+    }
+    let load_balancing = match s.load_balancing.as_deref() {
+        None | Some("round_robin") => LoadBalancing::RoundRobin,
+        Some("least_request") => LoadBalancing::LeastRequest,
+        Some(o) => {
+            p.push(
+                &at.key("load_balancing"),
+                format!("unknown policy {o:?}: expected \"round_robin\" or \"least_request\""),
+            );
+            LoadBalancing::RoundRobin
+        }
+    };
+    let pin_header = match s.pin_header.as_deref() {
+        None => Some(DEFAULT_PIN_HEADER.to_owned()),
+        Some("") => None,
+        Some(h) if is_token(h) => Some(h.to_ascii_lowercase()),
+        Some(h) => {
+            p.push(&at.key("pin_header"), format!("invalid header name {h:?}"));
+            None
+        }
+    };
+    let sticky = s
+        .sticky
+        .as_ref()
+        .and_then(|st| match (&st.cookie, &st.header) {
+            (Some(c), None) if is_token(c) => Some(Sticky::Cookie(c.clone())),
+            (None, Some(h)) if is_token(h) => Some(Sticky::Header(h.to_ascii_lowercase())),
+            _ => {
+                p.push(
+                    &at.key("sticky"),
+                    "expected { cookie = \"NAME\" } or { header = \"NAME\" } with a valid name",
+                );
+                None
+            }
+        });
+    let t = s.timeouts.clone().unwrap_or_default();
+    let opt_dur = |v: &Option<String>, key: &str, p: &mut Problems| {
+        v.as_ref().and_then(|d| {
+            parse_duration(d)
+                .map_err(|e| p.push(&at.key("timeouts").key(key), e))
+                .ok()
+        })
+    };
+    let connect_timeout = opt_dur(&t.connect, "connect", p);
+    let upstream_response_timeout = opt_dur(&t.upstream_response, "upstream_response", p);
+    let health = s
+        .health_check
+        .as_ref()
+        .map(|h| health_check(h, &at.key("health_check"), p));
+    let mut stacks = Vec::new();
+    let mut stack_names = HashSet::new();
+    for (i, st) in s.stacks.iter().enumerate() {
+        let sat = at.key("stacks").index(i);
+        if let Some(spec) = stack_at(st, &sat, base, p) {
+            if !stack_names.insert(spec.name.clone()) {
+                p.push(
+                    &sat.key("name"),
+                    format!("duplicate stack name {:?}", st.name),
+                );
+            }
+            stacks.push(spec);
+        }
+    }
+    let mut raw = s.clone();
+    raw.stacks.clear();
+    Some(ServiceSpec {
+        name: n?,
+        listeners,
+        hosts,
+        path_prefix,
+        load_balancing,
+        pin_header,
+        sticky,
+        preserve_host: s.preserve_host.unwrap_or(true),
+        connect_timeout,
+        upstream_response_timeout,
+        health_check: health,
+        fail_open: s.fail_open.unwrap_or(false),
+        stacks,
+        raw,
+    })
+}
+
+/// An HTTP token (RFC 9110 §5.6.2), as header and cookie names must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+fn runtime(r: Option<&raw::Runtime>, at: &FieldPath, p: &mut Problems) -> Runtime {
+    let worker_threads = r
+        .and_then(|r| r.worker_threads)
+        .map(|n| positive(Some(n), &at.key("worker_threads"), 1, 1024, p));
+    Runtime { worker_threads }
+}
+
+fn timeouts(t: Option<&raw::Timeouts>, at: &FieldPath, p: &mut Problems) -> Timeouts {
+    let d = Timeouts::default();
+    let Some(t) = t else { return d };
+    Timeouts {
+        connect: duration(t.connect.as_ref(), &at.key("connect"), d.connect, p),
+        upstream_response: duration(
+            t.upstream_response.as_ref(),
+            &at.key("upstream_response"),
+            d.upstream_response,
+            p,
+        ),
+        idle: duration(t.idle.as_ref(), &at.key("idle"), d.idle, p),
+        request_header: duration(
+            t.request_header.as_ref(),
+            &at.key("request_header"),
+            d.request_header,
+            p,
+        ),
+        upstream_idle: duration(
+            t.upstream_idle.as_ref(),
+            &at.key("upstream_idle"),
+            d.upstream_idle,
+            p,
+        ),
+        drain: duration(t.drain.as_ref(), &at.key("drain"), d.drain, p),
+    }
+}
+
+fn limits(l: Option<&raw::Limits>, at: &FieldPath, p: &mut Problems) -> Limits {
+    let d = Limits::default();
+    let Some(l) = l else { return d };
+    Limits {
+        max_request_header_bytes: positive(
+            l.max_request_header_bytes,
+            &at.key("max_request_header_bytes"),
+            d.max_request_header_bytes,
+            1 << 20,
+            p,
+        ),
+        max_headers: positive(
+            l.max_headers,
+            &at.key("max_headers"),
+            d.max_headers,
+            10_000,
+            p,
+        ),
+        h2_max_concurrent_streams: positive(
+            l.h2_max_concurrent_streams,
+            &at.key("h2_max_concurrent_streams"),
+            d.h2_max_concurrent_streams as usize,
+            10_000,
+            p,
+        ) as u32,
+        h2_max_pending_reset_streams: positive(
+            l.h2_max_pending_reset_streams,
+            &at.key("h2_max_pending_reset_streams"),
+            d.h2_max_pending_reset_streams,
+            10_000,
+            p,
+        ),
+        upstream_idle_per_endpoint: positive(
+            l.upstream_idle_per_endpoint,
+            &at.key("upstream_idle_per_endpoint"),
+            d.upstream_idle_per_endpoint,
+            100_000,
+            p,
+        ),
+    }
+}
+
+fn control(c: Option<&raw::Control>, at: &FieldPath, base: &Path, p: &mut Problems) -> ControlSpec {
+    let default_listen = "127.0.0.1:9090".parse().expect("literal address parses");
+    let c = c.cloned().unwrap_or_default();
+    let listen = match &c.listen {
+        None => default_listen,
+        Some(s) => s.parse().unwrap_or_else(|_| {
+            p.push(
+                &at.key("listen"),
+                format!("invalid address {s:?}: expected ip:port such as \"127.0.0.1:9090\""),
+            );
+            default_listen
+        }),
+    };
+    let state_dir = resolve(base, c.state_dir.as_deref().unwrap_or("switchyard-state"));
+    let tls = c
+        .tls
+        .as_ref()
+        .map(|t| listener_tls(t, &at.key("tls"), base, p));
+    ControlSpec {
+        listen,
+        state_dir,
+        tls,
+    }
+}
+
+fn token(t: &raw::Token, at: &FieldPath, p: &mut Problems) -> Option<TokenSpec> {
+    let n = name(&t.name, &at.key("name"), p);
+    let role = Role::parse(&t.role)
+        .map_err(|e| p.push(&at.key("role"), e))
+        .ok();
+    let mut sha256 = [0u8; 32];
+    let hex_ok = t.sha256.len() == 64
+        && t.sha256.as_bytes().chunks(2).enumerate().all(|(i, pair)| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .map(|b| sha256[i] = b)
+                .is_some()
+        });
+    if !hex_ok {
+        p.push(
+            &at.key("sha256"),
+            "expected 64 hex digits (the SHA-256 of the secret; see `switchyard token new`)",
+        );
+    }
+    Some(TokenSpec {
+        name: n?,
+        role: role?,
+        sha256,
+        services: t.services.clone(),
+    })
+}
