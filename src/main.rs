@@ -1,2 +1,273 @@
-//! The `switchyard` binary.
-fn main() {}
+//! The `switchyard` binary: command line, logging, the rustls crypto provider and exit codes.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use switchyard::demo::{DEMO_CONFIG, DemoUpstream, spawn_demo_upstream};
+
+/// Exit code for an invalid configuration (sysexits' EX_CONFIG).
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Programmable TLS-terminating reverse proxy with blue-green and canary deployments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print a summary.
+    Check {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the demo: two demo upstreams (blue v1.3, green v1.4) behind the proxy.
+    Demo {
+        /// Working folder for the demo's certificate and state.
+        #[arg(long, default_value = "switchyard-demo")]
+        dir: PathBuf,
+    },
+    /// A tiny upstream for demos and tests, answering JSON about each request.
+    DemoUpstream {
+        /// Address to bind.
+        #[arg(long)]
+        bind: String,
+        /// Version reported in answers.
+        #[arg(long)]
+        version: String,
+        /// Fraction of requests answered with 500.
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// Latency added to each answer, e.g. "100ms".
+        #[arg(long, default_value = "0ms")]
+        latency: String,
+    },
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a self-signed certificate and key for the given names.
+    SelfSigned {
+        /// Subject alternative names; the first names the files.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// ecdsa-p256, rsa2048 or ed25519.
+        #[arg(long, default_value = "ecdsa-p256")]
+        key_type: String,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a certificate's subject, names, validity, key type and fingerprint.
+    Inspect {
+        /// PEM file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Only fails if another provider was installed first, which nothing here does.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n);
+    }
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_config(path: &Path) -> Result<switchyard_config::Config, ExitCode> {
+    switchyard_config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
+fn print_started(s: &switchyard::Started) {
+    for l in &s.listeners {
+        println!(
+            "listening listener={} addr={} tls={}",
+            l.name, l.addr, l.tls
+        );
+    }
+    println!("ready");
+}
+
+fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Check { config } => match load_config(&config) {
+            Err(code) => Ok(code),
+            Ok(c) => {
+                let stacks: usize = c.services().iter().map(|s| s.stacks().len()).sum();
+                println!(
+                    "{}: ok: {} listeners, {} services, {} stacks",
+                    config.display(),
+                    c.listeners().len(),
+                    c.services().len(),
+                    stacks
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Serve { config: path } => {
+            let config = match load_config(&path) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let rt = runtime(config.runtime().worker_threads)?;
+            rt.block_on(async move {
+                let bound = switchyard::bind(&config).await?;
+                switchyard::serve_until_signal(config, path, bound, print_started).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoUpstream {
+            bind,
+            version,
+            fail_rate,
+            latency,
+        } => {
+            let latency =
+                switchyard_config::parse_duration(&latency).map_err(anyhow::Error::msg)?;
+            let rt = runtime(None)?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&bind)
+                    .await
+                    .with_context(|| format!("cannot bind {bind}"))?;
+                println!("listening addr={}", listener.local_addr()?);
+                let _h = spawn_demo_upstream(
+                    listener,
+                    DemoUpstream {
+                        version,
+                        fail_rate,
+                        latency,
+                    },
+                );
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for ctrl-c")?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir } => demo(&dir),
+        Command::Certs { command } => certs(command),
+    }
+}
+
+fn certs(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CertsCommand::SelfSigned {
+            names,
+            days,
+            key_type,
+            out,
+        } => {
+            let key_type: switchyard_certs::KeyType = key_type
+                .parse()
+                .map_err(|e: switchyard_certs::ParseKeyTypeError| anyhow::anyhow!(e.0))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let s = switchyard_certs::self_signed(&names, days, key_type, &out)
+                .context("cannot generate the certificate")?;
+            println!("certificate: {}", s.cert_path.display());
+            println!("key: {}", s.key_path.display());
+            println!("sha256 fingerprint: {}", s.fingerprint_sha256);
+            Ok(ExitCode::SUCCESS)
+        }
+        CertsCommand::Inspect { file } => {
+            let info = switchyard_certs::inspect(&file)
+                .with_context(|| format!("cannot inspect {}", file.display()))?;
+            println!("{info}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let crt = dir.join("demo.example.test.crt");
+    if !crt.exists() {
+        let s = switchyard_certs::self_signed(
+            &["demo.example.test".into(), "localhost".into()],
+            30,
+            switchyard_certs::KeyType::EcdsaP256,
+            dir,
+        )
+        .context("cannot generate the demo certificate")?;
+        println!(
+            "generated {} (sha256 {})",
+            s.cert_path.display(),
+            s.fingerprint_sha256
+        );
+    }
+    let origin = dir.join("demo.toml");
+    std::fs::write(&origin, DEMO_CONFIG)
+        .with_context(|| format!("cannot write {}", origin.display()))?;
+    let config = match load_config(&origin) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime(None)?;
+    rt.block_on(async move {
+        for (addr, version) in [("127.0.0.1:9101", "v1.3"), ("127.0.0.1:9102", "v1.4")] {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot bind demo upstream {addr}"))?;
+            // The upstreams live as long as the process.
+            std::mem::forget(spawn_demo_upstream(l, DemoUpstream { version: version.into(), fail_rate: 0.0, latency: Duration::ZERO }));
+        }
+        let bound = switchyard::bind(&config).await?;
+        switchyard::serve_until_signal(config, origin, bound, |s| {
+            print_started(s);
+            println!();
+            println!("Try:");
+            println!("  curl -s http://127.0.0.1:8080/hello                          # 90% blue v1.3, 10% green v1.4");
+            println!("  curl -s -H 'x-switchyard-stack: green' http://127.0.0.1:8080/  # pinned to green");
+            println!("  curl -sk --resolve demo.example.test:8443:127.0.0.1 https://demo.example.test:8443/");
+            println!("  for i in $(seq 20); do curl -s http://127.0.0.1:8080/ | grep -o 'v1\\.[0-9]'; done | sort | uniq -c");
+            println!("Stop with Ctrl-C.");
+        })
+        .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

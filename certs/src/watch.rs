@@ -1,0 +1,151 @@
+//! The certificate file watcher: polls every configured file and reloads the store when any of
+//! them changed, and warns about certificates close to expiry.
+//!
+//! A file's stamp is its mtime, length and SHA-256 of its content (mtime alone misses a copy
+//! that preserves it, or two writes within the clock's resolution). The first poll always
+//! reloads, so a change made between `CertStore::load` and the watcher's start is not missed.
+//! File reads and reloads run on the blocking pool, never on a runtime worker.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::load::CertSource;
+use crate::store::{CertStore, ReloadReport};
+
+/// Certificates with less time left than this are warned about.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
+
+/// How often the expiry warning repeats when nothing is reloaded.
+const WARNING_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Spawns a task that polls the store's files every `interval` (mtime, length and content hash)
+/// and calls [`CertStore::reload`] when anything changed; it also warns, after each reload and
+/// once a day, about certificates with fewer than 14 days left. Stops when `shutdown` becomes
+/// true or its sender is dropped.
+pub fn spawn_watcher(
+    store: Arc<CertStore>,
+    interval: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(store, interval, shutdown).instrument(info_span!("cert_watcher")))
+}
+
+async fn run(store: Arc<CertStore>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last: Option<Vec<Option<FileStamp>>> = None;
+    let mut last_warning: Option<Instant> = None;
+    info!(interval = ?interval, files = store.sources().len() * 2, "certificate watcher started");
+    loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ = ticker.tick() => {}
+        }
+
+        let sources = store.sources().to_vec();
+        let Some(stamps) = blocking(move || stamp_all(&sources)).await else {
+            continue;
+        };
+        if last.is_none() {
+            let first_poll = last.is_none();
+            last = Some(stamps);
+            let reloading = Arc::clone(&store);
+            let Some(report) = blocking(move || reloading.reload()).await else {
+                continue;
+            };
+            if !first_poll || report != ReloadReport::default() {
+                log_report(&report);
+            }
+            warn_expiring(&store);
+            last_warning = Some(Instant::now());
+        } else if last_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
+            warn_expiring(&store);
+            last_warning = Some(Instant::now());
+        }
+    }
+    info!("certificate watcher stopped");
+}
+
+/// Runs blocking work on the blocking pool; a panic in it is logged and yields `None`.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Some(value),
+        Err(err) => {
+            error!(error = %err, "certificate watcher work failed");
+            None
+        }
+    }
+}
+
+fn log_report(report: &ReloadReport) {
+    if report.failed.is_empty() {
+        info!(
+            reloaded = report.reloaded,
+            unchanged = report.unchanged,
+            "certificate files changed, reload done"
+        );
+    } else {
+        // Each failure was already logged at error level by the store, naming its file.
+        warn!(
+            reloaded = report.reloaded,
+            unchanged = report.unchanged,
+            failed = report.failed.len(),
+            "certificate files changed, reload partly failed"
+        );
+    }
+}
+
+fn warn_expiring(store: &CertStore) {
+    let threshold = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
+    for status in store.current() {
+        if status.seconds_until_expiry < 0 {
+            warn!(cert = %status.cert.display(), names = ?status.dns_names, not_after = ?status.not_after, "certificate has expired");
+        } else if status.seconds_until_expiry < threshold {
+            warn!(
+                cert = %status.cert.display(),
+                names = ?status.dns_names,
+                days_left = status.seconds_until_expiry / 86_400,
+                "certificate expires soon"
+            );
+        }
+    }
+}
+
+/// What a poll remembers of one file; `None` in the list when it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    digest: [u8; 32],
+}
+
+fn stamp_all(sources: &[CertSource]) -> Vec<Option<FileStamp>> {
+    sources
+        .iter()
+        .flat_map(|src| [&src.cert, &src.key])
+        .map(|path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            let content = std::fs::read(path).ok()?;
+            Some(FileStamp {
+                modified: metadata.modified().ok(),
+                len: metadata.len(),
+                digest: Sha256::digest(&content).into(),
+            })
+        })
+        .collect()
+}

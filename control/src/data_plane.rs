@@ -1,0 +1,80 @@
+//! The narrow view control has of the data plane.
+//!
+//! Control never depends on the proxy crate: it declares here what it needs (apply a complete
+//! desired state and learn its generation, read per-stack endpoint figures, learn the public
+//! listener addresses) and the wiring in the root package implements it over the proxy's handle.
+//! Unit tests use an in-memory fake.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use switchyard_config::Config;
+
+/// A boxed, sendable future, as trait objects need.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What control needs from the data plane; the root package implements it over the proxy's
+/// handle.
+pub trait DataPlane: Send + Sync + 'static {
+    /// Applies a complete desired state. Resolves once the proxy routes on it, with the
+    /// generation of the snapshot built from it; `Err` carries why the proxy refused it, in
+    /// words fit for the client that asked for the change.
+    fn apply(&self, desired: Arc<Config>) -> BoxFuture<'_, Result<u64, String>>;
+
+    /// The public listeners and their bound addresses (for post-integration checks).
+    fn listeners(&self) -> Vec<PublicListener>;
+
+    /// Runtime state of a stack's endpoints; empty when the stack is unknown to the proxy.
+    fn endpoints(&self, service: &str, stack: &str) -> Vec<EndpointStatus>;
+}
+
+/// A public listener as bound by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicListener {
+    /// Listener name from the configuration.
+    pub name: String,
+    /// The address actually bound (the port is real even when the config said `:0`).
+    pub address: SocketAddr,
+    /// Whether the listener terminates TLS.
+    pub tls: bool,
+}
+
+/// Runtime figures of one endpoint of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// The endpoint as configured or discovered, e.g. `127.0.0.1:9001`.
+    pub address: String,
+    /// Health state.
+    pub state: EndpointState,
+    /// Requests currently in flight to the endpoint.
+    pub in_flight: u64,
+    /// Requests sent to the endpoint since it appeared.
+    pub requests_total: u64,
+}
+
+/// The health state of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointState {
+    /// Passing its health checks.
+    Healthy,
+    /// Failing its health checks.
+    Unhealthy,
+    /// Taken out of rotation by passive failure detection.
+    Ejected,
+    /// Not checked yet, or not checked at all.
+    Unknown,
+}
+
+impl EndpointState {
+    /// The API spelling: `healthy`, `unhealthy`, `ejected` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Ejected => "ejected",
+            Self::Unknown => "unknown",
+        }
+    }
+}

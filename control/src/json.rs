@@ -1,0 +1,113 @@
+//! Reading JSON request bodies into [`ApiError`]-shaped failures.
+//!
+//! Handlers authorize first and read the body after, so this is a function over the request
+//! rather than an extractor: a token without the role gets 403 whatever it sent. The size limit
+//! (64 KiB) comes from the `DefaultBodyLimit` layer the router installs; syntax errors are 400,
+//! shape errors (unknown field, wrong type) are 422 with the path of the offending field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads and decodes the JSON body of `request`.
+pub(crate) async fn read<T: DeserializeOwned>(request: Request) -> Result<T, ApiError> {
+    if !is_json(request.headers()) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+        } else {
+            ApiError::MalformedJson(rejection.body_text())
+        }
+    })?;
+    decode(&bytes)
+}
+
+/// Decodes JSON text, naming the field at fault.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+fn classify(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            if path == "." {
+                ApiError::InvalidBody(inner.to_string())
+            } else {
+                ApiError::InvalidBody(format!("{path}: {inner}"))
+            }
+        }
+        _ => ApiError::MalformedJson(inner.to_string()),
+    }
+}
+
+/// `application/json`, with or without parameters, or any `+json` media type.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // only the decoding is under test
+    struct Body {
+        weights: BTreeMap<String, i64>,
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let e = decode::<Body>(br#"{"weights":{"green":1.5}}"#).expect_err("float");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.to_string().starts_with("weights.green: "), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_is_malformed_json() {
+        let e = decode::<Body>(br#"{"weights":"#).expect_err("truncated");
+        assert_eq!(e.code(), "malformed_json");
+        let e = decode::<Body>(br#"{"weights":{}} x"#).expect_err("trailing");
+        assert_eq!(e.code(), "malformed_json");
+    }
+
+    #[test]
+    fn content_type_accepts_json_with_charset_only() {
+        let mut h = HeaderMap::new();
+        assert!(!is_json(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("valid header"),
+        );
+        assert!(is_json(&h));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid header"));
+        assert!(!is_json(&h));
+    }
+}

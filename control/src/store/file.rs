@@ -1,0 +1,215 @@
+//! [`FileStore`]: the desired state and history as files in the state directory.
+//!
+//! `state.json` is replaced atomically: written to `state.json.tmp`, fsynced, renamed over the
+//! old file, then the directory is fsynced so the rename itself survives a power loss.
+//! `history.jsonl` gets one JSON line per entry, fsynced before the append resolves. A crash can
+//! leave at most a torn last history line, which [`FileStore::open`] terminates and readers skip.
+//! Blocking file I/O runs on tokio's blocking pool, never on the runtime's workers.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{HistoryEntry, STATE_FORMAT, SavedState, Store, StoreError};
+use crate::data_plane::BoxFuture;
+
+const STATE_FILE: &str = "state.json";
+const STATE_TMP: &str = "state.json.tmp";
+const HISTORY_FILE: &str = "history.jsonl";
+
+/// A [`Store`] in a local directory.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+impl FileStore {
+    /// Opens (creating it if needed) the state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+        let store = Self { dir };
+        store.terminate_torn_history()?;
+        Ok(store)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Ends a last line left without its newline by a crash, so the next entry starts clean.
+    fn terminate_torn_history(&self) -> Result<(), StoreError> {
+        let path = self.dir.join(HISTORY_FILE);
+        let mut file = match OpenOptions::new().read(true).append(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        let len = file.metadata().map_err(io("stat", &path))?.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| file.read_exact(&mut last))
+            .map_err(io("read", &path))?;
+        if last[0] != b'\n' {
+            tracing::warn!(path = %path.display(), "terminating a torn last history line");
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(io("write", &path))?;
+        }
+        Ok(())
+    }
+
+    fn load_blocking(dir: &Path) -> Result<Option<SavedState>, StoreError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let state: SavedState =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        if state.format > STATE_FORMAT {
+            return Err(StoreError::Format {
+                path,
+                found: state.format,
+            });
+        }
+        Ok(Some(state))
+    }
+
+    fn save_blocking(dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = dir.join(STATE_TMP);
+        let path = dir.join(STATE_FILE);
+        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(io("write", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
+        // The rename is durable only once the directory entry is.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync directory", dir))
+    }
+
+    fn append_blocking(dir: &Path, line: &[u8]) -> Result<(), StoreError> {
+        let path = dir.join(HISTORY_FILE);
+        let created = !path.exists();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        file.write_all(line)
+            .and_then(|()| file.sync_data())
+            .map_err(io("append to", &path))?;
+        if created {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync directory", dir))?;
+        }
+        Ok(())
+    }
+
+    fn read_history_blocking(
+        dir: &Path,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let path = dir.join(HISTORY_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let mut entries: Vec<HistoryEntry> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match serde_json::from_str::<HistoryEntry>(l) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable history line");
+                    None
+                }
+            })
+            .filter(|e| service.is_none_or(|s| e.service == s))
+            .collect();
+        let skip = entries.len().saturating_sub(limit);
+        entries.drain(..skip);
+        Ok(entries)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(StoreError::Task)?
+}
+
+impl Store for FileStore {
+    fn load(&self) -> BoxFuture<'_, Result<Option<SavedState>, StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(blocking(move || Self::load_blocking(&dir)))
+    }
+
+    fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            let mut bytes =
+                serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode {
+                    what: "desired state",
+                    source,
+                })?;
+            bytes.push(b'\n');
+            blocking(move || Self::save_blocking(&dir, &bytes)).await
+        })
+    }
+
+    fn append_history<'a>(
+        &'a self,
+        entry: &'a HistoryEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            let mut line = serde_json::to_vec(entry).map_err(|source| StoreError::Encode {
+                what: "history entry",
+                source,
+            })?;
+            line.push(b'\n');
+            blocking(move || Self::append_blocking(&dir, &line)).await
+        })
+    }
+
+    fn read_history<'a>(
+        &'a self,
+        service: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        let dir = self.dir.clone();
+        let service = service.map(str::to_owned);
+        Box::pin(blocking(move || {
+            Self::read_history_blocking(&dir, service.as_deref(), limit)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+//! Building the next [`Snapshot`] from a validated configuration, off the hot path.
+//!
+//! The [`Registry`] remembers runtime state by identity (endpoint state and pools, stack
+//! traffic figures, upstream TLS configs) so that a rebuild carries it over: an endpoint that is
+//! in both the old and the new configuration keeps its health, counters and idle connections.
+
+use crate::endpoint::{EndpointKey, EndpointState};
+use crate::pool::UpstreamTls;
+use crate::select::Schedule;
+use crate::snapshot::{
+    ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StackStats, StickyKey,
+};
+use http::HeaderName;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use switchyard_config::{
+    Config, HostPattern, Scheme, ServiceSpec, StackSpec, Sticky, UpstreamTlsSpec,
+};
+use tracing::warn;
+
+/// Why a snapshot could not be built (the previous one stays in service).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Upstream TLS settings of a stack could not be loaded.
+    #[error("upstream tls of stack {stack} of service {service}")]
+    UpstreamTls {
+        /// Service name.
+        service: String,
+        /// Stack name.
+        stack: String,
+        /// Cause.
+        #[source]
+        source: switchyard_certs::TlsConfigError,
+    },
+    /// An endpoint's host name did not resolve.
+    #[error("endpoint {endpoint} of stack {stack} of service {service} did not resolve")]
+    Unresolved {
+        /// Service name.
+        service: String,
+        /// Stack name.
+        stack: String,
+        /// The endpoint.
+        endpoint: String,
+    },
+}
+
+/// Runtime state kept across snapshots.
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) endpoints: HashMap<EndpointKey, Arc<EndpointState>>,
+    stacks: HashMap<(String, String), Arc<StackStats>>,
+}
+
+/// Addresses of endpoint host names that are not IP literals, looked up before building.
+pub(crate) type Resolved = HashMap<(String, u16), SocketAddr>;
+
+/// Whether a stack's endpoints start healthy: yes without an active check, or when the check
+/// says `initial = "healthy"`.
+pub(crate) fn starts_healthy(service: &ServiceSpec, stack: &StackSpec) -> bool {
+    stack
+        .health_check()
+        .or(service.health_check())
+        .is_none_or(|h| h.initially_healthy)
+}
+
+fn upstream_tls(svc: &ServiceSpec, st: &StackSpec, host: &str) -> Result<UpstreamTls, BuildError> {
+    let spec = st.tls().cloned().unwrap_or_else(UpstreamTlsSpec::default);
+    if spec.insecure_skip_verify {
+        warn!(service = %svc.name(), stack = %st.name(), "upstream certificate verification is disabled (insecure_skip_verify)");
+    }
+    let opts = switchyard_certs::UpstreamTls {
+        ca: spec.ca.clone(),
+        client_cert: spec
+            .client_cert
+            .as_ref()
+            .map(|c| switchyard_certs::CertSource {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+            }),
+        insecure_skip_verify: spec.insecure_skip_verify,
+    };
+    let config = switchyard_certs::upstream_client_config(&opts).map_err(|source| {
+        BuildError::UpstreamTls {
+            service: svc.name().to_string(),
+            stack: st.name().to_string(),
+            source,
+        }
+    })?;
+    let name = spec.sni.as_deref().unwrap_or(host).to_owned();
+    let server_name =
+        rustls::pki_types::ServerName::try_from(name).map_err(|_| BuildError::Unresolved {
+            service: svc.name().to_string(),
+            stack: st.name().to_string(),
+            endpoint: host.to_owned(),
+        })?;
+    Ok(UpstreamTls {
+        config,
+        server_name,
+    })
+}
+
+impl Registry {
+    /// Builds generation `generation` of the snapshot and forgets state no longer referenced.
+    pub(crate) fn build(
+        &mut self,
+        config: &Config,
+        generation: u64,
+        resolved: &Resolved,
+    ) -> Result<Snapshot, BuildError> {
+        let pool_capacity = config.limits().upstream_idle_per_endpoint;
+        let timeouts = config.timeouts();
+        let mut live_eps = HashSet::new();
+        let mut live_stacks = HashSet::new();
+        let mut services = Vec::new();
+        for svc in config.services() {
+            let mut stacks = Vec::new();
+            for st in svc.stacks() {
+                let mut endpoints = Vec::new();
+                let mut tls = None;
+                for ep in st.endpoints() {
+                    let addr = match ep.socket_addr() {
+                        Some(a) => a,
+                        None => *resolved
+                            .get(&(ep.host().to_owned(), ep.port()))
+                            .ok_or_else(|| BuildError::Unresolved {
+                                service: svc.name().to_string(),
+                                stack: st.name().to_string(),
+                                endpoint: ep.to_string(),
+                            })?,
+                    };
+                    if ep.scheme() == Scheme::Https && tls.is_none() {
+                        tls = Some(upstream_tls(svc, st, ep.host())?);
+                    }
+                    let key = EndpointKey {
+                        service: svc.name().to_string(),
+                        stack: st.name().to_string(),
+                        endpoint: ep.clone(),
+                        addr,
+                    };
+                    let state = self
+                        .endpoints
+                        .entry(key.clone())
+                        .or_insert_with(|| {
+                            Arc::new(EndpointState::new(
+                                key.clone(),
+                                starts_healthy(svc, st),
+                                pool_capacity,
+                            ))
+                        })
+                        .clone();
+                    live_eps.insert(key);
+                    endpoints.push(state);
+                }
+                let skey = (svc.name().to_string(), st.name().to_string());
+                let stats = self.stacks.entry(skey.clone()).or_default().clone();
+                live_stacks.insert(skey);
+                stacks.push(StackRoute {
+                    name: st.name().clone(),
+                    version: st.version().to_owned(),
+                    weight: st.weight().get(),
+                    endpoints,
+                    cursor: AtomicUsize::new(0),
+                    tls,
+                    stats,
+                });
+            }
+            let weights: Vec<u32> = stacks.iter().map(|s| s.weight).collect();
+            let sticky = svc.sticky().map(|s| match s {
+                Sticky::Cookie(c) => StickyKey::Cookie(c.as_str().into()),
+                Sticky::Header(h) => StickyKey::Header(
+                    HeaderName::from_bytes(h.as_bytes()).expect("validated header name"),
+                ),
+            });
+            services.push(Arc::new(ServiceRoute {
+                name: svc.name().clone(),
+                schedule: Schedule::new(&weights),
+                stacks,
+                pin_header: svc
+                    .pin_header()
+                    .map(|h| HeaderName::from_bytes(h.as_bytes()).expect("validated header name")),
+                sticky,
+                load_balancing: svc.load_balancing(),
+                preserve_host: svc.preserve_host(),
+                fail_open: svc.fail_open(),
+                connect_timeout: svc.connect_timeout().unwrap_or(timeouts.connect),
+                response_timeout: svc
+                    .upstream_response_timeout()
+                    .unwrap_or(timeouts.upstream_response),
+            }));
+        }
+        self.endpoints.retain(|k, _| live_eps.contains(k));
+        self.stacks.retain(|k, _| live_stacks.contains(k));
+
+        let listeners = config
+            .listeners()
+            .iter()
+            .map(|l| {
+                let mut routes = ListenerRoutes::default();
+                let mut wild: HashMap<Box<str>, RouteList> = HashMap::new();
+                for (spec, route) in config.services().iter().zip(&services) {
+                    if !spec.listeners().contains(l.name()) {
+                        continue;
+                    }
+                    let entry = (Box::<str>::from(spec.path_prefix()), route.clone());
+                    if spec.hosts().is_empty() {
+                        routes.any.0.push(entry.clone());
+                    }
+                    for h in spec.hosts() {
+                        match h {
+                            HostPattern::Exact(name) => routes
+                                .exact
+                                .entry(name.as_str().into())
+                                .or_default()
+                                .0
+                                .push(entry.clone()),
+                            HostPattern::Wildcard(suffix) => wild
+                                .entry(suffix.as_str().into())
+                                .or_default()
+                                .0
+                                .push(entry.clone()),
+                        }
+                    }
+                }
+                routes.wildcard = wild.into_iter().collect();
+                routes.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                let sort = |l: &mut RouteList| l.0.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                sort(&mut routes.any);
+                routes.exact.values_mut().for_each(sort);
+                routes.wildcard.iter_mut().for_each(|(_, l)| sort(l));
+                routes
+            })
+            .collect();
+        Ok(Snapshot {
+            generation,
+            listeners,
+            services,
+        })
+    }
+}

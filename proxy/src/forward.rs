@@ -1,0 +1,318 @@
+//! The request path: route on the snapshot, choose a stack and an endpoint, rewrite headers,
+//! send over a pooled connection, and stream the answer back (or tunnel an upgrade).
+//!
+//! It loads the snapshot once per request and takes no lock. A connect failure is retried once
+//! on another endpoint of the same stack, as is a request a dead pooled connection handed back
+//! unsent; nothing else is retried, because the endpoint may have acted on it.
+
+use crate::body::{Lease, ProxyBody, UpstreamBody};
+use crate::endpoint::EndpointState;
+use crate::error::Cause;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::pool::{self, Sender};
+use crate::select;
+use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_config::LoadBalancing;
+use tracing::debug;
+
+/// What the request path needs besides the snapshot, fixed for the process.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) max_headers: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) upstream_idle: Duration,
+    pub(crate) request_id_prefix: u64,
+}
+
+/// What the request path knows about the client connection.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) listener: usize,
+    pub(crate) peer_ip: HeaderValue,
+    pub(crate) tls: bool,
+}
+
+/// Handles one request end to end.
+pub(crate) async fn handle(
+    snap: Arc<Snapshot>,
+    settings: &Settings,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let h = req.headers();
+    if h.len() > settings.max_headers || headers::header_block_size(h) > settings.max_header_bytes {
+        return Cause::HeadersTooLarge.response();
+    }
+    let host = h
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+    let Some(svc) = snap.route(conn.listener, host, req.uri().path()) else {
+        return Cause::NoRoute.response();
+    };
+    let (stack, ep) = match choose(svc, req.headers()) {
+        Ok(x) => x,
+        Err(c) => return c.response(),
+    };
+    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, mut body) = req.into_parts();
+    // Read the first body frame before any endpoint is contacted: a malformed chunked body
+    // fails here and never reaches an upstream.
+    let body = if body.is_end_stream() {
+        UpstreamBody::Empty
+    } else {
+        match body.frame().await {
+            None => UpstreamBody::Empty,
+            Some(Ok(f)) => UpstreamBody::Client {
+                first: Some(f),
+                rest: body,
+            },
+            Some(Err(e)) => {
+                debug!(error = %e, "request body framing");
+                return Cause::BadRequest.response();
+            }
+        }
+    };
+
+    let host_value = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarded(
+        &mut parts.headers,
+        &conn.peer_ip,
+        conn.tls,
+        host_value.clone(),
+    );
+    parts.headers.insert(
+        X_REQUEST_ID.clone(),
+        headers::request_id(settings.request_id_prefix),
+    );
+    if svc.preserve_host {
+        if let Some(v) = host_value {
+            parts.headers.insert(header::HOST, v);
+        }
+    } else {
+        parts.headers.remove(header::HOST);
+    }
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_11;
+    let req = Request::from_parts(parts, body);
+
+    stack
+        .stats
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (mut resp, sender, ep) =
+        match send_with_retry(svc, stack, ep, req, settings.upstream_idle).await {
+            Ok(x) => x,
+            Err(cause) => {
+                stack.stats.record_failure();
+                return cause.response();
+            }
+        };
+    let status = resp.status();
+    ep.record(status.as_u16() < 500);
+    stack.stats.record_status(status.as_u16());
+
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client) = client_upgrade {
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                match tokio::try_join!(client, upstream) {
+                    Ok((c, u)) => {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => debug!(error = %e, "upgrade failed"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, ProxyBody::empty());
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_response_headers(&mut parts.headers);
+    Response::from_parts(
+        parts,
+        ProxyBody::upstream(
+            body,
+            Some(Lease {
+                sender,
+                endpoint: ep,
+            }),
+        ),
+    )
+}
+
+fn strip_response_headers(h: &mut HeaderMap) {
+    headers::strip_hop_by_hop(h, false);
+}
+
+/// Chooses the stack (pinned, sticky or by schedule) and an available endpoint in it. A stack
+/// without an available endpoint gives its turn to the next stack in the schedule, so its share
+/// goes to the others in proportion to their weights.
+fn choose<'s>(
+    svc: &'s ServiceRoute,
+    h: &HeaderMap,
+) -> Result<(&'s StackRoute, &'s Arc<EndpointState>), Cause> {
+    if let Some(pinned) = svc.pin_header.as_ref().and_then(|n| h.get(n)) {
+        let stack = svc
+            .stacks
+            .iter()
+            .find(|s| s.name.as_str().as_bytes() == pinned.as_bytes())
+            .ok_or(Cause::UnknownStack)?;
+        return endpoint(svc, stack, false)
+            .map(|e| (stack, e))
+            .ok_or(Cause::NoHealthyEndpoint);
+    }
+    let schedule = svc.schedule.as_ref().ok_or(Cause::NoStack)?;
+    let position = match sticky_value(svc, h) {
+        Some(v) => select::stable_hash(v) as usize,
+        None => schedule.next_position(),
+    };
+    let mut tried: u64 = 0;
+    let weighted = svc.stacks.iter().filter(|s| s.weight > 0).count();
+    for k in 0..schedule.len() {
+        let i = schedule.stack_at(position.wrapping_add(k));
+        let bit = 1u64 << (i % 64);
+        if tried & bit != 0 {
+            continue;
+        }
+        tried |= bit;
+        let stack = &svc.stacks[i];
+        if let Some(e) = endpoint(svc, stack, false) {
+            return Ok((stack, e));
+        }
+        if tried.count_ones() as usize >= weighted.min(64) {
+            break;
+        }
+    }
+    if svc.fail_open {
+        let stack = &svc.stacks[schedule.stack_at(position)];
+        if let Some(e) = endpoint(svc, stack, true) {
+            return Ok((stack, e));
+        }
+    }
+    Err(Cause::NoHealthyEndpoint)
+}
+
+#[inline]
+fn endpoint<'s>(
+    svc: &ServiceRoute,
+    stack: &'s StackRoute,
+    ignore_health: bool,
+) -> Option<&'s Arc<EndpointState>> {
+    match svc.load_balancing {
+        _ if ignore_health => select::round_robin(&stack.endpoints, &stack.cursor, true),
+        LoadBalancing::RoundRobin => select::round_robin(&stack.endpoints, &stack.cursor, false),
+        LoadBalancing::LeastRequest => select::least_request(&stack.endpoints, &stack.cursor),
+    }
+}
+
+fn sticky_value<'h>(svc: &ServiceRoute, h: &'h HeaderMap) -> Option<&'h [u8]> {
+    match svc.sticky.as_ref()? {
+        StickyKey::Header(name) => h.get(name).map(HeaderValue::as_bytes),
+        StickyKey::Cookie(name) => h.get_all(header::COOKIE).iter().find_map(|v| {
+            v.as_bytes().split(|&c| c == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let (k, val) = pair.split_at(pair.iter().position(|&c| c == b'=')?);
+                (k == name.as_bytes()).then(|| &val[1..])
+            })
+        }),
+    }
+}
+
+type Sent = (Response<Incoming>, Sender, Arc<EndpointState>);
+
+async fn send_with_retry(
+    svc: &ServiceRoute,
+    stack: &StackRoute,
+    ep: &Arc<EndpointState>,
+    req: Request<UpstreamBody>,
+    idle: Duration,
+) -> Result<Sent, Cause> {
+    let _in_flight = ep.begin();
+    match send(svc, stack, ep, req, idle).await {
+        Ok((r, s)) => {
+            return Ok((r, s, ep.clone()));
+        }
+        Err((cause, None)) => {
+            ep.record(!cause.endpoint_failure());
+            Err(cause)
+        }
+        Err((cause, Some(req))) => {
+            ep.record(!cause.endpoint_failure());
+            // Nothing reached the endpoint: try once more, on another endpoint when there is one.
+            let next = select::round_robin(&stack.endpoints, &stack.cursor, false)
+                .filter(|e| !Arc::ptr_eq(e, ep))
+                .or_else(|| (!cause.retryable()).then_some(ep))
+                .ok_or(cause)?;
+            let _in_flight = next.begin();
+            match send(svc, stack, next, req, idle).await {
+                Ok((r, s)) => Ok((r, s, next.clone())),
+                Err((c, _)) => {
+                    next.record(!c.endpoint_failure());
+                    Err(c)
+                }
+            }
+        }
+    }
+}
+
+/// One attempt. On failure, hands the request back when it was never sent.
+async fn send(
+    svc: &ServiceRoute,
+    stack: &StackRoute,
+    ep: &EndpointState,
+    req: Request<UpstreamBody>,
+    idle: Duration,
+) -> Result<(Response<Incoming>, Sender), (Cause, Option<Request<UpstreamBody>>)> {
+    let mut sender = loop {
+        match ep.pool().take(idle) {
+            Some(mut s) => {
+                if s.ready().await.is_ok() {
+                    break s;
+                }
+            }
+            None => match pool::connect(ep.addr(), stack.tls.as_ref(), svc.connect_timeout).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    debug!(endpoint = %ep.addr(), error = %e, "connect failed");
+                    let cause = if e.is_tls() {
+                        Cause::UpstreamTls
+                    } else {
+                        Cause::ConnectFailed
+                    };
+                    return Err((cause, Some(req)));
+                }
+            },
+        }
+    };
+    match tokio::time::timeout(svc.response_timeout, sender.try_send_request(req)).await {
+        Err(_) => Err((Cause::UpstreamTimeout, None)),
+        Ok(Ok(resp)) => Ok((resp, sender)),
+        Ok(Err(mut e)) => {
+            debug!(endpoint = %ep.addr(), error = %e.error(), "upstream request failed");
+            let req = e.take_message();
+            Err((Cause::UpstreamError, req))
+        }
+    }
+}

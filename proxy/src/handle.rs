@@ -1,0 +1,262 @@
+//! The running proxy: [`spawn_proxy`] starts the writer task and the listeners and returns a
+//! [`ProxyHandle`].
+//!
+//! One writer task owns the model. `apply` sends it a complete desired state over a bounded
+//! channel; it coalesces queued states, builds the next snapshot off the hot path, publishes it
+//! with a single `ArcSwap` store and then announces the new generation on a `watch` channel, so
+//! a caller that awaited `apply` knows the very next request routes on its state.
+
+use crate::build::{BuildError, Registry, Resolved};
+use crate::endpoint::EndpointState;
+use crate::forward::Settings;
+use crate::listener::{BoundListener, spawn_listener};
+use crate::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchyard_config::{Config, Name};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, info, info_span, warn};
+
+/// State shared by every connection: the current snapshot and fixed settings.
+pub(crate) struct Shared {
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) settings: Settings,
+}
+
+/// A bound public listener, as reported to callers.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// Name in the configuration.
+    pub name: Name,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Whether it terminates TLS.
+    pub tls: bool,
+}
+
+/// Why a desired state was not applied (the previous snapshot keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The snapshot could not be built.
+    #[error("cannot build the routing snapshot")]
+    Build(#[from] BuildError),
+    /// The proxy is shutting down.
+    #[error("the proxy is shutting down")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<u64, String>>;
+
+struct Apply {
+    config: Arc<Config>,
+    reply: Reply,
+}
+
+/// Cheap handle to the running proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Apply>,
+    generation: watch::Receiver<u64>,
+    listeners: Arc<Vec<ListenerInfo>>,
+    shutdown: Arc<watch::Sender<bool>>,
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Looks up endpoint host names that are not IP literals.
+async fn resolve(config: &Config) -> Resolved {
+    let mut out = Resolved::new();
+    for svc in config.services() {
+        for st in svc.stacks() {
+            for ep in st.endpoints() {
+                if ep.socket_addr().is_some()
+                    || out.contains_key(&(ep.host().to_owned(), ep.port()))
+                {
+                    continue;
+                }
+                match tokio::net::lookup_host((ep.host(), ep.port())).await {
+                    Ok(mut addrs) => {
+                        if let Some(a) = addrs.next() {
+                            out.insert((ep.host().to_owned(), ep.port()), a);
+                        }
+                    }
+                    Err(e) => warn!(endpoint = %ep, error = %e, "endpoint did not resolve"),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds the first snapshot, spawns the writer and one accept loop per listener. Listeners are
+/// matched to the configuration's listeners by name; a configured listener without a bound
+/// socket routes nothing.
+pub async fn spawn_proxy(
+    config: Arc<Config>,
+    bound: Vec<BoundListener>,
+) -> Result<ProxyHandle, ApplyError> {
+    let mut registry = Registry::default();
+    let first = registry.build(&config, 1, &resolve(&config).await)?;
+    let settings = Settings {
+        max_headers: config.limits().max_headers,
+        max_header_bytes: config.limits().max_request_header_bytes,
+        upstream_idle: config.timeouts().upstream_idle,
+        request_id_prefix: crate::select::fast_random(),
+    };
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(first),
+        settings,
+    });
+    let (gen_tx, gen_rx) = watch::channel(1);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let mut tasks = Vec::new();
+    let mut infos = Vec::new();
+    for b in bound {
+        let Some(index) = config.listeners().iter().position(|l| l.name() == &b.name) else {
+            warn!(listener = %b.name, "bound listener is not in the configuration; not serving it");
+            continue;
+        };
+        let addr = b.listener.local_addr().map_err(|_| ApplyError::Stopped)?;
+        infos.push(ListenerInfo {
+            name: b.name.clone(),
+            addr,
+            tls: b.tls.is_some(),
+        });
+        tasks.push(spawn_listener(
+            index,
+            b,
+            shared.clone(),
+            config.limits(),
+            config.timeouts(),
+            shutdown_rx.clone(),
+        ));
+    }
+    let writer = tokio::spawn(
+        run_writer(
+            cmd_rx,
+            shared.clone(),
+            registry,
+            gen_tx,
+            config,
+            shutdown_rx,
+        )
+        .instrument(info_span!("snapshot-writer")),
+    );
+    tasks.push(writer);
+    Ok(ProxyHandle {
+        shared,
+        commands: cmd_tx,
+        generation: gen_rx,
+        listeners: Arc::new(infos),
+        shutdown: Arc::new(shutdown_tx),
+        tasks: Arc::new(std::sync::Mutex::new(tasks)),
+    })
+}
+
+async fn run_writer(
+    mut rx: mpsc::Receiver<Apply>,
+    shared: Arc<Shared>,
+    mut registry: Registry,
+    gen_tx: watch::Sender<u64>,
+    first: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut generation = 1u64;
+    let mut current = first;
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let mut replies = vec![first.reply];
+        let mut config = first.config;
+        // Coalesce: only the newest queued state matters.
+        while let Ok(next) = rx.try_recv() {
+            replies.push(next.reply);
+            config = next.config;
+        }
+        if config.listeners() != current.listeners() {
+            warn!(
+                "listener changes take effect after a restart; routing uses the new services only"
+            );
+        }
+        let resolved = resolve(&config).await;
+        let result = match registry.build(&config, generation + 1, &resolved) {
+            Ok(snap) => {
+                generation += 1;
+                shared.snapshot.store(Arc::new(snap));
+                gen_tx.send_replace(generation);
+                current = config;
+                info!(generation, "generation applied");
+                Ok(generation)
+            }
+            Err(e) => {
+                warn!(error = %e, cause = ?std::error::Error::source(&e), "desired state refused; previous snapshot keeps serving");
+                Err(format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+                ))
+            }
+        };
+        for r in replies {
+            // The caller may have gone away; the state is applied either way.
+            let _ = r.send(result.clone());
+        }
+    }
+}
+
+impl ProxyHandle {
+    /// Applies a complete desired state; resolves once requests route on it.
+    pub async fn apply(&self, config: Arc<Config>) -> Result<u64, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Apply { config, reply })
+            .await
+            .map_err(|_| ApplyError::Stopped.to_string())?;
+        rx.await.map_err(|_| ApplyError::Stopped.to_string())?
+    }
+
+    /// The generation channel: the latest applied generation.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.clone()
+    }
+
+    /// The snapshot requests route on now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.load_full()
+    }
+
+    /// Bound public listeners.
+    pub fn listeners(&self) -> &[ListenerInfo] {
+        &self.listeners
+    }
+
+    /// Endpoint states of a stack in the current snapshot.
+    pub fn endpoints(&self, service: &str, stack: &str) -> Vec<Arc<EndpointState>> {
+        let snap = self.snapshot();
+        snap.service(service)
+            .and_then(|s| s.stacks().iter().find(|st| st.name().as_str() == stack))
+            .map(|st| st.endpoints().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the drain deadline, and waits for
+    /// every task.
+    pub async fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+        let tasks: Vec<_> = match self.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(p) => p.into_inner().drain(..).collect(),
+        };
+        for t in tasks {
+            if let Err(e) = t.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Header rewriting between client and endpoint: hop-by-hop removal (RFC 9110 §7.6.1) and the
+//! `X-Forwarded-*` / `X-Request-Id` headers, which are set by the proxy rather than trusted
+//! from clients.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// `x-forwarded-for`
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `x-request-id`
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
+/// keeps `Connection: upgrade` and `Upgrade` so the endpoint sees the upgrade request.
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if let Some(conn) = h.get(header::CONNECTION) {
+        // Only allocate when the Connection header lists extra names (rare).
+        let listed: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| {
+                !n.is_empty()
+                    && !n.eq_ignore_ascii_case("close")
+                    && !n.eq_ignore_ascii_case("keep-alive")
+                    && !n.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in listed {
+            h.remove(n);
+        }
+        h.remove(header::CONNECTION);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(header::TE);
+    h.remove(header::TRAILER);
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(header::PROXY_AUTHENTICATE);
+    h.remove(header::PROXY_AUTHORIZATION);
+    if upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Whether an HTTP/1.1 request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
+pub(crate) fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// Sets the forwarding headers. Client-sent values are replaced, not appended to: clients are
+/// untrusted, so the endpoint only ever sees what this proxy observed.
+pub(crate) fn set_forwarded(
+    h: &mut HeaderMap,
+    peer_ip: &HeaderValue,
+    tls: bool,
+    host: Option<HeaderValue>,
+) {
+    h.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    match host {
+        Some(v) => h.insert(X_FORWARDED_HOST.clone(), v),
+        None => h.remove(&X_FORWARDED_HOST),
+    };
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh request id: a per-process random prefix and a sequence number, as 32 hex digits.
+pub(crate) fn request_id(prefix: u64) -> HeaderValue {
+    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, v) in [prefix, n].iter().enumerate() {
+        for j in 0..16 {
+            buf[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+/// Total bytes of names and values plus per-field framing, as counted for the header limit.
+pub(crate) fn header_block_size(h: &HeaderMap) -> usize {
+    h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(header::TE).is_none());
+        assert!(h.get(header::UPGRADE).is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let a = request_id(7);
+        let b = request_id(7);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+    }
+}

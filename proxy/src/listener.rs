@@ -1,0 +1,153 @@
+//! Listeners: the accept loop, optional TLS termination, and serving HTTP/1.1 and HTTP/2 (h2c
+//! with prior knowledge on plain listeners, ALPN `h2` on TLS listeners) with the proxy's limits.
+//!
+//! An accept error is logged and followed by a short pause; it never ends the loop. On shutdown
+//! the loop stops accepting and every connection is asked to finish gracefully within the drain
+//! deadline.
+
+use crate::forward::{self, ConnInfo};
+use crate::handle::Shared;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_config::{Limits, Name, Timeouts};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// A listener bound by the caller, handed to the proxy.
+pub struct BoundListener {
+    /// The listener's name in the configuration.
+    pub name: Name,
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// TLS termination, for HTTPS listeners.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.request_header)
+        .max_headers(limits.max_headers)
+        // hyper's read buffer bounds one header block; the proxy also counts the parsed block.
+        .max_buf_size((limits.max_request_header_bytes + 1024).max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
+        .max_local_error_reset_streams(limits.h2_max_pending_reset_streams)
+        .max_header_list_size(limits.max_request_header_bytes as u32)
+        .keep_alive_interval(timeouts.idle)
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Spawns the accept loop of listener `index`.
+pub(crate) fn spawn_listener(
+    index: usize,
+    bound: BoundListener,
+    shared: Arc<Shared>,
+    limits: Limits,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let span = info_span!("listener", name = %bound.name);
+    let task = async move {
+        let builder = Arc::new(builder(&limits, &timeouts));
+        let graceful = GracefulShutdown::new();
+        let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
+        loop {
+            let accepted = tokio::select! {
+                r = bound.listener.accept() => r,
+                _ = shutdown.wait_for(|s| *s) => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Small responses must not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+            let info = Arc::new(ConnInfo {
+                listener: index,
+                peer_ip: HeaderValue::from_str(&peer.ip().to_string())
+                    .expect("an IP address is a valid header value"),
+                tls: tls.is_some(),
+            });
+            let shared = shared.clone();
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                let info = info.clone();
+                async move {
+                    let snap = shared.snapshot.load_full();
+                    Ok::<_, Infallible>(forward::handle(snap, &shared.settings, &info, req).await)
+                }
+            });
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let tls = tls.clone();
+            let handshake_timeout = timeouts.request_header;
+            tokio::spawn(
+                async move {
+                    let result = match tls {
+                        None => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                                .into_owned();
+                            watcher.watch(conn).await
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+                                .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    let conn = builder
+                                        .serve_connection_with_upgrades(
+                                            TokioIo::new(stream),
+                                            service,
+                                        )
+                                        .into_owned();
+                                    watcher.watch(conn).await
+                                }
+                                Ok(Err(e)) => {
+                                    debug!(error = %e, "tls handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    debug!("tls handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                .instrument(info_span!("conn", %peer)),
+            );
+        }
+        info!(
+            connections = graceful.count(),
+            "stopped accepting; draining"
+        );
+        if tokio::time::timeout(timeouts.drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("drain deadline reached with connections still open");
+        }
+    };
+    tokio::spawn(task.instrument(span))
+}

@@ -1,0 +1,159 @@
+//! Upstream connections: connecting (plain or TLS) with a deadline, and a bounded, lock-free
+//! pool of idle HTTP/1.1 connections per endpoint.
+//!
+//! The pool is a fixed-capacity `ArrayQueue`: taking and returning a connection is one atomic
+//! operation, never a lock. A connection goes back only after its response body has ended, and
+//! one that closed or idled too long is dropped on the way out.
+
+use crate::body::UpstreamBody;
+use crossbeam_queue::ArrayQueue;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::debug;
+
+/// A sender for one upstream HTTP/1.1 connection.
+pub(crate) type Sender = SendRequest<UpstreamBody>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// Idle connections of one endpoint.
+pub(crate) struct Pool {
+    idle: ArrayQueue<Idle>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.idle.len())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            idle: ArrayQueue::new(capacity.max(1)),
+        }
+    }
+
+    /// An idle connection that is still open and was idle less than `max_idle`.
+    pub(crate) fn take(&self, max_idle: Duration) -> Option<Sender> {
+        while let Some(c) = self.idle.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < max_idle {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection; dropped (and so closed) when the pool is full or it is closed.
+    pub(crate) fn put(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        // A full pool means enough idle connections already: this one is closed by the drop.
+        let _ = self.idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect to {addr} timed out")]
+    Timeout { addr: SocketAddr },
+    #[error("connect to {addr} failed")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tls handshake with {addr} failed")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http handshake with {addr} failed")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl ConnectError {
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls { .. })
+    }
+}
+
+/// TLS towards an endpoint: the client config and the server name to present.
+#[derive(Clone)]
+pub(crate) struct UpstreamTls {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+/// Opens a new connection to `addr` within `timeout`.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let work = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnectError::Io { addr, source })?;
+        // Small requests and responses must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            None => handshake(addr, tcp).await,
+            Some(t) => {
+                let conn = tokio_rustls::TlsConnector::from(t.config.clone());
+                let stream = conn
+                    .connect(t.server_name.clone(), tcp)
+                    .await
+                    .map_err(|source| ConnectError::Tls { addr, source })?;
+                handshake(addr, stream).await
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ConnectError::Timeout { addr })?
+}
+
+async fn handshake<S>(addr: SocketAddr, io: S) -> Result<Sender, ConnectError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(upstream = %addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}

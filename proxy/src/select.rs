@@ -1,0 +1,214 @@
+//! Stack and endpoint selection, lock-free.
+//!
+//! A service's weights become a precomputed smooth weighted round-robin [`Schedule`] (the
+//! sequence nginx's smooth WRR produces, e.g. 90/10 gives nine `blue` and one `green`
+//! interleaved per ten slots). All worker threads share one atomic cursor, so any run of
+//! consecutive requests follows the weights within one request per stack. Sticky requests hash
+//! onto a slot instead of taking the cursor. Inside a stack, an endpoint is chosen round-robin or
+//! by power of two choices on in-flight counts, skipping endpoints that are not available.
+
+use crate::endpoint::EndpointState;
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Slots beyond which weights are scaled down (keeps a schedule under 128 KiB).
+const MAX_SLOTS: u64 = 65_536;
+
+/// A precomputed interleaved sequence of stack indices.
+#[derive(Debug)]
+pub struct Schedule {
+    slots: Box<[u16]>,
+    cursor: AtomicUsize,
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl Schedule {
+    /// Builds the schedule for `weights` (one per stack); `None` when every weight is zero.
+    pub fn new(weights: &[u32]) -> Option<Self> {
+        let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w)));
+        if g == 0 {
+            return None;
+        }
+        let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g).collect();
+        let mut total: u64 = w.iter().sum();
+        if total > MAX_SLOTS {
+            // Keep the proportions; a non-zero weight keeps at least one slot.
+            for x in &mut w {
+                if *x > 0 {
+                    *x = (*x * MAX_SLOTS / total).max(1);
+                }
+            }
+            total = w.iter().sum();
+        }
+        let mut current = vec![0i64; w.len()];
+        let mut slots = Vec::with_capacity(total as usize);
+        for _ in 0..total {
+            let mut best = 0;
+            for i in 0..w.len() {
+                current[i] += w[i] as i64;
+                if current[i] > current[best] {
+                    best = i;
+                }
+            }
+            current[best] -= total as i64;
+            slots.push(best as u16);
+        }
+        Some(Self {
+            slots: slots.into_boxed_slice(),
+            cursor: AtomicUsize::new(0),
+        })
+    }
+
+    /// Number of slots in one period.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Always false: an empty schedule is never built.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The next slot position (shared by all threads).
+    #[inline]
+    pub fn next_position(&self) -> usize {
+        self.cursor.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The stack index at `position` (any integer; wraps).
+    #[inline]
+    pub fn stack_at(&self, position: usize) -> usize {
+        usize::from(self.slots[position % self.slots.len()])
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        // Seed per thread from the address of a local plus the time: good enough for P2C.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let local = 0u8;
+        (t ^ (&local as *const u8 as u64)) | 1
+    });
+}
+
+/// A fast thread-local xorshift random number.
+#[inline]
+pub(crate) fn fast_random() -> u64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    })
+}
+
+/// FNV-1a, for sticky keys (stable across processes and restarts).
+#[inline]
+pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Round-robin over available endpoints, starting at the stack's cursor.
+#[inline]
+pub(crate) fn round_robin<'a>(
+    eps: &'a [Arc<EndpointState>],
+    cursor: &AtomicUsize,
+    ignore_health: bool,
+) -> Option<&'a Arc<EndpointState>> {
+    let n = eps.len();
+    if n == 0 {
+        return None;
+    }
+    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    (0..n)
+        .map(|i| &eps[(start + i) % n])
+        .find(|e| ignore_health || e.is_available())
+}
+
+/// Power of two random choices by in-flight requests among available endpoints.
+#[inline]
+pub(crate) fn least_request<'a>(
+    eps: &'a [Arc<EndpointState>],
+    cursor: &AtomicUsize,
+) -> Option<&'a Arc<EndpointState>> {
+    let n = eps.len();
+    match n {
+        0 => None,
+        1 => eps.first().filter(|e| e.is_available()),
+        _ => {
+            let r = fast_random();
+            let a = &eps[(r % n as u64) as usize];
+            let b = &eps[((r >> 32) % n as u64) as usize];
+            match (a.is_available(), b.is_available()) {
+                (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
+                (true, false) => Some(a),
+                (false, true) => Some(b),
+                (false, false) => round_robin(eps, cursor, false),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(s: &Schedule, from: usize, n: usize, stacks: usize) -> Vec<usize> {
+        let mut c = vec![0; stacks];
+        for p in from..from + n {
+            c[s.stack_at(p)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn ninety_ten_is_exact_in_every_window_of_a_thousand() {
+        let s = Schedule::new(&[90, 10]).expect("non-zero");
+        assert_eq!(s.len(), 10);
+        for from in 0..50 {
+            let c = counts(&s, from, 1000, 2);
+            assert!((890..=910).contains(&c[0]), "window at {from}: {c:?}");
+        }
+        // Interleaved, not nine in a row then one: no two green slots are adjacent and green
+        // appears once per period.
+        assert_eq!(counts(&s, 0, 10, 2), vec![9, 1]);
+    }
+
+    #[test]
+    fn odd_weights_keep_proportions() {
+        let s = Schedule::new(&[9999, 1]).expect("non-zero");
+        assert_eq!(s.len(), 10_000);
+        assert_eq!(counts(&s, 0, 10_000, 2), vec![9999, 1]);
+        let s = Schedule::new(&[1, 2, 3]).expect("non-zero");
+        assert_eq!(counts(&s, 0, 6, 3), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn weight_zero_gets_no_slot_and_all_zero_gets_no_schedule() {
+        let s = Schedule::new(&[0, 100]).expect("non-zero");
+        assert_eq!(counts(&s, 0, 100, 2), vec![0, 100]);
+        assert!(Schedule::new(&[0, 0]).is_none());
+    }
+
+    #[test]
+    fn huge_period_is_scaled_but_keeps_nonzero_stacks() {
+        let w: Vec<u32> = (0..20).map(|i| 9_973 - i).collect();
+        let s = Schedule::new(&w).expect("non-zero");
+        assert!(s.len() as u64 <= MAX_SLOTS + 20);
+        let c = counts(&s, 0, s.len(), 20);
+        assert!(c.iter().all(|&x| x > 0));
+    }
+}

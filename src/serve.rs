@@ -1,0 +1,191 @@
+//! Binding listeners (with TLS from the `certs` crate), starting the proxy, and the process
+//! lifecycle: `SIGHUP` reloads the configuration file and certificates (a bad file keeps the
+//! old state serving), `SIGTERM`/`SIGINT` stop accepting and drain.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_certs::{CertSource, CertStore};
+use switchyard_config::{Config, ListenerTls, UnknownSni};
+use switchyard_proxy::{BoundListener, ListenerInfo, ProxyHandle, spawn_proxy};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener could not be bound.
+    #[error("cannot bind listener {name} on {addr}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listener's certificates could not be loaded.
+    #[error("cannot load the certificates of listener {name}")]
+    Certs {
+        /// Listener name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: switchyard_certs::CertLoadError,
+    },
+    /// The TLS configuration could not be built.
+    #[error("cannot build the tls configuration of listener {name}")]
+    Tls {
+        /// Listener name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: switchyard_certs::TlsConfigError,
+    },
+    /// The proxy refused the configuration.
+    #[error("cannot start the proxy")]
+    Proxy(#[from] switchyard_proxy::ApplyError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// What is running, for the startup report.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Bound public listeners.
+    pub listeners: Vec<ListenerInfo>,
+}
+
+/// Bound listeners and the certificate stores behind their TLS.
+pub struct Bound {
+    listeners: Vec<BoundListener>,
+    stores: Vec<Arc<CertStore>>,
+}
+
+fn cert_store(
+    name: &str,
+    tls: &ListenerTls,
+) -> Result<(Arc<CertStore>, Arc<rustls::ServerConfig>), ServeError> {
+    let sources = tls
+        .certs()
+        .iter()
+        .map(|c| CertSource {
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+        })
+        .collect();
+    let unknown = match tls.unknown_sni() {
+        UnknownSni::ServeDefault => switchyard_certs::UnknownSni::ServeDefault,
+        UnknownSni::Refuse => switchyard_certs::UnknownSni::Refuse,
+    };
+    let store = CertStore::load(sources, unknown).map_err(|source| ServeError::Certs {
+        name: name.to_owned(),
+        source,
+    })?;
+    let config =
+        switchyard_certs::server_config(store.clone()).map_err(|source| ServeError::Tls {
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok((store, config))
+}
+
+/// Binds every configured listener and loads its certificates.
+pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
+    let mut listeners = Vec::new();
+    let mut stores = Vec::new();
+    for l in config.listeners() {
+        let tls = match l.tls() {
+            Some(t) => {
+                let (store, cfg) = cert_store(l.name().as_str(), t)?;
+                stores.push(store);
+                Some(cfg)
+            }
+            None => None,
+        };
+        let listener = TcpListener::bind(l.bind())
+            .await
+            .map_err(|source| ServeError::Bind {
+                name: l.name().to_string(),
+                addr: l.bind(),
+                source,
+            })?;
+        listeners.push(BoundListener {
+            name: l.name().clone(),
+            listener,
+            tls,
+        });
+    }
+    Ok(Bound { listeners, stores })
+}
+
+/// Runs the proxy on `bound` until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
+/// `on_started` is called once everything is bound and serving.
+pub async fn serve_until_signal(
+    config: Config,
+    config_path: PathBuf,
+    bound: Bound,
+    on_started: impl FnOnce(&Started),
+) -> Result<(), ServeError> {
+    let config = Arc::new(config);
+    let drain = config.timeouts().drain;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut watchers = Vec::new();
+    for store in &bound.stores {
+        watchers.push(switchyard_certs::spawn_watcher(
+            store.clone(),
+            Duration::from_secs(2),
+            shutdown_rx.clone(),
+        ));
+    }
+    let stores = bound.stores;
+    let proxy = spawn_proxy(config, bound.listeners).await?;
+    on_started(&Started {
+        listeners: proxy.listeners().to_vec(),
+    });
+
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&config_path, &proxy, &stores).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!(drain = ?drain, "shutting down");
+    shutdown_tx.send_replace(true);
+    proxy.shutdown().await;
+    for w in watchers {
+        // A watcher that panicked must not hide a clean shutdown; it was logged already.
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn reload(path: &Path, proxy: &ProxyHandle, stores: &[Arc<CertStore>]) {
+    info!(config = %path.display(), "reloading on SIGHUP");
+    for s in stores {
+        let r = s.reload();
+        if !r.failed.is_empty() {
+            warn!(failed = ?r.failed, "some certificates were not reloaded");
+        }
+    }
+    match switchyard_config::load(path) {
+        Err(e) => {
+            error!(error = %e, "configuration reload refused; the previous configuration keeps serving")
+        }
+        Ok(c) => match proxy.apply(Arc::new(c)).await {
+            Ok(generation) => info!(generation, "configuration reloaded"),
+            Err(e) => {
+                error!(error = %e, "configuration reload refused; the previous configuration keeps serving")
+            }
+        },
+    }
+}
