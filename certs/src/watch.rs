@@ -61,7 +61,7 @@ async fn run(store: Arc<CertStore>, interval: Duration, mut shutdown: watch::Rec
         let Some(stamps) = blocking(move || stamp_all(&sources)).await else {
             continue;
         };
-        if last.is_none() {
+        if last.as_ref() != Some(&stamps) {
             let first_poll = last.is_none();
             last = Some(stamps);
             let reloading = Arc::clone(&store);

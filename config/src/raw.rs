@@ -33,6 +33,9 @@ pub struct File {
     /// Control API tokens.
     #[serde(default)]
     pub tokens: Vec<Token>,
+    /// The resolver used for DNS-discovered endpoints.
+    #[serde(default)]
+    pub dns: Option<DnsResolver>,
 }
 
 /// `[[listeners]]`
@@ -104,6 +107,12 @@ pub struct Service {
     /// Send to every endpoint when none is healthy, instead of answering 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_open: Option<bool>,
+    /// Default passive health (outlier detection) for the service's stacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Default slow-start window for the service's stacks, e.g. `30s`; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<String>,
     /// The deployed versions of the service.
     #[serde(default)]
     pub stacks: Vec<Stack>,
@@ -142,6 +151,12 @@ pub struct Stack {
     /// Active health check overriding the service's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Passive health (outlier detection) overriding the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Slow-start window overriding the service's, e.g. `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<String>,
     /// TLS settings towards `https://` endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTls>,
@@ -217,6 +232,45 @@ pub struct HealthCheck {
     /// Initial state of a new endpoint: `unknown` (default) or `healthy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial: Option<String>,
+}
+
+/// `outlier_detection = { ... }` on a service or stack.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDetection {
+    /// Whether passive health ejects endpoints (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Consecutive connect failures, timeouts or 5xx responses that eject an endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<i64>,
+    /// Ejection time of a first ejection; repeated ejections multiply it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ejection: Option<String>,
+    /// Longest ejection time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection: Option<String>,
+    /// Largest share of a stack's endpoints ejected at once, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<i64>,
+}
+
+/// `[dns]`: the resolver for DNS-discovered endpoints.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsResolver {
+    /// Nameservers as `ip` or `ip:port`; empty means the system's `resolv.conf`.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Shortest time between two resolutions of a name (the TTL is raised to it).
+    #[serde(default)]
+    pub min_refresh: Option<String>,
+    /// Longest time between two resolutions of a name (the TTL is lowered to it).
+    #[serde(default)]
+    pub max_refresh: Option<String>,
+    /// Time after which one query counts as failed.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// `[runtime]`

@@ -31,6 +31,35 @@ pub struct HealthCheckSpec {
     pub initially_healthy: bool,
 }
 
+/// Passive health (outlier detection): endpoints failing real requests are ejected for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierSpec {
+    /// Whether endpoints are ejected at all (default true).
+    pub enabled: bool,
+    /// Consecutive connect failures, timeouts or 5xx responses that eject (default 5).
+    pub consecutive_failures: u32,
+    /// Ejection time of a first ejection; the n-th ejection in a row lasts n times as long
+    /// (default 30s).
+    pub base_ejection: Duration,
+    /// Longest ejection time (default 300s).
+    pub max_ejection: Duration,
+    /// Largest share of a stack's endpoints ejected at once, in percent, rounded down: at the
+    /// default 50 a stack of one endpoint never ejects it and a stack of two ejects at most one.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
 /// DNS-discovered endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsSource {
@@ -70,6 +99,8 @@ pub struct StackSpec {
     pub(crate) endpoints: Vec<Endpoint>,
     pub(crate) dns: Option<DnsSource>,
     pub(crate) health_check: Option<HealthCheckSpec>,
+    pub(crate) outlier_detection: Option<OutlierSpec>,
+    pub(crate) slow_start: Option<Duration>,
     pub(crate) tls: Option<UpstreamTlsSpec>,
     pub(crate) raw: crate::raw::Stack,
 }
@@ -98,6 +129,14 @@ impl StackSpec {
     /// The stack's own health check, if it overrides the service's.
     pub fn health_check(&self) -> Option<&HealthCheckSpec> {
         self.health_check.as_ref()
+    }
+    /// The stack's own outlier detection, if it overrides the service's.
+    pub fn outlier_detection(&self) -> Option<&OutlierSpec> {
+        self.outlier_detection.as_ref()
+    }
+    /// The stack's own slow-start window, if it overrides the service's.
+    pub fn slow_start(&self) -> Option<Duration> {
+        self.slow_start
     }
     /// Upstream TLS settings.
     pub fn tls(&self) -> Option<&UpstreamTlsSpec> {
@@ -140,6 +179,8 @@ pub struct ServiceSpec {
     pub(crate) upstream_response_timeout: Option<Duration>,
     pub(crate) health_check: Option<HealthCheckSpec>,
     pub(crate) fail_open: bool,
+    pub(crate) outlier_detection: OutlierSpec,
+    pub(crate) slow_start: Option<Duration>,
     pub(crate) stacks: Vec<StackSpec>,
     pub(crate) raw: crate::raw::Service,
 }
@@ -196,6 +237,32 @@ impl ServiceSpec {
     pub fn fail_open(&self) -> bool {
         self.fail_open
     }
+    /// Default outlier detection for the stacks (the defaults when not configured).
+    pub fn outlier_detection(&self) -> &OutlierSpec {
+        &self.outlier_detection
+    }
+    /// Default slow-start window for the stacks; `None` when off.
+    pub fn slow_start(&self) -> Option<Duration> {
+        self.slow_start
+    }
+    /// The health check that applies to `stack`: its own, else the service's.
+    pub fn health_check_of<'a>(&'a self, stack: &'a StackSpec) -> Option<&'a HealthCheckSpec> {
+        stack.health_check().or(self.health_check())
+    }
+    /// The outlier detection that applies to `stack`: its own, else the service's.
+    pub fn outlier_detection_of<'a>(&'a self, stack: &'a StackSpec) -> &'a OutlierSpec {
+        stack
+            .outlier_detection()
+            .unwrap_or(&self.outlier_detection)
+    }
+    /// The slow-start window that applies to `stack`: its own, else the service's; `None`
+    /// when off (a window of zero turns it off).
+    pub fn slow_start_of(&self, stack: &StackSpec) -> Option<Duration> {
+        stack
+            .slow_start()
+            .or(self.slow_start)
+            .filter(|d| !d.is_zero())
+    }
     /// Stacks in configuration order.
     pub fn stacks(&self) -> &[StackSpec] {
         &self.stacks
@@ -220,7 +287,9 @@ impl ServiceSpec {
         }
         let mut svc = self.clone();
         svc.stacks = stacks;
-        svc.raw.stacks = svc.stacks.iter().map(StackSpec::to_raw).collect();
+        // `raw` holds the service without its stacks (as validation builds it; `to_raw` adds
+        // them), so a changed service equals the same service parsed again.
+        svc.raw.stacks.clear();
         Ok(svc)
     }
 }

@@ -65,6 +65,32 @@ impl Default for Limits {
     }
 }
 
+/// The resolver of DNS-discovered endpoints (`[dns]`), with its defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// Nameservers to ask; empty (the default) means the system's `resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+    /// Shortest time between two resolutions of a name; a lower TTL is raised to it
+    /// (default 1s).
+    pub min_refresh: Duration,
+    /// Longest time between two resolutions of a name; a higher TTL is lowered to it
+    /// (default 300s).
+    pub max_refresh: Duration,
+    /// Time after which one query counts as failed (default 2s).
+    pub timeout: Duration,
+}
+
+impl Default for DnsSpec {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            min_refresh: Duration::from_secs(1),
+            max_refresh: Duration::from_secs(300),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 /// Runtime settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Runtime {
@@ -144,6 +170,7 @@ pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) control: ControlSpec,
     pub(crate) tokens: Vec<TokenSpec>,
+    pub(crate) dns: DnsSpec,
 }
 
 impl Config {
@@ -178,6 +205,10 @@ impl Config {
     /// Control API settings.
     pub fn control(&self) -> &ControlSpec {
         &self.control
+    }
+    /// The resolver settings of DNS-discovered endpoints.
+    pub fn dns(&self) -> &DnsSpec {
+        &self.dns
     }
     /// Tokens.
     pub fn tokens(&self) -> &[TokenSpec] {

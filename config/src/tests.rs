@@ -180,3 +180,14 @@ fn with_services_checks_listener_references() {
     all.push(s);
     assert!(c.with_services(all).is_err());
 }
+
+#[test]
+fn changed_service_equals_the_same_service_parsed_again() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    let weight = Weight::new(50).expect("in range");
+    let stacks = s.stacks().iter().map(|st| st.with_weight(weight)).collect();
+    let changed = s.with_stacks(stacks).expect("unique names");
+    let again = service_from_raw(&changed.to_raw(), Path::new("/etc")).expect("valid");
+    assert_eq!(again, changed);
+}

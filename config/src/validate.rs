@@ -8,11 +8,16 @@ use crate::model::{
 };
 use crate::raw;
 use crate::service::{
-    DEFAULT_PIN_HEADER, DnsSource, HealthCheckSpec, ServiceSpec, StackSpec, UpstreamTlsSpec,
+    DEFAULT_PIN_HEADER, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
 use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+mod health;
+mod resolver;
+
+use health::{health_check, outlier, slow_start};
 
 /// Validates a whole file. `base` resolves relative paths (the config file's folder).
 pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
@@ -49,6 +54,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
     let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), &mut p);
     let limits = limits(raw.limits.as_ref(), &root.key("limits"), &mut p);
     let control = control(raw.control.as_ref(), &root.key("control"), base, &mut p);
+    let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), &mut p);
     let mut tokens = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
         if let Some(t) = token(t, &root.key("tokens").index(i), &mut p) {
@@ -73,6 +79,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
         limits,
         control,
         tokens,
+        dns,
     })
 }
 
@@ -258,119 +265,6 @@ fn listener(
     })
 }
 
-fn health_check(h: &raw::HealthCheck, at: &FieldPath, p: &mut Problems) -> HealthCheckSpec {
-    let mut method = h
-        .method
-        .clone()
-        .unwrap_or_else(|| "GET".into())
-        .to_ascii_uppercase();
-    let mut path = h.path.clone().unwrap_or_else(|| "/health".into());
-    let mut http10 = false;
-    if let Some(line) = &h.request_line {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
-            [m, pth, v] if pth.starts_with('/') && (*v == "HTTP/1.0" || *v == "HTTP/1.1") => {
-                method = (*m).to_owned();
-                path = (*pth).to_owned();
-                http10 = *v == "HTTP/1.0";
-            }
-            _ => p.push(
-                &at.key("request_line"),
-                format!("invalid request line {line:?}: expected e.g. \"GET /health HTTP/1.0\""),
-            ),
-        }
-        if h.path.is_some() {
-            p.push(
-                &at.key("path"),
-                "give either path or request_line, not both",
-            );
-        }
-    }
-    if !path.starts_with('/') {
-        p.push(
-            &at.key("path"),
-            format!("invalid path {path:?}: expected it to start with /"),
-        );
-    }
-    if method.is_empty() || !method.bytes().all(|c| c.is_ascii_uppercase()) {
-        p.push(&at.key("method"), format!("invalid method {method:?}"));
-    }
-    let port = h.port.and_then(|n| {
-        u16::try_from(n).ok().filter(|n| *n > 0).or_else(|| {
-            p.push(
-                &at.key("port"),
-                format!("port {n} out of range: expected 1 to 65535"),
-            );
-            None
-        })
-    });
-    let expect_status = match h.expect_status.as_deref() {
-        None => (200, 399),
-        Some(s) => parse_status_range(s).unwrap_or_else(|| {
-            p.push(
-                &at.key("expect_status"),
-                format!("invalid status range {s:?}: expected e.g. \"200\" or \"200-399\""),
-            );
-            (200, 399)
-        }),
-    };
-    let interval = duration(
-        h.interval.as_ref(),
-        &at.key("interval"),
-        std::time::Duration::from_secs(2),
-        p,
-    );
-    let timeout = duration(
-        h.timeout.as_ref(),
-        &at.key("timeout"),
-        std::time::Duration::from_secs(2),
-        p,
-    );
-    if interval.is_zero() {
-        p.push(&at.key("interval"), "expected a duration above zero");
-    }
-    if timeout.is_zero() {
-        p.push(&at.key("timeout"), "expected a duration above zero");
-    }
-    let initially_healthy = match h.initial.as_deref() {
-        None | Some("unknown") => false,
-        Some("healthy") => true,
-        Some(o) => {
-            p.push(
-                &at.key("initial"),
-                format!("unknown value {o:?}: expected \"unknown\" or \"healthy\""),
-            );
-            false
-        }
-    };
-    HealthCheckSpec {
-        method,
-        path,
-        http10,
-        port,
-        host: h.host.clone(),
-        expect_status,
-        interval,
-        timeout,
-        healthy_threshold: positive(h.healthy_threshold, &at.key("healthy_threshold"), 2, 100, p)
-            as u32,
-        unhealthy_threshold: positive(
-            h.unhealthy_threshold,
-            &at.key("unhealthy_threshold"),
-            3,
-            100,
-            p,
-        ) as u32,
-        initially_healthy,
-    }
-}
-
-fn parse_status_range(s: &str) -> Option<(u16, u16)> {
-    let (a, b) = s.split_once('-').unwrap_or((s, s));
-    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
-}
-
 fn stack_at(s: &raw::Stack, at: &FieldPath, base: &Path, p: &mut Problems) -> Option<StackSpec> {
     let n = name(&s.name, &at.key("name"), p);
     let weight = Weight::new(s.weight)
@@ -406,6 +300,11 @@ fn stack_at(s: &raw::Stack, at: &FieldPath, base: &Path, p: &mut Problems) -> Op
         .health_check
         .as_ref()
         .map(|h| health_check(h, &at.key("health_check"), p));
+    let outlier_detection = s
+        .outlier_detection
+        .as_ref()
+        .map(|o| outlier(o, &at.key("outlier_detection"), p));
+    let slow_start = slow_start(s.slow_start.as_ref(), &at.key("slow_start"), p);
     let tls = s.tls.as_ref().map(|t| UpstreamTlsSpec {
         ca: t.ca.as_deref().map(|c| resolve(base, c)),
         client_cert: t.client_cert.as_ref().map(|c| CertPaths {
@@ -422,6 +321,8 @@ fn stack_at(s: &raw::Stack, at: &FieldPath, base: &Path, p: &mut Problems) -> Op
         endpoints,
         dns,
         health_check,
+        outlier_detection,
+        slow_start,
         tls,
         raw: s.clone(),
     })
@@ -538,6 +439,12 @@ fn service_at(
         .health_check
         .as_ref()
         .map(|h| health_check(h, &at.key("health_check"), p));
+    let outlier_detection = s
+        .outlier_detection
+        .as_ref()
+        .map(|o| outlier(o, &at.key("outlier_detection"), p))
+        .unwrap_or_default();
+    let slow_start = slow_start(s.slow_start.as_ref(), &at.key("slow_start"), p);
     let mut stacks = Vec::new();
     let mut stack_names = HashSet::new();
     for (i, st) in s.stacks.iter().enumerate() {
@@ -567,6 +474,8 @@ fn service_at(
         upstream_response_timeout,
         health_check: health,
         fail_open: s.fail_open.unwrap_or(false),
+        outlier_detection,
+        slow_start,
         stacks,
         raw,
     })

@@ -58,6 +58,11 @@ impl Caller {
         }
     }
 
+    /// Whether the token may see every service.
+    pub(crate) fn may_see_all(&self) -> bool {
+        self.services.is_empty() || self.services.iter().any(|g| g == "*")
+    }
+
     /// Whether the token's service globs cover `service`.
     pub(crate) fn may_see(&self, service: &str) -> bool {
         self.services.is_empty() || self.services.iter().any(|g| glob_match(g, service))

@@ -20,13 +20,15 @@ pub(crate) async fn read<T: DeserializeOwned>(request: Request) -> Result<T, Api
     if !is_json(request.headers()) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit: BODY_LIMIT }
-        } else {
-            ApiError::MalformedJson(rejection.body_text())
-        }
-    })?;
+    let bytes = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else {
+                ApiError::MalformedJson(rejection.body_text())
+            }
+        })?;
     decode(&bytes)
 }
 
@@ -34,7 +36,8 @@ pub(crate) async fn read<T: DeserializeOwned>(request: Request) -> Result<T, Api
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
-    de.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     Ok(value)
 }
 
@@ -104,10 +107,15 @@ mod tests {
         assert!(!is_json(&h));
         h.insert(
             header::CONTENT_TYPE,
-            "application/json; charset=utf-8".parse().expect("valid header"),
+            "application/json; charset=utf-8"
+                .parse()
+                .expect("valid header"),
         );
         assert!(is_json(&h));
-        h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid header"));
+        h.insert(
+            header::CONTENT_TYPE,
+            "text/plain".parse().expect("valid header"),
+        );
         assert!(!is_json(&h));
     }
 }

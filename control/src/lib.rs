@@ -1,1 +1,48 @@
-//! switchyard-control
+//! Switchyard's control plane: the HTTP/JSON API that changes the running proxy, the durable
+//! desired state behind it, tokens and roles, and the audit history.
+//!
+//! The pieces: [`ControlBuilder`] loads the saved state and merges it with the configuration
+//! file (runtime changes win, the file seeds the rest: see [`SeedError`] and the `seed`
+//! module), [`LoadedState::spawn`] starts the one writer task that owns the desired state,
+//! [`router`] / [`spawn_control`] serve the API, and [`reseed`] re-merges on a reload. Control
+//! never depends on the proxy: it drives it through the [`DataPlane`] trait, and it keeps its
+//! state behind the [`Store`] trait ([`FileStore`] by default).
+//!
+//! Every write runs the same steps, in the writer task: authorize → validate fully (no effect
+//! on error) → `If-Match` → build the next state → persist durably → apply to the data plane →
+//! append history → reply.
+
+mod api;
+mod auth;
+mod change;
+mod data_plane;
+mod error;
+#[cfg(test)]
+mod fake;
+mod json;
+mod openapi;
+mod seed;
+mod server;
+mod state;
+mod store;
+mod view;
+mod writer;
+
+pub use api::router;
+pub use auth::{ANONYMOUS, Caller, ListenPolicyError, check_listen_policy, generate_token};
+pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use json::BODY_LIMIT;
+pub use seed::SeedError;
+pub use server::{ControlHandle, spawn_control};
+pub use state::{
+    BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
+};
+pub use store::{
+    FileStore, HistoryEntry, Origin, Promotion, STATE_FORMAT, SavedState, ServiceRecord, Store,
+    StoreError,
+};
+pub use view::{
+    DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,
+    ServiceSummary, ServiceView, StackSummary, StackView, StatusView, StickyView,
+};

@@ -30,8 +30,10 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the saved state; resolves once it is durable.
     fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Appends one history entry; resolves once it is durable.
-    fn append_history<'a>(&'a self, entry: &'a HistoryEntry)
-    -> BoxFuture<'a, Result<(), StoreError>>;
+    fn append_history<'a>(
+        &'a self,
+        entry: &'a HistoryEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// The last `limit` entries (oldest first), only those of `service` when given.
     fn read_history<'a>(
         &'a self,
@@ -157,4 +159,11 @@ pub struct HistoryEntry {
     /// Why a write was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// The current time as RFC 3339 UTC, for records and history.
+pub(crate) fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("the current time is within RFC 3339's years")
 }

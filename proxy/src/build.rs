@@ -3,8 +3,12 @@
 //! The [`Registry`] remembers runtime state by identity (endpoint state and pools, stack
 //! traffic figures, upstream TLS configs) so that a rebuild carries it over: an endpoint that is
 //! in both the old and the new configuration keeps its health, counters and idle connections.
+//! A DNS stack's endpoints are the addresses its discovery task found last (`Discovered`), keyed
+//! the same way, so a re-resolution that keeps an address keeps that endpoint's state.
 
+use crate::discovery::{Discovered, copies};
 use crate::endpoint::{EndpointKey, EndpointState};
+use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
 use crate::snapshot::{
@@ -16,7 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use switchyard_config::{
-    Config, HostPattern, Scheme, ServiceSpec, StackSpec, Sticky, UpstreamTlsSpec,
+    Config, DnsSource, Endpoint, HostPattern, Scheme, ServiceSpec, StackSpec, Sticky,
+    UpstreamTlsSpec,
 };
 use tracing::warn;
 
@@ -51,6 +56,7 @@ pub enum BuildError {
 pub(crate) struct Registry {
     pub(crate) endpoints: HashMap<EndpointKey, Arc<EndpointState>>,
     stacks: HashMap<(String, String), Arc<StackStats>>,
+    policies: HashMap<(String, String), Arc<StackPolicy>>,
 }
 
 /// Addresses of endpoint host names that are not IP literals, looked up before building.
@@ -59,10 +65,25 @@ pub(crate) type Resolved = HashMap<(String, u16), SocketAddr>;
 /// Whether a stack's endpoints start healthy: yes without an active check, or when the check
 /// says `initial = "healthy"`.
 pub(crate) fn starts_healthy(service: &ServiceSpec, stack: &StackSpec) -> bool {
-    stack
-        .health_check()
-        .or(service.health_check())
+    service
+        .health_check_of(stack)
         .is_none_or(|h| h.initially_healthy)
+}
+
+/// The TLS server name of a DNS stack without `tls.sni`: the A/AAAA name, or the SRV name
+/// without its leading `_service._proto` labels.
+fn dns_server_name(src: &DnsSource) -> &str {
+    let name = match src {
+        DnsSource::Address { name, .. } => name.as_str(),
+        DnsSource::Srv { name } => {
+            let mut n = name.as_str();
+            while let Some(rest) = n.strip_prefix('_').and_then(|r| r.split_once('.')) {
+                n = rest.1;
+            }
+            n
+        }
+    };
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 fn upstream_tls(svc: &ServiceSpec, st: &StackSpec, host: &str) -> Result<UpstreamTls, BuildError> {
@@ -108,17 +129,43 @@ impl Registry {
         config: &Config,
         generation: u64,
         resolved: &Resolved,
+        discovered: &Discovered,
     ) -> Result<Snapshot, BuildError> {
         let pool_capacity = config.limits().upstream_idle_per_endpoint;
         let timeouts = config.timeouts();
         let mut live_eps = HashSet::new();
         let mut live_stacks = HashSet::new();
         let mut services = Vec::new();
+        let mut policy_updates = Vec::new();
         for svc in config.services() {
             let mut stacks = Vec::new();
             for st in svc.stacks() {
-                let mut endpoints = Vec::new();
+                let skey = (svc.name().to_string(), st.name().to_string());
+                let stack_existed = self.stacks.contains_key(&skey);
+                let policy = self.policies.entry(skey.clone()).or_default().clone();
+                let mut targets: Vec<(Endpoint, SocketAddr, usize)> = Vec::new();
                 let mut tls = None;
+                let mut dns = None;
+                if let Some(src) = st.dns() {
+                    let scheme = if st.tls().is_some() {
+                        Scheme::Https
+                    } else {
+                        Scheme::Http
+                    };
+                    let set = discovered.get(&skey).filter(|s| &s.source == src);
+                    if let Some(set) = set {
+                        for (f, n) in set.endpoints.iter().zip(copies(&set.endpoints)) {
+                            targets.push((Endpoint::from_socket_addr(scheme, f.addr), f.addr, n));
+                        }
+                    }
+                    if scheme == Scheme::Https {
+                        tls = Some(upstream_tls(svc, st, dns_server_name(src))?);
+                    }
+                    dns = Some((
+                        src.clone(),
+                        set.map(|s| s.state.clone()).unwrap_or_default(),
+                    ));
+                }
                 for ep in st.endpoints() {
                     let addr = match ep.socket_addr() {
                         Some(a) => a,
@@ -133,10 +180,14 @@ impl Registry {
                     if ep.scheme() == Scheme::Https && tls.is_none() {
                         tls = Some(upstream_tls(svc, st, ep.host())?);
                     }
+                    targets.push((ep.clone(), addr, 1));
+                }
+                let mut endpoints = Vec::with_capacity(targets.len());
+                for (endpoint, addr, n) in targets {
                     let key = EndpointKey {
                         service: svc.name().to_string(),
                         stack: st.name().to_string(),
-                        endpoint: ep.clone(),
+                        endpoint,
                         addr,
                     };
                     let state = self
@@ -147,13 +198,30 @@ impl Registry {
                                 key.clone(),
                                 starts_healthy(svc, st),
                                 pool_capacity,
+                                policy.clone(),
+                                stack_existed,
                             ))
                         })
                         .clone();
                     live_eps.insert(key);
+                    // SRV weights: an endpoint appears once per share (see `copies`).
+                    for _ in 1..n {
+                        endpoints.push(state.clone());
+                    }
                     endpoints.push(state);
                 }
-                let skey = (svc.name().to_string(), st.name().to_string());
+                let distinct = endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| *i == 0 || !Arc::ptr_eq(&endpoints[i - 1], e))
+                    .count();
+                // Applied once the whole build succeeded: a refused state changes nothing.
+                policy_updates.push((
+                    policy.clone(),
+                    *svc.outlier_detection_of(st),
+                    svc.slow_start_of(st),
+                    distinct,
+                ));
                 let stats = self.stacks.entry(skey.clone()).or_default().clone();
                 live_stacks.insert(skey);
                 stacks.push(StackRoute {
@@ -164,6 +232,9 @@ impl Registry {
                     cursor: AtomicUsize::new(0),
                     tls,
                     stats,
+                    health_check: svc.health_check_of(st).cloned().map(Arc::new),
+                    policy,
+                    dns,
                 });
             }
             let weights: Vec<u32> = stacks.iter().map(|s| s.weight).collect();
@@ -192,6 +263,10 @@ impl Registry {
         }
         self.endpoints.retain(|k, _| live_eps.contains(k));
         self.stacks.retain(|k, _| live_stacks.contains(k));
+        self.policies.retain(|k, _| live_stacks.contains(k));
+        for (policy, outlier, slow_start, distinct) in policy_updates {
+            policy.update(&outlier, slow_start, distinct);
+        }
 
         let listeners = config
             .listeners()

@@ -1,14 +1,24 @@
-//! Per-endpoint runtime state: health, in-flight count, traffic figures and the idle
-//! connection pool. It is an `Arc` of atomics keyed by endpoint identity and carried from one
-//! snapshot to the next, so a rebuild keeps health, counters and pooled connections.
+//! Per-endpoint runtime state: health, in-flight count, traffic figures, active-check results,
+//! ejection and slow-start state, and the idle connection pool. It is an `Arc` of atomics keyed
+//! by endpoint identity and carried from one snapshot to the next, so a rebuild keeps health,
+//! counters and pooled connections.
+//!
+//! The request path only reads health (one atomic load; a clock read only for an ejected or
+//! ramping endpoint). Health changes are compare-and-swaps by the health checker, by passive
+//! ejection and by an ejection's return, so none of them overwrites another's decision.
 
+use crate::health::CheckState;
+use crate::outlier::{self, Outlier, StackPolicy};
 use crate::pool::Pool;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use switchyard_config::Endpoint;
+use tokio::time::Instant;
 
 /// Health of an endpoint as the request path sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum Health {
     /// Not checked yet; takes no traffic when the stack has an active health check.
@@ -65,17 +75,34 @@ pub struct EndpointState {
     failures_total: AtomicU64,
     consecutive_failures: AtomicU32,
     pool: Pool,
+    /// Origin of the endpoint's millisecond clock (`now_ms`).
+    born: Instant,
+    /// Outlier and slow-start settings of the endpoint's stack.
+    policy: Arc<StackPolicy>,
+    /// Start of the current slow-start ramp in `now_ms` terms; 0 when not ramping.
+    ramp_start: AtomicU64,
+    /// Passive-health ejection state.
+    pub(crate) outlier: Outlier,
+    /// Active health-check results.
+    pub(crate) check: CheckState,
 }
 
 impl EndpointState {
-    /// New state; `healthy` says whether it takes traffic before any check.
-    pub(crate) fn new(key: EndpointKey, healthy: bool, pool_capacity: usize) -> Self {
+    /// New state; `healthy` says whether it takes traffic before any check; `ramp` starts a
+    /// slow-start ramp at once (a healthy endpoint joining a running stack).
+    pub(crate) fn new(
+        key: EndpointKey,
+        healthy: bool,
+        pool_capacity: usize,
+        policy: Arc<StackPolicy>,
+        ramp: bool,
+    ) -> Self {
         let health = if healthy {
             Health::Healthy
         } else {
             Health::Unknown
         };
-        Self {
+        let state = Self {
             key,
             health: AtomicU8::new(health as u8),
             in_flight: AtomicU32::new(0),
@@ -83,7 +110,79 @@ impl EndpointState {
             failures_total: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             pool: Pool::new(pool_capacity),
+            born: Instant::now(),
+            policy,
+            ramp_start: AtomicU64::new(0),
+            outlier: Outlier::default(),
+            check: CheckState::default(),
+        };
+        if healthy && ramp {
+            state.start_ramp();
         }
+        state
+    }
+
+    /// Milliseconds since the state was created, plus one (so 0 can mean "never").
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    pub(crate) fn policy(&self) -> &StackPolicy {
+        &self.policy
+    }
+
+    /// Moves health from `from` to `to`; false when it was not `from`.
+    pub(crate) fn swap_health(&self, from: Health, to: Health) -> bool {
+        self.health
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    pub(crate) fn reset_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Starts a slow-start ramp when the stack has a window.
+    pub(crate) fn start_ramp(&self) {
+        if self.policy.slow_start_ms() > 0 {
+            self.ramp_start.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Share of its full traffic the endpoint takes now, in per mille (1000 when not ramping).
+    pub fn ramp_per_mille(&self) -> u32 {
+        let start = self.ramp_start.load(Ordering::Relaxed);
+        let window = self.policy.slow_start_ms();
+        if start == 0 || window == 0 {
+            return 1000;
+        }
+        let elapsed = self.now_ms().saturating_sub(start);
+        u32::try_from((elapsed.min(window) * 1000) / window).unwrap_or(1000)
+    }
+
+    /// Whether a ramping endpoint takes this request: always when not ramping, otherwise with
+    /// probability (time since it became healthy) / (slow-start window).
+    #[inline]
+    pub(crate) fn admits(&self) -> bool {
+        let start = self.ramp_start.load(Ordering::Relaxed);
+        start == 0 || self.ramp_admits(start)
+    }
+
+    #[cold]
+    fn ramp_admits(&self, start: u64) -> bool {
+        let window = self.policy.slow_start_ms();
+        let elapsed = self.now_ms().saturating_sub(start);
+        if window == 0 || elapsed >= window {
+            // The ramp is over; later requests skip the clock read.
+            let _ = self
+                .ramp_start
+                .compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return true;
+        }
+        crate::select::fast_random() % window < elapsed
     }
 
     /// Identity.
@@ -103,13 +202,21 @@ impl EndpointState {
 
     /// Sets health; returns the previous value.
     pub fn set_health(&self, h: Health) -> Health {
-        Health::from_u8(self.health.swap(h as u8, Ordering::Relaxed))
+        let prev = Health::from_u8(self.health.swap(h as u8, Ordering::AcqRel));
+        if prev == Health::Ejected && h != Health::Ejected {
+            self.policy.release();
+        }
+        prev
     }
 
-    /// Whether new requests may go here.
+    /// Whether new requests may go here. An ejected endpoint whose time is up returns here.
     #[inline]
     pub fn is_available(&self) -> bool {
-        self.health.load(Ordering::Relaxed) == Health::Healthy as u8
+        match self.health.load(Ordering::Relaxed) {
+            h if h == Health::Healthy as u8 => true,
+            h if h == Health::Ejected as u8 => outlier::try_return(self),
+            _ => false,
+        }
     }
 
     /// Requests currently in flight.
@@ -144,7 +251,8 @@ impl EndpointState {
         InFlight(self)
     }
 
-    /// Records the outcome of a request for passive health.
+    /// Records the outcome of a request for passive health; enough failures in a row eject the
+    /// endpoint.
     #[inline]
     pub(crate) fn record(&self, ok: bool) {
         if ok {
@@ -153,7 +261,20 @@ impl EndpointState {
             }
         } else {
             self.failures_total.fetch_add(1, Ordering::Relaxed);
-            self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            let threshold = self.policy.threshold();
+            if threshold != 0 && n >= threshold {
+                outlier::try_eject(self, n);
+            }
+        }
+    }
+}
+
+impl Drop for EndpointState {
+    fn drop(&mut self) {
+        // An endpoint that goes away while ejected gives its place under the cap back.
+        if self.health() == Health::Ejected {
+            self.policy.release();
         }
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn handle(
     let Some(svc) = snap.route(conn.listener, host, req.uri().path()) else {
         return Cause::NoRoute.response();
     };
-    let (stack, ep) = match choose(svc, req.headers()) {
+    let (stack, ep) = match svc.choose(req.headers()) {
         Ok(x) => x,
         Err(c) => return c.response(),
     };
@@ -166,9 +166,15 @@ fn strip_response_headers(h: &mut HeaderMap) {
     headers::strip_hop_by_hop(h, false);
 }
 
-/// Chooses the stack (pinned, sticky or by schedule) and an available endpoint in it. A stack
-/// without an available endpoint gives its turn to the next stack in the schedule, so its share
-/// goes to the others in proportion to their weights.
+impl ServiceRoute {
+    /// Chooses the stack (pinned, sticky or by schedule) and an available endpoint in it. A
+    /// stack without an available endpoint gives its turn to the next stack in the schedule, so
+    /// its share goes to the others in proportion to their weights.
+    pub fn choose(&self, h: &HeaderMap) -> Result<(&StackRoute, &Arc<EndpointState>), Cause> {
+        choose(self, h)
+    }
+}
+
 fn choose<'s>(
     svc: &'s ServiceRoute,
     h: &HeaderMap,

@@ -5,9 +5,18 @@
 //! channel; it coalesces queued states, builds the next snapshot off the hot path, publishes it
 //! with a single `ArcSwap` store and then announces the new generation on a `watch` channel, so
 //! a caller that awaited `apply` knows the very next request routes on its state.
+//!
+//! The writer also owns the endpoint health checkers (`crate::health`) and the DNS discovery
+//! tasks (`crate::discovery`): after each new snapshot it starts and stops checkers to match its
+//! endpoints, and a discovery task's changed endpoint set reaches it on a second bounded channel
+//! and triggers a rebuild of the current state. Health transitions need no rebuild: they flip
+//! the endpoint's atomic that every snapshot shares.
 
 use crate::build::{BuildError, Registry, Resolved};
+use crate::discovery::{Discovery, Update};
 use crate::endpoint::EndpointState;
+use crate::health::Checks;
+use crate::status::ProxyStatus;
 use crate::forward::Settings;
 use crate::listener::{BoundListener, spawn_listener};
 use crate::snapshot::Snapshot;
@@ -97,8 +106,19 @@ pub async fn spawn_proxy(
     config: Arc<Config>,
     bound: Vec<BoundListener>,
 ) -> Result<ProxyHandle, ApplyError> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (updates_tx, updates_rx) = mpsc::channel(64);
+    let mut discovery = Discovery::new(updates_tx);
+    discovery.sync(&config, &shutdown_rx).await;
     let mut registry = Registry::default();
-    let first = registry.build(&config, 1, &resolve(&config).await)?;
+    let resolved = resolve(&config).await;
+    let first = match registry.build(&config, 1, &resolved, discovery.sets()) {
+        Ok(s) => s,
+        Err(e) => {
+            discovery.stop().await;
+            return Err(e.into());
+        }
+    };
     let settings = Settings {
         max_headers: config.limits().max_headers,
         max_header_bytes: config.limits().max_request_header_bytes,
@@ -110,7 +130,6 @@ pub async fn spawn_proxy(
         settings,
     });
     let (gen_tx, gen_rx) = watch::channel(1);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let mut tasks = Vec::new();
     let mut infos = Vec::new();
@@ -119,7 +138,13 @@ pub async fn spawn_proxy(
             warn!(listener = %b.name, "bound listener is not in the configuration; not serving it");
             continue;
         };
-        let addr = b.listener.local_addr().map_err(|_| ApplyError::Stopped)?;
+        let addr = match b.listener.local_addr() {
+            Ok(a) => a,
+            Err(_) => {
+                discovery.stop().await;
+                return Err(ApplyError::Stopped);
+            }
+        };
         infos.push(ListenerInfo {
             name: b.name.clone(),
             addr,
@@ -134,16 +159,21 @@ pub async fn spawn_proxy(
             shutdown_rx.clone(),
         ));
     }
+    let writer = Writer {
+        shared: shared.clone(),
+        registry,
+        gen_tx,
+        current: config,
+        resolved,
+        generation: 1,
+        checks: Checks::default(),
+        discovery,
+        shutdown: shutdown_rx,
+    };
     let writer = tokio::spawn(
-        run_writer(
-            cmd_rx,
-            shared.clone(),
-            registry,
-            gen_tx,
-            config,
-            shutdown_rx,
-        )
-        .instrument(info_span!("snapshot-writer")),
+        writer
+            .run(cmd_rx, updates_rx)
+            .instrument(info_span!("snapshot-writer")),
     );
     tasks.push(writer);
     Ok(ProxyHandle {
@@ -156,21 +186,61 @@ pub async fn spawn_proxy(
     })
 }
 
-async fn run_writer(
-    mut rx: mpsc::Receiver<Apply>,
+/// Resolves once shutdown is signalled (or its sender is gone). Holds no borrow of the channel
+/// afterwards, so a `select!` whose other branches await stays `Send`.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // Either outcome means stop: the flag was set, or every handle and the sender are gone.
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The single owner of the model, the registry, the checkers and the discovery tasks.
+struct Writer {
     shared: Arc<Shared>,
-    mut registry: Registry,
+    registry: Registry,
     gen_tx: watch::Sender<u64>,
-    first: Arc<Config>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut generation = 1u64;
-    let mut current = first;
-    loop {
-        let first = tokio::select! {
-            m = rx.recv() => match m { Some(m) => m, None => break },
-            _ = shutdown.wait_for(|s| *s) => break,
-        };
+    current: Arc<Config>,
+    /// Addresses of the current state's endpoint host names (reused by DNS-driven rebuilds).
+    resolved: Resolved,
+    generation: u64,
+    checks: Checks,
+    discovery: Discovery,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Apply>, mut updates: mpsc::Receiver<Update>) {
+        self.checks
+            .sync(&self.shared.snapshot.load(), &self.shared, &self.shutdown);
+        loop {
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => self.apply(m, &mut rx).await,
+                    None => break,
+                },
+                Some(u) = updates.recv() => {
+                    let mut changed = self.discovery.accept(u);
+                    while let Ok(u) = updates.try_recv() {
+                        changed |= self.discovery.accept(u);
+                    }
+                    if changed {
+                        let config = self.current.clone();
+                        let resolved = std::mem::take(&mut self.resolved);
+                        let built = self.rebuild(&config, &resolved);
+                        self.resolved = resolved;
+                        if let Err(e) = built {
+                            warn!(error = %e, cause = ?std::error::Error::source(&e), "dns change refused; previous snapshot keeps serving");
+                        }
+                    }
+                }
+                () = stopped(&mut shutdown) => break,
+            }
+        }
+        self.checks.stop().await;
+        self.discovery.stop().await;
+    }
+
+    async fn apply(&mut self, first: Apply, rx: &mut mpsc::Receiver<Apply>) {
         let mut replies = vec![first.reply];
         let mut config = first.config;
         // Coalesce: only the newest queued state matters.
@@ -178,22 +248,24 @@ async fn run_writer(
             replies.push(next.reply);
             config = next.config;
         }
-        if config.listeners() != current.listeners() {
+        if config.listeners() != self.current.listeners() {
             warn!(
                 "listener changes take effect after a restart; routing uses the new services only"
             );
         }
+        self.discovery.sync(&config, &self.shutdown).await;
         let resolved = resolve(&config).await;
-        let result = match registry.build(&config, generation + 1, &resolved) {
-            Ok(snap) => {
-                generation += 1;
-                shared.snapshot.store(Arc::new(snap));
-                gen_tx.send_replace(generation);
-                current = config;
+        let result = match self.rebuild(&config, &resolved) {
+            Ok(generation) => {
+                self.current = config;
+                self.resolved = resolved;
                 info!(generation, "generation applied");
                 Ok(generation)
             }
             Err(e) => {
+                // The discovery tasks follow the state that serves.
+                let current = self.current.clone();
+                self.discovery.sync(&current, &self.shutdown).await;
                 warn!(error = %e, cause = ?std::error::Error::source(&e), "desired state refused; previous snapshot keeps serving");
                 Err(format!(
                     "{e}: {}",
@@ -205,6 +277,19 @@ async fn run_writer(
             // The caller may have gone away; the state is applied either way.
             let _ = r.send(result.clone());
         }
+    }
+
+    /// Builds, stores and announces the next snapshot, then matches the checkers to it.
+    fn rebuild(&mut self, config: &Config, resolved: &Resolved) -> Result<u64, BuildError> {
+        let snap =
+            self.registry
+                .build(config, self.generation + 1, resolved, self.discovery.sets())?;
+        self.generation += 1;
+        let snap = Arc::new(snap);
+        self.shared.snapshot.store(snap.clone());
+        self.gen_tx.send_replace(self.generation);
+        self.checks.sync(&snap, &self.shared, &self.shutdown);
+        Ok(self.generation)
     }
 }
 
@@ -232,6 +317,12 @@ impl ProxyHandle {
     /// Bound public listeners.
     pub fn listeners(&self) -> &[ListenerInfo] {
         &self.listeners
+    }
+
+    /// Every endpoint's state, check results and ejections, and each DNS stack's last
+    /// resolution, as of now.
+    pub fn status(&self) -> ProxyStatus {
+        ProxyStatus::of(&self.snapshot())
     }
 
     /// Endpoint states of a stack in the current snapshot.

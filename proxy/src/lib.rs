@@ -2,25 +2,35 @@
 //! selection, forwarding and upstream connection pools.
 //!
 //! The request path reads one immutable [`Snapshot`] behind an `ArcSwap` and never waits on the
-//! control plane; [`ProxyHandle::apply`] builds and publishes the next one.
+//! control plane; [`ProxyHandle::apply`] builds and publishes the next one. Endpoint health
+//! (active checks, passive ejection, slow start) lives in per-endpoint atomics the snapshots
+//! share; DNS-discovered endpoints arrive as rebuilds from per-stack discovery tasks;
+//! [`ProxyHandle::status`] shows both.
 
 mod body;
 mod build;
+mod discovery;
 mod endpoint;
 mod error;
 mod forward;
 mod handle;
 mod headers;
+mod health;
 mod listener;
+mod outlier;
 mod pool;
 mod select;
 mod snapshot;
+mod status;
 
 pub use body::ProxyBody;
 pub use build::BuildError;
+pub use discovery::ResolutionOutcome;
 pub use endpoint::{EndpointKey, EndpointState, Health};
 pub use error::Cause;
 pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy};
+pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::Schedule;
 pub use snapshot::{ServiceRoute, Snapshot, StackRoute, StackStats};
+pub use status::{CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, StackStatus};

@@ -6,6 +6,11 @@
 //! consecutive requests follows the weights within one request per stack. Sticky requests hash
 //! onto a slot instead of taking the cursor. Inside a stack, an endpoint is chosen round-robin or
 //! by power of two choices on in-flight counts, skipping endpoints that are not available.
+//!
+//! Slow start: an endpoint ramping up after becoming healthy is passed over with probability
+//! 1 − elapsed/window (`EndpointState::admits`), its turn going to the next endpoint. When every
+//! available endpoint of the stack passes, the first available one is taken anyway, so slow
+//! start only shifts traffic inside a stack and stack weights stay exact.
 
 use crate::endpoint::EndpointState;
 use std::cell::Cell;
@@ -133,9 +138,20 @@ pub(crate) fn round_robin<'a>(
         return None;
     }
     let start = cursor.fetch_add(1, Ordering::Relaxed);
-    (0..n)
-        .map(|i| &eps[(start + i) % n])
-        .find(|e| ignore_health || e.is_available())
+    if ignore_health {
+        return eps.get(start % n);
+    }
+    let mut passed_over = None;
+    for i in 0..n {
+        let e = &eps[(start + i) % n];
+        if e.is_available() {
+            if e.admits() {
+                return Some(e);
+            }
+            passed_over = passed_over.or(Some(e));
+        }
+    }
+    passed_over
 }
 
 /// Power of two random choices by in-flight requests among available endpoints.
@@ -147,12 +163,15 @@ pub(crate) fn least_request<'a>(
     let n = eps.len();
     match n {
         0 => None,
+        // A lone endpoint takes every request, ramping or not (stack weights stay exact).
         1 => eps.first().filter(|e| e.is_available()),
         _ => {
             let r = fast_random();
             let a = &eps[(r % n as u64) as usize];
             let b = &eps[((r >> 32) % n as u64) as usize];
-            match (a.is_available(), b.is_available()) {
+            let a_ok = a.is_available() && a.admits();
+            let b_ok = b.is_available() && b.admits();
+            match (a_ok, b_ok) {
                 (true, true) => Some(if b.in_flight() < a.in_flight() { b } else { a }),
                 (true, false) => Some(a),
                 (false, true) => Some(b),

@@ -5,7 +5,9 @@
 //! their shared runtime state. It is built off the hot path (`crate::build`) and published with
 //! one `ArcSwap` store; a request loads it once and routes entirely on it. Nothing here locks.
 
+use crate::discovery::DnsState;
 use crate::endpoint::EndpointState;
+use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
 use http::HeaderName;
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use switchyard_config::{LoadBalancing, Name};
+use switchyard_config::{DnsSource, HealthCheckSpec, LoadBalancing, Name};
 
 /// One generation of the routing table.
 #[derive(Debug)]
@@ -124,6 +126,12 @@ pub struct StackRoute {
     pub(crate) cursor: AtomicUsize,
     pub(crate) tls: Option<UpstreamTls>,
     pub(crate) stats: Arc<StackStats>,
+    /// The active health check of the stack's endpoints (its own or the service's).
+    pub(crate) health_check: Option<Arc<HealthCheckSpec>>,
+    /// Outlier and slow-start settings shared with the stack's endpoints.
+    pub(crate) policy: Arc<StackPolicy>,
+    /// Where a DNS stack's endpoints come from, and its last resolution.
+    pub(crate) dns: Option<(DnsSource, Arc<DnsState>)>,
 }
 
 impl StackRoute {

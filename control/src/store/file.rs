@@ -138,7 +138,9 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io("read", &path)(e)),
         };
-        let mut entries: Vec<HistoryEntry> = text
+        // Whatever follows the last newline is an append in progress (or torn by a crash).
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        let mut entries: Vec<HistoryEntry> = complete
             .lines()
             .filter(|l| !l.trim().is_empty())
             .filter_map(|l| match serde_json::from_str::<HistoryEntry>(l) {

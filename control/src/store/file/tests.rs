@@ -78,7 +78,10 @@ async fn torn_history_line_is_skipped_and_later_entries_survive() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = FileStore::open(dir.path()).expect("open");
-        store.append_history(&entry("auth", 1)).await.expect("append");
+        store
+            .append_history(&entry("auth", 1))
+            .await
+            .expect("append");
     }
     let mut f = OpenOptions::new()
         .append(true)
@@ -87,7 +90,10 @@ async fn torn_history_line_is_skipped_and_later_entries_survive() {
     f.write_all(br#"{"time":"2025-"#).expect("write torn");
     drop(f);
     let store = FileStore::open(dir.path()).expect("reopen");
-    store.append_history(&entry("auth", 2)).await.expect("append");
+    store
+        .append_history(&entry("auth", 2))
+        .await
+        .expect("append");
     let all = store.read_history(None, 100).await.expect("read");
     assert_eq!(
         all.iter().map(|e| e.revision).collect::<Vec<_>>(),

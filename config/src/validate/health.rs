@@ -1,0 +1,192 @@
+//! Endpoint health settings: active health checks, passive health (outlier detection) and
+//! slow start, for a service or a stack.
+
+use super::{duration, positive};
+use crate::duration::parse_duration;
+use crate::error::{FieldPath, Problems};
+use crate::raw;
+use crate::service::{HealthCheckSpec, OutlierSpec};
+use std::time::Duration;
+
+pub(super) fn health_check(h: &raw::HealthCheck, at: &FieldPath, p: &mut Problems) -> HealthCheckSpec {
+    let mut method = h
+        .method
+        .clone()
+        .unwrap_or_else(|| "GET".into())
+        .to_ascii_uppercase();
+    let mut path = h.path.clone().unwrap_or_else(|| "/health".into());
+    let mut http10 = false;
+    if let Some(line) = &h.request_line {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            [m, pth, v] if pth.starts_with('/') && (*v == "HTTP/1.0" || *v == "HTTP/1.1") => {
+                method = (*m).to_owned();
+                path = (*pth).to_owned();
+                http10 = *v == "HTTP/1.0";
+            }
+            _ => p.push(
+                &at.key("request_line"),
+                format!("invalid request line {line:?}: expected e.g. \"GET /health HTTP/1.0\""),
+            ),
+        }
+        if h.path.is_some() {
+            p.push(
+                &at.key("path"),
+                "give either path or request_line, not both",
+            );
+        }
+    }
+    if !path.starts_with('/') {
+        p.push(
+            &at.key("path"),
+            format!("invalid path {path:?}: expected it to start with /"),
+        );
+    }
+    if method.is_empty() || !method.bytes().all(|c| c.is_ascii_uppercase()) {
+        p.push(&at.key("method"), format!("invalid method {method:?}"));
+    }
+    let port = h.port.and_then(|n| {
+        u16::try_from(n).ok().filter(|n| *n > 0).or_else(|| {
+            p.push(
+                &at.key("port"),
+                format!("port {n} out of range: expected 1 to 65535"),
+            );
+            None
+        })
+    });
+    let expect_status = match h.expect_status.as_deref() {
+        None => (200, 399),
+        Some(s) => parse_status_range(s).unwrap_or_else(|| {
+            p.push(
+                &at.key("expect_status"),
+                format!("invalid status range {s:?}: expected e.g. \"200\" or \"200-399\""),
+            );
+            (200, 399)
+        }),
+    };
+    let interval = duration(
+        h.interval.as_ref(),
+        &at.key("interval"),
+        Duration::from_secs(2),
+        p,
+    );
+    let timeout = duration(
+        h.timeout.as_ref(),
+        &at.key("timeout"),
+        Duration::from_secs(2),
+        p,
+    );
+    if interval.is_zero() {
+        p.push(&at.key("interval"), "expected a duration above zero");
+    }
+    if timeout.is_zero() {
+        p.push(&at.key("timeout"), "expected a duration above zero");
+    }
+    let initially_healthy = match h.initial.as_deref() {
+        None | Some("unknown") => false,
+        Some("healthy") => true,
+        Some(o) => {
+            p.push(
+                &at.key("initial"),
+                format!("unknown value {o:?}: expected \"unknown\" or \"healthy\""),
+            );
+            false
+        }
+    };
+    HealthCheckSpec {
+        method,
+        path,
+        http10,
+        port,
+        host: h.host.clone(),
+        expect_status,
+        interval,
+        timeout,
+        healthy_threshold: positive(h.healthy_threshold, &at.key("healthy_threshold"), 2, 100, p)
+            as u32,
+        unhealthy_threshold: positive(
+            h.unhealthy_threshold,
+            &at.key("unhealthy_threshold"),
+            3,
+            100,
+            p,
+        ) as u32,
+        initially_healthy,
+    }
+}
+
+fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    ((100..=599).contains(&a) && (a..=599).contains(&b)).then_some((a, b))
+}
+
+/// Passive health settings; absent fields take [`OutlierSpec::default`].
+pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problems) -> OutlierSpec {
+    let d = OutlierSpec::default();
+    let consecutive_failures = positive(
+        o.consecutive_failures,
+        &at.key("consecutive_failures"),
+        d.consecutive_failures as usize,
+        10_000,
+        p,
+    ) as u32;
+    let base_ejection = duration(
+        o.base_ejection.as_ref(),
+        &at.key("base_ejection"),
+        d.base_ejection,
+        p,
+    );
+    if base_ejection.is_zero() {
+        p.push(&at.key("base_ejection"), "expected a duration above zero");
+    }
+    let max_ejection = match &o.max_ejection {
+        // An explicit short base without an explicit maximum keeps the ratio of the defaults.
+        None => d.max_ejection.max(base_ejection),
+        Some(_) => duration(o.max_ejection.as_ref(), &at.key("max_ejection"), d.max_ejection, p),
+    };
+    if max_ejection < base_ejection {
+        p.push(
+            &at.key("max_ejection"),
+            "expected a duration at least as long as base_ejection",
+        );
+    }
+    let max_ejection_percent = match o.max_ejection_percent {
+        None => d.max_ejection_percent,
+        Some(n) if (0..=100).contains(&n) => n as u32,
+        Some(n) => {
+            p.push(
+                &at.key("max_ejection_percent"),
+                format!("{n} out of range: expected an integer from 0 to 100"),
+            );
+            d.max_ejection_percent
+        }
+    };
+    OutlierSpec {
+        enabled: o.enabled.unwrap_or(d.enabled),
+        consecutive_failures,
+        base_ejection,
+        max_ejection,
+        max_ejection_percent,
+    }
+}
+
+/// A slow-start window; `"0s"` is kept as zero, which turns it off (also on a stack whose
+/// service has one).
+pub(super) fn slow_start(s: Option<&String>, at: &FieldPath, p: &mut Problems) -> Option<Duration> {
+    let s = s?;
+    match parse_duration(s) {
+        Ok(d) if d > Duration::from_secs(3600) => {
+            p.push(at, format!("slow start {s:?} too long: expected at most 1h"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.push(at, e);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! The HTTP API: the route table, the router, and what every handler shares.
+//!
+//! Every route is declared once in [`routes`]; the router is built from that table and the
+//! OpenAPI document test walks the same table, so a route cannot exist undocumented. Handlers
+//! follow one order: authenticate (the [`Caller`](crate::Caller) extractor, 401) → authorize role and service
+//! (403) → read and decode the body (413, 415, 400, 422) → hand the change to the writer, which
+//! validates it against the current state and answers 404/400/409/412 or applies it.
+
+pub(crate) mod history;
+pub(crate) mod probe;
+pub(crate) mod service;
+pub(crate) mod stack;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use switchyard_config::Name;
+
+use crate::error::ApiError;
+use crate::json::BODY_LIMIT;
+use crate::state::ControlState;
+use crate::writer::Published;
+
+/// One route of the API.
+pub(crate) struct Route {
+    #[cfg_attr(not(test), allow(dead_code))] // read by the OpenAPI coverage test
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    handler: MethodRouter<ControlState>,
+}
+
+impl Route {
+    /// A route answering `method` on `path` with `handler`.
+    fn new<H, T>(method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, ControlState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .expect("the route table uses standard methods only");
+        Self {
+            method,
+            path,
+            handler: on(filter, handler),
+        }
+    }
+}
+
+/// Every route of the API.
+pub(crate) fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        Route::new(M::GET, "/healthz", probe::healthz),
+        Route::new(M::GET, "/readyz", probe::readyz),
+        Route::new(M::GET, "/v1/openapi.json", crate::openapi::document),
+        Route::new(M::GET, "/v1/services", service::list),
+        Route::new(M::POST, "/v1/services", service::create),
+        Route::new(M::GET, "/v1/services/{service}", service::show),
+        Route::new(M::DELETE, "/v1/services/{service}", service::remove),
+        Route::new(
+            M::PUT,
+            "/v1/services/{service}/weights",
+            service::set_weights,
+        ),
+        Route::new(M::POST, "/v1/services/{service}/stacks", stack::add),
+        Route::new(
+            M::PUT,
+            "/v1/services/{service}/stacks/{stack}/endpoints",
+            stack::set_endpoints,
+        ),
+        Route::new(
+            M::DELETE,
+            "/v1/services/{service}/stacks/{stack}",
+            stack::remove,
+        ),
+        Route::new(M::GET, "/v1/history", history::list),
+    ]
+}
+
+/// The control API over `state`, ready to serve or to call with `tower::ServiceExt::oneshot`.
+pub fn router(state: ControlState) -> Router {
+    let mut router = Router::new();
+    for route in routes() {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Path parameters, with rejections in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+/// Query parameters, with rejections in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+/// Checks a name taken from the path, naming the parameter in the error.
+fn check_name(param: &str, value: &str) -> Result<(), ApiError> {
+    Name::new(value)
+        .map(drop)
+        .map_err(|e| ApiError::Invalid(format!("{param}: {e}")))
+}
+
+/// The revision in `If-Match` (`3`, `"3"` or `W/"3"`); `*` and absence mean no condition.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::Invalid("If-Match: expected a service revision such as \"3\"".into());
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    text.parse().map(Some).map_err(|_| bad())
+}
+
+/// A service's full view with its revision as `ETag`.
+fn service_response(
+    state: &ControlState,
+    published: &Published,
+    name: &str,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let view = crate::view::service(published, state.data_plane().as_ref(), name)
+        .ok_or_else(|| ApiError::NotFound(format!("no service {name:?}")))?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{}\"", view.revision)).map_err(ApiError::internal)?;
+    let mut response = (status, axum::Json(view)).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Stack routes: register a stack, replace its endpoints, remove it.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use switchyard_config::{Role, raw};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiPath, ApiQuery, check_name, if_match, service_response};
+use crate::auth::Caller;
+use crate::change::Change;
+use crate::error::{ApiError, ErrorBody};
+use crate::json;
+use crate::state::ControlState;
+use crate::view::ServiceView;
+
+/// `PUT /v1/services/{service}/stacks/{stack}/endpoints`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EndpointsBody {
+    /// The new endpoints, `host:port` or `https://host:port`; replaces a DNS source too.
+    #[schema(example = json!(["127.0.0.1:9003", "127.0.0.1:9004"]))]
+    endpoints: Vec<String>,
+}
+
+/// `DELETE /v1/services/{service}/stacks/{stack}` options.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeleteStackQuery {
+    /// Remove the stack even while it has weight.
+    force: Option<bool>,
+}
+
+#[utoipa::path(
+    post, path = "/v1/services/{service}/stacks", tag = "stacks",
+    operation_id = "add_stack",
+    description = "Registers a stack (role deploy); weight defaults to 0.",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("If-Match" = Option<String>, Header, description = "Expected revision"),
+    ),
+    request_body = crate::openapi::StackBody,
+    responses(
+        (status = 201, description = "Registered", body = ServiceView),
+        (status = 400, description = "Malformed JSON or an invalid value; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service", body = ErrorBody),
+        (status = 409, description = "The stack exists", body = ErrorBody),
+        (status = 412, description = "Revision mismatch", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type, or the proxy refused it", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn add(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath(service): ApiPath<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.authorize(Role::Deploy, Some(&service))?;
+    check_name("service", &service)?;
+    let if_match = if_match(request.headers())?;
+    let body: raw::Stack = json::read(request).await?;
+    let published = state
+        .write(
+            caller.name(),
+            &service,
+            if_match,
+            Change::AddStack(Box::new(body)),
+        )
+        .await?;
+    service_response(&state, &published, &service, StatusCode::CREATED)
+}
+
+#[utoipa::path(
+    put, path = "/v1/services/{service}/stacks/{stack}/endpoints", tag = "stacks",
+    description = "Replaces a stack's endpoints (role deploy).",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("stack" = String, Path, description = "Stack name"),
+        ("If-Match" = Option<String>, Header, description = "Expected revision"),
+    ),
+    request_body = EndpointsBody,
+    responses(
+        (status = 200, description = "Applied", body = ServiceView),
+        (status = 400, description = "Malformed JSON or an invalid endpoint; the message names it", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service or stack", body = ErrorBody),
+        (status = 412, description = "Revision mismatch", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type, or the proxy refused it", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn set_endpoints(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath((service, stack)): ApiPath<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.authorize(Role::Deploy, Some(&service))?;
+    check_name("service", &service)?;
+    check_name("stack", &stack)?;
+    let if_match = if_match(request.headers())?;
+    let body: EndpointsBody = json::read(request).await?;
+    let change = Change::SetEndpoints {
+        stack,
+        endpoints: body.endpoints,
+    };
+    let published = state
+        .write(caller.name(), &service, if_match, change)
+        .await?;
+    service_response(&state, &published, &service, StatusCode::OK)
+}
+
+#[utoipa::path(
+    delete, path = "/v1/services/{service}/stacks/{stack}", tag = "stacks",
+    operation_id = "delete_stack",
+    description = "Removes a stack (role deploy); refused while it has weight unless force=true. Requests in flight on it finish.",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("stack" = String, Path, description = "Stack name"),
+        ("If-Match" = Option<String>, Header, description = "Expected revision"),
+        DeleteStackQuery,
+    ),
+    responses(
+        (status = 200, description = "Removed", body = ServiceView),
+        (status = 400, description = "Invalid name or query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service or stack", body = ErrorBody),
+        (status = 409, description = "The stack still has weight", body = ErrorBody),
+        (status = 412, description = "Revision mismatch", body = ErrorBody),
+        (status = 422, description = "The proxy refused the change", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn remove(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath((service, stack)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<DeleteStackQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.authorize(Role::Deploy, Some(&service))?;
+    check_name("service", &service)?;
+    check_name("stack", &stack)?;
+    let if_match = if_match(&headers)?;
+    let change = Change::DeleteStack {
+        stack,
+        force: query.force.unwrap_or(false),
+    };
+    let published = state
+        .write(caller.name(), &service, if_match, change)
+        .await?;
+    service_response(&state, &published, &service, StatusCode::OK)
+}

@@ -1,0 +1,265 @@
+//! The writer task: the one owner of the desired state.
+//!
+//! Handlers and reloads send [`Command`]s over a bounded channel and wait on a oneshot reply;
+//! no lock is held across an `.await`. For every write the task plans the change (validation,
+//! `If-Match`), persists the next state durably, has the data plane apply it, appends the
+//! history entry and only then replies. If the data plane refuses, the previous state is
+//! persisted again and nothing changes. Readers never wait for the writer: each accepted state
+//! is published on a `watch` channel as an immutable [`Published`] value.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use switchyard_config::{Config, raw};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::change::{Change, plan};
+use crate::data_plane::DataPlane;
+use crate::error::{ApiError, chain};
+use crate::seed::{Seeded, merge};
+use crate::state::ReseedError;
+use crate::store::{HistoryEntry, STATE_FORMAT, SavedState, ServiceRecord, Store, now};
+
+/// The token name recorded for changes that came from the configuration file.
+pub(crate) const FILE_TOKEN: &str = "file";
+
+/// One accepted desired state, as readers see it.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// The desired configuration.
+    pub(crate) config: Arc<Config>,
+    /// Every service's durable record (revisions, tombstones, promotions).
+    pub(crate) records: BTreeMap<String, ServiceRecord>,
+    /// The data plane's generation for it, once the writer applied one.
+    pub(crate) generation: Option<u64>,
+}
+
+/// A request to the writer.
+pub(crate) enum Command {
+    /// A change to one service through the API.
+    Write {
+        caller: String,
+        service: String,
+        if_match: Option<u64>,
+        change: Change,
+        reply: oneshot::Sender<Result<Arc<Published>, ApiError>>,
+    },
+    /// Re-merge with a reloaded configuration file.
+    Reseed {
+        file: Box<Config>,
+        reply: oneshot::Sender<Result<Option<u64>, ReseedError>>,
+    },
+}
+
+/// The writer task's state.
+pub(crate) struct Writer {
+    pub(crate) current: Arc<Published>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) data_plane: Arc<dyn DataPlane>,
+    pub(crate) base_dir: PathBuf,
+    pub(crate) publish: watch::Sender<Arc<Published>>,
+}
+
+impl Writer {
+    /// Serves commands until shutdown is signalled or every sender is gone.
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+            }
+        }
+        tracing::debug!("control writer stopped");
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Write {
+                caller,
+                service,
+                if_match,
+                change,
+                reply,
+            } => {
+                let result = self.write(&caller, &service, if_match, &change).await;
+                // The client may have gone away; the write stands either way.
+                let _ = reply.send(result);
+            }
+            Command::Reseed { file, reply } => {
+                let result = self.reseed(*file).await;
+                // The reloader may have stopped waiting; the reload stands either way.
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn write(
+        &mut self,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
+        change: &Change,
+    ) -> Result<Arc<Published>, ApiError> {
+        let time = now();
+        let current = self.current.clone();
+        let revision = current.records.get(service).map_or(0, |r| r.revision);
+        let entry =
+            |before: Option<&raw::Service>, after: Option<&raw::Service>, revision| HistoryEntry {
+                time: time.clone(),
+                token: caller.to_owned(),
+                action: change.action().to_owned(),
+                service: service.to_owned(),
+                before: before.and_then(to_json),
+                after: after.and_then(to_json),
+                outcome: "applied".to_owned(),
+                revision,
+                detail: None,
+            };
+        let before = current.config.service(service).map(|s| s.to_raw());
+        let planned = plan(
+            &current.config,
+            &current.records,
+            service,
+            if_match,
+            change,
+            &self.base_dir,
+            &time,
+        );
+        let planned = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                let mut h = entry(before.as_ref(), None, revision);
+                h.outcome = format!("rejected: {}", e.code());
+                h.detail = Some(e.to_string());
+                self.record(&h).await;
+                return Err(e);
+            }
+        };
+        if planned.unchanged {
+            let mut h = entry(planned.before.as_ref(), planned.before.as_ref(), revision);
+            h.outcome = "unchanged".to_owned();
+            self.record(&h).await;
+            return Ok(current);
+        }
+
+        let mut records = current.records.clone();
+        let after = planned.record.spec.clone();
+        let next_revision = planned.record.revision;
+        records.insert(service.to_owned(), planned.record);
+        let config = Arc::new(planned.config);
+        match self.commit(config, records).await {
+            Ok(published) => {
+                let h = entry(planned.before.as_ref(), after.as_ref(), next_revision);
+                self.record(&h).await;
+                Ok(published)
+            }
+            Err(e) => {
+                let mut h = entry(planned.before.as_ref(), None, revision);
+                h.outcome = format!("rejected: {}", e.code());
+                h.detail = Some(e.to_string());
+                self.record(&h).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Persists, applies and publishes a new state; on a refused apply, restores the old one.
+    async fn commit(
+        &mut self,
+        config: Arc<Config>,
+        records: BTreeMap<String, ServiceRecord>,
+    ) -> Result<Arc<Published>, ApiError> {
+        let saved = SavedState {
+            format: STATE_FORMAT,
+            services: records,
+        };
+        self.store.save(&saved).await.map_err(ApiError::internal)?;
+        let generation = match self.data_plane.apply(config.clone()).await {
+            Ok(g) => g,
+            Err(reason) => {
+                tracing::warn!(reason = %reason, "data plane refused the desired state; restoring the previous one");
+                let previous = SavedState {
+                    format: STATE_FORMAT,
+                    services: self.current.records.clone(),
+                };
+                if let Err(e) = self.store.save(&previous).await {
+                    tracing::error!(error = %chain(&e), "cannot restore the previous desired state; the saved state is ahead of the proxy until the next write");
+                }
+                return Err(ApiError::ApplyFailed(reason));
+            }
+        };
+        tracing::info!(generation, "desired state applied");
+        let published = Arc::new(Published {
+            config,
+            records: saved.services,
+            generation: Some(generation),
+        });
+        self.current = published.clone();
+        self.publish.send_replace(published.clone());
+        Ok(published)
+    }
+
+    async fn reseed(&mut self, file: Config) -> Result<Option<u64>, ReseedError> {
+        let time = now();
+        let merged = merge(&file, &self.current.records, &self.base_dir, &time)?;
+        if merged.changed.is_empty() && merged.config == *self.current.config {
+            return Ok(self.current.generation);
+        }
+        let published = self
+            .commit(Arc::new(merged.config), merged.records)
+            .await
+            .map_err(|e| match e {
+                ApiError::ApplyFailed(reason) => ReseedError::Apply(reason),
+                other => ReseedError::Persist(other.to_string()),
+            })?;
+        for h in seed_history(&merged.changed, &time) {
+            self.record(&h).await;
+        }
+        Ok(published.generation)
+    }
+
+    /// Appends to the history. A failure is logged, not returned: the change itself is durable
+    /// and applied, and telling the client otherwise would be wrong.
+    async fn record(&self, entry: &HistoryEntry) {
+        if let Err(e) = self.store.append_history(entry).await {
+            tracing::error!(error = %chain(&e), service = %entry.service, "cannot append to the history");
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled; a dropped sender counts as shutdown.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // Either outcome means stop; the guard is dropped here so the future stays `Send`.
+    let _ = shutdown.wait_for(|stop| *stop).await.map(drop);
+}
+
+/// History entries for services the configuration file changed.
+pub(crate) fn seed_history(changed: &[Seeded], time: &str) -> Vec<HistoryEntry> {
+    changed
+        .iter()
+        .map(|c| HistoryEntry {
+            time: time.to_owned(),
+            token: FILE_TOKEN.to_owned(),
+            action: "reseed".to_owned(),
+            service: c.service.clone(),
+            before: c.before.as_ref().and_then(to_json),
+            after: c.after.as_ref().and_then(to_json),
+            outcome: "applied".to_owned(),
+            revision: c.revision,
+            detail: None,
+        })
+        .collect()
+}
+
+fn to_json(s: &raw::Service) -> Option<serde_json::Value> {
+    serde_json::to_value(s).ok()
+}

@@ -1,0 +1,432 @@
+//! Active health checks: one lightweight task per endpoint whose stack (or service) has a
+//! `health_check`, started and stopped by the snapshot writer as endpoints come and go.
+//!
+//! A check is one HTTP/1.0 or HTTP/1.1 request (method, path, Host as configured; to a check
+//! port when one is set; over TLS with the stack's upstream TLS settings when the endpoint is
+//! `https://`), bounded as a whole by the check's `timeout`. An HTTP/1.1 connection is kept
+//! and reused while the endpoint keeps it open. Checks run every `interval` ± 10%, the first
+//! after a random part of the interval (at most 1s), so endpoints are not checked in lockstep.
+//!
+//! `unhealthy_threshold` failures in a row make the endpoint's verdict unhealthy and
+//! `healthy_threshold` successes in a row make it healthy. A verdict change only
+//! compare-and-swaps the endpoint's health atomic (the request path reads it, never waits) and
+//! logs; an ejected endpoint stays ejected until its time is up and then returns to the verdict.
+//! Results and counters live in [`CheckState`] atomics for the status view.
+
+use crate::endpoint::{EndpointKey, EndpointState, Health};
+use crate::handle::Shared;
+use crate::outlier;
+use crate::pool::{self, Sender, UpstreamTls};
+use crate::select::fast_random;
+use crate::snapshot::Snapshot;
+use http::{HeaderValue, Method, Request, StatusCode, Version, header};
+use http_body_util::BodyExt;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchyard_config::{HealthCheckSpec, Scheme};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Largest check response body read to keep the connection; a longer one closes it.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What one check gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum CheckOutcome {
+    /// The status was in the expected range.
+    Passed = 1,
+    /// The endpoint answered with a status outside the expected range.
+    BadStatus = 2,
+    /// No complete answer within the check's timeout.
+    Timeout = 3,
+    /// The connection (or its TLS handshake) could not be made.
+    ConnectFailed = 4,
+    /// The connection broke or the answer was not HTTP.
+    Error = 5,
+}
+
+impl CheckOutcome {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Passed,
+            2 => Self::BadStatus,
+            3 => Self::Timeout,
+            4 => Self::ConnectFailed,
+            5 => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+const VERDICT_NONE: u8 = 0;
+const VERDICT_HEALTHY: u8 = 1;
+const VERDICT_UNHEALTHY: u8 = 2;
+
+/// Active-check results of one endpoint (written by its checker only, read by anyone).
+#[derive(Debug, Default)]
+pub(crate) struct CheckState {
+    verdict: AtomicU8,
+    last_unix_ms: AtomicU64,
+    last_outcome: AtomicU8,
+    last_status: AtomicU16,
+    successes: AtomicU32,
+    failures: AtomicU32,
+    total: AtomicU64,
+}
+
+impl CheckState {
+    /// The checks' verdict: `Some(true)` healthy, `Some(false)` unhealthy, `None` undecided or
+    /// not checked.
+    pub(crate) fn verdict(&self) -> Option<bool> {
+        match self.verdict.load(Ordering::Acquire) {
+            VERDICT_HEALTHY => Some(true),
+            VERDICT_UNHEALTHY => Some(false),
+            _ => None,
+        }
+    }
+
+    /// When the last check ended (Unix milliseconds), what it gave and the status it saw.
+    pub(crate) fn last(&self) -> Option<(u64, CheckOutcome, Option<u16>)> {
+        let at = self.last_unix_ms.load(Ordering::Acquire);
+        let outcome = CheckOutcome::from_u8(self.last_outcome.load(Ordering::Relaxed))?;
+        let status = self.last_status.load(Ordering::Relaxed);
+        (at != 0).then_some((at, outcome, (status != 0).then_some(status)))
+    }
+
+    /// Consecutive passed and failed checks (one of them is zero).
+    pub(crate) fn streaks(&self) -> (u32, u32) {
+        (
+            self.successes.load(Ordering::Acquire),
+            self.failures.load(Ordering::Acquire),
+        )
+    }
+
+    /// Checks done since the endpoint appeared.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Milliseconds since the Unix epoch (a record timestamp).
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Applies one check's outcome: counters, verdict and (through a compare-and-swap) health.
+/// Health is updated before the counters are published, so whoever sees the n-th failure
+/// counted also sees its effect.
+fn record(ep: &EndpointState, spec: &HealthCheckSpec, outcome: CheckOutcome, status: u16) {
+    let c = &ep.check;
+    let passed = outcome == CheckOutcome::Passed;
+    let (successes, failures) = if passed {
+        (c.successes.load(Ordering::Relaxed).saturating_add(1), 0)
+    } else {
+        (0, c.failures.load(Ordering::Relaxed).saturating_add(1))
+    };
+    if passed && successes >= spec.healthy_threshold {
+        c.verdict.store(VERDICT_HEALTHY, Ordering::Release);
+    } else if !passed && failures >= spec.unhealthy_threshold {
+        c.verdict.store(VERDICT_UNHEALTHY, Ordering::Release);
+    }
+    reconcile(ep, outcome, status);
+    c.last_outcome.store(outcome as u8, Ordering::Relaxed);
+    c.last_status.store(status, Ordering::Relaxed);
+    c.last_unix_ms
+        .store(unix_ms(SystemTime::now()), Ordering::Release);
+    c.successes.store(successes, Ordering::Release);
+    c.failures.store(failures, Ordering::Release);
+    c.total.fetch_add(1, Ordering::Release);
+}
+
+/// Brings health in line with the verdict. Re-run after every check, so a transition lost to a
+/// concurrent ejection or return is repaired one interval later.
+fn reconcile(ep: &EndpointState, outcome: CheckOutcome, status: u16) {
+    let k = ep.key();
+    match ep.check.verdict() {
+        Some(true) => {
+            if ep.health() == Health::Ejected {
+                outlier::try_return(ep);
+            } else if ep.swap_health(Health::Unknown, Health::Healthy)
+                || ep.swap_health(Health::Unhealthy, Health::Healthy)
+            {
+                ep.start_ramp();
+                info!(service = %k.service, stack = %k.stack, endpoint = %k.endpoint, "endpoint healthy");
+            }
+        }
+        Some(false) => {
+            for from in [Health::Healthy, Health::Unknown, Health::Ejected] {
+                if ep.swap_health(from, Health::Unhealthy) {
+                    if from == Health::Ejected {
+                        ep.policy().release();
+                    }
+                    warn!(
+                        service = %k.service, stack = %k.stack, endpoint = %k.endpoint,
+                        outcome = ?outcome, status, "endpoint unhealthy"
+                    );
+                    break;
+                }
+            }
+        }
+        None => {}
+    }
+}
+
+/// An endpoint whose stack no longer has a check takes traffic again.
+fn forget_checks(ep: &EndpointState) {
+    ep.check.verdict.store(VERDICT_NONE, Ordering::Release);
+    if ep.swap_health(Health::Unknown, Health::Healthy)
+        || ep.swap_health(Health::Unhealthy, Health::Healthy)
+    {
+        let k = ep.key();
+        info!(service = %k.service, stack = %k.stack, endpoint = %k.endpoint, "endpoint healthy (no health check)");
+    }
+}
+
+/// `d` scaled by a random factor in [lo, lo + span) per mille.
+fn jitter(d: Duration, lo: u64, span: u64) -> Duration {
+    let per_mille = lo + fast_random() % span;
+    d.saturating_mul(u32::try_from(per_mille).unwrap_or(1000)) / 1000
+}
+
+/// The upstream TLS settings of the endpoint's stack in the current snapshot.
+fn stack_tls(shared: &Shared, key: &EndpointKey) -> Option<UpstreamTls> {
+    let snap = shared.snapshot.load();
+    snap.service(&key.service)?
+        .stacks()
+        .iter()
+        .find(|s| s.name().as_str() == key.stack)?
+        .tls
+        .clone()
+}
+
+struct Probe {
+    method: Method,
+    version: Version,
+    host: HeaderValue,
+    addr: SocketAddr,
+}
+
+impl Probe {
+    fn new(ep: &EndpointState, spec: &HealthCheckSpec) -> Option<Self> {
+        let port = spec.port.unwrap_or(ep.addr().port());
+        let host = match &spec.host {
+            Some(h) => HeaderValue::from_str(h).ok()?,
+            None if ep.key().endpoint.host().contains(':') => {
+                HeaderValue::from_str(&format!("[{}]:{port}", ep.key().endpoint.host())).ok()?
+            }
+            None => HeaderValue::from_str(&format!("{}:{port}", ep.key().endpoint.host())).ok()?,
+        };
+        Some(Self {
+            method: Method::from_bytes(spec.method.as_bytes()).ok()?,
+            version: if spec.http10 {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            },
+            host,
+            addr: SocketAddr::new(ep.addr().ip(), port),
+        })
+    }
+
+    /// One request on `sender`: the status and whether the connection may be kept.
+    async fn exchange(
+        &self,
+        sender: &mut Sender,
+        path: &str,
+    ) -> Result<(StatusCode, bool), CheckOutcome> {
+        sender.ready().await.map_err(|_| CheckOutcome::Error)?;
+        let req = Request::builder()
+            .method(self.method.clone())
+            .uri(path)
+            .version(self.version)
+            .header(header::HOST, self.host.clone())
+            .header(
+                header::USER_AGENT,
+                HeaderValue::from_static("switchyard-health-check"),
+            )
+            .body(crate::body::UpstreamBody::Empty)
+            .map_err(|_| CheckOutcome::Error)?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| CheckOutcome::Error)?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        let mut read = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| CheckOutcome::Error)?;
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > MAX_BODY {
+                return Ok((status, false));
+            }
+        }
+        Ok((status, self.version == Version::HTTP_11))
+    }
+}
+
+/// One check, start to end, on the kept connection when there is one.
+async fn check(
+    ep: &EndpointState,
+    spec: &HealthCheckSpec,
+    probe: &Probe,
+    shared: &Shared,
+    kept: &mut Option<Sender>,
+) -> (CheckOutcome, u16) {
+    let tls = match ep.key().endpoint.scheme() {
+        Scheme::Https => match stack_tls(shared, ep.key()) {
+            Some(t) => Some(t),
+            None => return (CheckOutcome::Error, 0),
+        },
+        Scheme::Http => None,
+    };
+    let mut reused = kept.take().filter(|s| !s.is_closed());
+    let answer = loop {
+        let fresh = reused.is_none();
+        let mut sender = match reused.take() {
+            Some(s) => s,
+            None => match pool::connect(probe.addr, tls.as_ref(), spec.timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(error = %e, "health check connect failed");
+                    return (CheckOutcome::ConnectFailed, 0);
+                }
+            },
+        };
+        match probe.exchange(&mut sender, &spec.path).await {
+            Ok((status, keep)) => {
+                if keep {
+                    *kept = Some(sender);
+                }
+                break status;
+            }
+            // A kept connection the endpoint closed meanwhile: once more on a new one.
+            Err(_) if !fresh => continue,
+            Err(o) => return (o, 0),
+        }
+    };
+    let code = answer.as_u16();
+    if (spec.expect_status.0..=spec.expect_status.1).contains(&code) {
+        (CheckOutcome::Passed, code)
+    } else {
+        (CheckOutcome::BadStatus, code)
+    }
+}
+
+/// The checker of one endpoint.
+async fn run(
+    ep: Arc<EndpointState>,
+    spec: Arc<HealthCheckSpec>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(probe) = Probe::new(&ep, &spec) else {
+        warn!("health check cannot be built for this endpoint (method or host header)");
+        return;
+    };
+    let mut kept = None;
+    let mut delay = jitter(spec.interval.min(Duration::from_secs(1)), 0, 1000);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let work = tokio::time::timeout(
+            spec.timeout,
+            check(&ep, &spec, &probe, &shared, &mut kept),
+        );
+        let (outcome, status) = tokio::select! {
+            r = work => r.unwrap_or((CheckOutcome::Timeout, 0)),
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        debug!(outcome = ?outcome, status, "health check");
+        record(&ep, &spec, outcome, status);
+        delay = jitter(spec.interval, 900, 200);
+    }
+}
+
+struct Running {
+    state: Arc<EndpointState>,
+    spec: Arc<HealthCheckSpec>,
+    task: JoinHandle<()>,
+}
+
+/// The running checkers, owned by the snapshot writer.
+#[derive(Default)]
+pub(crate) struct Checks {
+    running: HashMap<EndpointKey, Running>,
+}
+
+impl Checks {
+    /// Starts a checker for every endpoint of `snap` with a check and none yet (or with another
+    /// check, or another state), and stops the checkers of endpoints that are gone or lost their
+    /// check.
+    pub(crate) fn sync(
+        &mut self,
+        snap: &Snapshot,
+        shared: &Arc<Shared>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let mut checked = HashSet::new();
+        for svc in snap.services() {
+            for st in svc.stacks() {
+                for ep in st.endpoints() {
+                    let Some(spec) = &st.health_check else {
+                        if ep.check.verdict().is_some() || ep.health() == Health::Unknown {
+                            forget_checks(ep);
+                        }
+                        continue;
+                    };
+                    let key = ep.key();
+                    if !checked.insert(key) {
+                        continue;
+                    }
+                    if let Some(r) = self.running.get(key) {
+                        if Arc::ptr_eq(&r.state, ep) && r.spec == *spec && !r.task.is_finished() {
+                            continue;
+                        }
+                        r.task.abort();
+                    }
+                    let span = info_span!("health-check", service = %key.service, stack = %key.stack, endpoint = %key.endpoint);
+                    let task = tokio::spawn(
+                        run(ep.clone(), spec.clone(), shared.clone(), shutdown.clone())
+                            .instrument(span),
+                    );
+                    self.running.insert(
+                        key.clone(),
+                        Running {
+                            state: ep.clone(),
+                            spec: spec.clone(),
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+        self.running.retain(|k, r| {
+            let keep = checked.contains(k);
+            if !keep {
+                r.task.abort();
+            }
+            keep
+        });
+    }
+
+    /// Stops every checker and re-raises a checker's panic.
+    pub(crate) async fn stop(&mut self) {
+        for (_, r) in self.running.drain() {
+            r.task.abort();
+            if let Err(e) = r.task.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        }
+    }
+}

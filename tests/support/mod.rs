@@ -1,0 +1,247 @@
+//! Helpers shared by the end-to-end tests: start the real binary and read its bound addresses,
+//! start real upstreams (the built-in demo upstream), and a small keep-alive HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use switchyard::demo::{DemoUpstream, DemoUpstreamHandle, spawn_demo_upstream};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Upper bound for any wait in a test: a failure bound, never a delay.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A real upstream on 127.0.0.1 (the built-in demo upstream).
+pub struct Upstream {
+    pub addr: SocketAddr,
+    handle: DemoUpstreamHandle,
+}
+
+impl Upstream {
+    pub async fn start(version: &str) -> Self {
+        Self::start_with(version, 0.0, Duration::ZERO).await
+    }
+
+    pub async fn start_with(version: &str, fail_rate: f64, latency: Duration) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let addr = l.local_addr().expect("addr");
+        let handle = spawn_demo_upstream(l, DemoUpstream { version: version.into(), fail_rate, latency });
+        Self { addr, handle }
+    }
+
+    /// Requests this upstream answered.
+    pub fn requests(&self) -> u64 {
+        self.handle.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.handle.requests.clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.handle.stop();
+    }
+}
+
+/// The real `switchyard` binary running `serve` on a config written to a temp folder.
+pub struct Proxy {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub stderr_path: PathBuf,
+}
+
+impl Proxy {
+    /// Starts `switchyard serve` and waits for its `ready` line.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, config)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
+        let config_path = dir.path().join("switchyard.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn switchyard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = HashMap::new();
+        loop {
+            let line = match rx.recv_timeout(WAIT) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("switchyard did not become ready: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                }
+            };
+            if line == "ready" {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("listening ") {
+                let kv: HashMap<&str, &str> = rest.split(' ').filter_map(|p| p.split_once('=')).collect();
+                listeners.insert(kv["listener"].to_owned(), kv["addr"].parse().expect("addr"));
+            }
+        }
+        Self { child, dir, config_path, listeners, stderr_path }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "switchyard did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A response as seen by the test client.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The `version` the demo upstream reported.
+    pub fn version(&self) -> String {
+        self.json()["version"].as_str().unwrap_or("").to_owned()
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.headers.get("x-switchyard-error").and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One keep-alive HTTP/1.1 client connection.
+pub struct Client {
+    sender: http1::SendRequest<Full<Bytes>>,
+    pub host: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let tcp = TcpStream::connect(addr).await.expect("connect proxy");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
+        tokio::spawn(conn);
+        Self { sender, host: addr.to_string() }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.request("GET", path, &[], Bytes::new()).await
+    }
+
+    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+        self.try_request(method, path, headers, body).await.expect("request")
+    }
+
+    pub async fn try_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply, hyper::Error> {
+        let mut b = hyper::Request::builder().method(method).uri(path);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            b = b.header("host", &self.host);
+        }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(body)).expect("request");
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns everything read until the peer closes
+/// (or the failure bound passes).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A config file for one service `web` with the given stacks `(name, version, weight, endpoints)`.
+pub fn config(stacks: &[(&str, &str, u32, Vec<SocketAddr>)], extra_service: &str, extra: &str) -> String {
+    let mut s = String::from("[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n");
+    s.push_str("[[services]]\nname = \"web\"\nlisteners = [\"public\"]\n");
+    s.push_str(extra_service);
+    s.push('\n');
+    for (name, version, weight, eps) in stacks {
+        let eps: Vec<String> = eps.iter().map(|a| format!("\"{a}\"")).collect();
+        s.push_str(&format!(
+            "\n[[services.stacks]]\nname = \"{name}\"\nversion = \"{version}\"\nweight = {weight}\nendpoints = [{}]\n",
+            eps.join(", ")
+        ));
+    }
+    s.push('\n');
+    s.push_str(extra);
+    s
+}
+
+pub fn path_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
