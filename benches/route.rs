@@ -25,9 +25,12 @@ fn config_with_hosts(n: usize) -> String {
 }
 
 fn snapshot(rt: &tokio::runtime::Runtime, hosts: usize) -> Arc<Snapshot> {
-    let config = switchyard_config::parse(&config_with_hosts(hosts), Path::new("bench.toml")).expect("valid config");
+    let config = switchyard_config::parse(&config_with_hosts(hosts), Path::new("bench.toml"))
+        .expect("valid config");
     rt.block_on(async {
-        let proxy = spawn_proxy(Arc::new(config), Vec::new()).await.expect("proxy");
+        let proxy = spawn_proxy(Arc::new(config), Vec::new())
+            .await
+            .expect("proxy");
         proxy.snapshot()
     })
 }
@@ -39,15 +42,44 @@ fn route_lookup(c: &mut Criterion) {
         let snap = snapshot(&rt, hosts);
         let host = format!("host-{}.example.test:8080", hosts / 2);
         g.bench_with_input(BenchmarkId::new("exact_host", hosts), &host, |b, host| {
-            b.iter(|| snap.route(black_box(0), Some(black_box(host.as_bytes())), black_box("/api/users")).is_some())
+            b.iter(|| {
+                snap.route(
+                    black_box(0),
+                    Some(black_box(host.as_bytes())),
+                    black_box("/api/users"),
+                )
+                .is_some()
+            })
         });
         let upper = host.to_uppercase();
-        g.bench_with_input(BenchmarkId::new("mixed_case_host", hosts), &upper, |b, host| {
-            b.iter(|| snap.route(black_box(0), Some(black_box(host.as_bytes())), black_box("/")).is_some())
-        });
-        g.bench_with_input(BenchmarkId::new("miss", hosts), &"nowhere.test", |b, host| {
-            b.iter(|| snap.route(black_box(0), Some(black_box(host.as_bytes())), black_box("/")).is_none())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("mixed_case_host", hosts),
+            &upper,
+            |b, host| {
+                b.iter(|| {
+                    snap.route(
+                        black_box(0),
+                        Some(black_box(host.as_bytes())),
+                        black_box("/"),
+                    )
+                    .is_some()
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("miss", hosts),
+            &"nowhere.test",
+            |b, host| {
+                b.iter(|| {
+                    snap.route(
+                        black_box(0),
+                        Some(black_box(host.as_bytes())),
+                        black_box("/"),
+                    )
+                    .is_none()
+                })
+            },
+        );
     }
     g.finish();
 }
@@ -60,8 +92,12 @@ fn selection(c: &mut Criterion) {
     let mut pinned = HeaderMap::new();
     pinned.insert("x-switchyard-stack", "green".parse().expect("value"));
     let mut g = c.benchmark_group("select");
-    g.bench_function("weighted_stack_and_endpoint", |b| b.iter(|| svc.choose(black_box(&empty)).is_ok()));
-    g.bench_function("pinned_stack_and_endpoint", |b| b.iter(|| svc.choose(black_box(&pinned)).is_ok()));
+    g.bench_function("weighted_stack_and_endpoint", |b| {
+        b.iter(|| svc.choose(black_box(&empty)).is_ok())
+    });
+    g.bench_function("pinned_stack_and_endpoint", |b| {
+        b.iter(|| svc.choose(black_box(&pinned)).is_ok())
+    });
     g.finish();
 }
 

@@ -3,6 +3,8 @@
 //! installs logging and the crypto provider, and maps errors to exit codes.
 
 pub mod demo;
+mod plane;
 mod serve;
 
-pub use serve::{ServeError, Started, bind, serve_until_signal};
+pub use plane::ProxyPlane;
+pub use serve::{Bound, ServeError, Started, bind, serve_until_signal};

@@ -61,6 +61,24 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Control API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh secret once, and the lines to paste into the configuration.
+    New {
+        /// Token name (shown in the audit history).
+        #[arg(long)]
+        name: String,
+        /// read, operate, deploy or admin.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +148,7 @@ fn print_started(s: &switchyard::Started) {
             l.name, l.addr, l.tls
         );
     }
+    println!("control addr={}", s.control);
     println!("ready");
 }
 
@@ -192,6 +211,21 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { dir } => demo(&dir),
         Command::Certs { command } => certs(command),
+        Command::Token {
+            command: TokenCommand::New { name, role },
+        } => {
+            switchyard_config::Name::new(&name).map_err(anyhow::Error::msg)?;
+            switchyard_config::Role::parse(&role).map_err(anyhow::Error::msg)?;
+            let (secret, sha256) = switchyard_control::generate_token();
+            println!(
+                "secret (shown once; give it to the client as `Authorization: Bearer <secret>`):"
+            );
+            println!("{secret}");
+            println!();
+            println!("add to the configuration:");
+            println!("[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{sha256}\"");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -264,6 +298,8 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
             println!("  curl -s -H 'x-switchyard-stack: green' http://127.0.0.1:8080/  # pinned to green");
             println!("  curl -sk --resolve demo.example.test:8443:127.0.0.1 https://demo.example.test:8443/");
             println!("  for i in $(seq 20); do curl -s http://127.0.0.1:8080/ | grep -o 'v1\\.[0-9]'; done | sort | uniq -c");
+            println!("  curl -s http://127.0.0.1:9090/v1/services | python3 -m json.tool           # what is live");
+            println!("  curl -s -X PUT -H 'content-type: application/json' -d '{{\"weights\":{{\"blue\":0,\"green\":100}}}}' http://127.0.0.1:9090/v1/services/demo/weights");
             println!("Stop with Ctrl-C.");
         })
         .await?;

@@ -1,14 +1,20 @@
-//! Binding listeners (with TLS from the `certs` crate), starting the proxy, and the process
-//! lifecycle: `SIGHUP` reloads the configuration file and certificates (a bad file keeps the
-//! old state serving), `SIGTERM`/`SIGINT` stop accepting and drain.
+//! Binding listeners (with TLS from the `certs` crate), starting the proxy and the control
+//! plane, and the process lifecycle.
+//!
+//! Start-up order: the control plane loads the saved desired state and merges it with the file
+//! (runtime changes win), the proxy starts on the merged state, then the control API starts
+//! driving it. `SIGHUP` re-merges the file and reloads certificates (a bad file keeps the old
+//! state serving); `SIGTERM`/`SIGINT` stop accepting and drain.
 
+use crate::plane::ProxyPlane;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
 use switchyard_config::{Config, ListenerTls, UnknownSni};
-use switchyard_proxy::{BoundListener, ListenerInfo, ProxyHandle, spawn_proxy};
+use switchyard_control::{ControlState, spawn_control};
+use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -49,6 +55,15 @@ pub enum ServeError {
     /// The proxy refused the configuration.
     #[error("cannot start the proxy")]
     Proxy(#[from] switchyard_proxy::ApplyError),
+    /// The control plane could not load its state.
+    #[error("cannot load the control plane's state")]
+    Control(#[from] switchyard_control::BuildError),
+    /// The control state directory could not be opened.
+    #[error("cannot open the state directory")]
+    Store(#[from] switchyard_control::StoreError),
+    /// The control listener is not allowed as configured.
+    #[error("control listener refused")]
+    ControlPolicy(#[from] switchyard_control::ListenPolicyError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -59,12 +74,15 @@ pub enum ServeError {
 pub struct Started {
     /// Bound public listeners.
     pub listeners: Vec<ListenerInfo>,
+    /// The control API's address.
+    pub control: SocketAddr,
 }
 
 /// Bound listeners and the certificate stores behind their TLS.
 pub struct Bound {
     listeners: Vec<BoundListener>,
     stores: Vec<Arc<CertStore>>,
+    control: TcpListener,
 }
 
 fn cert_store(
@@ -95,8 +113,9 @@ fn cert_store(
     Ok((store, config))
 }
 
-/// Binds every configured listener and loads its certificates.
+/// Binds every configured listener (and the control API's) and loads certificates.
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
+    switchyard_control::check_listen_policy(config.control(), config.tokens())?;
     let mut listeners = Vec::new();
     let mut stores = Vec::new();
     for l in config.listeners() {
@@ -121,19 +140,41 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
             tls,
         });
     }
-    Ok(Bound { listeners, stores })
+    let addr = config.control().listen;
+    let control = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            name: "control".into(),
+            addr,
+            source,
+        })?;
+    Ok(Bound {
+        listeners,
+        stores,
+        control,
+    })
 }
 
-/// Runs the proxy on `bound` until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
-/// `on_started` is called once everything is bound and serving.
+/// Runs the proxy and the control API on `bound` until SIGTERM/SIGINT. `config_path` is
+/// re-read on SIGHUP. `on_started` is called once everything is bound and serving.
 pub async fn serve_until_signal(
     config: Config,
     config_path: PathBuf,
     bound: Bound,
     on_started: impl FnOnce(&Started),
 ) -> Result<(), ServeError> {
-    let config = Arc::new(config);
     let drain = config.timeouts().drain;
+    let base = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let store = Arc::new(switchyard_control::FileStore::open(
+        &config.control().state_dir,
+    )?);
+    let loaded = switchyard_control::ControlBuilder::new(config, store)
+        .base_dir(base)
+        .load()
+        .await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut watchers = Vec::new();
     for store in &bound.stores {
@@ -144,9 +185,20 @@ pub async fn serve_until_signal(
         ));
     }
     let stores = bound.stores;
-    let proxy = spawn_proxy(config, bound.listeners).await?;
+    let proxy = spawn_proxy(loaded.desired(), bound.listeners).await?;
+    let (state, writer) = loaded.spawn(Arc::new(ProxyPlane(proxy.clone())), shutdown_rx.clone());
+    let control_addr = bound
+        .control
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            name: "control".into(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let control = spawn_control(bound.control, state.clone(), shutdown_rx.clone());
     on_started(&Started {
         listeners: proxy.listeners().to_vec(),
+        control: control_addr,
     });
 
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
@@ -154,14 +206,19 @@ pub async fn serve_until_signal(
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config_path, &proxy, &stores).await,
+            _ = hup.recv() => reload(&config_path, &state, &stores).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     info!(drain = ?drain, "shutting down");
+    state.set_ready(false);
     shutdown_tx.send_replace(true);
     proxy.shutdown().await;
+    if let Err(e) = control.join().await {
+        warn!(error = %e, "control api ended with an error");
+    }
+    writer.join().await;
     for w in watchers {
         // A watcher that panicked must not hide a clean shutdown; it was logged already.
         let _ = w.await;
@@ -169,7 +226,7 @@ pub async fn serve_until_signal(
     Ok(())
 }
 
-async fn reload(path: &Path, proxy: &ProxyHandle, stores: &[Arc<CertStore>]) {
+async fn reload(path: &Path, state: &ControlState, stores: &[Arc<CertStore>]) {
     info!(config = %path.display(), "reloading on SIGHUP");
     for s in stores {
         let r = s.reload();
@@ -181,10 +238,10 @@ async fn reload(path: &Path, proxy: &ProxyHandle, stores: &[Arc<CertStore>]) {
         Err(e) => {
             error!(error = %e, "configuration reload refused; the previous configuration keeps serving")
         }
-        Ok(c) => match proxy.apply(Arc::new(c)).await {
-            Ok(generation) => info!(generation, "configuration reloaded"),
+        Ok(c) => match switchyard_control::reseed(state, c).await {
+            Ok(generation) => info!(generation = ?generation, "configuration reloaded"),
             Err(e) => {
-                error!(error = %e, "configuration reload refused; the previous configuration keeps serving")
+                error!(error = %e, cause = ?std::error::Error::source(&e), "configuration reload refused; the previous configuration keeps serving")
             }
         },
     }

@@ -22,7 +22,10 @@ async fn weighted_split_is_exact_across_concurrent_connections() {
     let blue = Upstream::start("blue-v1").await;
     let green = Upstream::start("green-v2").await;
     let proxy = Proxy::start(&config(
-        &[("blue", "v1", 90, vec![blue.addr]), ("green", "v2", 10, vec![green.addr])],
+        &[
+            ("blue", "v1", 90, vec![blue.addr]),
+            ("green", "v2", 10, vec![green.addr]),
+        ],
         "",
         "",
     ));
@@ -57,16 +60,32 @@ async fn weighted_split_is_exact_across_concurrent_connections() {
 async fn weight_zero_stack_gets_no_requests_unless_pinned() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(&[("blue", "v1", 100, vec![blue.addr]), ("green", "v2", 0, vec![green.addr])], "", ""));
+    let proxy = Proxy::start(&config(
+        &[
+            ("blue", "v1", 100, vec![blue.addr]),
+            ("green", "v2", 0, vec![green.addr]),
+        ],
+        "",
+        "",
+    ));
     let mut c = Client::connect(proxy.addr("public")).await;
     for _ in 0..50 {
         assert_eq!(c.get("/").await.version(), "blue");
     }
     assert_eq!(green.requests(), 0);
-    let r = c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new()).await;
+    let r = c
+        .request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new())
+        .await;
     assert_eq!(r.version(), "green");
     assert_eq!(green.requests(), 1);
-    let r = c.request("GET", "/", &[("x-switchyard-stack", "purple")], Bytes::new()).await;
+    let r = c
+        .request(
+            "GET",
+            "/",
+            &[("x-switchyard-stack", "purple")],
+            Bytes::new(),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error(), Some("unknown-stack"));
 }
@@ -75,15 +94,33 @@ async fn weight_zero_stack_gets_no_requests_unless_pinned() {
 async fn pinning_header_can_be_renamed_or_disabled() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let stacks = [("blue", "v1", 100, vec![blue.addr]), ("green", "v2", 0, vec![green.addr])];
+    let stacks = [
+        ("blue", "v1", 100, vec![blue.addr]),
+        ("green", "v2", 0, vec![green.addr]),
+    ];
     let proxy = Proxy::start(&config(&stacks, "pin_header = \"x-qa-stack\"", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
-    assert_eq!(c.request("GET", "/", &[("x-qa-stack", "green")], Bytes::new()).await.version(), "green");
-    assert_eq!(c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new()).await.version(), "blue");
+    assert_eq!(
+        c.request("GET", "/", &[("x-qa-stack", "green")], Bytes::new())
+            .await
+            .version(),
+        "green"
+    );
+    assert_eq!(
+        c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new())
+            .await
+            .version(),
+        "blue"
+    );
     drop(proxy);
     let proxy = Proxy::start(&config(&stacks, "pin_header = \"\"", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
-    assert_eq!(c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new()).await.version(), "blue");
+    assert_eq!(
+        c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new())
+            .await
+            .version(),
+        "blue"
+    );
 }
 
 #[tokio::test]
@@ -91,7 +128,10 @@ async fn sticky_cookie_keeps_a_user_on_one_stack() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
     let proxy = Proxy::start(&config(
-        &[("blue", "v1", 50, vec![blue.addr]), ("green", "v2", 50, vec![green.addr])],
+        &[
+            ("blue", "v1", 50, vec![blue.addr]),
+            ("green", "v2", 50, vec![green.addr]),
+        ],
         "sticky = { cookie = \"sid\" }",
         "",
     ));
@@ -99,9 +139,15 @@ async fn sticky_cookie_keeps_a_user_on_one_stack() {
     let mut seen = HashMap::new();
     for user in 0..40 {
         let cookie = format!("theme=dark; sid=user-{user}");
-        let first = c.request("GET", "/", &[("cookie", &cookie)], Bytes::new()).await.version();
+        let first = c
+            .request("GET", "/", &[("cookie", &cookie)], Bytes::new())
+            .await
+            .version();
         for _ in 0..5 {
-            let again = c.request("GET", "/", &[("cookie", &cookie)], Bytes::new()).await.version();
+            let again = c
+                .request("GET", "/", &[("cookie", &cookie)], Bytes::new())
+                .await
+                .version();
             assert_eq!(again, first, "user {user} moved between stacks");
         }
         *seen.entry(first).or_insert(0) += 1;
@@ -177,7 +223,9 @@ endpoints = ["{wild}"]
         (get("shop.apps.example.test", "/"), "wild"),
     ];
     for ((host, path), want) in cases {
-        let r = c.request("GET", path, &[("host", host)], Bytes::new()).await;
+        let r = c
+            .request("GET", path, &[("host", host)], Bytes::new())
+            .await;
         assert_eq!(r.version(), want, "{host}{path}");
     }
     for host in ["apps.example.test", "other.test"] {
@@ -213,7 +261,13 @@ async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_set() {
         .await;
     assert_eq!(r.status, 200);
     let h = &r.json()["headers"];
-    for gone in ["connection", "x-secret", "keep-alive", "te", "proxy-connection"] {
+    for gone in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+    ] {
         assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
     }
     assert_eq!(h["x-custom"], "kept");
@@ -244,10 +298,15 @@ async fn h2c_with_prior_knowledge_is_served() {
     use http_body_util::{BodyExt, Full};
     let up = Upstream::start("h2-ok").await;
     let proxy = Proxy::start(&config(&[("blue", "v1", 1, vec![up.addr])], "", ""));
-    let tcp = tokio::net::TcpStream::connect(proxy.addr("public")).await.expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+    let tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
         .await
-        .expect("h2 handshake");
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
     tokio::spawn(conn);
     for i in 0..3 {
         let req = hyper::Request::builder()
@@ -269,14 +328,23 @@ async fn h2c_with_prior_knowledge_is_served() {
 async fn websocket_is_tunnelled_both_ways() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let ws_addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
                 while let Some(Ok(m)) = ws.next().await {
-                    if m.is_text() && ws.send(Message::text(format!("echo:{}", m.to_text().unwrap_or("")))).await.is_err() {
+                    if m.is_text()
+                        && ws
+                            .send(Message::text(format!("echo:{}", m.to_text().unwrap_or(""))))
+                            .await
+                            .is_err()
+                    {
                         break;
                     }
                 }
@@ -284,14 +352,23 @@ async fn websocket_is_tunnelled_both_ways() {
         }
     });
     let proxy = Proxy::start(&config(&[("blue", "v1", 1, vec![ws_addr])], "", ""));
-    let tcp = tokio::net::TcpStream::connect(proxy.addr("public")).await.expect("connect");
-    let (mut ws, resp) = tokio_tungstenite::client_async(format!("ws://{}/chat", proxy.addr("public")), tcp)
+    let tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
         .await
-        .expect("websocket handshake through the proxy");
+        .expect("connect");
+    let (mut ws, resp) =
+        tokio_tungstenite::client_async(format!("ws://{}/chat", proxy.addr("public")), tcp)
+            .await
+            .expect("websocket handshake through the proxy");
     assert_eq!(resp.status(), 101);
     for i in 0..5 {
-        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
-        let m = tokio::time::timeout(support::WAIT, ws.next()).await.expect("reply in time").expect("open").expect("frame");
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
+        let m = tokio::time::timeout(support::WAIT, ws.next())
+            .await
+            .expect("reply in time")
+            .expect("open")
+            .expect("frame");
         assert_eq!(m.to_text().expect("text"), format!("echo:hello {i}"));
     }
 }
@@ -374,7 +451,10 @@ async fn malformed_and_oversized_requests_never_reach_an_upstream() {
     ];
     for (name, req, status) in cases {
         let out = raw_exchange(addr, req.as_bytes()).await;
-        assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{name}: got {out:?}");
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: got {out:?}"
+        );
     }
     assert_eq!(up.requests(), 0, "a malformed request reached the upstream");
     // Other connections are undisturbed.
@@ -402,18 +482,36 @@ async fn content_length_with_transfer_encoding_is_never_forwarded_with_both() {
 async fn sighup_applies_a_valid_file_and_keeps_serving_on_an_invalid_one() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(&[("blue", "v1", 100, vec![blue.addr]), ("green", "v2", 0, vec![green.addr])], "", ""));
+    let proxy = Proxy::start(&config(
+        &[
+            ("blue", "v1", 100, vec![blue.addr]),
+            ("green", "v2", 0, vec![green.addr]),
+        ],
+        "",
+        "",
+    ));
     let mut c = Client::connect(proxy.addr("public")).await;
     assert_eq!(c.get("/").await.version(), "blue");
 
-    std::fs::write(&proxy.config_path, "[[listeners]]\nname = \"public\"\nbind = 42\n").expect("write");
+    std::fs::write(
+        &proxy.config_path,
+        support::with_control("[[listeners]]\nname = \"public\"\nbind = 42\n"),
+    )
+    .expect("write");
     proxy.signal("HUP");
     wait_for_log(&proxy, "configuration reload refused").await;
     assert!(proxy.stderr().contains("bind"), "the error names the field");
     assert_eq!(c.get("/").await.version(), "blue");
 
-    let next = config(&[("blue", "v1", 0, vec![blue.addr]), ("green", "v2", 100, vec![green.addr])], "", "");
-    std::fs::write(&proxy.config_path, next).expect("write");
+    let next = config(
+        &[
+            ("blue", "v1", 0, vec![blue.addr]),
+            ("green", "v2", 100, vec![green.addr]),
+        ],
+        "",
+        "",
+    );
+    std::fs::write(&proxy.config_path, support::with_control(&next)).expect("write");
     proxy.signal("HUP");
     wait_for_log(&proxy, "configuration reloaded").await;
     assert_eq!(c.get("/").await.version(), "green");
@@ -443,7 +541,9 @@ async fn sigterm_lets_in_flight_requests_finish() {
     })
     .await
     .expect("request reached the upstream");
-    let status = tokio::task::spawn_blocking(move || proxy.stop()).await.expect("stop");
+    let status = tokio::task::spawn_blocking(move || proxy.stop())
+        .await
+        .expect("stop");
     assert!(status.success());
     let r = inflight.await.expect("client");
     assert_eq!(r.status, 200);
@@ -455,14 +555,30 @@ fn check_reports_errors_with_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n[[services]]\nname = \"web\"\nlisteners = [\"public\"]\n[[services.stacks]]\nname = \"blue\"\nweight = -3\nendpoints = [\"127.0.0.1:1\"]\n").expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["check", "--config"]).arg(&path).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:10:", path.display())), "{err}");
     assert!(err.contains("services[0].stacks[0].weight"), "{err}");
 
-    std::fs::write(&path, support::config(&[("blue", "v1", 1, vec!["127.0.0.1:1".parse().expect("addr")])], "", "")).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["check", "--config"]).arg(&path).output().expect("run");
+    std::fs::write(
+        &path,
+        support::config(
+            &[("blue", "v1", 1, vec!["127.0.0.1:1".parse().expect("addr")])],
+            "",
+            "",
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 listeners, 1 services, 1 stacks"));
 }

@@ -14,13 +14,30 @@ use switchyard_proxy::{BoundListener, spawn_proxy};
 async fn weights_flip_a_thousand_times_under_load_without_a_failed_request() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let text_for = |b: u32, g: u32| config(&[("blue", "v1", b, vec![blue.addr]), ("green", "v2", g, vec![green.addr])], "", "");
-    let parse = |t: String| Arc::new(switchyard_config::parse(&t, Path::new("swap.toml")).expect("valid config"));
+    let text_for = |b: u32, g: u32| {
+        config(
+            &[
+                ("blue", "v1", b, vec![blue.addr]),
+                ("green", "v2", g, vec![green.addr]),
+            ],
+            "",
+            "",
+        )
+    };
+    let parse = |t: String| {
+        Arc::new(switchyard_config::parse(&t, Path::new("swap.toml")).expect("valid config"))
+    };
     let configs = [parse(text_for(100, 0)), parse(text_for(0, 100))];
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let bound = vec![BoundListener { name: switchyard_config::Name::new("public").expect("name"), listener, tls: None }];
+    let bound = vec![BoundListener {
+        name: switchyard_config::Name::new("public").expect("name"),
+        listener,
+        tls: None,
+    }];
     let proxy = spawn_proxy(configs[0].clone(), bound).await.expect("proxy");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -53,7 +70,10 @@ async fn weights_flip_a_thousand_times_under_load_without_a_failed_request() {
 
     let flips = tokio::time::timeout(Duration::from_secs(60), async {
         for i in 0..1000 {
-            let generation = proxy.apply(configs[(i + 1) % 2].clone()).await.expect("apply");
+            let generation = proxy
+                .apply(configs[(i + 1) % 2].clone())
+                .await
+                .expect("apply");
             assert!(generation >= (i as u64) + 2);
             // Spread the flips over about five seconds of load.
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -67,8 +87,18 @@ async fn weights_flip_a_thousand_times_under_load_without_a_failed_request() {
     for c in clients {
         failures.extend(c.await.expect("client task"));
     }
-    assert!(failures.is_empty(), "{} failures, first: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert!(ok.load(Ordering::Relaxed) > 1000);
-    assert!(blue.requests() > 0 && green.requests() > 0, "both stacks served: blue {} green {}", blue.requests(), green.requests());
+    assert!(
+        blue.requests() > 0 && green.requests() > 0,
+        "both stacks served: blue {} green {}",
+        blue.requests(),
+        green.requests()
+    );
     proxy.shutdown().await;
 }

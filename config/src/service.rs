@@ -251,9 +251,7 @@ impl ServiceSpec {
     }
     /// The outlier detection that applies to `stack`: its own, else the service's.
     pub fn outlier_detection_of<'a>(&'a self, stack: &'a StackSpec) -> &'a OutlierSpec {
-        stack
-            .outlier_detection()
-            .unwrap_or(&self.outlier_detection)
+        stack.outlier_detection().unwrap_or(&self.outlier_detection)
     }
     /// The slow-start window that applies to `stack`: its own, else the service's; `None`
     /// when off (a window of zero turns it off).

@@ -7,9 +7,7 @@ use crate::model::{
     UnknownSni, Weight,
 };
 use crate::raw;
-use crate::service::{
-    DEFAULT_PIN_HEADER, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec,
-};
+use crate::service::{DEFAULT_PIN_HEADER, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec};
 use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -37,7 +37,7 @@ pub enum BuildError {
         stack: String,
         /// Cause.
         #[source]
-        source: switchyard_certs::TlsConfigError,
+        source: Box<switchyard_certs::TlsConfigError>,
     },
     /// An endpoint's host name did not resolve.
     #[error("endpoint {endpoint} of stack {stack} of service {service} did not resolve")]
@@ -106,7 +106,7 @@ fn upstream_tls(svc: &ServiceSpec, st: &StackSpec, host: &str) -> Result<Upstrea
         BuildError::UpstreamTls {
             service: svc.name().to_string(),
             stack: st.name().to_string(),
-            source,
+            source: Box::new(source),
         }
     })?;
     let name = spec.sni.as_deref().unwrap_or(host).to_owned();
@@ -299,8 +299,10 @@ impl Registry {
                     }
                 }
                 routes.wildcard = wild.into_iter().collect();
-                routes.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-                let sort = |l: &mut RouteList| l.0.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                routes
+                    .wildcard
+                    .sort_by_key(|w| std::cmp::Reverse(w.0.len()));
+                let sort = |l: &mut RouteList| l.0.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
                 sort(&mut routes.any);
                 routes.exact.values_mut().for_each(sort);
                 routes.wildcard.iter_mut().for_each(|(_, l)| sort(l));

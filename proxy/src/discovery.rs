@@ -61,10 +61,8 @@ impl DnsState {
             self.ttl_secs.store(ttl, Ordering::Relaxed);
         }
         self.outcome.store(outcome, Ordering::Relaxed);
-        self.last_unix_ms.store(
-            crate::health::unix_ms(SystemTime::now()),
-            Ordering::Release,
-        );
+        self.last_unix_ms
+            .store(crate::health::unix_ms(SystemTime::now()), Ordering::Release);
     }
 
     /// Unix milliseconds of the last resolution, its outcome, the TTL of the last answer with
@@ -122,7 +120,8 @@ fn decide(
     match answer {
         Answer::Found(set, ttl) => {
             *p = Progress::default();
-            let next = Duration::from_secs(u64::from(*ttl)).clamp(spec.min_refresh, spec.max_refresh);
+            let next =
+                Duration::from_secs(u64::from(*ttl)).clamp(spec.min_refresh, spec.max_refresh);
             ((set.as_slice() != published).then(|| set.clone()), next)
         }
         Answer::Empty => {
@@ -173,11 +172,11 @@ impl Task {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                () = crate::handle::stopped(&mut shutdown) => return,
             }
             let answer = tokio::select! {
                 a = resolve_bounded(&self.resolver, &self.source, &self.spec) => a,
-                _ = shutdown.wait_for(|s| *s) => return,
+                () = crate::handle::stopped(&mut shutdown) => return,
             };
             self.state.record(&answer);
             let (publish, next) = decide(&answer, &published, &mut progress, &self.spec);
@@ -201,7 +200,7 @@ impl Task {
             };
             tokio::select! {
                 r = self.updates.send(update) => if r.is_err() { return },
-                _ = shutdown.wait_for(|s| *s) => return,
+                () = crate::handle::stopped(&mut shutdown) => return,
             }
         }
     }
@@ -277,8 +276,7 @@ impl Discovery {
             }
             keep
         });
-        self.sets
-            .retain(|k, s| wanted.get(k) == Some(&s.source));
+        self.sets.retain(|k, s| wanted.get(k) == Some(&s.source));
         if wanted.is_empty() {
             return;
         }
@@ -314,11 +312,14 @@ impl Discovery {
         }))
         .await;
         for ((key, source), answer) in fresh.into_iter().zip(first) {
-            let set = self.sets.entry(key.clone()).or_insert_with(|| DiscoveredSet {
-                source: source.clone(),
-                endpoints: Vec::new(),
-                state: Arc::default(),
-            });
+            let set = self
+                .sets
+                .entry(key.clone())
+                .or_insert_with(|| DiscoveredSet {
+                    source: source.clone(),
+                    endpoints: Vec::new(),
+                    state: Arc::default(),
+                });
             let mut progress = Progress::default();
             let delay = match &answer {
                 None => Duration::ZERO,
@@ -410,7 +411,10 @@ mod tests {
         let mut p = Progress::default();
         let last = set(&[1, 2]);
         assert_eq!(decide(&Answer::Empty, &last, &mut p, &spec()).0, None);
-        assert_eq!(decide(&Answer::Empty, &last, &mut p, &spec()).0, Some(Vec::new()));
+        assert_eq!(
+            decide(&Answer::Empty, &last, &mut p, &spec()).0,
+            Some(Vec::new())
+        );
         // An answer with records in between starts the count again.
         let mut p = Progress::default();
         decide(&Answer::Empty, &last, &mut p, &spec());

@@ -177,9 +177,9 @@ impl EndpointState {
         let elapsed = self.now_ms().saturating_sub(start);
         if window == 0 || elapsed >= window {
             // The ramp is over; later requests skip the clock read.
-            let _ = self
-                .ramp_start
-                .compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ =
+                self.ramp_start
+                    .compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed);
             return true;
         }
         crate::select::fast_random() % window < elapsed

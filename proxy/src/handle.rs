@@ -15,11 +15,11 @@
 use crate::build::{BuildError, Registry, Resolved};
 use crate::discovery::{Discovery, Update};
 use crate::endpoint::EndpointState;
-use crate::health::Checks;
-use crate::status::ProxyStatus;
 use crate::forward::Settings;
+use crate::health::Checks;
 use crate::listener::{BoundListener, spawn_listener};
 use crate::snapshot::Snapshot;
+use crate::status::ProxyStatus;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;

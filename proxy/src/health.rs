@@ -335,15 +335,13 @@ async fn run(
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            () = crate::handle::stopped(&mut shutdown) => return,
         }
-        let work = tokio::time::timeout(
-            spec.timeout,
-            check(&ep, &spec, &probe, &shared, &mut kept),
-        );
+        let work =
+            tokio::time::timeout(spec.timeout, check(&ep, &spec, &probe, &shared, &mut kept));
         let (outcome, status) = tokio::select! {
             r = work => r.unwrap_or((CheckOutcome::Timeout, 0)),
-            _ = shutdown.wait_for(|s| *s) => return,
+            () = crate::handle::stopped(&mut shutdown) => return,
         };
         debug!(outcome = ?outcome, status, "health check");
         record(&ep, &spec, outcome, status);

@@ -44,7 +44,8 @@ impl StackPolicy {
     pub(crate) fn update(&self, o: &OutlierSpec, slow_start: Option<Duration>, endpoints: usize) {
         let threshold = if o.enabled { o.consecutive_failures } else { 0 };
         self.threshold.store(threshold, Ordering::Relaxed);
-        self.base_ms.store(millis(o.base_ejection), Ordering::Relaxed);
+        self.base_ms
+            .store(millis(o.base_ejection), Ordering::Relaxed);
         self.max_ms.store(millis(o.max_ejection), Ordering::Relaxed);
         self.max_percent
             .store(o.max_ejection_percent, Ordering::Relaxed);

@@ -32,9 +32,18 @@ impl Upstream {
     }
 
     pub async fn start_with(version: &str, fail_rate: f64, latency: Duration) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = l.local_addr().expect("addr");
-        let handle = spawn_demo_upstream(l, DemoUpstream { version: version.into(), fail_rate, latency });
+        let handle = spawn_demo_upstream(
+            l,
+            DemoUpstream {
+                version: version.into(),
+                fail_rate,
+                latency,
+            },
+        );
         Self { addr, handle }
     }
 
@@ -60,7 +69,18 @@ pub struct Proxy {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub listeners: HashMap<String, SocketAddr>,
+    pub control: SocketAddr,
     pub stderr_path: PathBuf,
+}
+
+/// Adds a control listener on an ephemeral port when the config has none, so parallel tests
+/// never share a port.
+pub fn with_control(config: &str) -> String {
+    if config.contains("[control]") {
+        config.to_owned()
+    } else {
+        format!("{config}\n[control]\nlisten = \"127.0.0.1:0\"\n")
+    }
 }
 
 impl Proxy {
@@ -72,7 +92,7 @@ impl Proxy {
 
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
         let config_path = dir.path().join("switchyard.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&config_path, with_control(config)).expect("write config");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -95,23 +115,39 @@ impl Proxy {
             }
         });
         let mut listeners = HashMap::new();
+        let mut control = None;
         loop {
             let line = match rx.recv_timeout(WAIT) {
                 Ok(l) => l,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("switchyard did not become ready: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                    panic!(
+                        "switchyard did not become ready: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
                 }
             };
             if line == "ready" {
                 break;
             }
+            if let Some(rest) = line.strip_prefix("control addr=") {
+                control = Some(rest.parse().expect("control addr"));
+            }
             if let Some(rest) = line.strip_prefix("listening ") {
-                let kv: HashMap<&str, &str> = rest.split(' ').filter_map(|p| p.split_once('=')).collect();
+                let kv: HashMap<&str, &str> =
+                    rest.split(' ').filter_map(|p| p.split_once('=')).collect();
                 listeners.insert(kv["listener"].to_owned(), kv["addr"].parse().expect("addr"));
             }
         }
-        Self { child, dir, config_path, listeners, stderr_path }
+        let control = control.expect("control address printed before ready");
+        Self {
+            child,
+            dir,
+            config_path,
+            listeners,
+            control,
+            stderr_path,
+        }
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
@@ -119,7 +155,11 @@ impl Proxy {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 
@@ -135,7 +175,10 @@ impl Proxy {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(std::time::Instant::now() < deadline, "switchyard did not exit on SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "switchyard did not exit on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -169,7 +212,9 @@ impl Reply {
     }
 
     pub fn error(&self) -> Option<&str> {
-        self.headers.get("x-switchyard-error").and_then(|v| v.to_str().ok())
+        self.headers
+            .get("x-switchyard-error")
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -183,20 +228,39 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect(addr).await.expect("connect proxy");
         tcp.set_nodelay(true).expect("nodelay");
-        let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.expect("handshake");
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
         tokio::spawn(conn);
-        Self { sender, host: addr.to_string() }
+        Self {
+            sender,
+            host: addr.to_string(),
+        }
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
         self.request("GET", path, &[], Bytes::new()).await
     }
 
-    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
-        self.try_request(method, path, headers, body).await.expect("request")
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        self.try_request(method, path, headers, body)
+            .await
+            .expect("request")
     }
 
-    pub async fn try_request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply, hyper::Error> {
+    pub async fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, hyper::Error> {
         let mut b = hyper::Request::builder().method(method).uri(path);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             b = b.header("host", &self.host);
@@ -209,7 +273,11 @@ impl Client {
         let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
     }
 }
 
@@ -225,7 +293,11 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
 }
 
 /// A config file for one service `web` with the given stacks `(name, version, weight, endpoints)`.
-pub fn config(stacks: &[(&str, &str, u32, Vec<SocketAddr>)], extra_service: &str, extra: &str) -> String {
+pub fn config(
+    stacks: &[(&str, &str, u32, Vec<SocketAddr>)],
+    extra_service: &str,
+    extra: &str,
+) -> String {
     let mut s = String::from("[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n");
     s.push_str("[[services]]\nname = \"web\"\nlisteners = [\"public\"]\n");
     s.push_str(extra_service);

@@ -8,7 +8,11 @@ use crate::raw;
 use crate::service::{HealthCheckSpec, OutlierSpec};
 use std::time::Duration;
 
-pub(super) fn health_check(h: &raw::HealthCheck, at: &FieldPath, p: &mut Problems) -> HealthCheckSpec {
+pub(super) fn health_check(
+    h: &raw::HealthCheck,
+    at: &FieldPath,
+    p: &mut Problems,
+) -> HealthCheckSpec {
     let mut method = h
         .method
         .clone()
@@ -143,7 +147,12 @@ pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problem
     let max_ejection = match &o.max_ejection {
         // An explicit short base without an explicit maximum keeps the ratio of the defaults.
         None => d.max_ejection.max(base_ejection),
-        Some(_) => duration(o.max_ejection.as_ref(), &at.key("max_ejection"), d.max_ejection, p),
+        Some(_) => duration(
+            o.max_ejection.as_ref(),
+            &at.key("max_ejection"),
+            d.max_ejection,
+            p,
+        ),
     };
     if max_ejection < base_ejection {
         p.push(
@@ -177,7 +186,10 @@ pub(super) fn slow_start(s: Option<&String>, at: &FieldPath, p: &mut Problems) -
     let s = s?;
     match parse_duration(s) {
         Ok(d) if d > Duration::from_secs(3600) => {
-            p.push(at, format!("slow start {s:?} too long: expected at most 1h"));
+            p.push(
+                at,
+                format!("slow start {s:?} too long: expected at most 1h"),
+            );
             None
         }
         Ok(d) => Some(d),

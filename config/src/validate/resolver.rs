@@ -26,8 +26,18 @@ pub(super) fn resolver(r: Option<&raw::DnsResolver>, at: &FieldPath, p: &mut Pro
             ),
         }
     }
-    let min_refresh = duration(r.min_refresh.as_ref(), &at.key("min_refresh"), d.min_refresh, p);
-    let max_refresh = duration(r.max_refresh.as_ref(), &at.key("max_refresh"), d.max_refresh, p);
+    let min_refresh = duration(
+        r.min_refresh.as_ref(),
+        &at.key("min_refresh"),
+        d.min_refresh,
+        p,
+    );
+    let max_refresh = duration(
+        r.max_refresh.as_ref(),
+        &at.key("max_refresh"),
+        d.max_refresh,
+        p,
+    );
     let timeout = duration(r.timeout.as_ref(), &at.key("timeout"), d.timeout, p);
     if min_refresh.is_zero() {
         p.push(&at.key("min_refresh"), "expected a duration above zero");
