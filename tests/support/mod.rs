@@ -167,6 +167,13 @@ impl Proxy {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// `kill -9` and keep the folder (config and state) for a restart.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
