@@ -10,8 +10,16 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use support::{Client, Proxy, Upstream, config};
 
-async fn call(c: &mut Client, method: &str, path: &str, token: Option<&str>, body: Option<Value>, extra: &[(&str, &str)]) -> (u16, Value) {
-    let mut headers: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+async fn call(
+    c: &mut Client,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut headers: Vec<(&str, String)> =
+        extra.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
     if let Some(t) = token {
         headers.push(("authorization", format!("Bearer {t}")));
     }
@@ -24,13 +32,25 @@ async fn call(c: &mut Client, method: &str, path: &str, token: Option<&str>, bod
     };
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let r = c.request(method, path, &h, body).await;
-    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 fn stack_weights(service: &Value) -> HashMap<String, i64> {
     service["stacks"]
         .as_array()
-        .map(|a| a.iter().map(|s| (s["name"].as_str().unwrap_or("").to_owned(), s["weight"].as_i64().unwrap_or(-1))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_owned(),
+                        s["weight"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -38,17 +58,40 @@ fn stack_weights(service: &Value) -> HashMap<String, i64> {
 async fn weight_change_is_visible_on_the_next_request_and_the_split_follows() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(&[("blue", "v1", 100, vec![blue.addr]), ("green", "v2", 0, vec![green.addr])], "", ""));
+    let proxy = Proxy::start(&config(
+        &[
+            ("blue", "v1", 100, vec![blue.addr]),
+            ("green", "v2", 0, vec![green.addr]),
+        ],
+        "",
+        "",
+    ));
     let mut api = Client::connect(proxy.control).await;
     let mut web = Client::connect(proxy.addr("public")).await;
     assert_eq!(web.get("/").await.version(), "blue");
 
-    let (s, _) = call(&mut api, "PUT", "/v1/services/web/weights", None, Some(json!({"weights": {"blue": 0, "green": 100}})), &[]).await;
+    let (s, _) = call(
+        &mut api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(json!({"weights": {"blue": 0, "green": 100}})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
     // The very next request, on an already-open keep-alive connection.
     assert_eq!(web.get("/").await.version(), "green");
 
-    let (s, _) = call(&mut api, "PUT", "/v1/services/web/weights", None, Some(json!({"weights": {"blue": 75, "green": 25}})), &[]).await;
+    let (s, _) = call(
+        &mut api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(json!({"weights": {"blue": 75, "green": 25}})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
     let mut counts = HashMap::new();
     for _ in 0..400 {
@@ -65,10 +108,25 @@ async fn weight_change_is_visible_on_the_next_request_and_the_split_follows() {
 async fn runtime_changes_survive_restart_and_kill_nine() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
-    let text = config(&[("blue", "v1", 100, vec![blue.addr]), ("green", "v2", 0, vec![green.addr])], "", "");
+    let text = config(
+        &[
+            ("blue", "v1", 100, vec![blue.addr]),
+            ("green", "v2", 0, vec![green.addr]),
+        ],
+        "",
+        "",
+    );
     let proxy = Proxy::start(&text);
     let mut api = Client::connect(proxy.control).await;
-    let (s, _) = call(&mut api, "PUT", "/v1/services/web/weights", None, Some(json!({"weights": {"blue": 10, "green": 90}})), &[]).await;
+    let (s, _) = call(
+        &mut api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(json!({"weights": {"blue": 10, "green": 90}})),
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
     let (s, _) = call(
         &mut api,
@@ -110,13 +168,32 @@ async fn stale_if_match_gets_412_and_changes_nothing() {
     let (_, svc) = call(&mut api, "GET", "/v1/services/web", None, None, &[]).await;
     let rev = svc["revision"].as_u64().expect("revision");
     let stale = (rev + 7).to_string();
-    let (s, err) = call(&mut api, "PUT", "/v1/services/web/weights", None, Some(json!({"weights": {"blue": 5}})), &[("if-match", &stale)]).await;
+    let (s, err) = call(
+        &mut api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(json!({"weights": {"blue": 5}})),
+        &[("if-match", &stale)],
+    )
+    .await;
     assert_eq!(s, 412);
-    assert!(err["error"]["code"].is_string() && err["error"]["message"].is_string(), "{err}");
+    assert!(
+        err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+        "{err}"
+    );
     let (_, again) = call(&mut api, "GET", "/v1/services/web", None, None, &[]).await;
     assert_eq!(again, svc);
     let current = rev.to_string();
-    let (s, _) = call(&mut api, "PUT", "/v1/services/web/weights", None, Some(json!({"weights": {"blue": 5}})), &[("if-match", &current)]).await;
+    let (s, _) = call(
+        &mut api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(json!({"weights": {"blue": 5}})),
+        &[("if-match", &current)],
+    )
+    .await;
     assert_eq!(s, 200);
 }
 
@@ -127,24 +204,80 @@ async fn bad_input_gets_a_clear_4xx_and_leaves_state_unchanged() {
     let mut api = Client::connect(proxy.control).await;
     let (_, before) = call(&mut api, "GET", "/v1/services/web", None, None, &[]).await;
     let cases: Vec<(&str, &str, &str)> = vec![
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"blue\": 5"),
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"blue\": 5}, \"colour\": 1}"),
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"blue\": -1}}"),
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"blue\": 10001}}"),
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"blue\": 1.5}}"),
-        ("PUT", "/v1/services/web/weights", "{\"weights\": {\"purple\": 5}}"),
-        ("POST", "/v1/services/web/stacks", "{\"name\": \"Bad_Name\", \"endpoints\": [\"127.0.0.1:1\"]}"),
-        ("PUT", "/v1/services/nope/weights", "{\"weights\": {\"blue\": 5}}"),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"blue\": 5",
+        ),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"blue\": 5}, \"colour\": 1}",
+        ),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"blue\": -1}}",
+        ),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"blue\": 10001}}",
+        ),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"blue\": 1.5}}",
+        ),
+        (
+            "PUT",
+            "/v1/services/web/weights",
+            "{\"weights\": {\"purple\": 5}}",
+        ),
+        (
+            "POST",
+            "/v1/services/web/stacks",
+            "{\"name\": \"Bad_Name\", \"endpoints\": [\"127.0.0.1:1\"]}",
+        ),
+        (
+            "PUT",
+            "/v1/services/nope/weights",
+            "{\"weights\": {\"blue\": 5}}",
+        ),
     ];
     for (method, path, body) in cases {
-        let r = api.request(method, path, &[("content-type", "application/json")], Bytes::from(body)).await;
-        assert!((400..500).contains(&r.status), "{method} {path} {body}: {}", r.status);
+        let r = api
+            .request(
+                method,
+                path,
+                &[("content-type", "application/json")],
+                Bytes::from(body),
+            )
+            .await;
+        assert!(
+            (400..500).contains(&r.status),
+            "{method} {path} {body}: {}",
+            r.status
+        );
         let v: Value = serde_json::from_slice(&r.body).expect("json error body");
-        assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string(), "{v}");
+        assert!(
+            v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+            "{v}"
+        );
     }
-    let huge = format!("{{\"weights\": {{\"blue\": 5}}, \"pad\": \"{}\"}}", "x".repeat(200_000));
+    let huge = format!(
+        "{{\"weights\": {{\"blue\": 5}}, \"pad\": \"{}\"}}",
+        "x".repeat(200_000)
+    );
     let mut fresh = Client::connect(proxy.control).await;
-    let r = fresh.request("PUT", "/v1/services/web/weights", &[("content-type", "application/json")], Bytes::from(huge)).await;
+    let r = fresh
+        .request(
+            "PUT",
+            "/v1/services/web/weights",
+            &[("content-type", "application/json")],
+            Bytes::from(huge),
+        )
+        .await;
     assert_eq!(r.status, 413);
     let mut api = Client::connect(proxy.control).await;
     let (_, after) = call(&mut api, "GET", "/v1/services/web", None, None, &[]).await;
@@ -161,18 +294,103 @@ async fn tokens_and_roles_are_enforced() {
         hash("read-secret"),
         hash("billing-secret")
     );
-    let proxy = Proxy::start(&config(&[("blue", "v1", 100, vec![blue.addr])], "", &tokens));
+    let proxy = Proxy::start(&config(
+        &[("blue", "v1", 100, vec![blue.addr])],
+        "",
+        &tokens,
+    ));
     let mut api = Client::connect(proxy.control).await;
     let body = || Some(json!({"weights": {"blue": 50}}));
-    assert_eq!(call(&mut api, "GET", "/healthz", None, None, &[]).await.0, 200);
-    assert_eq!(call(&mut api, "GET", "/v1/services", None, None, &[]).await.0, 401);
-    assert_eq!(call(&mut api, "GET", "/v1/services", Some("wrong"), None, &[]).await.0, 401);
-    assert_eq!(call(&mut api, "GET", "/v1/services", Some("read-secret"), None, &[]).await.0, 200);
-    assert_eq!(call(&mut api, "PUT", "/v1/services/web/weights", Some("read-secret"), body(), &[]).await.0, 403);
-    assert_eq!(call(&mut api, "PUT", "/v1/services/web/weights", Some("billing-secret"), body(), &[]).await.0, 403);
-    assert_eq!(call(&mut api, "DELETE", "/v1/services/web", Some("ops-secret"), None, &[]).await.0, 403);
-    assert_eq!(call(&mut api, "PUT", "/v1/services/web/weights", Some("ops-secret"), body(), &[]).await.0, 200);
-    let (s, history) = call(&mut api, "GET", "/v1/history?service=web&limit=10", Some("read-secret"), None, &[]).await;
+    assert_eq!(
+        call(&mut api, "GET", "/healthz", None, None, &[]).await.0,
+        200
+    );
+    assert_eq!(
+        call(&mut api, "GET", "/v1/services", None, None, &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(&mut api, "GET", "/v1/services", Some("wrong"), None, &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &mut api,
+            "GET",
+            "/v1/services",
+            Some("read-secret"),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &mut api,
+            "PUT",
+            "/v1/services/web/weights",
+            Some("read-secret"),
+            body(),
+            &[]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &mut api,
+            "PUT",
+            "/v1/services/web/weights",
+            Some("billing-secret"),
+            body(),
+            &[]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &mut api,
+            "DELETE",
+            "/v1/services/web",
+            Some("ops-secret"),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &mut api,
+            "PUT",
+            "/v1/services/web/weights",
+            Some("ops-secret"),
+            body(),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, history) = call(
+        &mut api,
+        "GET",
+        "/v1/history?service=web&limit=10",
+        Some("read-secret"),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(s, 200);
     let text = history.to_string();
     assert!(text.contains("\"ops\""), "history names the token: {text}");

@@ -23,13 +23,18 @@ impl Ca {
     fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Self { issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca") }
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
+                .expect("ca"),
+        }
     }
 
     /// Writes `STEM.crt`/`STEM.key` for `names` into `dir`; returns the leaf fingerprint.
     fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> String {
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).expect("params");
+        let params =
+            CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .expect("params");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).expect("write");
         std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).expect("write");
@@ -44,33 +49,61 @@ impl Ca {
 }
 
 fn client_config(ca: &Ca, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let mut c = rustls::ClientConfig::builder().with_root_certificates(ca.roots()).with_no_client_auth();
+    let mut c = rustls::ClientConfig::builder()
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(c)
 }
 
-async fn tls_connect(addr: SocketAddr, sni: &str, cfg: Arc<rustls::ClientConfig>) -> (tokio_rustls::client::TlsStream<TcpStream>, String) {
+async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> (tokio_rustls::client::TlsStream<TcpStream>, String) {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let stream = tokio_rustls::TlsConnector::from(cfg)
         .connect(ServerName::try_from(sni.to_owned()).expect("name"), tcp)
         .await
         .expect("handshake");
-    let leaf = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| switchyard_certs::fingerprint_sha256(c)).expect("leaf");
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| switchyard_certs::fingerprint_sha256(c))
+        .expect("leaf");
     (stream, leaf)
 }
 
-async fn h1_get(stream: tokio_rustls::client::TlsStream<TcpStream>, host: &str) -> (hyper::client::conn::http1::SendRequest<Full<Bytes>>, serde_json::Value) {
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("h1");
+async fn h1_get(
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    host: &str,
+) -> (
+    hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    serde_json::Value,
+) {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("h1");
     tokio::spawn(conn);
     let v = get_json(&mut send, host).await;
     (send, v)
 }
 
-async fn get_json(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, host: &str) -> serde_json::Value {
-    let req = hyper::Request::builder().uri("/tls").header("host", host).body(Full::new(Bytes::new())).expect("req");
+async fn get_json(
+    send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: &str,
+) -> serde_json::Value {
+    let req = hyper::Request::builder()
+        .uri("/tls")
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
     let resp = send.send_request(req).await.expect("response");
     assert_eq!(resp.status(), 200);
-    serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes()).expect("json")
+    serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+        .expect("json")
 }
 
 fn install_provider() {
@@ -112,12 +145,23 @@ async fn sni_picks_the_certificate_and_alpn_gives_http2() {
     let (_, v) = h1_get(s, "a.example.test").await;
     assert_eq!(v["headers"]["x-forwarded-proto"], "https");
 
-    let (s, leaf) = tls_connect(addr, "shop.b.example.test", client_config(&ca, &[b"h2", b"http/1.1"])).await;
+    let (s, leaf) = tls_connect(
+        addr,
+        "shop.b.example.test",
+        client_config(&ca, &[b"h2", b"http/1.1"]),
+    )
+    .await;
     assert_eq!(leaf, fb);
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s)).await.expect("h2");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .expect("h2");
     tokio::spawn(conn);
-    let req = hyper::Request::builder().uri("https://shop.b.example.test/h2").body(Full::new(Bytes::new())).expect("req");
+    let req = hyper::Request::builder()
+        .uri("https://shop.b.example.test/h2")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
     let resp = send.send_request(req).await.expect("h2 response");
     assert_eq!(resp.version(), hyper::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
@@ -148,13 +192,19 @@ async fn certificate_reload_keeps_open_connections_and_serves_the_new_one() {
     })
     .await
     .expect("the error names the broken file");
-    assert_eq!(tls_connect(addr, "a.example.test", client_config(&ca, &[b"http/1.1"])).await.1, old);
+    assert_eq!(
+        tls_connect(addr, "a.example.test", client_config(&ca, &[b"http/1.1"]))
+            .await
+            .1,
+        old
+    );
 
     let new = ca.issue(&path, "a", &["a.example.test"]);
     proxy.signal("HUP");
     let seen = tokio::time::timeout(support::WAIT, async {
         loop {
-            let (_, leaf) = tls_connect(addr, "a.example.test", client_config(&ca, &[b"http/1.1"])).await;
+            let (_, leaf) =
+                tls_connect(addr, "a.example.test", client_config(&ca, &[b"http/1.1"])).await;
             if leaf == new {
                 return leaf;
             }
@@ -171,20 +221,38 @@ async fn certificate_reload_keeps_open_connections_and_serves_the_new_one() {
 /// A TLS upstream answering JSON like the demo upstream.
 async fn tls_upstream(ca: &Ca, dir: &Path) -> SocketAddr {
     ca.issue(dir, "upstream", &["localhost"]);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("upstream.crt")).expect("pem").map(|c| c.expect("cert")).collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("upstream.key")).expect("key");
-    let cfg = Arc::new(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).expect("server config"));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("upstream.crt"))
+            .expect("pem")
+            .map(|c| c.expect("cert"))
+            .collect();
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("upstream.key")).expect("key");
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config"),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"version\":\"tls-upstream\"}"))))
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"{\"version\":\"tls-upstream\"}"),
+                    )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
             });
         }
     });
@@ -227,10 +295,14 @@ endpoints = ["https://localhost:{port}"]
     );
     let proxy = Proxy::start_in(dir, &text);
     let mut c = support::Client::connect(proxy.addr("public")).await;
-    let r = c.request("GET", "/", &[("host", "trusted.test")], Bytes::new()).await;
+    let r = c
+        .request("GET", "/", &[("host", "trusted.test")], Bytes::new())
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.error());
     assert_eq!(r.version(), "tls-upstream");
-    let r = c.request("GET", "/", &[("host", "untrusted.test")], Bytes::new()).await;
+    let r = c
+        .request("GET", "/", &[("host", "untrusted.test")], Bytes::new())
+        .await;
     assert_eq!((r.status, r.error()), (502, Some("upstream-tls")));
 }
 
@@ -238,21 +310,51 @@ endpoints = ["https://localhost:{port}"]
 fn certs_cli_writes_a_certificate_whose_fingerprint_openssl_agrees_with() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["certs", "self-signed", "--name", "integration.example.test", "--name", "alt.example.test", "--out"])
+        .args([
+            "certs",
+            "self-signed",
+            "--name",
+            "integration.example.test",
+            "--name",
+            "alt.example.test",
+            "--out",
+        ])
         .arg(dir.path())
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let ours = stdout.lines().find_map(|l| l.strip_prefix("sha256 fingerprint: ")).expect("fingerprint line").to_owned();
+    let ours = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256 fingerprint: "))
+        .expect("fingerprint line")
+        .to_owned();
     let crt = dir.path().join("integration.example.test.crt");
-    let o = std::process::Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(&crt).output().expect("openssl");
+    let o = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&crt)
+        .output()
+        .expect("openssl");
     let theirs = String::from_utf8_lossy(&o.stdout);
     assert_eq!(theirs.trim().rsplit('=').next(), Some(ours.as_str()));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("integration.example.test.key")).expect("key").permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("integration.example.test.key"))
+        .expect("key")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["certs", "inspect"]).arg(&crt).output().expect("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["certs", "inspect"])
+        .arg(&crt)
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("alt.example.test") && text.contains(&ours), "{text}");
+    assert!(
+        text.contains("alt.example.test") && text.contains(&ours),
+        "{text}"
+    );
 }

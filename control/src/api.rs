@@ -6,6 +6,7 @@
 //! (403) → read and decode the body (413, 415, 400, 422) → hand the change to the writer, which
 //! validates it against the current state and answers 404/400/409/412 or applies it.
 
+pub(crate) mod deployment;
 pub(crate) mod history;
 pub(crate) mod probe;
 pub(crate) mod service;
@@ -77,6 +78,46 @@ pub(crate) fn routes() -> Vec<Route> {
             stack::remove,
         ),
         Route::new(M::GET, "/v1/history", history::list),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/deployments",
+            deployment::start,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/services/{service}/deployments",
+            deployment::list,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/services/{service}/deployments/{id}",
+            deployment::show,
+        ),
+        Route::new(
+            M::GET,
+            "/v1/services/{service}/deployments/{id}/events",
+            deployment::events,
+        ),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/deployments/{id}/promote",
+            deployment::promote,
+        ),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/deployments/{id}/pause",
+            deployment::pause,
+        ),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/deployments/{id}/resume",
+            deployment::resume,
+        ),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/deployments/{id}/abort",
+            deployment::abort,
+        ),
     ]
 }
 
@@ -146,8 +187,12 @@ fn service_response(
     name: &str,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let view = crate::view::service(published, state.data_plane().as_ref(), name)
+    let mut view = crate::view::service(published, state.data_plane().as_ref(), name)
         .ok_or_else(|| ApiError::NotFound(format!("no service {name:?}")))?;
+    view.deployment = state
+        .deployments()
+        .active(name)
+        .map(|r| crate::deploy::DeploymentSummary::of(&r));
     let etag =
         HeaderValue::from_str(&format!("\"{}\"", view.revision)).map_err(ApiError::internal)?;
     let mut response = (status, axum::Json(view)).into_response();

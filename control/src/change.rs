@@ -16,7 +16,7 @@ use switchyard_config::{
 
 use crate::error::ApiError;
 use crate::seed::{describe, update};
-use crate::store::{Origin, ServiceRecord};
+use crate::store::{Origin, Promotion, ServiceRecord};
 
 /// A change to one service, as asked through the API.
 #[derive(Debug, Clone)]
@@ -39,6 +39,13 @@ pub(crate) enum Change {
     },
     /// Remove a stack; refused while it has weight unless forced.
     DeleteStack { stack: String, force: bool },
+    /// Put the service back exactly as recorded, ownership and promotions included (a
+    /// deployment's rollback).
+    Restore {
+        spec: Box<raw::Service>,
+        origin: Origin,
+        promotions: BTreeMap<String, Promotion>,
+    },
 }
 
 impl Change {
@@ -51,6 +58,7 @@ impl Change {
             Self::AddStack(_) => "add_stack",
             Self::SetEndpoints { .. } => "set_endpoints",
             Self::DeleteStack { .. } => "delete_stack",
+            Self::Restore { .. } => "restore_service",
         }
     }
 }
@@ -101,6 +109,9 @@ pub(crate) fn plan(
         }
         (Change::DeleteStack { stack, force }, Some(cur)) => {
             Some(delete_stack(cur, stack, *force)?)
+        }
+        (Change::Restore { spec, .. }, Some(_)) => {
+            Some(service_from_raw(spec, base_dir).map_err(|p| ApiError::Invalid(describe(&p)))?)
         }
     };
 
@@ -157,6 +168,13 @@ pub(crate) fn plan(
     }
     record.origin = Origin::Runtime;
     update(&mut record, before.as_ref(), after, now);
+    if let Change::Restore {
+        origin, promotions, ..
+    } = change
+    {
+        record.origin = *origin;
+        record.promotions = promotions.clone();
+    }
     Ok(Plan {
         config: next_config,
         record,

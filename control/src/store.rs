@@ -19,6 +19,7 @@ use switchyard_config::raw;
 use utoipa::ToSchema;
 
 use crate::data_plane::BoxFuture;
+use crate::deploy::DeploymentRecord;
 
 /// The version of the state file format written by this build.
 pub const STATE_FORMAT: u32 = 1;
@@ -40,6 +41,13 @@ pub trait Store: Send + Sync + 'static {
         service: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>>;
+    /// Every saved deployment record (finished ones are the deployment history).
+    fn load_deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentRecord>, StoreError>>;
+    /// Replaces one deployment's record; resolves once it is durable.
+    fn save_deployment<'a>(
+        &'a self,
+        record: &'a DeploymentRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// A store operation that failed.

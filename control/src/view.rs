@@ -80,9 +80,8 @@ pub struct ServiceView {
     pub routing: RoutingView,
     /// Its stacks, in configuration order.
     pub stacks: Vec<StackView>,
-    /// The deployment in progress; always `null` until deployments exist.
-    #[schema(value_type = Option<Object>)]
-    pub deployment: Option<serde_json::Value>,
+    /// The deployment in progress, if any.
+    pub deployment: Option<crate::deploy::DeploymentSummary>,
 }
 
 /// The routing rules of a service.

@@ -257,9 +257,7 @@ async fn send_with_retry(
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
     match send(svc, stack, ep, req, idle).await {
-        Ok((r, s)) => {
-            return Ok((r, s, ep.clone()));
-        }
+        Ok((r, s)) => Ok((r, s, ep.clone())),
         Err((cause, None)) => {
             ep.record(!cause.endpoint_failure());
             Err(cause)
@@ -267,8 +265,7 @@ async fn send_with_retry(
         Err((cause, Some(req))) => {
             ep.record(!cause.endpoint_failure());
             // Nothing reached the endpoint: try once more, on another endpoint when there is one.
-            let next = select::round_robin(&stack.endpoints, &stack.cursor, false)
-                .filter(|e| !Arc::ptr_eq(e, ep))
+            let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
 /// A listener bound by the caller, handed to the proxy.
 pub struct BoundListener {
@@ -135,7 +135,7 @@ pub(crate) fn spawn_listener(
                         debug!(error = %e, "connection ended with an error");
                     }
                 }
-                .instrument(info_span!("conn", %peer)),
+                .instrument(debug_span!("conn", %peer)),
             );
         }
         info!(

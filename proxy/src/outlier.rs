@@ -192,3 +192,6 @@ pub(crate) fn try_return(ep: &EndpointState) -> bool {
     }
     ep.health() == Health::Healthy
 }
+
+#[cfg(test)]
+mod tests;

@@ -154,6 +154,21 @@ pub(crate) fn round_robin<'a>(
     passed_over
 }
 
+/// An available endpoint other than `failed`, round-robin from the stack's cursor: where a
+/// request that never reached `failed` is tried again.
+#[inline]
+pub(crate) fn other_endpoint<'a>(
+    eps: &'a [Arc<EndpointState>],
+    cursor: &AtomicUsize,
+    failed: &Arc<EndpointState>,
+) -> Option<&'a Arc<EndpointState>> {
+    let n = eps.len();
+    let start = cursor.fetch_add(1, Ordering::Relaxed);
+    (0..n)
+        .map(|i| &eps[(start + i) % n.max(1)])
+        .find(|e| !Arc::ptr_eq(e, failed) && e.is_available())
+}
+
 /// Power of two random choices by in-flight requests among available endpoints.
 #[inline]
 pub(crate) fn least_request<'a>(

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::{HistoryEntry, STATE_FORMAT, SavedState, Store, StoreError};
 use crate::data_plane::BoxFuture;
+use crate::deploy::DeploymentRecord;
 
 const STATE_FILE: &str = "state.json";
 const STATE_TMP: &str = "state.json.tmp";
@@ -210,6 +211,20 @@ impl Store for FileStore {
         Box::pin(blocking(move || {
             Self::read_history_blocking(&dir, service.as_deref(), limit)
         }))
+    }
+
+    fn load_deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentRecord>, StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(blocking(move || crate::deploy::store::load_all(&dir)))
+    }
+
+    fn save_deployment<'a>(
+        &'a self,
+        record: &'a DeploymentRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let record = record.clone();
+        Box::pin(blocking(move || crate::deploy::store::save(&dir, &record)))
     }
 }
 

@@ -88,7 +88,11 @@ impl Dns {
                         continue;
                     };
                     for q in query.queries() {
-                        *queries.lock().expect("queries").entry(q.query_type()).or_insert(0) += 1;
+                        *queries
+                            .lock()
+                            .expect("queries")
+                            .entry(q.query_type())
+                            .or_insert(0) += 1;
                     }
                     let resp = answer(&zone.lock().expect("zone"), &query);
                     let bytes = resp.to_vec().expect("encode answer");
@@ -123,7 +127,12 @@ impl Dns {
             records
                 .iter()
                 .map(|(p, w, port, t)| {
-                    RData::SRV(SRV::new(*p, *w, *port, Name::from_str(&key(t)).expect("name")))
+                    RData::SRV(SRV::new(
+                        *p,
+                        *w,
+                        *port,
+                        Name::from_str(&key(t)).expect("name"),
+                    ))
                 })
                 .collect(),
         );
@@ -140,7 +149,12 @@ impl Dns {
 
     /// Queries of this type received so far.
     pub fn queries(&self, t: RecordType) -> u64 {
-        self.queries.lock().expect("queries").get(&t).copied().unwrap_or(0)
+        self.queries
+            .lock()
+            .expect("queries")
+            .get(&t)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Messages answered so far.

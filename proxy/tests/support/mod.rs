@@ -131,7 +131,11 @@ async fn handle(
     Ok(r)
 }
 
-fn serve(listener: TcpListener, state: Arc<UpState>) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    state: Arc<UpState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> JoinHandle<()> {
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         // Dropping the set (when this task is aborted) aborts every connection: a dead process.
@@ -142,20 +146,54 @@ fn serve(listener: TcpListener, state: Arc<UpState>) -> JoinHandle<()> {
             };
             let conn = state.conns.fetch_add(1, Ordering::SeqCst);
             let state = state.clone();
+            let tls = tls.clone();
             conns.spawn(async move {
                 let svc = service_fn(move |req| handle(state.clone(), port, conn, req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                }
             });
             while conns.try_join_next().is_some() {}
         }
     })
 }
 
+/// A TLS acceptor with a fresh self-signed certificate for `localhost`.
+fn self_signed() -> tokio_rustls::TlsAcceptor {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der())
+        .expect("key der");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 impl Upstream {
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        Self::start_at(name, "127.0.0.1:0", false).await
+    }
+
+    /// An upstream serving HTTPS with a self-signed certificate.
+    pub async fn start_tls(name: &str) -> Self {
+        Self::start_at(name, "127.0.0.1:0", true).await
+    }
+
+    /// An upstream on a given address (e.g. another loopback address with the same port).
+    pub async fn start_at(name: &str, bind: &str, tls: bool) -> Self {
+        let listener = TcpListener::bind(bind).await.expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(UpState {
             name: name.to_owned(),
@@ -168,7 +206,7 @@ impl Upstream {
             traffic_status: AtomicU16::new(200),
             seen: Mutex::new(Vec::new()),
         });
-        let task = serve(listener, state.clone());
+        let task = serve(listener, state.clone(), tls.then(self_signed));
         Self {
             addr,
             state,
@@ -178,9 +216,11 @@ impl Upstream {
 
     /// Serves the same upstream on a second port too (a separate check port).
     pub async fn also_listen(&mut self) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
-        self.tasks.push(serve(listener, self.state.clone()));
+        self.tasks.push(serve(listener, self.state.clone(), None));
         addr
     }
 
@@ -269,7 +309,10 @@ impl Proxy {
         what: &str,
         f: impl Fn(&EndpointStatus) -> bool,
     ) -> EndpointStatus {
-        wait(what, || self.endpoint(service, stack, addr).filter(|e| f(e))).await
+        wait(what, || {
+            self.endpoint(service, stack, addr).filter(|e| f(e))
+        })
+        .await
     }
 
     pub async fn stop(self) {

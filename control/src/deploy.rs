@@ -1,0 +1,373 @@
+//! Deployments: a new stack next to the live one, checked, shifted to, and the previous one
+//! retired — or everything put back exactly as it was.
+//!
+//! [`Deployments`] is the registry every handler and driver shares: it validates and starts
+//! deployments (one per service at a time), hands operator commands to the driver of a
+//! running one, and answers reads from the latest record each driver published. The logic is
+//! the pure state machine in `machine`; each running deployment has one `driver` task that
+//! persists every record (through the [`Store`](crate::Store)) before acting on it. On start,
+//! deployments found in flight resume from their persisted phase or roll back (see
+//! `machine`). The new stack's endpoints come from a `source` (endpoints, DNS, or processes
+//! Switchyard starts itself); checks are in `check`.
+//!
+//! This module never changes the desired state itself: every change goes through the writer
+//! as an API write would, named after the token that started the deployment.
+
+mod check;
+mod driver;
+mod machine;
+mod process;
+mod record;
+mod source;
+mod spec;
+pub(crate) mod store;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use record::{Before, CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
+pub use source::SourceError;
+pub use spec::{
+    CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec,
+    SourceSpec, StepSpec, StrategySpec,
+};
+pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
+
+pub(crate) use machine::Command;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::state::ControlState;
+use crate::store::now;
+use driver::{Channels, CommandMsg, Driver};
+use process::ProcessSource;
+use record::Waiting as Wait;
+use source::{Source, StaticSource};
+
+/// Events a deployment's followers receive.
+#[derive(Debug, Clone)]
+pub(crate) enum Feed {
+    /// The record after a transition.
+    Transition(Arc<DeploymentRecord>),
+    /// A new log line.
+    Log(LogLine),
+}
+
+/// Room for events of a slow follower before it misses some (it then gets a fresh record).
+const FEED_CAPACITY: usize = 512;
+
+/// One deployment as the registry holds it.
+#[derive(Clone)]
+struct Entry {
+    record: watch::Receiver<Arc<DeploymentRecord>>,
+    commands: mpsc::Sender<CommandMsg>,
+    feed: broadcast::Sender<Feed>,
+}
+
+/// Every deployment, by service and id, and the sources they use.
+pub(crate) struct Deployments {
+    entries: Mutex<BTreeMap<(String, u64), Entry>>,
+    processes: Arc<ProcessSource>,
+    statics: Arc<StaticSource>,
+    base_dir: PathBuf,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Deployments {
+    pub(crate) fn new(base_dir: PathBuf, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            entries: Mutex::new(BTreeMap::new()),
+            processes: Arc::new(ProcessSource::default()),
+            statics: Arc::new(StaticSource),
+            base_dir,
+            shutdown,
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, u64), Entry>> {
+        self.entries
+            .lock()
+            .expect("deployment registry lock is never poisoned")
+    }
+
+    pub(crate) fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
+    pub(crate) fn source_for(&self, spec: &DeploymentSpec) -> Arc<dyn Source> {
+        match spec.source {
+            SourceSpec::Process(_) => self.processes.clone(),
+            SourceSpec::Endpoints(_) | SourceSpec::Dns(_) => self.statics.clone(),
+        }
+    }
+
+    /// Registers `rec` and starts its driver (unless it is finished).
+    fn launch(&self, state: &ControlState, rec: DeploymentRecord, resumed: bool) {
+        let plan = spec::validate(&rec.spec);
+        let key = (rec.service.clone(), rec.id);
+        let terminal = rec.phase.is_terminal();
+        let span = tracing::info_span!("deploy", service = %rec.service, id = rec.id);
+        let (publish, record) = watch::channel(Arc::new(rec.clone()));
+        let (commands_tx, commands) = mpsc::channel(16);
+        let (feed, _) = broadcast::channel(FEED_CAPACITY);
+        self.entries().insert(
+            key,
+            Entry {
+                record,
+                commands: commands_tx,
+                feed: feed.clone(),
+            },
+        );
+        if terminal {
+            return;
+        }
+        match plan {
+            Ok(plan) => {
+                let channels = Channels {
+                    publish,
+                    feed,
+                    commands,
+                };
+                let d = Driver::new(state.clone(), rec, plan, channels, self.shutdown.clone());
+                tokio::spawn(d.run(resumed).instrument(span));
+            }
+            Err(problems) => {
+                span.in_scope(|| {
+                    tracing::error!(problems = ?problems, "saved deployment no longer validates; left as it is");
+                });
+            }
+        }
+    }
+
+    /// Registers the saved deployments and resumes (or rolls back) those in flight.
+    pub(crate) fn resume(&self, state: &ControlState, records: Vec<DeploymentRecord>) {
+        for rec in records {
+            let resumed = !rec.phase.is_terminal();
+            if resumed {
+                tracing::warn!(service = %rec.service, id = rec.id, phase = rec.phase.as_str(), "resuming an interrupted deployment");
+            }
+            self.launch(state, rec, resumed);
+        }
+    }
+
+    /// Validates and starts a deployment of `service`.
+    pub(crate) async fn start(
+        &self,
+        state: &ControlState,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
+        spec: DeploymentSpec,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        let plan = spec::validate(&spec).map_err(|p| ApiError::Invalid(p.join("; ")))?;
+        let published = state.published();
+        let current = published
+            .config
+            .service(service)
+            .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))?;
+        let record = published.records.get(service);
+        let revision = record.map_or(0, |r| r.revision);
+        if current.stack(&spec.stack).is_some() {
+            return Err(ApiError::Conflict(format!(
+                "stack {:?} exists already in service {service:?}: deploy under another name, or delete it first",
+                spec.stack
+            )));
+        }
+        if let Some(expected) = if_match {
+            if expected != revision {
+                return Err(ApiError::RevisionMismatch {
+                    service: service.to_owned(),
+                    expected,
+                    current: revision,
+                });
+            }
+        }
+        if !plan.post.is_empty() {
+            if current.pin_header().is_none() {
+                return Err(ApiError::Invalid("post_integration: the service has pinning disabled (pin_header = \"\"), so checks cannot reach the new stack alone".into()));
+            }
+            driver::public_listener(state.data_plane().as_ref(), current)
+                .map_err(|e| ApiError::Invalid(format!("post_integration: {e}")))?;
+        }
+        if let SourceSpec::Endpoints(eps) = &spec.source {
+            if !plan.pre.is_empty() && eps.iter().any(|e| e.starts_with("https://")) {
+                return Err(ApiError::Invalid(
+                    "pre_integration: checks reach plain-HTTP endpoints only".into(),
+                ));
+            }
+        }
+        let time = now();
+        let rec = {
+            let entries = self.entries();
+            let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
+            let mut last = 0;
+            for ((_, id), e) in mine {
+                last = last.max(*id);
+                let r = e.record.borrow();
+                if !r.phase.is_terminal() {
+                    return Err(ApiError::Conflict(format!(
+                        "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
+                        r.id,
+                        r.phase.as_str()
+                    )));
+                }
+            }
+            DeploymentRecord {
+                id: last + 1,
+                service: service.to_owned(),
+                spec,
+                created_by: caller.to_owned(),
+                created_at: time.clone(),
+                updated_at: time,
+                finished_at: None,
+                phase: Phase::Provisioning,
+                step: 0,
+                waiting: Wait::Work,
+                paused: false,
+                pending: false,
+                retire_started: false,
+                epoch: 0,
+                weights: BTreeMap::new(),
+                before: Before {
+                    revision,
+                    origin: record.map_or(crate::store::Origin::File, |r| r.origin),
+                    spec: current.to_raw(),
+                    promotions: record.map(|r| r.promotions.clone()).unwrap_or_default(),
+                },
+                stack: None,
+                units: Vec::new(),
+                checks: Vec::new(),
+                reason: None,
+                left: None,
+                log: Vec::new(),
+            }
+        };
+        // Registered before the save so a second request is refused meanwhile; removed
+        // again if the save fails.
+        let key = (service.to_owned(), rec.id);
+        let (hold, record) = watch::channel(Arc::new(rec.clone()));
+        let (commands, _) = mpsc::channel(1);
+        let (feed, _) = broadcast::channel(1);
+        {
+            let mut entries = self.entries();
+            if entries.contains_key(&key) {
+                return Err(ApiError::Conflict(format!(
+                    "another deployment of service {service:?} started at the same time"
+                )));
+            }
+            entries.insert(
+                key.clone(),
+                Entry {
+                    record,
+                    commands,
+                    feed,
+                },
+            );
+        }
+        if let Err(e) = state.store().save_deployment(&rec).await {
+            self.entries().remove(&key);
+            return Err(ApiError::internal(e));
+        }
+        drop(hold);
+        tracing::info!(service, id = rec.id, stack = %rec.spec.stack, version = %rec.spec.version, token = caller, "deployment started");
+        let shared = Arc::new(rec.clone());
+        self.launch(state, rec, false);
+        Ok(shared)
+    }
+
+    /// The latest record of one deployment.
+    pub(crate) fn get(&self, service: &str, id: u64) -> Option<Arc<DeploymentRecord>> {
+        self.entries()
+            .get(&(service.to_owned(), id))
+            .map(|e| e.record.borrow().clone())
+    }
+
+    /// Every deployment of `service`, newest first.
+    pub(crate) fn list(&self, service: &str) -> Vec<Arc<DeploymentRecord>> {
+        let entries = self.entries();
+        let mut out: Vec<Arc<DeploymentRecord>> = entries
+            .range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX))
+            .map(|(_, e)| e.record.borrow().clone())
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// The deployment in progress on `service`, if any.
+    pub(crate) fn active(&self, service: &str) -> Option<Arc<DeploymentRecord>> {
+        self.list(service)
+            .into_iter()
+            .find(|r| !r.phase.is_terminal())
+    }
+
+    /// The current record and a feed of what follows (subscribed first, so nothing is missed).
+    pub(crate) fn follow(
+        &self,
+        service: &str,
+        id: u64,
+    ) -> Option<(Arc<DeploymentRecord>, broadcast::Receiver<Feed>)> {
+        let entries = self.entries();
+        let e = entries.get(&(service.to_owned(), id))?;
+        let rx = e.feed.subscribe();
+        let rec = e.record.borrow().clone();
+        Some((rec, rx))
+    }
+
+    /// Hands an operator command to the deployment's driver and waits for the outcome.
+    pub(crate) async fn command(
+        &self,
+        service: &str,
+        id: u64,
+        command: Command,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        let entry = self
+            .entries()
+            .get(&(service.to_owned(), id))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no deployment {id} of service {service:?}"))
+            })?;
+        let word = command.as_str();
+        let finished = || {
+            let r = entry.record.borrow();
+            ApiError::Conflict(format!(
+                "cannot {word}: deployment {id} has {}",
+                r.phase.as_str()
+            ))
+        };
+        let (reply, answer) = oneshot::channel();
+        if entry
+            .commands
+            .send(CommandMsg { command, reply })
+            .await
+            .is_err()
+        {
+            return Err(finished());
+        }
+        match answer.await {
+            Ok(Ok(rec)) => Ok(rec),
+            Ok(Err(refusal)) => Err(ApiError::Conflict(refusal.0)),
+            Err(_) => Err(finished()),
+        }
+    }
+
+    /// The source and units of the stack `stack` of `service` as its latest successful
+    /// deployment started them (to stop them when the stack is retired).
+    pub(crate) fn units_of(
+        &self,
+        service: &str,
+        stack: &str,
+    ) -> Option<(DeploymentSpec, Vec<Unit>)> {
+        self.list(service)
+            .into_iter()
+            .find(|r| r.spec.stack == stack && r.phase == Phase::Succeeded)
+            .map(|r| (r.spec.clone(), r.units.clone()))
+    }
+}
