@@ -3,6 +3,7 @@
 //! installs logging and the crypto provider, and maps errors to exit codes.
 
 pub mod demo;
+pub mod deploy_cli;
 mod plane;
 mod serve;
 

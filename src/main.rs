@@ -66,6 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    #[command(flatten)]
+    Client(switchyard::deploy_cli::DeployCommand),
 }
 
 #[derive(Subcommand)]
@@ -217,6 +219,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => demo(&dir),
+        Command::Client(command) => Ok(switchyard::deploy_cli::run(command)),
         Command::Certs { command } => certs(command),
         Command::Token {
             command: TokenCommand::New { name, role },

@@ -102,3 +102,48 @@ async fn weights_flip_a_thousand_times_under_load_without_a_failed_request() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unavailable_stack_share_goes_to_the_others_in_proportion() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let c = Upstream::start("c").await;
+    let text = config(
+        &[
+            ("a", "v1", 2, vec![a.addr]),
+            ("b", "v2", 1, vec![b.addr]),
+            ("c", "v3", 1, vec![c.addr]),
+        ],
+        "",
+        "",
+    );
+    let cfg =
+        Arc::new(switchyard_config::parse(&text, Path::new("share.toml")).expect("valid config"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let bound = vec![BoundListener {
+        name: switchyard_config::Name::new("public").expect("name"),
+        listener,
+        tls: None,
+    }];
+    let proxy = spawn_proxy(cfg, bound).await.expect("proxy");
+    for e in proxy.endpoints("web", "a") {
+        e.set_health(switchyard_proxy::Health::Unhealthy);
+    }
+    let mut client = Client::connect(addr).await;
+    for _ in 0..400 {
+        assert_eq!(client.get("/").await.status, 200);
+    }
+    assert_eq!(a.requests(), 0);
+    // Half of a's share each (an expected 200 of 400; the bound is five standard deviations).
+    assert!(
+        (150..=250).contains(&b.requests()),
+        "b {} c {}",
+        b.requests(),
+        c.requests()
+    );
+    assert_eq!(b.requests() + c.requests(), 400);
+    proxy.shutdown().await;
+}

@@ -29,8 +29,8 @@ mod tests;
 pub use record::{Before, CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
 pub use source::SourceError;
 pub use spec::{
-    CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec,
-    SourceSpec, StepSpec, StrategySpec,
+    CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec, SourceSpec,
+    StepSpec, StrategySpec,
 };
 pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
 
@@ -95,6 +95,11 @@ impl Deployments {
         self.entries
             .lock()
             .expect("deployment registry lock is never poisoned")
+    }
+
+    /// Turns true when the process shuts down.
+    pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
     }
 
     pub(crate) fn base_dir(&self) -> &Path {

@@ -8,6 +8,10 @@
 //! never depends on the proxy: it drives it through the [`DataPlane`] trait, and it keeps its
 //! state behind the [`Store`] trait ([`FileStore`] by default).
 //!
+//! Deployments (the `deploy` module) start a new stack next to the live one, check it, shift
+//! traffic, and retire the previous stack or roll back exactly; they change the desired state
+//! only through the writer.
+//!
 //! Every write runs the same steps, in the writer task: authorize → validate fully (no effect
 //! on error) → `If-Match` → build the next state → persist durably → apply to the data plane →
 //! append history → reply.
@@ -16,6 +20,7 @@ mod api;
 mod auth;
 mod change;
 mod data_plane;
+mod deploy;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -31,6 +36,11 @@ mod writer;
 pub use api::router;
 pub use auth::{ANONYMOUS, Caller, ListenPolicyError, check_listen_policy, generate_token};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
+pub use deploy::{
+    Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
+    DeploymentSummary, DeploymentView, HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec,
+    RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit, UnitView, Waiting,
+};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;
 pub use seed::SeedError;

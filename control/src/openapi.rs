@@ -10,7 +10,7 @@ use switchyard_config::Role;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::api::{history, probe, service, stack};
+use crate::api::{deployment, history, probe, service, stack};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -34,6 +34,14 @@ use crate::error::{ApiError, ErrorBody};
         stack::set_endpoints,
         stack::remove,
         history::list,
+        deployment::start,
+        deployment::list,
+        deployment::show,
+        deployment::events,
+        deployment::promote,
+        deployment::pause,
+        deployment::resume,
+        deployment::abort,
     ),
     modifiers(&BearerAuth),
 )]

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::change::Change;
 use crate::data_plane::DataPlane;
+use crate::deploy::{DeploymentRecord, Deployments};
 use crate::error::{ApiError, chain};
 use crate::seed::{SeedError, merge};
 use crate::store::{STATE_FORMAT, SavedState, Store, StoreError, now};
@@ -93,9 +94,11 @@ impl ControlBuilder {
                 self.store.append_history(&h).await?;
             }
         }
+        let deployments = self.store.load_deployments().await?;
         tracing::info!(
             services = merged.config.services().len(),
             seeded = merged.changed.len(),
+            deployments = deployments.len(),
             "desired state loaded"
         );
         Ok(LoadedState {
@@ -106,6 +109,7 @@ impl ControlBuilder {
             },
             store: self.store,
             base_dir: self.base_dir,
+            deployments,
         })
     }
 
@@ -129,6 +133,7 @@ pub struct LoadedState {
     published: Published,
     store: Arc<dyn Store>,
     base_dir: PathBuf,
+    deployments: Vec<DeploymentRecord>,
 }
 
 impl LoadedState {
@@ -138,7 +143,8 @@ impl LoadedState {
     }
 
     /// Starts the writer task over `data_plane`; it stops when `shutdown` turns true (or its
-    /// sender is dropped). The returned state is ready.
+    /// sender is dropped). Deployments found in flight resume (or roll back) in their own
+    /// tasks. The returned state is ready.
     pub fn spawn(
         self,
         data_plane: Arc<dyn DataPlane>,
@@ -148,6 +154,7 @@ impl LoadedState {
         let (publish, view) = watch::channel(published.clone());
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (ready, _) = watch::channel(true);
+        let deployments = Arc::new(Deployments::new(self.base_dir.clone(), shutdown.clone()));
         let writer = Writer {
             current: published,
             store: self.store.clone(),
@@ -167,8 +174,10 @@ impl LoadedState {
                 store: self.store,
                 data_plane,
                 ready,
+                deployments,
             }),
         };
+        state.deployments().resume(&state, self.deployments);
         (state, WriterHandle { task })
     }
 }
@@ -203,6 +212,7 @@ struct Inner {
     store: Arc<dyn Store>,
     data_plane: Arc<dyn DataPlane>,
     ready: watch::Sender<bool>,
+    deployments: Arc<Deployments>,
 }
 
 impl ControlState {
@@ -238,6 +248,10 @@ impl ControlState {
 
     pub(crate) fn data_plane(&self) -> &Arc<dyn DataPlane> {
         &self.inner.data_plane
+    }
+
+    pub(crate) fn deployments(&self) -> &Arc<Deployments> {
+        &self.inner.deployments
     }
 
     /// Sends a write to the writer and waits for its outcome.

@@ -194,21 +194,52 @@ fn choose<'s>(
         Some(v) => select::stable_hash(v) as usize,
         None => schedule.next_position(),
     };
-    let mut tried: u64 = 0;
-    let weighted = svc.stacks.iter().filter(|s| s.weight > 0).count();
-    for k in 0..schedule.len() {
-        let i = schedule.stack_at(position.wrapping_add(k));
-        let bit = 1u64 << (i % 64);
-        if tried & bit != 0 {
-            continue;
+    let first = schedule.stack_at(position);
+    if let Some(e) = endpoint(svc, &svc.stacks[first], false) {
+        return Ok((&svc.stacks[first], e));
+    }
+    // Degraded: the scheduled stack has no available endpoint. Its share goes to the other
+    // stacks in proportion to their weights (deterministically for sticky users).
+    let eligible = |i: usize, s: &StackRoute| {
+        i != first && s.weight > 0 && s.endpoints.iter().any(|e| e.is_available())
+    };
+    let total: u64 = svc
+        .stacks
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| eligible(*i, s))
+        .map(|(_, s)| u64::from(s.weight))
+        .sum();
+    if total > 0 {
+        let seed = if svc.sticky.is_some() {
+            (position as u64).rotate_left(29)
+        } else {
+            select::fast_random()
+        };
+        let mut r = seed % total;
+        let mut fallback = None;
+        for (i, stack) in svc
+            .stacks
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| eligible(*i, s))
+        {
+            let w = u64::from(stack.weight);
+            if r < w {
+                if let Some(e) = endpoint(svc, stack, false) {
+                    return Ok((stack, e));
+                }
+            }
+            r = r.saturating_sub(w);
+            fallback = fallback.or(Some(i));
         }
-        tried |= bit;
-        let stack = &svc.stacks[i];
-        if let Some(e) = endpoint(svc, stack, false) {
-            return Ok((stack, e));
-        }
-        if tried.count_ones() as usize >= weighted.min(64) {
-            break;
+        // Availability changed under us: take any stack that still has an endpoint.
+        for stack in &svc.stacks[fallback.unwrap_or(0)..] {
+            if stack.weight > 0 {
+                if let Some(e) = endpoint(svc, stack, false) {
+                    return Ok((stack, e));
+                }
+            }
         }
     }
     if svc.fail_open {
@@ -263,7 +294,11 @@ async fn send_with_retry(
             Err(cause)
         }
         Err((cause, Some(req))) => {
-            ep.record(!cause.endpoint_failure());
+            // Handed back unsent: a failed connect counts against the endpoint; a pooled
+            // connection the endpoint had closed while idle does not.
+            if cause != Cause::UpstreamError {
+                ep.record(!cause.endpoint_failure());
+            }
             // Nothing reached the endpoint: try once more, on another endpoint when there is one.
             let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
                 .or_else(|| (!cause.retryable()).then_some(ep))

@@ -44,6 +44,15 @@ struct Msg {
     event: Event,
 }
 
+/// What woke the driver.
+enum Next {
+    Stop,
+    Command(CommandMsg),
+    Work(Msg),
+    Report(Report),
+    Tick,
+}
+
 /// One deployment's driver.
 pub(crate) struct Driver {
     state: ControlState,
@@ -103,32 +112,37 @@ impl Driver {
         let _ = self.handle(Event::Begin { resumed }).await;
         let mut tick = tokio::time::interval(LOG_PUBLISH);
         while !self.rec.phase.is_terminal() && !self.halted {
-            tokio::select! {
+            let next = tokio::select! {
                 biased;
-                _ = self.shutdown.wait_for(|s| *s) => break,
-                Some(c) = self.commands.recv() => {
+                _ = self.shutdown.wait_for(|s| *s) => Next::Stop,
+                Some(c) = self.commands.recv() => Next::Command(c),
+                Some(m) = self.inbox.recv() => Next::Work(m),
+                Some(r) = self.reports.recv() => Next::Report(r),
+                _ = tick.tick() => Next::Tick,
+            };
+            match next {
+                Next::Stop => break,
+                Next::Command(c) => {
                     let result = self.handle(Event::Command(c.command)).await;
                     // The caller may have gone away; the command stands either way.
                     let _ = c.reply.send(result.map(|()| self.publish.borrow().clone()));
                 }
-                Some(m) = self.inbox.recv() => {
+                Next::Work(m) => {
                     if m.epoch == self.rec.epoch {
                         // Refusals only answer commands.
                         let _ = self.handle(m.event).await;
                     }
                 }
-                Some(r) = self.reports.recv() => match r {
-                    Report::Units(units) => {
-                        let _ = self.handle(Event::Units(units)).await;
-                    }
-                    Report::Log(line) => {
-                        self.rec.push_log(line.clone());
-                        self.log_dirty = true;
-                        // No subscriber is fine.
-                        let _ = self.feed.send(Feed::Log(line));
-                    }
-                },
-                _ = tick.tick() => {
+                Next::Report(Report::Units(units)) => {
+                    let _ = self.handle(Event::Units(units)).await;
+                }
+                Next::Report(Report::Log(line)) => {
+                    self.rec.push_log(line.clone());
+                    self.log_dirty = true;
+                    // No subscriber is fine.
+                    let _ = self.feed.send(Feed::Log(line));
+                }
+                Next::Tick => {
                     if std::mem::take(&mut self.log_dirty) {
                         self.publish.send_replace(Arc::new(self.rec.clone()));
                     }

@@ -81,7 +81,11 @@ impl Launch {
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 fn free_port() -> Result<u16, SourceError> {
@@ -102,7 +106,8 @@ fn launch(target: &Target<'_>, p: &ProcessSpec, index: u32, port: u16) -> Launch
     if argv[0].contains('/') {
         argv[0] = resolve(&base, &argv[0]).to_string_lossy().into_owned();
     }
-    let mut env: Vec<(String, String)> = p.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> =
+        p.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     env.push(("SWITCHYARD_PORT".into(), port.to_string()));
     env.push(("SWITCHYARD_SERVICE".into(), target.service.to_owned()));
     env.push(("SWITCHYARD_STACK".into(), target.spec.stack.clone()));
@@ -144,7 +149,10 @@ impl Source for ProcessSource {
                 let endpoint = format!("127.0.0.1:{port}");
                 match l.spawn() {
                     Ok(child) => {
-                        report.log(&l.name, format!("started pid {:?} on {endpoint}", child.id()));
+                        report.log(
+                            &l.name,
+                            format!("started pid {:?} on {endpoint}", child.id()),
+                        );
                         started.push(unit_of(&endpoint, &child));
                         children.push((l, endpoint, child));
                     }
@@ -276,25 +284,28 @@ impl Supervisor {
             };
             self.capture(&mut c);
             let since = Instant::now();
-            tokio::select! {
-                status = c.wait() => {
-                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    if since.elapsed() >= STABLE {
-                        backoff = FIRST_BACKOFF;
-                    }
-                    self.report.log(&self.launch.name, format!("exited ({status}); restarting in {backoff:?}"));
-                    if self.pause(backoff).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    child = self.respawn().await;
-                }
+            let exit = tokio::select! {
+                status = c.wait() => Some(status),
                 drain = stopped(&mut self.stop) => {
                     self.report.log(&self.launch.name, "stopping");
                     terminate(&mut c, drain).await;
-                    return;
+                    None
                 }
+            };
+            let Some(status) = exit else { return };
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            if since.elapsed() >= STABLE {
+                backoff = FIRST_BACKOFF;
             }
+            self.report.log(
+                &self.launch.name,
+                format!("exited ({status}); restarting in {backoff:?}"),
+            );
+            if self.pause(backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            child = self.respawn().await;
         }
     }
 
@@ -309,7 +320,8 @@ impl Supervisor {
     async fn respawn(&mut self) -> Option<Child> {
         match self.launch.spawn() {
             Ok(c) => {
-                self.report.log(&self.launch.name, format!("restarted as pid {:?}", c.id()));
+                self.report
+                    .log(&self.launch.name, format!("restarted as pid {:?}", c.id()));
                 let units = {
                     let mut units = self.units.lock().expect("units lock is never poisoned");
                     units[self.index] = unit_of(&self.endpoint, &c);
@@ -319,7 +331,8 @@ impl Supervisor {
                 Some(c)
             }
             Err(e) => {
-                self.report.log(&self.launch.name, format!("{e}: {}", e_source(&e)));
+                self.report
+                    .log(&self.launch.name, format!("{e}: {}", e_source(&e)));
                 None
             }
         }

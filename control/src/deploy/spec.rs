@@ -424,7 +424,9 @@ fn checks(field: &str, specs: &[CheckSpec], problems: &mut Vec<String>) -> Vec<C
             }
             (None, Some(argv)) => {
                 if argv.first().is_none_or(|a| a.trim().is_empty()) {
-                    problems.push(format!("{at}.command: expected a program and its arguments"));
+                    problems.push(format!(
+                        "{at}.command: expected a program and its arguments"
+                    ));
                 }
                 let timeout = duration(
                     &format!("{at}.timeout"),
@@ -437,7 +439,9 @@ fn checks(field: &str, specs: &[CheckSpec], problems: &mut Vec<String>) -> Vec<C
                     timeout,
                 });
             }
-            _ => problems.push(format!("{at}: expected exactly one of \"http\" and \"command\"")),
+            _ => problems.push(format!(
+                "{at}: expected exactly one of \"http\" and \"command\""
+            )),
         }
     }
     out
@@ -463,7 +467,9 @@ fn http_check(at: &str, h: &HttpCheckSpec, problems: &mut Vec<String>) -> Option
     }
     let status = h.expect_status.unwrap_or(200);
     if !(100..=599).contains(&status) {
-        problems.push(format!("{at}.expect_status: {status} is not an HTTP status"));
+        problems.push(format!(
+            "{at}.expect_status: {status} is not an HTTP status"
+        ));
     }
     if let Some(j) = &h.expect_json {
         if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
@@ -589,7 +595,10 @@ mod tests {
         assert!(all.contains("steps[0].pause"), "{all}");
         assert!(all.contains("steps[1].weight"), "{all}");
         assert!(all.contains("last step"), "{all}");
-        assert!(all.contains("pre_integration[0]: expected exactly one"), "{all}");
+        assert!(
+            all.contains("pre_integration[0]: expected exactly one"),
+            "{all}"
+        );
     }
 
     #[test]

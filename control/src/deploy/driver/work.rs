@@ -79,10 +79,7 @@ impl Driver {
             return if existing.to_raw() == stack {
                 Event::Registered
             } else {
-                Event::Failed(format!(
-                    "stack {:?} exists with other content",
-                    stack.name
-                ))
+                Event::Failed(format!("stack {:?} exists with other content", stack.name))
             };
         }
         match self.write(Change::AddStack(Box::new(stack))).await {
@@ -219,7 +216,8 @@ impl Driver {
             .collect();
         let mut left = Vec::new();
         for name in old {
-            self.reporter.log("deploy", format!("retiring stack {name}"));
+            self.reporter
+                .log("deploy", format!("retiring stack {name}"));
             wait_idle(
                 self.state.data_plane().as_ref(),
                 self.service(),
@@ -257,7 +255,10 @@ impl Driver {
         match self.current() {
             None => self.reporter.log(
                 "deploy",
-                format!("service {:?} was deleted; nothing to restore", self.service()),
+                format!(
+                    "service {:?} was deleted; nothing to restore",
+                    self.service()
+                ),
             ),
             Some(current) => {
                 // Take traffic off the new stack first and let its requests finish, then put
@@ -349,7 +350,10 @@ pub(crate) fn check_host(service: &ServiceSpec) -> Option<String> {
 }
 
 /// A plain-HTTP public listener of the service, as a connectable address.
-pub(crate) fn public_listener(dp: &dyn DataPlane, service: &ServiceSpec) -> Result<SocketAddr, String> {
+pub(crate) fn public_listener(
+    dp: &dyn DataPlane,
+    service: &ServiceSpec,
+) -> Result<SocketAddr, String> {
     let names: Vec<&str> = service.listeners().iter().map(|l| l.as_str()).collect();
     let listener = dp
         .listeners()
@@ -379,7 +383,6 @@ fn direct_address(endpoint: &str) -> Result<SocketAddr, String> {
             "pre-integration checks reach plain-HTTP endpoints only; {endpoint} is https"
         ));
     }
-    e.socket_addr().ok_or_else(|| {
-        format!("pre-integration checks need IP endpoints; {endpoint} is a name")
-    })
+    e.socket_addr()
+        .ok_or_else(|| format!("pre-integration checks need IP endpoints; {endpoint} is a name"))
 }

@@ -1,0 +1,295 @@
+//! Deployment routes: start, list, show, follow (server-sent events), and the operator's
+//! promote, pause, resume and abort.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use switchyard_config::Role;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{ApiPath, check_name, if_match};
+use crate::auth::Caller;
+use crate::deploy::{
+    Command, DeploymentList, DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView,
+    Feed,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::json;
+use crate::state::ControlState;
+
+fn not_found(service: &str, id: u64) -> ApiError {
+    ApiError::NotFound(format!("no deployment {id} of service {service:?}"))
+}
+
+#[utoipa::path(
+    post, path = "/v1/services/{service}/deployments", tag = "deployments",
+    operation_id = "start_deployment",
+    description = "Starts a deployment (role deploy): provisions the new stack next to the live one, checks it directly, shifts traffic (blue-green or canary steps), checks it through the public listener, retires the previous stacks; any failure rolls back to exactly the state before. One deployment per service at a time.",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("If-Match" = Option<String>, Header, description = "Expected revision of the service"),
+    ),
+    request_body = DeploymentSpec,
+    responses(
+        (status = 201, description = "Started", body = DeploymentView),
+        (status = 400, description = "Malformed JSON or an invalid value; the message names the field", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service", body = ErrorBody),
+        (status = 409, description = "A deployment is in progress, or the stack exists", body = ErrorBody),
+        (status = 412, description = "Revision mismatch", body = ErrorBody),
+        (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
+        (status = 415, description = "Body not JSON", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn start(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath(service): ApiPath<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    caller.authorize(Role::Deploy, Some(&service))?;
+    check_name("service", &service)?;
+    let if_match = if_match(request.headers())?;
+    let spec: DeploymentSpec = json::read(request).await?;
+    let rec = state
+        .deployments()
+        .start(&state, caller.name(), &service, if_match, spec)
+        .await?;
+    Ok((StatusCode::CREATED, Json(DeploymentView::of(&rec))).into_response())
+}
+
+#[utoipa::path(
+    get, path = "/v1/services/{service}/deployments", tag = "deployments",
+    operation_id = "list_deployments",
+    description = "The service's deployments, newest first: who started each, when, and how it ended.",
+    params(("service" = String, Path, description = "Service name")),
+    responses(
+        (status = 200, description = "The deployments", body = DeploymentList),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn list(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Json<DeploymentList>, ApiError> {
+    caller.authorize(Role::Read, Some(&service))?;
+    check_name("service", &service)?;
+    let deployments = state
+        .deployments()
+        .list(&service)
+        .iter()
+        .map(|r| DeploymentSummary::of(r))
+        .collect();
+    Ok(Json(DeploymentList { deployments }))
+}
+
+#[utoipa::path(
+    get, path = "/v1/services/{service}/deployments/{id}", tag = "deployments",
+    operation_id = "get_deployment",
+    description = "One deployment: phase, step, weights, check results, replicas and the log tail.",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("id" = u64, Path, description = "Deployment id"),
+    ),
+    responses(
+        (status = 200, description = "The deployment", body = DeploymentView),
+        (status = 400, description = "Invalid name or id", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn show(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath((service, id)): ApiPath<(String, u64)>,
+) -> Result<Json<DeploymentView>, ApiError> {
+    caller.authorize(Role::Read, Some(&service))?;
+    check_name("service", &service)?;
+    let rec = state
+        .deployments()
+        .get(&service, id)
+        .ok_or_else(|| not_found(&service, id))?;
+    Ok(Json(DeploymentView::of(&rec)))
+}
+
+fn view_event(name: &'static str, rec: &DeploymentRecord, with_log: bool) -> Event {
+    let mut view = DeploymentView::of(rec);
+    if !with_log {
+        view.log.clear();
+    }
+    let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".to_owned());
+    Event::default().event(name).data(data)
+}
+
+/// What a follower's stream keeps between events.
+struct Follow {
+    first: Option<Event>,
+    done: bool,
+    feed: tokio::sync::broadcast::Receiver<Feed>,
+    state: ControlState,
+    service: String,
+    id: u64,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if let Some(e) = self.first.take() {
+            return Some((Ok(e), self));
+        }
+        if self.done {
+            return None;
+        }
+        let mut shutdown = self.state.deployments().shutdown();
+        let item = tokio::select! {
+            item = self.feed.recv() => item,
+            _ = shutdown.wait_for(|s| *s) => return None,
+        };
+        let event = match item {
+            Ok(Feed::Transition(rec)) => {
+                self.done = rec.phase.is_terminal();
+                view_event("transition", &rec, false)
+            }
+            Ok(Feed::Log(line)) => {
+                let data = serde_json::to_string(&line).unwrap_or_else(|_| "{}".to_owned());
+                Event::default().event("log").data(data)
+            }
+            Err(RecvError::Lagged(_)) => {
+                let rec = self.state.deployments().get(&self.service, self.id)?;
+                self.done = rec.phase.is_terminal();
+                view_event("deployment", &rec, true)
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), self))
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/services/{service}/deployments/{id}/events", tag = "deployments",
+    operation_id = "follow_deployment",
+    description = "Server-sent events: first `deployment` (the full view with the log tail), then `transition` (the view after every transition) and `log` (each new log line); the stream ends after the transition to a terminal phase.",
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("id" = u64, Path, description = "Deployment id"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid name or id", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn events(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath((service, id)): ApiPath<(String, u64)>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.authorize(Role::Read, Some(&service))?;
+    check_name("service", &service)?;
+    let (rec, feed) = state
+        .deployments()
+        .follow(&service, id)
+        .ok_or_else(|| not_found(&service, id))?;
+    let follow = Follow {
+        first: Some(view_event("deployment", &rec, true)),
+        done: rec.phase.is_terminal(),
+        feed,
+        state,
+        service,
+        id,
+    };
+    let stream = futures_util::stream::unfold(follow, Follow::next);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn command(
+    state: ControlState,
+    caller: Caller,
+    service: String,
+    id: u64,
+    command: Command,
+) -> Result<Json<DeploymentView>, ApiError> {
+    caller.authorize(Role::Operate, Some(&service))?;
+    check_name("service", &service)?;
+    tracing::info!(service = %service, id, token = caller.name(), command = command.as_str(), "deployment command");
+    let rec = state.deployments().command(&service, id, command).await?;
+    Ok(Json(DeploymentView::of(&rec)))
+}
+
+macro_rules! command_route {
+    ($name:ident, $path:literal, $op:literal, $desc:literal, $command:expr) => {
+        #[utoipa::path(
+            post, path = $path, tag = "deployments",
+            operation_id = $op,
+            description = $desc,
+            params(
+                ("service" = String, Path, description = "Service name"),
+                ("id" = u64, Path, description = "Deployment id"),
+            ),
+            responses(
+                (status = 200, description = "Done; the deployment after it", body = DeploymentView),
+                (status = 400, description = "Invalid name or id", body = ErrorBody),
+                (status = 401, description = "Missing or unknown token", body = ErrorBody),
+                (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+                (status = 404, description = "No such deployment", body = ErrorBody),
+                (status = 409, description = "Not possible in the deployment's phase", body = ErrorBody),
+            ),
+            security(("bearer" = [])),
+        )]
+        pub(crate) async fn $name(
+            State(state): State<ControlState>,
+            caller: Caller,
+            ApiPath((service, id)): ApiPath<(String, u64)>,
+        ) -> Result<Json<DeploymentView>, ApiError> {
+            let c = ($command)(&caller);
+            command(state, caller, service, id, c).await
+        }
+    };
+}
+
+command_route!(
+    promote,
+    "/v1/services/{service}/deployments/{id}/promote",
+    "promote_deployment",
+    "Moves past the current pause (a manual step, or the rest of a timed one). Role operate.",
+    |_: &Caller| Command::Promote
+);
+command_route!(
+    pause,
+    "/v1/services/{service}/deployments/{id}/pause",
+    "pause_deployment",
+    "Holds the deployment before its next advance; failures still roll back. Role operate.",
+    |_: &Caller| Command::Pause
+);
+command_route!(
+    resume,
+    "/v1/services/{service}/deployments/{id}/resume",
+    "resume_deployment",
+    "Releases a pause; an advance held meanwhile is taken now. Role operate.",
+    |_: &Caller| Command::Resume
+);
+command_route!(
+    abort,
+    "/v1/services/{service}/deployments/{id}/abort",
+    "abort_deployment",
+    "Rolls back to exactly the state before the deployment. Refused once the previous stacks are being retired. Role operate.",
+    |c: &Caller| Command::Abort {
+        by: c.name().to_owned()
+    }
+);

@@ -1,0 +1,243 @@
+use super::*;
+use crate::deploy::record::{Before, DeploymentRecord};
+use crate::deploy::spec::{DeploymentSpec, validate};
+use crate::store::Origin;
+
+const NOW: &str = "2030-01-01T00:00:00Z";
+
+fn spec(strategy: serde_json::Value, post: bool) -> DeploymentSpec {
+    let mut v = serde_json::json!({
+        "stack": "green", "version": "v2",
+        "source": {"endpoints": ["127.0.0.1:9003"]},
+        "strategy": strategy,
+        "pre_integration": [{"http": {"path": "/health"}}],
+    });
+    if post {
+        v["post_integration"] = serde_json::json!([{"http": {"path": "/"}}]);
+    }
+    serde_json::from_value(v).expect("valid shape")
+}
+
+fn record(spec: DeploymentSpec) -> DeploymentRecord {
+    let before: raw::Service = serde_json::from_value(serde_json::json!({
+        "name": "web", "listeners": ["public"],
+        "stacks": [{"name": "blue", "version": "v1", "weight": 100, "endpoints": ["127.0.0.1:9001"]}]
+    }))
+    .expect("valid service");
+    DeploymentRecord {
+        id: 1,
+        service: "web".into(),
+        spec,
+        created_by: "ci".into(),
+        created_at: NOW.into(),
+        updated_at: NOW.into(),
+        finished_at: None,
+        phase: Phase::Provisioning,
+        step: 0,
+        waiting: Waiting::Work,
+        paused: false,
+        pending: false,
+        retire_started: false,
+        epoch: 0,
+        weights: BTreeMap::new(),
+        before: Before {
+            revision: 1,
+            origin: Origin::File,
+            spec: before,
+            promotions: BTreeMap::new(),
+        },
+        stack: None,
+        units: Vec::new(),
+        checks: Vec::new(),
+        reason: None,
+        left: None,
+        log: Vec::new(),
+    }
+}
+
+struct Run {
+    rec: DeploymentRecord,
+    plan: Plan,
+}
+
+impl Run {
+    fn new(strategy: serde_json::Value, post: bool) -> Self {
+        let spec = spec(strategy, post);
+        let plan = validate(&spec).expect("valid plan");
+        Self {
+            rec: record(spec),
+            plan,
+        }
+    }
+
+    fn on(&mut self, event: Event) -> Vec<Action> {
+        let (rec, actions) = step(&self.rec, &self.plan, event, NOW).expect("accepted");
+        self.rec = rec;
+        actions
+    }
+
+    fn command(&mut self, c: Command) -> Result<Vec<Action>, Refusal> {
+        let (rec, actions) = step(&self.rec, &self.plan, Event::Command(c), NOW)?;
+        self.rec = rec;
+        Ok(actions)
+    }
+
+    fn stack() -> raw::Stack {
+        serde_json::from_value(
+            serde_json::json!({"name": "green", "version": "v2", "endpoints": ["127.0.0.1:9003"]}),
+        )
+        .expect("valid stack")
+    }
+
+    /// Drives a fresh deployment up to its first shift.
+    fn to_shifting(&mut self) -> Vec<Action> {
+        assert_eq!(
+            self.on(Event::Begin { resumed: false }),
+            vec![Action::Provision]
+        );
+        assert_eq!(
+            self.on(Event::Provisioned(Self::stack())),
+            vec![Action::Register(Self::stack())]
+        );
+        assert_eq!(self.on(Event::Registered), vec![Action::WaitHealthy]);
+        assert_eq!(self.on(Event::Healthy), vec![Action::Check { post: false }]);
+        self.on(passed())
+    }
+}
+
+fn passed() -> Event {
+    Event::Checked {
+        results: Vec::new(),
+        passed: true,
+    }
+}
+
+fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+    pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect()
+}
+
+#[test]
+fn blue_green_runs_through_every_phase_to_succeeded() {
+    let mut r = Run::new(serde_json::json!({"blue_green": {}}), true);
+    let a = r.to_shifting();
+    assert_eq!(
+        a,
+        vec![Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))]
+    );
+    assert_eq!(r.rec.phase_label(1), "shifting(1/1)");
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Check { post: true }]);
+    assert_eq!(r.on(passed()), vec![Action::Timer(Duration::ZERO)]);
+    assert_eq!(r.rec.phase, Phase::Retiring);
+    assert_eq!(r.on(Event::TimerFired), vec![Action::Retire]);
+    assert!(r.rec.retire_started);
+    assert_eq!(r.on(Event::Retired { left: None }), vec![]);
+    assert_eq!(r.rec.phase, Phase::Succeeded);
+    assert!(r.rec.finished_at.is_some());
+}
+
+#[test]
+fn canary_waits_for_its_timer_and_for_promote_at_a_manual_step() {
+    let mut r = Run::new(
+        serde_json::json!({"canary": {"steps": [{"weight": 10, "pause": "30s"}, {"weight": 50, "pause": "manual"}, {"weight": 100}]}}),
+        false,
+    );
+    assert_eq!(
+        r.to_shifting(),
+        vec![Action::SetWeights(weights(&[("blue", 90), ("green", 10)]))]
+    );
+    assert_eq!(
+        r.on(Event::WeightsSet),
+        vec![Action::Timer(Duration::from_secs(30))]
+    );
+    assert!(
+        r.command(Command::Promote).is_ok(),
+        "a timed pause may be cut short"
+    );
+    assert_eq!(r.rec.step, 1);
+    assert_eq!(r.on(Event::WeightsSet), vec![]);
+    assert_eq!(r.rec.waiting, Waiting::Promote);
+    let a = r
+        .command(Command::Promote)
+        .expect("promote at a manual step");
+    assert_eq!(
+        a,
+        vec![Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))]
+    );
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Timer(Duration::ZERO)]);
+}
+
+#[test]
+fn a_failed_check_rolls_back_and_a_stale_event_changes_nothing() {
+    let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
+    r.on(Event::Begin { resumed: false });
+    r.on(Event::Provisioned(Run::stack()));
+    r.on(Event::Registered);
+    r.on(Event::Healthy);
+    let failed = CheckResult {
+        phase: "pre_integration".into(),
+        name: "http GET /health".into(),
+        passed: false,
+        detail: "status 500, expected 200".into(),
+        at: NOW.into(),
+    };
+    let a = r.on(Event::Checked {
+        results: vec![failed],
+        passed: false,
+    });
+    assert_eq!(a, vec![Action::RollBack]);
+    assert_eq!(r.rec.phase, Phase::RollingBack);
+    assert!(r.rec.reason.as_deref().unwrap_or("").contains("status 500"));
+    assert_eq!(r.on(Event::Healthy), vec![]);
+    assert_eq!(r.rec.phase, Phase::RollingBack);
+    r.on(Event::RolledBack);
+    assert_eq!(r.rec.phase, Phase::RolledBack);
+    assert!(r.command(Command::Abort { by: "ops".into() }).is_err());
+}
+
+#[test]
+fn pause_holds_the_advance_until_resume() {
+    let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
+    r.on(Event::Begin { resumed: false });
+    r.on(Event::Provisioned(Run::stack()));
+    r.on(Event::Registered);
+    r.command(Command::Pause).expect("pause");
+    assert_eq!(r.on(Event::Healthy), vec![]);
+    assert!(r.rec.pending);
+    assert_eq!(r.rec.phase, Phase::WaitingHealthy);
+    assert_eq!(
+        r.command(Command::Resume).expect("resume"),
+        vec![Action::Check { post: false }]
+    );
+}
+
+#[test]
+fn abort_is_refused_once_retirement_began() {
+    let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
+    r.to_shifting();
+    r.on(Event::WeightsSet);
+    assert_eq!(r.rec.phase, Phase::Retiring);
+    r.on(Event::TimerFired);
+    let refused = r.command(Command::Abort { by: "ops".into() });
+    assert!(refused.is_err());
+}
+
+#[test]
+fn a_restart_rolls_back_process_deployments_and_resumes_others() {
+    let mut r = Run::new(
+        serde_json::json!({"canary": {"steps": [{"weight": 20, "pause": "manual"}, {"weight": 100}]}}),
+        false,
+    );
+    r.to_shifting();
+    r.on(Event::WeightsSet);
+    let a = r.on(Event::Begin { resumed: true });
+    assert_eq!(
+        a,
+        vec![Action::SetWeights(weights(&[("blue", 80), ("green", 20)]))]
+    );
+    assert_eq!(r.rec.phase, Phase::Shifting);
+
+    r.plan.process = true;
+    let a = r.on(Event::Begin { resumed: true });
+    assert_eq!(a, vec![Action::RollBack]);
+    assert!(r.rec.reason.as_deref().unwrap_or("").contains("restarted"));
+}

@@ -1,0 +1,1 @@
+//! Deployment routes through `router(state).oneshot(..)` over the in-memory data plane.
