@@ -330,7 +330,15 @@ async fn send(
                     break s;
                 }
             }
-            None => match pool::connect(ep.addr(), stack.tls.as_ref(), svc.connect_timeout).await {
+            // Boxed: the connect future (TCP + TLS + handshake) is large and rarely
+            // taken; inline it would grow every request's future.
+            None => match Box::pin(pool::connect(
+                ep.addr(),
+                stack.tls.as_ref(),
+                svc.connect_timeout,
+            ))
+            .await
+            {
                 Ok(s) => break s,
                 Err(e) => {
                     debug!(endpoint = %ep.addr(), error = %e, "connect failed");

@@ -16,40 +16,54 @@ pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forw
 /// `x-request-id`
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Whether `n` is a hop-by-hop header by definition (RFC 9110 §7.6.1) or by convention.
+#[inline]
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TE
+        || n == header::TRAILER
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == header::PROXY_AUTHENTICATE
+        || n == header::PROXY_AUTHORIZATION
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
 /// keeps `Connection: upgrade` and `Upgrade` so the endpoint sees the upgrade request.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION) {
-        // Only allocate when the Connection header lists extra names (rare).
-        let listed: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|n| {
-                !n.is_empty()
-                    && !n.eq_ignore_ascii_case("close")
-                    && !n.eq_ignore_ascii_case("keep-alive")
-                    && !n.eq_ignore_ascii_case("upgrade")
-            })
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect();
-        for n in listed {
-            h.remove(n);
-        }
-        h.remove(header::CONNECTION);
+    // One pass over the names (no hashing): most messages carry none, and then nothing is
+    // removed or looked up.
+    if !h.keys().any(is_hop_by_hop) {
+        return;
     }
-    h.remove(&KEEP_ALIVE);
-    h.remove(&PROXY_CONNECTION);
-    h.remove(header::TE);
-    h.remove(header::TRAILER);
-    h.remove(header::TRANSFER_ENCODING);
-    h.remove(header::PROXY_AUTHENTICATE);
-    h.remove(header::PROXY_AUTHORIZATION);
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .filter(|n| {
+            !n.is_empty()
+                && !n.eq_ignore_ascii_case("close")
+                && !n.eq_ignore_ascii_case("keep-alive")
+                && !n.eq_ignore_ascii_case("upgrade")
+        })
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    let present: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| is_hop_by_hop(n) && !(upgrade && *n == header::UPGRADE))
+        .cloned()
+        .collect();
+    for n in present {
+        h.remove(n);
+    }
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -124,6 +138,35 @@ mod tests {
         assert!(h.get(header::UPGRADE).is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn upgrade_keeps_upgrade_and_sets_connection() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.append(header::CONNECTION, HeaderValue::from_static("x-other"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(
+            h.get(header::UPGRADE).map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            h.get(header::CONNECTION).map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
+        assert!(h.get("x-other").is_none());
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
     }
 
     #[test]
