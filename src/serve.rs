@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
 use switchyard_config::{Config, ListenerTls, UnknownSni};
-use switchyard_control::{ControlState, spawn_control};
+use switchyard_control::{ControlState, spawn_control, spawn_control_tls};
 use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -83,6 +83,7 @@ pub struct Bound {
     listeners: Vec<BoundListener>,
     stores: Vec<Arc<CertStore>>,
     control: TcpListener,
+    control_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 fn cert_store(
@@ -140,6 +141,14 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
             tls,
         });
     }
+    let control_tls = match &config.control().tls {
+        Some(t) => {
+            let (store, cfg) = cert_store("control", t)?;
+            stores.push(store);
+            Some(cfg)
+        }
+        None => None,
+    };
     let addr = config.control().listen;
     let control = TcpListener::bind(addr)
         .await
@@ -152,6 +161,7 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
         listeners,
         stores,
         control,
+        control_tls,
     })
 }
 
@@ -195,7 +205,15 @@ pub async fn serve_until_signal(
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-    let control = spawn_control(bound.control, state.clone(), shutdown_rx.clone());
+    let control = match bound.control_tls {
+        None => spawn_control(bound.control, state.clone(), shutdown_rx.clone()),
+        Some(tls) => spawn_control_tls(bound.control, tls, state.clone(), shutdown_rx.clone())
+            .map_err(|source| ServeError::Bind {
+                name: "control".into(),
+                addr: control_addr,
+                source,
+            })?,
+    };
     on_started(&Started {
         listeners: proxy.listeners().to_vec(),
         control: control_addr,

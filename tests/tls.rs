@@ -358,3 +358,47 @@ fn certs_cli_writes_a_certificate_whose_fingerprint_openssl_agrees_with() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn control_api_can_be_served_over_tls() {
+    install_provider();
+    let up = Upstream::start("v1").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new();
+    ca.issue(dir.path(), "a", &["a.example.test"]);
+    ca.issue(dir.path(), "b", &["b.example.test"]);
+    ca.issue(dir.path(), "control", &["control.example.test"]);
+    let text = format!(
+        "{}\n[control]\nlisten = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = \"control.crt\", key = \"control.key\" }}] }}\n",
+        tls_config(up.addr)
+    );
+    let proxy = Proxy::start_in(dir, &text);
+    let (s, _) = tls_connect(
+        proxy.control,
+        "control.example.test",
+        client_config(&ca, &[b"http/1.1"]),
+    )
+    .await;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .expect("h1");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/v1/services")
+        .header("host", "control.example.test")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let resp = send.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    assert!(v.to_string().contains("\"web\""), "{v}");
+    // Plain HTTP on the TLS control port gets no API answer.
+    let out = support::raw_exchange(
+        proxy.control,
+        b"GET /v1/services HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await;
+    assert!(!out.contains("\"web\""));
+}

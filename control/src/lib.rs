@@ -30,6 +30,7 @@ mod seed;
 mod server;
 mod state;
 mod store;
+mod tls;
 mod view;
 mod writer;
 
@@ -44,7 +45,7 @@ pub use deploy::{
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;
 pub use seed::SeedError;
-pub use server::{ControlHandle, spawn_control};
+pub use server::{ControlHandle, spawn_control, spawn_control_tls};
 pub use state::{
     BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
 };

@@ -29,16 +29,41 @@ impl ControlHandle {
     }
 }
 
-// TODO(#5): TLS on the control listener with the certs crate, as `[control] tls` allows.
 /// Serves the API on `listener` until `shutdown` turns true (or its sender is dropped).
 pub fn spawn_control(
     listener: TcpListener,
     state: ControlState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> ControlHandle {
+    serve_on(listener, state, shutdown)
+}
+
+/// Serves the API over TLS (`[control] tls`) on `listener` until `shutdown` turns true.
+pub fn spawn_control_tls(
+    listener: TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    state: ControlState,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<ControlHandle> {
+    Ok(serve_on(
+        crate::tls::TlsListener::new(listener, tls)?,
+        state,
+        shutdown,
+    ))
+}
+
+fn serve_on<L>(
+    listener: L,
+    state: ControlState,
+    mut shutdown: watch::Receiver<bool>,
+) -> ControlHandle
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let address = listener
         .local_addr()
-        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+        .map_or_else(|_| "unknown".to_owned(), |a| format!("{a:?}"));
     let span = tracing::info_span!("control", listen = %address);
     let app = router(state);
     let task = tokio::spawn(
