@@ -6,6 +6,7 @@
 //! printing the log when it did not succeed, so a CI step can gate on it. Usage, connection
 //! and refused requests exit [`EXIT_USAGE`].
 
+mod body;
 mod client;
 
 pub use client::Connection;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use client::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The deployment succeeded.
 pub const EXIT_SUCCEEDED: u8 = 0;
@@ -51,9 +52,10 @@ pub enum CliError {
 #[derive(Debug, clap::Subcommand)]
 pub enum DeployCommand {
     /// Start a deployment (and with --wait, follow it to the end).
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Which version is live where, at what weights, since when, deployed by which token.
     Status {
+        /// Where the control API is.
         #[command(flatten)]
         conn: Connection,
         /// Only this service.
@@ -74,7 +76,7 @@ pub enum DeployCommand {
 #[derive(Debug, clap::Args)]
 pub struct Target {
     #[command(flatten)]
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// The service.
     #[arg(long)]
     service: String,
@@ -87,52 +89,52 @@ pub struct Target {
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     #[command(flatten)]
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// The service to deploy to.
     #[arg(long)]
-    service: String,
+    pub(crate) service: String,
     /// A JSON deployment body; the flags below override its fields.
     #[arg(long)]
-    spec: Option<PathBuf>,
+    pub(crate) spec: Option<PathBuf>,
     /// Name of the new stack.
     #[arg(long)]
-    stack: Option<String>,
+    pub(crate) stack: Option<String>,
     /// Version label of the new stack.
     #[arg(long)]
-    version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Command to start, split on spaces; `{port}` is each replica's port.
     #[arg(long)]
-    process: Option<String>,
+    pub(crate) process: Option<String>,
     /// Replicas of --process.
     #[arg(long)]
-    replicas: Option<u32>,
+    pub(crate) replicas: Option<u32>,
     /// KEY=VALUE for --process (repeatable).
     #[arg(long = "env")]
-    env: Vec<String>,
+    pub(crate) env: Vec<String>,
     /// An endpoint started elsewhere (repeatable), instead of --process.
     #[arg(long = "endpoint")]
-    endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
     /// Canary steps, e.g. 5:60s,25:60s,50:manual,100.
     #[arg(long, conflicts_with = "blue_green")]
-    canary: Option<String>,
+    pub(crate) canary: Option<String>,
     /// Blue-green: one cutover after the checks (the default).
     #[arg(long)]
-    blue_green: bool,
+    pub(crate) blue_green: bool,
     /// A pre-integration check, `[METHOD] PATH=STATUS` (repeatable).
     #[arg(long = "pre-check", num_args = 1..=2)]
-    pre_checks: Vec<String>,
+    pub(crate) pre_checks: Vec<String>,
     /// A post-integration check, `[METHOD] PATH=STATUS` (repeatable).
     #[arg(long = "post-check", num_args = 1..=2)]
-    post_checks: Vec<String>,
+    pub(crate) post_checks: Vec<String>,
     /// How long the previous stack stays as standby after the cutover.
     #[arg(long)]
-    retire_after: Option<String>,
+    pub(crate) retire_after: Option<String>,
     /// Drain time of the previous stack's processes.
     #[arg(long)]
-    drain_timeout: Option<String>,
+    pub(crate) drain_timeout: Option<String>,
     /// Follow the deployment to its end; the exit code tells how it ended.
     #[arg(long)]
-    wait: bool,
+    pub(crate) wait: bool,
 }
 
 /// Runs a client subcommand and returns the process exit code.
@@ -149,7 +151,7 @@ pub fn run(command: DeployCommand) -> ExitCode {
     };
     let result = rt.block_on(async move {
         match command {
-            DeployCommand::Deploy(args) => deploy(args).await,
+            DeployCommand::Deploy(args) => deploy(*args).await,
             DeployCommand::Status { conn, service } => status(&conn, service.as_deref()).await,
             DeployCommand::Promote(t) => operate(t, "promote").await,
             DeployCommand::Pause(t) => operate(t, "pause").await,
@@ -169,111 +171,8 @@ pub fn run(command: DeployCommand) -> ExitCode {
     }
 }
 
-/// Parses `5:60s,25:60s,50:manual,100` into canary steps.
-fn canary_steps(text: &str) -> Result<Value, CliError> {
-    let mut steps = Vec::new();
-    for part in text.split(',') {
-        let (weight, pause) = match part.split_once(':') {
-            Some((w, p)) => (w, Some(p)),
-            None => (part, None),
-        };
-        let weight: i64 = weight.trim().parse().map_err(|_| {
-            CliError::Usage(format!("--canary {text}: {part:?} is not WEIGHT[:PAUSE]"))
-        })?;
-        let mut step = json!({"weight": weight});
-        if let Some(p) = pause {
-            step["pause"] = json!(p.trim());
-        }
-        steps.push(step);
-    }
-    Ok(json!({"canary": {"steps": steps}}))
-}
-
-/// Groups `GET /health=200` (one value, or the method and the rest as two) into checks.
-fn checks(values: &[String]) -> Result<Vec<Value>, CliError> {
-    let mut out = Vec::new();
-    let mut method: Option<&str> = None;
-    for v in values {
-        let v = v.trim();
-        let (m, rest) = match v.split_once(' ') {
-            Some((m, rest)) => (Some(m), rest.trim()),
-            None if !v.contains('=') && !v.starts_with('/') => {
-                method = Some(v);
-                continue;
-            }
-            None => (method.take(), v),
-        };
-        let (path, status) = rest.split_once('=').unwrap_or((rest, "200"));
-        let status: u16 = status
-            .trim()
-            .parse()
-            .map_err(|_| CliError::Usage(format!("check {v:?}: expected [METHOD] PATH=STATUS")))?;
-        out.push(json!({"http": {"method": m.unwrap_or("GET"), "path": path.trim(), "expect_status": status}}));
-    }
-    if let Some(m) = method {
-        return Err(CliError::Usage(format!("check method {m} without a path")));
-    }
-    Ok(out)
-}
-
-fn body(args: &DeployArgs) -> Result<Value, CliError> {
-    let mut spec = match &args.spec {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
-            serde_json::from_str(&text)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
-        }
-        None => json!({}),
-    };
-    if let Some(s) = &args.stack {
-        spec["stack"] = json!(s);
-    }
-    if let Some(v) = &args.version {
-        spec["version"] = json!(v);
-    }
-    if let Some(p) = &args.process {
-        let mut env = serde_json::Map::new();
-        for kv in &args.env {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("--env {kv}: expected KEY=VALUE")))?;
-            env.insert(k.to_owned(), json!(v));
-        }
-        let command: Vec<&str> = p.split_whitespace().collect();
-        spec["source"] = json!({"process": {"command": command, "replicas": args.replicas.unwrap_or(1), "env": env}});
-    } else if !args.endpoints.is_empty() {
-        spec["source"] = json!({ "endpoints": args.endpoints });
-    }
-    if let Some(c) = &args.canary {
-        spec["strategy"] = canary_steps(c)?;
-    } else if args.blue_green {
-        spec["strategy"] = json!({"blue_green": {}});
-    }
-    if !args.pre_checks.is_empty() {
-        spec["pre_integration"] = json!(checks(&args.pre_checks)?);
-    }
-    if !args.post_checks.is_empty() {
-        spec["post_integration"] = json!(checks(&args.post_checks)?);
-    }
-    if let Some(a) = &args.retire_after {
-        spec["retire_previous"]["after"] = json!(a);
-    }
-    if let Some(d) = &args.drain_timeout {
-        spec["retire_previous"]["drain_timeout"] = json!(d);
-    }
-    for field in ["stack", "version", "source"] {
-        if spec.get(field).is_none() {
-            return Err(CliError::Usage(format!(
-                "missing {field}: pass --{field} (or --process/--endpoint for source), or --spec"
-            )));
-        }
-    }
-    Ok(spec)
-}
-
 async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
-    let spec = body(&args)?;
+    let spec = body::body(&args)?;
     let client = Client::new(&args.conn)?;
     let path = format!("/v1/services/{}/deployments", args.service);
     let started = client.json("POST", &path, Some(&spec)).await?;
@@ -425,13 +324,13 @@ async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
         let stacks = svc["stacks"].as_array().cloned().unwrap_or_default();
         let total: u64 = stacks.iter().filter_map(|s| s["weight"].as_u64()).sum();
         println!(
-            "  {:<12} {:<10} {:>6} {:>6}  {:<22} deployed by",
+            "  {:<12} {:<10} {:>6} {:>6}  {:<32} deployed by",
             "stack", "version", "weight", "share", "live since"
         );
         for s in &stacks {
             let stack = s["name"].as_str().unwrap_or_default();
             let weight = s["weight"].as_u64().unwrap_or(0);
-            let share = if total > 0 { weight * 100 / total } else { 0 };
+            let share = (weight * 100).checked_div(total).unwrap_or(0);
             let by = deployments
                 .iter()
                 .find(|d| d["stack"] == stack && d["phase"] == "succeeded")
@@ -447,7 +346,7 @@ async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
                     },
                 );
             println!(
-                "  {:<12} {:<10} {:>6} {:>5}%  {:<22} {by}",
+                "  {:<12} {:<10} {:>6} {:>5}%  {:<32} {by}",
                 stack,
                 s["version"].as_str().unwrap_or_default(),
                 weight,
@@ -500,37 +399,4 @@ async fn operate(t: Target, word: &str) -> Result<u8, CliError> {
         progress(&v, 0.0).split_once("] ").map_or("", |(_, r)| r)
     );
     Ok(EXIT_SUCCEEDED)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canary_flag_becomes_steps() {
-        let v = canary_steps("5:60s,50:manual,100").expect("valid");
-        assert_eq!(
-            v["canary"]["steps"][0],
-            json!({"weight": 5, "pause": "60s"})
-        );
-        assert_eq!(v["canary"]["steps"][1]["pause"], "manual");
-        assert_eq!(v["canary"]["steps"][2], json!({"weight": 100}));
-    }
-
-    #[test]
-    fn checks_accept_one_or_two_words() {
-        let v = checks(&[
-            "GET".into(),
-            "/health=200".into(),
-            "POST /x=201".into(),
-            "/=204".into(),
-        ])
-        .expect("valid");
-        assert_eq!(
-            v[0]["http"],
-            json!({"method": "GET", "path": "/health", "expect_status": 200})
-        );
-        assert_eq!(v[1]["http"]["method"], "POST");
-        assert_eq!(v[2]["http"]["expect_status"], 204);
-    }
 }

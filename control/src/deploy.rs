@@ -16,6 +16,7 @@
 mod check;
 mod driver;
 mod machine;
+mod plan;
 mod process;
 mod record;
 mod source;
@@ -115,7 +116,7 @@ impl Deployments {
 
     /// Registers `rec` and starts its driver (unless it is finished).
     fn launch(&self, state: &ControlState, rec: DeploymentRecord, resumed: bool) {
-        let plan = spec::validate(&rec.spec);
+        let plan = plan::validate(&rec.spec);
         let key = (rec.service.clone(), rec.id);
         let terminal = rec.phase.is_terminal();
         let span = tracing::info_span!("deploy", service = %rec.service, id = rec.id);
@@ -171,7 +172,7 @@ impl Deployments {
         if_match: Option<u64>,
         spec: DeploymentSpec,
     ) -> Result<Arc<DeploymentRecord>, ApiError> {
-        let plan = spec::validate(&spec).map_err(|p| ApiError::Invalid(p.join("; ")))?;
+        let plan = plan::validate(&spec).map_err(|p| ApiError::Invalid(p.join("; ")))?;
         let published = state.published();
         let current = published
             .config

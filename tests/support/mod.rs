@@ -324,3 +324,93 @@ pub fn config(
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+// ---- deployments (tests/deploy.rs) ----
+
+/// The hex SHA-256 of a token secret, as the config's `sha256`.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// One control API call on a fresh connection: (status, JSON body).
+pub async fn api(
+    control: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut c = Client::connect(control).await;
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    let bytes = match body {
+        Some(b) => {
+            headers.push(("content-type", "application/json"));
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let r = c.request(method, path, &headers, bytes).await;
+    (r.status, r.json())
+}
+
+/// Polls `GET path` until `done` holds for its JSON, failing after [`WAIT`]; returns that JSON.
+pub async fn wait_json(
+    control: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = serde_json::Value::Null;
+    while std::time::Instant::now() < deadline {
+        let (status, v) = api(control, "GET", path, token, None).await;
+        if status == 200 && done(&v) {
+            return v;
+        }
+        last = v;
+        // A poll interval, bounded by the deadline above; the condition is what is awaited.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}; last answer: {last}");
+}
+
+/// Whether a process runs (a zombie counts as gone).
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .flatten()
+        .is_some_and(|state| state != 'Z')
+}
+
+/// Kills the listed processes when dropped, so a failing test leaves no replica behind.
+#[derive(Default)]
+pub struct Reaper(pub std::sync::Mutex<Vec<u32>>);
+
+impl Reaper {
+    pub fn add(&self, pids: impl IntoIterator<Item = u32>) {
+        self.0.lock().expect("reaper lock").extend(pids);
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in self.0.lock().map(|p| p.clone()).unwrap_or_default() {
+            if pid_alive(pid) {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}

@@ -20,11 +20,13 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::plan::Check;
 use super::record::CheckResult;
 use super::source::Reporter;
-use super::spec::Check;
 use crate::store::now;
 
+/// How long a finished command's output may still be read.
+const PIPE_WAIT: Duration = Duration::from_secs(1);
 /// Largest answer body read by a check.
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -279,8 +281,9 @@ async fn command(
         }
     };
     for p in pipes {
-        // The output readers end with the pipes; a failure only loses log lines.
-        let _ = p.await;
+        // The readers end with the pipes, unless a grandchild keeps them open: wait briefly;
+        // a failure or a timeout only loses log lines.
+        let _ = timeout(PIPE_WAIT, p).await;
     }
     if status.success() {
         Ok(status.to_string())

@@ -22,9 +22,9 @@ use tokio::task::JoinHandle;
 
 use super::Feed;
 use super::machine::{self, Action, Command, Event, Refusal};
+use super::plan::Plan;
 use super::record::DeploymentRecord;
 use super::source::{Report, Reporter};
-use super::spec::Plan;
 use crate::error::chain;
 use crate::state::ControlState;
 use crate::store::now;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use switchyard_config::raw;
 
+use super::plan::{Pause, Plan, split};
 use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
-use super::spec::{Pause, Plan, split};
 
 /// Something that happened to a deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,7 @@ pub(crate) enum Event {
     /// The source's units changed (started, restarted).
     Units(Vec<Unit>),
     /// The source produced the stack to register.
-    Provisioned(raw::Stack),
+    Provisioned(Box<raw::Stack>),
     /// The stack is registered with the proxy.
     Registered,
     /// Every endpoint of the new stack is healthy.
@@ -82,7 +82,7 @@ pub(crate) enum Action {
     /// Start the source (background): ends in `Provisioned` or `Failed`.
     Provision,
     /// Add the stack to the service (inline): `Registered` or `Failed`.
-    Register(raw::Stack),
+    Register(Box<raw::Stack>),
     /// Wait for health (background): `Healthy` or `Failed`.
     WaitHealthy,
     /// Run the pre- or post-integration checks (background): `Checked`.
@@ -160,7 +160,7 @@ impl Machine<'_> {
                     stack.name,
                     describe_endpoints(&stack)
                 ));
-                self.rec.stack = Some(stack.clone());
+                self.rec.stack = Some((*stack).clone());
                 self.actions.push(Action::Register(stack));
             }
             Event::Registered if phase == Phase::Provisioning => self.advance(),
@@ -301,7 +301,7 @@ impl Machine<'_> {
     fn start_work(&mut self) {
         let action = match self.rec.phase {
             Phase::Provisioning => match &self.rec.stack {
-                Some(stack) => Action::Register(stack.clone()),
+                Some(stack) => Action::Register(Box::new(stack.clone())),
                 None => Action::Provision,
             },
             Phase::WaitingHealthy => Action::WaitHealthy,

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::plan::{Pause, validate};
 use super::record::{CheckResult, DeploymentRecord, LogLine, Phase};
-use super::spec::{Pause, validate};
 
 /// `GET /v1/services/{service}/deployments/{id}`: one deployment in full.
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,7 +108,7 @@ pub struct DeploymentList {
     pub deployments: Vec<DeploymentSummary>,
 }
 
-fn steps(rec: &DeploymentRecord) -> Vec<super::spec::Step> {
+fn steps(rec: &DeploymentRecord) -> Vec<super::plan::Step> {
     validate(&rec.spec).map(|p| p.steps).unwrap_or_default()
 }
 

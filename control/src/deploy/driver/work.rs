@@ -65,24 +65,24 @@ impl Driver {
                 start_timeout,
             };
             match source.provision(&target, reporter).await {
-                Ok(stack) => Event::Provisioned(stack),
+                Ok(stack) => Event::Provisioned(Box::new(stack)),
                 Err(e) => Event::Failed(format!("provisioning failed: {}", chain(&e))),
             }
         }
     }
 
-    pub(super) async fn register(&self, stack: raw::Stack) -> Event {
+    pub(super) async fn register(&self, stack: Box<raw::Stack>) -> Event {
         let Some(current) = self.current() else {
             return Event::Failed(format!("service {:?} was deleted", self.service()));
         };
         if let Some(existing) = current.stack(&stack.name) {
-            return if existing.to_raw() == stack {
+            return if existing.to_raw() == *stack {
                 Event::Registered
             } else {
                 Event::Failed(format!("stack {:?} exists with other content", stack.name))
             };
         }
-        match self.write(Change::AddStack(Box::new(stack))).await {
+        match self.write(Change::AddStack(stack)).await {
             Ok(()) => Event::Registered,
             Err(e) => Event::Failed(format!("cannot register the stack: {e}")),
         }

@@ -1,6 +1,7 @@
 use super::*;
+use crate::deploy::plan::validate;
 use crate::deploy::record::{Before, DeploymentRecord};
-use crate::deploy::spec::{DeploymentSpec, validate};
+use crate::deploy::spec::DeploymentSpec;
 use crate::store::Origin;
 
 const NOW: &str = "2030-01-01T00:00:00Z";
@@ -90,14 +91,14 @@ impl Run {
     }
 
     /// Drives a fresh deployment up to its first shift.
-    fn to_shifting(&mut self) -> Vec<Action> {
+    fn drive_to_shifting(&mut self) -> Vec<Action> {
         assert_eq!(
             self.on(Event::Begin { resumed: false }),
             vec![Action::Provision]
         );
         assert_eq!(
-            self.on(Event::Provisioned(Self::stack())),
-            vec![Action::Register(Self::stack())]
+            self.on(Event::Provisioned(Box::new(Self::stack()))),
+            vec![Action::Register(Box::new(Self::stack()))]
         );
         assert_eq!(self.on(Event::Registered), vec![Action::WaitHealthy]);
         assert_eq!(self.on(Event::Healthy), vec![Action::Check { post: false }]);
@@ -119,7 +120,7 @@ fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
 #[test]
 fn blue_green_runs_through_every_phase_to_succeeded() {
     let mut r = Run::new(serde_json::json!({"blue_green": {}}), true);
-    let a = r.to_shifting();
+    let a = r.drive_to_shifting();
     assert_eq!(
         a,
         vec![Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))]
@@ -142,7 +143,7 @@ fn canary_waits_for_its_timer_and_for_promote_at_a_manual_step() {
         false,
     );
     assert_eq!(
-        r.to_shifting(),
+        r.drive_to_shifting(),
         vec![Action::SetWeights(weights(&[("blue", 90), ("green", 10)]))]
     );
     assert_eq!(
@@ -170,7 +171,7 @@ fn canary_waits_for_its_timer_and_for_promote_at_a_manual_step() {
 fn a_failed_check_rolls_back_and_a_stale_event_changes_nothing() {
     let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
     r.on(Event::Begin { resumed: false });
-    r.on(Event::Provisioned(Run::stack()));
+    r.on(Event::Provisioned(Box::new(Run::stack())));
     r.on(Event::Registered);
     r.on(Event::Healthy);
     let failed = CheckResult {
@@ -198,7 +199,7 @@ fn a_failed_check_rolls_back_and_a_stale_event_changes_nothing() {
 fn pause_holds_the_advance_until_resume() {
     let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
     r.on(Event::Begin { resumed: false });
-    r.on(Event::Provisioned(Run::stack()));
+    r.on(Event::Provisioned(Box::new(Run::stack())));
     r.on(Event::Registered);
     r.command(Command::Pause).expect("pause");
     assert_eq!(r.on(Event::Healthy), vec![]);
@@ -213,7 +214,7 @@ fn pause_holds_the_advance_until_resume() {
 #[test]
 fn abort_is_refused_once_retirement_began() {
     let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
-    r.to_shifting();
+    r.drive_to_shifting();
     r.on(Event::WeightsSet);
     assert_eq!(r.rec.phase, Phase::Retiring);
     r.on(Event::TimerFired);
@@ -227,7 +228,7 @@ fn a_restart_rolls_back_process_deployments_and_resumes_others() {
         serde_json::json!({"canary": {"steps": [{"weight": 20, "pause": "manual"}, {"weight": 100}]}}),
         false,
     );
-    r.to_shifting();
+    r.drive_to_shifting();
     r.on(Event::WeightsSet);
     let a = r.on(Event::Begin { resumed: true });
     assert_eq!(

@@ -1,0 +1,448 @@
+//! Validation of a deployment request into the [`Plan`] the state machine follows.
+//!
+//! Durations are parsed, canary steps checked (weights rise to 100), checks well-formed.
+//! Validation reports every problem, each naming its field, and has no effect. [`split`]
+//! computes a step's weights from the weights before the deployment.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use switchyard_config::{Name, parse_duration};
+
+use super::spec::{CheckSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec};
+
+/// Default time for every endpoint of the new stack to become healthy.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time for a process replica to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default per-request timeout of an http check.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default timeout of a command check.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default drain time of a retired stack's processes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most replicas one process source may start.
+const MAX_REPLICAS: u32 = 64;
+/// Most repetitions of one http check.
+const MAX_REPEAT: u32 = 10_000;
+
+/// A pause after a canary step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pause {
+    /// Go on at once.
+    None,
+    /// Wait this long.
+    For(Duration),
+    /// Wait for a promote.
+    Manual,
+}
+
+/// One validated step: percent on the new stack and the pause after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) percent: u32,
+    pub(crate) pause: Pause,
+}
+
+/// A validated check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    Http {
+        method: http::Method,
+        path: String,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+        body: String,
+        status: u16,
+        contains: Option<String>,
+        json: Option<(String, serde_json::Value)>,
+        timeout: Duration,
+        repeat: u32,
+    },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+impl Check {
+    /// A short name for results and logs.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Self::Http { method, path, .. } => format!("http {method} {path}"),
+            Self::Command { argv, .. } => format!("command {}", argv.join(" ")),
+        }
+    }
+}
+
+/// A validated deployment: what the state machine and the driver follow.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Plan {
+    pub(crate) stack: String,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) pre: Vec<Check>,
+    pub(crate) post: Vec<Check>,
+    pub(crate) retire_after: Duration,
+    pub(crate) drain: Duration,
+    pub(crate) healthy_timeout: Duration,
+    pub(crate) start_timeout: Duration,
+    /// Whether the source starts processes (they do not survive a restart of Switchyard
+    /// supervised, so an interrupted deployment rolls back).
+    pub(crate) process: bool,
+}
+
+fn duration(
+    field: &str,
+    value: Option<&String>,
+    default: Duration,
+    problems: &mut Vec<String>,
+) -> Duration {
+    match value.map(|v| parse_duration(v)) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            problems.push(format!("{field}: {e}"));
+            default
+        }
+    }
+}
+
+/// Checks `spec` in full and builds its plan; every problem names its field.
+pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
+    let mut problems = Vec::new();
+    if let Err(e) = Name::new(&spec.stack) {
+        problems.push(format!("stack: {e}"));
+    }
+    if spec.version.trim().is_empty() {
+        problems.push("version: expected a version label such as \"v1.4\"".to_owned());
+    }
+    let mut start_timeout = START_TIMEOUT;
+    match &spec.source {
+        SourceSpec::Endpoints(eps) if eps.is_empty() => {
+            problems.push("source.endpoints: expected at least one endpoint".to_owned());
+        }
+        SourceSpec::Endpoints(eps) => {
+            for (i, e) in eps.iter().enumerate() {
+                if let Err(m) = switchyard_config::Endpoint::parse(e) {
+                    problems.push(format!("source.endpoints[{i}]: {m}"));
+                }
+            }
+        }
+        SourceSpec::Dns(_) => {}
+        SourceSpec::Process(p) => {
+            if p.command.first().is_none_or(|c| c.trim().is_empty()) {
+                problems.push("source.process.command: expected a program and its arguments, e.g. [\"./server\", \"--port\", \"{port}\"]".to_owned());
+            }
+            let replicas = p.replicas.unwrap_or(1);
+            if !(1..=MAX_REPLICAS).contains(&replicas) {
+                problems.push(format!(
+                    "source.process.replicas: {replicas} out of range: expected 1 to {MAX_REPLICAS}"
+                ));
+            }
+            start_timeout = duration(
+                "source.process.start_timeout",
+                p.start_timeout.as_ref(),
+                START_TIMEOUT,
+                &mut problems,
+            );
+        }
+    }
+    let steps = steps(&spec.strategy, &mut problems);
+    let pre = checks("pre_integration", &spec.pre_integration, &mut problems);
+    let post = checks("post_integration", &spec.post_integration, &mut problems);
+    let retire_after = duration(
+        "retire_previous.after",
+        spec.retire_previous.after.as_ref(),
+        Duration::ZERO,
+        &mut problems,
+    );
+    let drain = duration(
+        "retire_previous.drain_timeout",
+        spec.retire_previous.drain_timeout.as_ref(),
+        DRAIN_TIMEOUT,
+        &mut problems,
+    );
+    let healthy_timeout = duration(
+        "healthy_timeout",
+        spec.healthy_timeout.as_ref(),
+        HEALTHY_TIMEOUT,
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Plan {
+        stack: spec.stack.clone(),
+        steps,
+        pre,
+        post,
+        retire_after,
+        drain,
+        healthy_timeout,
+        start_timeout,
+        process: matches!(spec.source, SourceSpec::Process(_)),
+    })
+}
+
+fn steps(strategy: &StrategySpec, problems: &mut Vec<String>) -> Vec<Step> {
+    let raw = match strategy {
+        StrategySpec::BlueGreen {} => {
+            return vec![Step {
+                percent: 100,
+                pause: Pause::None,
+            }];
+        }
+        StrategySpec::Canary { steps } => steps,
+    };
+    if raw.is_empty() {
+        problems.push("strategy.canary.steps: expected at least one step".to_owned());
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut last = 0;
+    for (i, s) in raw.iter().enumerate() {
+        let field = format!("strategy.canary.steps[{i}]");
+        let percent = match u32::try_from(s.weight) {
+            Ok(w) if (1..=100).contains(&w) && w > last => w,
+            _ => {
+                problems.push(format!(
+                    "{field}.weight: {} invalid: expected a percent from 1 to 100, above the previous step's",
+                    s.weight
+                ));
+                last.max(1)
+            }
+        };
+        last = percent;
+        let pause = match s.pause.as_deref() {
+            None => Pause::None,
+            Some("manual") => Pause::Manual,
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d.is_zero() => Pause::None,
+                Ok(d) => Pause::For(d),
+                Err(e) => {
+                    problems.push(format!("{field}.pause: {e}, or \"manual\""));
+                    Pause::None
+                }
+            },
+        };
+        out.push(Step { percent, pause });
+    }
+    if last != 100 {
+        problems.push("strategy.canary.steps: the last step's weight must be 100".to_owned());
+    }
+    out
+}
+
+fn checks(field: &str, specs: &[CheckSpec], problems: &mut Vec<String>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (i, c) in specs.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        match (&c.http, &c.command) {
+            (Some(h), None) => {
+                if c.timeout.is_some() {
+                    problems.push(format!(
+                        "{at}.timeout: an http check takes its timeout inside \"http\""
+                    ));
+                }
+                if let Some(check) = http_check(&format!("{at}.http"), h, problems) {
+                    out.push(check);
+                }
+            }
+            (None, Some(argv)) => {
+                if argv.first().is_none_or(|a| a.trim().is_empty()) {
+                    problems.push(format!(
+                        "{at}.command: expected a program and its arguments"
+                    ));
+                }
+                let timeout = duration(
+                    &format!("{at}.timeout"),
+                    c.timeout.as_ref(),
+                    COMMAND_TIMEOUT,
+                    problems,
+                );
+                out.push(Check::Command {
+                    argv: argv.clone(),
+                    timeout,
+                });
+            }
+            _ => problems.push(format!(
+                "{at}: expected exactly one of \"http\" and \"command\""
+            )),
+        }
+    }
+    out
+}
+
+fn http_check(at: &str, h: &HttpCheckSpec, problems: &mut Vec<String>) -> Option<Check> {
+    let before = problems.len();
+    let method = http::Method::from_bytes(h.method.as_deref().unwrap_or("GET").as_bytes())
+        .map_err(|_| problems.push(format!("{at}.method: not an HTTP method")))
+        .ok();
+    if !h.path.starts_with('/') || h.path.parse::<http::Uri>().is_err() {
+        problems.push(format!("{at}.path: expected a path such as \"/health\""));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &h.headers {
+        match (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => headers.push((k, v)),
+            _ => problems.push(format!("{at}.headers.{k}: not a valid header")),
+        }
+    }
+    let status = h.expect_status.unwrap_or(200);
+    if !(100..=599).contains(&status) {
+        problems.push(format!(
+            "{at}.expect_status: {status} is not an HTTP status"
+        ));
+    }
+    if let Some(j) = &h.expect_json {
+        if !(j.pointer.is_empty() || j.pointer.starts_with('/')) {
+            problems.push(format!(
+                "{at}.expect_json.pointer: expected a JSON pointer such as \"/version\""
+            ));
+        }
+    }
+    let repeat = h.repeat.unwrap_or(1);
+    if !(1..=MAX_REPEAT).contains(&repeat) {
+        problems.push(format!(
+            "{at}.repeat: {repeat} out of range: expected 1 to {MAX_REPEAT}"
+        ));
+    }
+    let timeout = duration(
+        &format!("{at}.timeout"),
+        h.timeout.as_ref(),
+        HTTP_TIMEOUT,
+        problems,
+    );
+    if problems.len() != before {
+        return None;
+    }
+    Some(Check::Http {
+        method: method?,
+        path: h.path.clone(),
+        headers,
+        body: h.body.clone().unwrap_or_default(),
+        status,
+        contains: h.expect_body_contains.clone(),
+        json: h
+            .expect_json
+            .as_ref()
+            .map(|j| (j.pointer.clone(), j.equals.clone())),
+        timeout,
+        repeat,
+    })
+}
+
+/// The weights of a step: `percent` of the traffic on `new`, the rest shared by the stacks
+/// that had weight before in proportion to it (largest remainders, so the sum is exact).
+/// With one previous live stack the weights are percents (`95`/`5`); with several, parts of
+/// 10000. Stacks at 0 before stay at 0.
+pub(crate) fn split(
+    before: &BTreeMap<String, u32>,
+    new: &str,
+    percent: u32,
+) -> BTreeMap<String, u32> {
+    let mut out: BTreeMap<String, u32> = before
+        .iter()
+        .filter(|(n, _)| n.as_str() != new)
+        .map(|(n, w)| (n.clone(), *w))
+        .collect();
+    let live: Vec<(String, u64)> = out
+        .iter()
+        .filter(|(_, w)| **w > 0)
+        .map(|(n, w)| (n.clone(), u64::from(*w)))
+        .collect();
+    if live.is_empty() {
+        out.insert(new.to_owned(), percent);
+        return out;
+    }
+    let base: u64 = if live.len() == 1 { 100 } else { 10_000 };
+    let new_weight = base * u64::from(percent) / 100;
+    let rest = base - new_weight;
+    let total: u64 = live.iter().map(|(_, w)| w).sum();
+    let mut shares: Vec<(String, u64, u64)> = live
+        .iter()
+        .map(|(n, w)| (n.clone(), rest * w / total, rest * w % total))
+        .collect();
+    let assigned: u64 = shares.iter().map(|(_, f, _)| f).sum();
+    let mut left = rest - assigned;
+    shares.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    for (name, floor, _) in &shares {
+        let extra = u64::from(left > 0);
+        left -= extra;
+        out.insert(
+            name.clone(),
+            u32::try_from(floor + extra).expect("at most 10000"),
+        );
+    }
+    out.insert(
+        new.to_owned(),
+        u32::try_from(new_weight).expect("at most 10000"),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_uses_percents_with_one_live_stack() {
+        let before = BTreeMap::from([("blue".to_owned(), 100), ("old".to_owned(), 0)]);
+        let w = split(&before, "green", 5);
+        assert_eq!(w["blue"], 95);
+        assert_eq!(w["green"], 5);
+        assert_eq!(w["old"], 0);
+        let w = split(&before, "green", 100);
+        assert_eq!((w["blue"], w["green"]), (0, 100));
+    }
+
+    #[test]
+    fn split_shares_the_rest_exactly_among_several_stacks() {
+        let before = BTreeMap::from([("a".to_owned(), 2), ("b".to_owned(), 1)]);
+        let w = split(&before, "n", 25);
+        assert_eq!(w["n"], 2500);
+        assert_eq!(w["a"] + w["b"], 7500);
+        assert_eq!(w["a"], 5000);
+    }
+
+    #[test]
+    fn canary_steps_must_rise_to_100() {
+        let spec: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2", "source": {"endpoints": ["127.0.0.1:1"]},
+            "strategy": {"canary": {"steps": [{"weight": 50, "pause": "1x"}, {"weight": 40}]}},
+            "pre_integration": [{"http": {"path": "health"}, "command": ["true"]}]
+        }))
+        .expect("shape");
+        let problems = validate(&spec).expect_err("invalid");
+        let all = problems.join("\n");
+        assert!(all.contains("steps[0].pause"), "{all}");
+        assert!(all.contains("steps[1].weight"), "{all}");
+        assert!(all.contains("last step"), "{all}");
+        assert!(
+            all.contains("pre_integration[0]: expected exactly one"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn blue_green_is_one_step_to_100() {
+        let spec: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2",
+            "source": {"process": {"command": ["srv", "{port}"], "replicas": 2}},
+            "pre_integration": [{"http": {"path": "/health", "repeat": 3}}]
+        }))
+        .expect("shape");
+        let plan = validate(&spec).expect("valid");
+        assert_eq!(
+            plan.steps,
+            vec![Step {
+                percent: 100,
+                pause: Pause::None
+            }]
+        );
+        assert!(plan.process);
+        assert_eq!(plan.pre.len(), 1);
+    }
+}

@@ -1,0 +1,141 @@
+//! The deployment body built from `switchyard deploy`'s flags (and `--spec`).
+
+use serde_json::{Value, json};
+
+use super::{CliError, DeployArgs};
+
+/// Parses `5:60s,25:60s,50:manual,100` into canary steps.
+fn canary_steps(text: &str) -> Result<Value, CliError> {
+    let mut steps = Vec::new();
+    for part in text.split(',') {
+        let (weight, pause) = match part.split_once(':') {
+            Some((w, p)) => (w, Some(p)),
+            None => (part, None),
+        };
+        let weight: i64 = weight.trim().parse().map_err(|_| {
+            CliError::Usage(format!("--canary {text}: {part:?} is not WEIGHT[:PAUSE]"))
+        })?;
+        let mut step = json!({"weight": weight});
+        if let Some(p) = pause {
+            step["pause"] = json!(p.trim());
+        }
+        steps.push(step);
+    }
+    Ok(json!({"canary": {"steps": steps}}))
+}
+
+/// Groups `GET /health=200` (one value, or the method and the rest as two) into checks.
+fn checks(values: &[String]) -> Result<Vec<Value>, CliError> {
+    let mut out = Vec::new();
+    let mut method: Option<&str> = None;
+    for v in values {
+        let v = v.trim();
+        let (m, rest) = match v.split_once(' ') {
+            Some((m, rest)) => (Some(m), rest.trim()),
+            None if !v.contains('=') && !v.starts_with('/') => {
+                method = Some(v);
+                continue;
+            }
+            None => (method.take(), v),
+        };
+        let (path, status) = rest.split_once('=').unwrap_or((rest, "200"));
+        let status: u16 = status
+            .trim()
+            .parse()
+            .map_err(|_| CliError::Usage(format!("check {v:?}: expected [METHOD] PATH=STATUS")))?;
+        out.push(json!({"http": {"method": m.unwrap_or("GET"), "path": path.trim(), "expect_status": status}}));
+    }
+    if let Some(m) = method {
+        return Err(CliError::Usage(format!("check method {m} without a path")));
+    }
+    Ok(out)
+}
+
+pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
+    let mut spec = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+        }
+        None => json!({}),
+    };
+    if let Some(s) = &args.stack {
+        spec["stack"] = json!(s);
+    }
+    if let Some(v) = &args.version {
+        spec["version"] = json!(v);
+    }
+    if let Some(p) = &args.process {
+        let mut env = serde_json::Map::new();
+        for kv in &args.env {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--env {kv}: expected KEY=VALUE")))?;
+            env.insert(k.to_owned(), json!(v));
+        }
+        let command: Vec<&str> = p.split_whitespace().collect();
+        spec["source"] = json!({"process": {"command": command, "replicas": args.replicas.unwrap_or(1), "env": env}});
+    } else if !args.endpoints.is_empty() {
+        spec["source"] = json!({ "endpoints": args.endpoints });
+    }
+    if let Some(c) = &args.canary {
+        spec["strategy"] = canary_steps(c)?;
+    } else if args.blue_green {
+        spec["strategy"] = json!({"blue_green": {}});
+    }
+    if !args.pre_checks.is_empty() {
+        spec["pre_integration"] = json!(checks(&args.pre_checks)?);
+    }
+    if !args.post_checks.is_empty() {
+        spec["post_integration"] = json!(checks(&args.post_checks)?);
+    }
+    if let Some(a) = &args.retire_after {
+        spec["retire_previous"]["after"] = json!(a);
+    }
+    if let Some(d) = &args.drain_timeout {
+        spec["retire_previous"]["drain_timeout"] = json!(d);
+    }
+    for field in ["stack", "version", "source"] {
+        if spec.get(field).is_none() {
+            return Err(CliError::Usage(format!(
+                "missing {field}: pass --{field} (or --process/--endpoint for source), or --spec"
+            )));
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_flag_becomes_steps() {
+        let v = canary_steps("5:60s,50:manual,100").expect("valid");
+        assert_eq!(
+            v["canary"]["steps"][0],
+            json!({"weight": 5, "pause": "60s"})
+        );
+        assert_eq!(v["canary"]["steps"][1]["pause"], "manual");
+        assert_eq!(v["canary"]["steps"][2], json!({"weight": 100}));
+    }
+
+    #[test]
+    fn checks_accept_one_or_two_words() {
+        let v = checks(&[
+            "GET".into(),
+            "/health=200".into(),
+            "POST /x=201".into(),
+            "/=204".into(),
+        ])
+        .expect("valid");
+        assert_eq!(
+            v[0]["http"],
+            json!({"method": "GET", "path": "/health", "expect_status": 200})
+        );
+        assert_eq!(v[1]["http"]["method"], "POST");
+        assert_eq!(v[2]["http"]["expect_status"], 204);
+    }
+}
