@@ -101,5 +101,11 @@ fn selection(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, route_lookup, selection);
-criterion_main!(benches);
+// criterion_group! expands to an undocumented function.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, route_lookup, selection);
+}
+
+criterion_main!(group::benches);

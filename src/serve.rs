@@ -50,7 +50,7 @@ pub enum ServeError {
         name: String,
         /// Cause.
         #[source]
-        source: switchyard_certs::TlsConfigError,
+        source: Box<switchyard_certs::TlsConfigError>,
     },
     /// The proxy refused the configuration.
     #[error("cannot start the proxy")]
@@ -109,7 +109,7 @@ fn cert_store(
     let config =
         switchyard_certs::server_config(store.clone()).map_err(|source| ServeError::Tls {
             name: name.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     Ok((store, config))
 }
