@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use switchyard_config::Config;
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
-use switchyard_proxy::{Health, ProxyHandle};
+use switchyard_proxy::{Health, ProxyHandle, ProxyStatus, StackStatus};
 
 /// The proxy, as control drives it.
 pub struct ProxyPlane(pub ProxyHandle);
@@ -27,10 +27,26 @@ impl DataPlane for ProxyPlane {
     }
 
     fn endpoints(&self, service: &str, stack: &str) -> Vec<EndpointStatus> {
+        let status = self.0.status();
+        let details: Vec<serde_json::Value> = stack_status(&status, service, stack)
+            .map(|s| {
+                s.endpoints
+                    .iter()
+                    .filter_map(|e| serde_json::to_value(e).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         self.0
             .endpoints(service, stack)
             .iter()
             .map(|e| EndpointStatus {
+                detail: details
+                    .iter()
+                    .find(|d| {
+                        d["endpoint"] == e.key().endpoint.to_string()
+                            && d["address"] == e.addr().to_string()
+                    })
+                    .cloned(),
                 address: e.key().endpoint.to_string(),
                 state: match e.health() {
                     Health::Healthy => EndpointState::Healthy,
@@ -43,4 +59,24 @@ impl DataPlane for ProxyPlane {
             })
             .collect()
     }
+
+    fn discovery(&self, service: &str, stack: &str) -> Option<serde_json::Value> {
+        let status = self.0.status();
+        let dns = stack_status(&status, service, stack)?.dns.as_ref()?;
+        serde_json::to_value(dns).ok()
+    }
+}
+
+fn stack_status<'a>(
+    status: &'a ProxyStatus,
+    service: &str,
+    stack: &str,
+) -> Option<&'a StackStatus> {
+    status
+        .services
+        .iter()
+        .find(|s| s.name == service)?
+        .stacks
+        .iter()
+        .find(|s| s.name == stack)
 }

@@ -416,3 +416,46 @@ async fn services_can_be_created_and_deleted_from_nothing() {
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     assert!(doc["paths"]["/v1/services/{service}/weights"]["put"].is_object());
 }
+
+#[tokio::test]
+async fn service_view_shows_health_check_results_per_endpoint() {
+    let up = Upstream::start("checked").await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let proxy = Proxy::start(&config(
+        &[("blue", "v1", 100, vec![up.addr, down])],
+        "health_check = { path = \"/health\", interval = \"100ms\", timeout = \"500ms\", healthy_threshold = 1, unhealthy_threshold = 1 }",
+        "",
+    ));
+    let mut api = Client::connect(proxy.control).await;
+    let svc = tokio::time::timeout(support::WAIT, async {
+        loop {
+            let (_, svc) = call(&mut api, "GET", "/v1/services/web", None, None, &[]).await;
+            let states: Vec<String> = svc["stacks"][0]["endpoints"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e["state"].as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if states == ["healthy", "unhealthy"] {
+                return svc;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both endpoints checked");
+    let eps = &svc["stacks"][0]["endpoints"];
+    let ok = &eps[0]["detail"]["check"];
+    assert!(ok["last_check_unix_ms"].as_u64().is_some(), "{eps}");
+    assert_eq!(ok["last_status"], 200, "{eps}");
+    assert!(ok["consecutive_successes"].as_u64() >= Some(1));
+    let bad = &eps[1]["detail"]["check"];
+    assert!(bad["consecutive_failures"].as_u64() >= Some(1), "{eps}");
+    assert_eq!(svc["stacks"][0]["health"]["healthy"], 1);
+    assert_eq!(svc["stacks"][0]["health"]["unhealthy"], 1);
+}

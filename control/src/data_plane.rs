@@ -28,6 +28,12 @@ pub trait DataPlane: Send + Sync + 'static {
 
     /// Runtime state of a stack's endpoints; empty when the stack is unknown to the proxy.
     fn endpoints(&self, service: &str, stack: &str) -> Vec<EndpointStatus>;
+
+    /// The last DNS resolution of a DNS stack (time, outcome, TTL, failures in a row), as the
+    /// data plane reports it; `None` for static stacks or when unknown.
+    fn discovery(&self, _service: &str, _stack: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A public listener as bound by the proxy.
@@ -52,6 +58,9 @@ pub struct EndpointStatus {
     pub in_flight: u64,
     /// Requests sent to the endpoint since it appeared.
     pub requests_total: u64,
+    /// Health details as the data plane reports them: the last active check (time, outcome,
+    /// status), consecutive counters, passive-health ejections; `None` when it has none.
+    pub detail: Option<serde_json::Value>,
 }
 
 /// The health state of an endpoint.

@@ -142,6 +142,9 @@ pub struct DnsView {
     pub port: Option<u16>,
     /// Whether `name` is an SRV name.
     pub srv: bool,
+    /// The last resolution (time, outcome, TTL, failures in a row), once the proxy has one.
+    #[schema(value_type = Option<Object>)]
+    pub resolution: Option<serde_json::Value>,
 }
 
 /// One endpoint.
@@ -155,6 +158,10 @@ pub struct EndpointView {
     pub in_flight: u64,
     /// Requests sent since it appeared.
     pub requests_total: u64,
+    /// Last active check (time, outcome, status), consecutive counters and passive-health
+    /// ejections, when the proxy has any.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// Answer to a service deletion.
@@ -207,6 +214,7 @@ fn endpoints(dp: &dyn DataPlane, service: &str, stack: &StackSpec) -> Vec<Endpoi
         state: s.state.as_str().to_owned(),
         in_flight: s.in_flight,
         requests_total: s.requests_total,
+        detail: s.detail.clone(),
     };
     if stack.dns().is_some() {
         return status.iter().map(view).collect();
@@ -225,6 +233,7 @@ fn endpoints(dp: &dyn DataPlane, service: &str, stack: &StackSpec) -> Vec<Endpoi
                     state: EndpointState::Unknown.as_str().to_owned(),
                     in_flight: 0,
                     requests_total: 0,
+                    detail: None,
                 })
         })
         .collect()
@@ -270,6 +279,7 @@ pub(crate) fn summary(p: &Published, dp: &dyn DataPlane, spec: &ServiceSpec) -> 
 
 /// One service in full, or `None` when it does not exist.
 pub(crate) fn service(p: &Published, dp: &dyn DataPlane, name: &str) -> Option<ServiceView> {
+    let name_of_service = name;
     let spec = p.config.service(name)?;
     let record = p.records.get(name);
     let stacks = spec
@@ -291,11 +301,13 @@ pub(crate) fn service(p: &Published, dp: &dyn DataPlane, name: &str) -> Option<S
                         name: name.clone(),
                         port: Some(*port),
                         srv: false,
+                        resolution: dp.discovery(name_of_service, s.name().as_str()),
                     },
                     DnsSource::Srv { name } => DnsView {
                         name: name.clone(),
                         port: None,
                         srv: true,
+                        resolution: dp.discovery(name_of_service, s.name().as_str()),
                     },
                 }),
             }

@@ -114,40 +114,39 @@ impl Proxy {
                 }
             }
         });
-        let mut listeners = HashMap::new();
-        let mut control = None;
+        // Built before reading the startup lines, so any panic below still kills the child.
+        let mut proxy = Self {
+            child,
+            dir,
+            config_path,
+            listeners: HashMap::new(),
+            control: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stderr_path,
+        };
         loop {
-            let line = match rx.recv_timeout(WAIT) {
-                Ok(l) => l,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "switchyard did not become ready: {}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
+            let Ok(line) = rx.recv_timeout(WAIT) else {
+                panic!("switchyard did not become ready: {}", proxy.stderr());
             };
             if line == "ready" {
                 break;
             }
             if let Some(rest) = line.strip_prefix("control addr=") {
-                control = Some(rest.parse().expect("control addr"));
+                proxy.control = rest.parse().expect("control addr");
             }
             if let Some(rest) = line.strip_prefix("listening ") {
                 let kv: HashMap<&str, &str> =
                     rest.split(' ').filter_map(|p| p.split_once('=')).collect();
-                listeners.insert(kv["listener"].to_owned(), kv["addr"].parse().expect("addr"));
+                proxy
+                    .listeners
+                    .insert(kv["listener"].to_owned(), kv["addr"].parse().expect("addr"));
             }
         }
-        let control = control.expect("control address printed before ready");
-        Self {
-            child,
-            dir,
-            config_path,
-            listeners,
-            control,
-            stderr_path,
-        }
+        assert_ne!(
+            proxy.control.port(),
+            0,
+            "control address printed before ready"
+        );
+        proxy
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {

@@ -76,6 +76,7 @@ async fn an_endpoints_deployment_without_checks_runs_to_succeeded_through_the_wr
             state: crate::data_plane::EndpointState::Healthy,
             in_flight: 0,
             requests_total: 0,
+            detail: None,
         }],
     );
     let a = f
