@@ -38,6 +38,18 @@ async fn call(
     )
 }
 
+async fn put_weights(api: &mut Client, body: Value) -> (u16, Value) {
+    call(
+        api,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(body),
+        &[],
+    )
+    .await
+}
+
 fn stack_weights(service: &Value) -> HashMap<String, i64> {
     service["stacks"]
         .as_array()
@@ -70,28 +82,12 @@ async fn weight_change_is_visible_on_the_next_request_and_the_split_follows() {
     let mut web = Client::connect(proxy.addr("public")).await;
     assert_eq!(web.get("/").await.version(), "blue");
 
-    let (s, _) = call(
-        &mut api,
-        "PUT",
-        "/v1/services/web/weights",
-        None,
-        Some(json!({"weights": {"blue": 0, "green": 100}})),
-        &[],
-    )
-    .await;
+    let (s, _) = put_weights(&mut api, json!({"weights": {"blue": 0, "green": 100}})).await;
     assert_eq!(s, 200);
     // The very next request, on an already-open keep-alive connection.
     assert_eq!(web.get("/").await.version(), "green");
 
-    let (s, _) = call(
-        &mut api,
-        "PUT",
-        "/v1/services/web/weights",
-        None,
-        Some(json!({"weights": {"blue": 75, "green": 25}})),
-        &[],
-    )
-    .await;
+    let (s, _) = put_weights(&mut api, json!({"weights": {"blue": 75, "green": 25}})).await;
     assert_eq!(s, 200);
     let mut counts = HashMap::new();
     for _ in 0..400 {
@@ -118,15 +114,7 @@ async fn runtime_changes_survive_restart_and_kill_nine() {
     );
     let proxy = Proxy::start(&text);
     let mut api = Client::connect(proxy.control).await;
-    let (s, _) = call(
-        &mut api,
-        "PUT",
-        "/v1/services/web/weights",
-        None,
-        Some(json!({"weights": {"blue": 10, "green": 90}})),
-        &[],
-    )
-    .await;
+    let (s, _) = put_weights(&mut api, json!({"weights": {"blue": 10, "green": 90}})).await;
     assert_eq!(s, 200);
     let (s, _) = call(
         &mut api,

@@ -161,55 +161,30 @@ async fn routes_by_host_and_longest_prefix() {
     let api_v2 = Upstream::start("api-v2").await;
     let www = Upstream::start("www").await;
     let wild = Upstream::start("wild").await;
-    let text = format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[services]]
-name = "www"
-listeners = ["public"]
-hosts = ["www.example.test"]
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{www}"]
-
-[[services]]
-name = "api"
-listeners = ["public"]
-hosts = ["www.example.test"]
-path_prefix = "/api"
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{api}"]
-
-[[services]]
-name = "api-v2"
-listeners = ["public"]
-hosts = ["www.example.test"]
-path_prefix = "/api/v2"
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{api_v2}"]
-
-[[services]]
-name = "wild"
-listeners = ["public"]
-hosts = ["*.apps.example.test"]
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{wild}"]
-"#,
-        www = www.addr,
-        api = api.addr,
-        api_v2 = api_v2.addr,
-        wild = wild.addr
-    );
+    let text = [
+        support::PUBLIC_LISTENER.to_owned(),
+        support::service(
+            "www",
+            "hosts = [\"www.example.test\"]",
+            &www.addr.to_string(),
+        ),
+        support::service(
+            "api",
+            "hosts = [\"www.example.test\"]\npath_prefix = \"/api\"",
+            &api.addr.to_string(),
+        ),
+        support::service(
+            "api-v2",
+            "hosts = [\"www.example.test\"]\npath_prefix = \"/api/v2\"",
+            &api_v2.addr.to_string(),
+        ),
+        support::service(
+            "wild",
+            "hosts = [\"*.apps.example.test\"]",
+            &wild.addr.to_string(),
+        ),
+    ]
+    .concat();
     let proxy = Proxy::start(&text);
     let mut c = Client::connect(proxy.addr("public")).await;
     let get = |host: &'static str, path: &'static str| (host, path);
@@ -382,43 +357,22 @@ async fn errors_name_their_cause() {
     };
     let slow = Upstream::start_with("slow", 0.0, Duration::from_secs(3)).await;
     let up = Upstream::start("ok").await;
-    let text = format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[services]]
-name = "dead"
-listeners = ["public"]
-hosts = ["dead.test"]
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{closed}"]
-
-[[services]]
-name = "slow"
-listeners = ["public"]
-hosts = ["slow.test"]
-timeouts = {{ upstream_response = "200ms" }}
-[[services.stacks]]
-name = "a"
-weight = 1
-endpoints = ["{slow}"]
-
-[[services]]
-name = "drained"
-listeners = ["public"]
-hosts = ["drained.test"]
-[[services.stacks]]
-name = "a"
-weight = 0
-endpoints = ["{up}"]
-"#,
-        slow = slow.addr,
-        up = up.addr
-    );
+    let text = [
+        support::PUBLIC_LISTENER.to_owned(),
+        support::service("dead", "hosts = [\"dead.test\"]", &closed.to_string()),
+        support::service(
+            "slow",
+            "hosts = [\"slow.test\"]\ntimeouts = { upstream_response = \"200ms\" }",
+            &slow.addr.to_string(),
+        ),
+        support::service(
+            "drained",
+            "hosts = [\"drained.test\"]",
+            &up.addr.to_string(),
+        )
+        .replace("weight = 1", "weight = 0"),
+    ]
+    .concat();
     let proxy = Proxy::start(&text);
     let mut c = Client::connect(proxy.addr("public")).await;
     for (host, status, cause) in [

@@ -266,33 +266,14 @@ async fn upstream_tls_verifies_against_the_stack_ca_and_refuses_an_untrusted_ups
     let ca = Ca::new();
     let up = tls_upstream(&ca, dir.path()).await;
     std::fs::write(dir.path().join("ca.pem"), ca.issuer.pem()).expect("ca");
-    let text = format!(
-        r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[services]]
-name = "trusted"
-listeners = ["public"]
-hosts = ["trusted.test"]
-[[services.stacks]]
-name = "blue"
-weight = 1
-endpoints = ["https://localhost:{port}"]
-tls = {{ ca = "ca.pem" }}
-
-[[services]]
-name = "untrusted"
-listeners = ["public"]
-hosts = ["untrusted.test"]
-[[services.stacks]]
-name = "blue"
-weight = 1
-endpoints = ["https://localhost:{port}"]
-"#,
-        port = up.port()
-    );
+    let endpoint = format!("https://localhost:{}", up.port());
+    let text = [
+        support::PUBLIC_LISTENER.to_owned(),
+        support::service("trusted", "hosts = [\"trusted.test\"]", &endpoint),
+        "tls = { ca = \"ca.pem\" }\n".to_owned(),
+        support::service("untrusted", "hosts = [\"untrusted.test\"]", &endpoint),
+    ]
+    .concat();
     let proxy = Proxy::start_in(dir, &text);
     let mut c = support::Client::connect(proxy.addr("public")).await;
     let r = c

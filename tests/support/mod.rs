@@ -320,6 +320,17 @@ pub fn config(
     s
 }
 
+/// The plain listener every test config starts with.
+pub const PUBLIC_LISTENER: &str = "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n";
+
+/// A `[[services]]` block on the `public` listener with one stack `a` (weight 1) on `endpoint`;
+/// `extra` is added to the service table (hosts, prefix, timeouts, ...).
+pub fn service(name: &str, extra: &str, endpoint: &str) -> String {
+    format!(
+        "\n[[services]]\nname = \"{name}\"\nlisteners = [\"public\"]\n{extra}\n[[services.stacks]]\nname = \"a\"\nweight = 1\nendpoints = [\"{endpoint}\"]\n"
+    )
+}
+
 pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
