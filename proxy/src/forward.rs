@@ -37,6 +37,9 @@ pub(crate) struct ConnInfo {
     pub(crate) listener: usize,
     pub(crate) peer_ip: HeaderValue,
     pub(crate) tls: bool,
+    /// Raised by the framing watcher (`crate::sniff`) when a request head on this connection
+    /// carried both `Content-Length` and `Transfer-Encoding`.
+    pub(crate) ambiguous_framing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Handles one request end to end.
@@ -46,6 +49,14 @@ pub(crate) async fn handle(
     conn: &ConnInfo,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if conn
+        .ambiguous_framing
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        // Both Content-Length and Transfer-Encoding: the classic smuggling shape. Refused,
+        // and the connection is closed (the 400 says `Connection: close`).
+        return Cause::BadRequest.response();
+    }
     let h = req.headers();
     if h.len() > settings.max_headers || headers::header_block_size(h) > settings.max_header_bytes {
         return Cause::HeadersTooLarge.response();

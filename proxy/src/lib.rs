@@ -21,6 +21,7 @@ mod outlier;
 mod pool;
 mod select;
 mod snapshot;
+mod sniff;
 mod status;
 
 pub use body::ProxyBody;

@@ -7,6 +7,7 @@
 
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
+use crate::sniff::Sniff;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -14,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
@@ -84,7 +86,9 @@ pub(crate) fn spawn_listener(
                 peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                     .expect("an IP address is a valid header value"),
                 tls: tls.is_some(),
+                ambiguous_framing: Arc::new(AtomicBool::new(false)),
             });
+            let framing_flag = info.ambiguous_framing.clone();
             let shared = shared.clone();
             let service = service_fn(move |req| {
                 let shared = shared.clone();
@@ -103,7 +107,10 @@ pub(crate) fn spawn_listener(
                     let result = match tls {
                         None => {
                             let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(Sniff::new(tcp, framing_flag)),
+                                    service,
+                                )
                                 .into_owned();
                             watcher.watch(conn).await
                         }
@@ -112,6 +119,10 @@ pub(crate) fn spawn_listener(
                                 .await
                             {
                                 Ok(Ok(stream)) => {
+                                    // HTTP/2 frames its own messages; only HTTP/1 is watched.
+                                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                    let stream = Sniff::new(stream, framing_flag);
+                                    let stream = if h2 { stream.off() } else { stream };
                                     let conn = builder
                                         .serve_connection_with_upgrades(
                                             TokioIo::new(stream),

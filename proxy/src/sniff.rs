@@ -1,0 +1,347 @@
+//! A watcher of HTTP/1 request framing on the raw byte stream, for the one request shape hyper
+//! repairs instead of refusing: a head carrying both `Content-Length` and `Transfer-Encoding`.
+//!
+//! hyper drops the `Content-Length` of such a request before the handler sees it (RFC 9112
+//! §6.3), so the proxy cannot tell it apart from a plain chunked request. This wrapper follows
+//! the framing of every request on the connection (heads line by line, `Content-Length` bodies
+//! by counting, chunked bodies by their size lines) and raises a per-connection flag when one
+//! head has both fields; the handler answers 400 and closes. It never changes a byte, stops
+//! watching on anything it does not understand (HTTP/2, upgrades, `CONNECT`, lines past its
+//! buffer), and scans only head and chunk-size bytes: bodies are skipped by count.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+const LINE: usize = 96;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a head; `first` until the request line was seen.
+    Head,
+    /// Skipping this many body bytes.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Skipping chunk data plus its CRLF.
+    ChunkData(u64),
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+    /// Not watching any more.
+    Off,
+}
+
+/// The framing tracker (no I/O; fed with the bytes the client sent).
+#[derive(Debug)]
+pub(crate) struct Framing {
+    phase: Phase,
+    line: [u8; LINE],
+    len: usize,
+    truncated: bool,
+    request_line_seen: bool,
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    chunked: bool,
+    upgrade: bool,
+}
+
+impl Framing {
+    pub(crate) fn new() -> Self {
+        Self {
+            phase: Phase::Head,
+            line: [0; LINE],
+            len: 0,
+            truncated: false,
+            request_line_seen: false,
+            content_length: None,
+            transfer_encoding: false,
+            chunked: false,
+            upgrade: false,
+        }
+    }
+
+    /// Feeds bytes; returns true when a head with both framing fields was completed.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        let mut found = false;
+        while !bytes.is_empty() {
+            match self.phase {
+                Phase::Off => return found,
+                Phase::Body(n) | Phase::ChunkData(n) => {
+                    let take = n.min(bytes.len() as u64);
+                    bytes = &bytes[take as usize..];
+                    let left = n - take;
+                    self.phase = match (self.phase, left) {
+                        (Phase::Body(_), 0) => Phase::Head,
+                        (Phase::Body(_), l) => Phase::Body(l),
+                        (_, 0) => Phase::ChunkSize,
+                        (_, l) => Phase::ChunkData(l),
+                    };
+                }
+                Phase::Head | Phase::ChunkSize | Phase::Trailers => {
+                    let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+                        self.push(bytes);
+                        return found;
+                    };
+                    self.push(&bytes[..nl]);
+                    bytes = &bytes[nl + 1..];
+                    let mut line = [0u8; LINE];
+                    let n = self.len;
+                    line[..n].copy_from_slice(&self.line[..n]);
+                    let truncated = std::mem::take(&mut self.truncated);
+                    self.len = 0;
+                    let line = line[..n].strip_suffix(b"\r").unwrap_or(&line[..n]);
+                    found |= self.line_done(line, truncated);
+                }
+            }
+        }
+        found
+    }
+
+    /// Keeps the first `LINE` bytes of the current line (names and framing values are short;
+    /// a long cookie only loses its tail) and remembers whether anything was cut.
+    fn push(&mut self, part: &[u8]) {
+        let n = part.len().min(LINE - self.len);
+        self.line[self.len..self.len + n].copy_from_slice(&part[..n]);
+        self.len += n;
+        self.truncated |= n < part.len();
+    }
+
+    fn line_done(&mut self, line: &[u8], truncated: bool) -> bool {
+        match self.phase {
+            Phase::ChunkSize if truncated => {
+                // A chunk-size line past the buffer: stop watching rather than guess.
+                self.phase = Phase::Off;
+                false
+            }
+            Phase::ChunkSize => {
+                let digits = line
+                    .split(|&b| b == b';')
+                    .next()
+                    .unwrap_or(b"")
+                    .trim_ascii();
+                match parse_hex(digits) {
+                    Some(0) => self.phase = Phase::Trailers,
+                    // Chunk data is followed by CRLF, skipped as part of the data.
+                    Some(n) => self.phase = Phase::ChunkData(n.saturating_add(2)),
+                    None => self.phase = Phase::Off,
+                }
+                false
+            }
+            Phase::Trailers => {
+                if line.is_empty() {
+                    self.phase = Phase::Head;
+                }
+                false
+            }
+            _ => self.head_line(line, truncated),
+        }
+    }
+
+    fn head_line(&mut self, line: &[u8], truncated: bool) -> bool {
+        if !self.request_line_seen {
+            if line.is_empty() {
+                return false; // RFC 9112 §2.2: ignore empty lines before a request line.
+            }
+            if line.starts_with(b"PRI * HTTP/2") || line.starts_with(b"CONNECT ") {
+                self.phase = Phase::Off;
+                return false;
+            }
+            self.request_line_seen = true;
+            return false;
+        }
+        if !line.is_empty() {
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    self.content_length =
+                        std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+                } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                    if truncated {
+                        // Its last coding was cut off: stop watching rather than guess.
+                        self.phase = Phase::Off;
+                        return false;
+                    }
+                    self.transfer_encoding = true;
+                    self.chunked = value.len() >= 7
+                        && value[value.len() - 7..].eq_ignore_ascii_case(b"chunked");
+                } else if name.eq_ignore_ascii_case(b"upgrade") {
+                    self.upgrade = true;
+                }
+            }
+            return false;
+        }
+        // End of the head.
+        let both = self.transfer_encoding && self.content_length.is_some();
+        self.phase = if both || self.upgrade {
+            // hyper closes the connection after either; nothing more to follow.
+            Phase::Off
+        } else if self.chunked {
+            Phase::ChunkSize
+        } else {
+            match self.content_length {
+                Some(n) if n > 0 => Phase::Body(n),
+                _ => Phase::Head,
+            }
+        };
+        self.request_line_seen = false;
+        self.content_length = None;
+        self.transfer_encoding = false;
+        self.chunked = false;
+        self.upgrade = false;
+        both
+    }
+}
+
+fn parse_hex(d: &[u8]) -> Option<u64> {
+    if d.is_empty() || d.len() > 15 {
+        return None;
+    }
+    d.iter().try_fold(0u64, |acc, &c| {
+        Some(acc * 16 + u64::from((c as char).to_digit(16)?))
+    })
+}
+
+/// An I/O stream whose reads feed a [`Framing`] tracker; `flag` turns true when a request head
+/// carried both `Content-Length` and `Transfer-Encoding`.
+pub(crate) struct Sniff<T> {
+    inner: T,
+    framing: Framing,
+    flag: Arc<AtomicBool>,
+}
+
+impl<T> Sniff<T> {
+    pub(crate) fn new(inner: T, flag: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            framing: Framing::new(),
+            flag,
+        }
+    }
+
+    /// The same stream, not watched (for protocols that frame their own messages).
+    pub(crate) fn off(mut self) -> Self {
+        self.framing.phase = Phase::Off;
+        self
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Sniff<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.framing.phase != Phase::Off && this.framing.feed(&buf.filled()[before..]) {
+            this.flag.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Sniff<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(parts: &[&[u8]]) -> bool {
+        let mut f = Framing::new();
+        parts.iter().fold(false, |acc, p| acc | f.feed(p))
+    }
+
+    #[test]
+    fn both_fields_in_one_head_are_found_in_either_order_and_across_reads() {
+        assert!(flags(&[
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ]));
+        assert!(flags(&[
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n"
+        ]));
+        assert!(flags(&[
+            b"POST / HTTP/1.1\r\nTransfer-Enc",
+            b"oding: chunked\r\nContent-Le",
+            b"ngth: 4\r",
+            b"\n\r\n"
+        ]));
+    }
+
+    #[test]
+    fn pipelined_requests_with_bodies_that_look_like_headers_are_not_flagged() {
+        let body = b"content-length: 9\r\ntransfer-encoding: chunked\r\n\r\n";
+        let mut req = format!(
+            "POST /a HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"POST /b HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n");
+        req.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"\r\n0\r\nx-trailer: 1\r\n\r\nGET /c HTTP/1.1\r\nhost: a\r\n\r\n");
+        let mut f = Framing::new();
+        for chunk in req.chunks(7) {
+            assert!(!f.feed(chunk));
+        }
+        assert_eq!(f.phase, Phase::Head);
+        // And a smuggling head after all that is still found.
+        assert!(
+            f.feed(b"POST /d HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn long_header_lines_do_not_stop_the_watch() {
+        let cookie = format!("cookie: {}\r\n", "a=b; ".repeat(100));
+        let req = format!(
+            "GET / HTTP/1.1\r\n{cookie}\r\nPOST / HTTP/1.1\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        assert!(flags(&[req.as_bytes()]));
+    }
+
+    #[test]
+    fn http2_upgrades_and_unknown_framing_stop_the_watch() {
+        let mut f = Framing::new();
+        assert!(!f.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert_eq!(f.phase, Phase::Off);
+        let mut f = Framing::new();
+        assert!(!f.feed(b"GET /ws HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"));
+        assert_eq!(f.phase, Phase::Off);
+        let mut f = Framing::new();
+        assert!(!f.feed(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"));
+        assert_eq!(f.phase, Phase::Off);
+    }
+}
