@@ -1,5 +1,8 @@
-//! The certificate file watcher: polls every configured file and reloads the store when any of
-//! them changed, and warns about certificates close to expiry.
+//! The certificate file watcher: file-system notifications (inotify, through `notify`, on the
+//! folders holding the files, so a replacement by rename is seen too) wake it at once, and it
+//! also polls every `interval` as the fallback for file systems without notifications. Either
+//! way it reloads the store when any file's stamp changed, and warns about certificates close to
+//! expiry.
 //!
 //! A file's stamp is its mtime, length and SHA-256 of its content (mtime alone misses a copy
 //! that preserves it, or two writes within the clock's resolution). The first poll always
@@ -36,7 +39,54 @@ pub fn spawn_watcher(
     tokio::spawn(run(store, interval, shutdown).instrument(info_span!("cert_watcher")))
 }
 
+/// Lets writers finish the other file of a pair before the stamps are compared.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Starts file-system notifications on the folders of the store's files; `None` (polling only)
+/// when the platform or the file system does not offer them.
+fn notifications(
+    store: &CertStore,
+) -> Option<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // A full channel already holds a wake-up: this event is covered by it.
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| warn!(error = %e, "file notifications unavailable; polling only"))
+    .ok()?;
+    let mut folders: Vec<std::path::PathBuf> = store
+        .sources()
+        .iter()
+        .flat_map(|s| [s.cert.parent(), s.key.parent()])
+        .flatten()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for f in &folders {
+        if let Err(e) = watcher.watch(f, notify::RecursiveMode::NonRecursive) {
+            warn!(folder = %f.display(), error = %e, "cannot watch folder; polling only for it");
+        }
+    }
+    Some((watcher, rx))
+}
+
 async fn run(store: Arc<CertStore>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    // Kept alive for the loop's lifetime; dropping it stops the notifications.
+    let (_watcher, mut events) = match notifications(&store) {
+        Some((w, rx)) => (Some(w), Some(rx)),
+        None => (None, None),
+    };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last: Option<Vec<Option<FileStamp>>> = None;
@@ -55,6 +105,14 @@ async fn run(store: Arc<CertStore>, interval: Duration, mut shutdown: watch::Rec
                 continue;
             }
             _ = ticker.tick() => {}
+            Some(()) = async {
+                match events.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tokio::time::sleep(SETTLE).await;
+            }
         }
 
         let sources = store.sources().to_vec();

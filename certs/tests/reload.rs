@@ -236,3 +236,32 @@ async fn rsa_p384_ed25519_and_traditional_key_encodings_load() {
         assert_eq!(loaded.fingerprint_sha256, issued.fingerprint);
     }
 }
+
+#[tokio::test]
+async fn file_notifications_reload_without_waiting_for_the_poll() {
+    let pki = Pki::new();
+    let old = pki.issue("a", &[NAME]);
+    let (store, _server) = serve(&[&old], UnknownSni::Refuse).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // The poll interval is far beyond the failure bound: after the watcher's first poll (its
+    // first loop turn, before it waits on anything), only a notification can reload in time.
+    let watcher = spawn_watcher(store.clone(), Duration::from_secs(3600), stopped);
+    let mut generation = store.subscribe();
+    generation.borrow_and_update();
+
+    let first = pki.issue("a", &[NAME]);
+    timeout(Duration::from_secs(10), generation.changed())
+        .await
+        .expect("the first replacement was reloaded")
+        .expect("store alive");
+    assert_eq!(store.current()[0].fingerprint_sha256, first.fingerprint);
+
+    let second = pki.issue("a", &[NAME]);
+    timeout(Duration::from_secs(10), generation.changed())
+        .await
+        .expect("a file notification triggered the second reload")
+        .expect("store alive");
+    assert_eq!(store.current()[0].fingerprint_sha256, second.fingerprint);
+    stop.send_replace(true);
+    watcher.await.expect("watcher task");
+}

@@ -81,12 +81,19 @@ impl Framing {
                     };
                 }
                 Phase::Head | Phase::ChunkSize | Phase::Trailers => {
-                    let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+                    let Some(nl) = memchr::memchr(b'\n', bytes) else {
                         self.push(bytes);
                         return found;
                     };
-                    self.push(&bytes[..nl]);
-                    bytes = &bytes[nl + 1..];
+                    let (part, rest) = (&bytes[..nl], &bytes[nl + 1..]);
+                    bytes = rest;
+                    if self.len == 0 && !self.truncated {
+                        // The whole line is in this read (the common case): no copy.
+                        let line = part.strip_suffix(b"\r").unwrap_or(part);
+                        found |= self.line_done(line, false);
+                        continue;
+                    }
+                    self.push(part);
                     let mut line = [0u8; LINE];
                     let n = self.len;
                     line[..n].copy_from_slice(&self.line[..n]);
@@ -153,6 +160,10 @@ impl Framing {
             return false;
         }
         if !line.is_empty() {
+            // Only names starting with c, t or u matter: skip the rest without scanning.
+            if !matches!(line[0] | 0x20, b'c' | b't' | b'u') {
+                return false;
+            }
             if let Some(colon) = line.iter().position(|&b| b == b':') {
                 let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
                 if name.eq_ignore_ascii_case(b"content-length") {
