@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use switchyard_config::Config;
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
-use switchyard_proxy::{Health, ProxyHandle, ProxyStatus, StackStatus};
+use switchyard_proxy::{Health, ProxyHandle};
 
 /// The proxy, as control drives it.
 pub struct ProxyPlane(pub ProxyHandle);
@@ -27,8 +27,10 @@ impl DataPlane for ProxyPlane {
     }
 
     fn endpoints(&self, service: &str, stack: &str) -> Vec<EndpointStatus> {
-        let status = self.0.status();
-        let details: Vec<serde_json::Value> = stack_status(&status, service, stack)
+        // One stack's status (checks, counters, ejections), shown as each endpoint's detail.
+        let details: Vec<serde_json::Value> = self
+            .0
+            .stack_status(service, stack)
             .map(|s| {
                 s.endpoints
                     .iter()
@@ -40,13 +42,6 @@ impl DataPlane for ProxyPlane {
             .endpoints(service, stack)
             .iter()
             .map(|e| EndpointStatus {
-                detail: details
-                    .iter()
-                    .find(|d| {
-                        d["endpoint"] == e.key().endpoint.to_string()
-                            && d["address"] == e.addr().to_string()
-                    })
-                    .cloned(),
                 address: e.key().endpoint.to_string(),
                 state: match e.health() {
                     Health::Healthy => EndpointState::Healthy,
@@ -56,27 +51,19 @@ impl DataPlane for ProxyPlane {
                 },
                 in_flight: u64::from(e.in_flight()),
                 requests_total: e.requests_total(),
+                detail: details
+                    .iter()
+                    .find(|d| {
+                        d["endpoint"] == e.key().endpoint.to_string()
+                            && d["address"] == e.addr().to_string()
+                    })
+                    .cloned(),
             })
             .collect()
     }
 
     fn discovery(&self, service: &str, stack: &str) -> Option<serde_json::Value> {
-        let status = self.0.status();
-        let dns = stack_status(&status, service, stack)?.dns.as_ref()?;
+        let dns = self.0.stack_status(service, stack)?.dns?;
         serde_json::to_value(dns).ok()
     }
-}
-
-fn stack_status<'a>(
-    status: &'a ProxyStatus,
-    service: &str,
-    stack: &str,
-) -> Option<&'a StackStatus> {
-    status
-        .services
-        .iter()
-        .find(|s| s.name == service)?
-        .stacks
-        .iter()
-        .find(|s| s.name == stack)
 }

@@ -148,7 +148,7 @@ fn endpoint(ep: &Arc<EndpointState>, shares: usize, checked: bool) -> EndpointSt
     }
 }
 
-fn stack(st: &StackRoute) -> StackStatus {
+pub(crate) fn stack(st: &StackRoute) -> StackStatus {
     let mut endpoints: Vec<EndpointStatus> = Vec::new();
     let mut last: Option<&Arc<EndpointState>> = None;
     for ep in st.endpoints() {
