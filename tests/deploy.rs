@@ -203,7 +203,7 @@ async fn blue_green_of_process_replicas_under_load_fails_no_request_and_stops_th
     let mut body = json!({"stack": "green", "version": "v1.4", "source": process("v1.4", 2),
         "strategy": {"blue_green": {}}});
     merge(&mut body, checks("v1.4"));
-    let clock = std::time::Instant::now();
+    let clock = tokio::time::Instant::now();
     let id = start(&proxy, body).await;
     let green = wait_phase(&proxy, id, "succeeded").await;
     eprintln!(

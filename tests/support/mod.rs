@@ -176,13 +176,13 @@ impl Proxy {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
-        let deadline = std::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "switchyard did not exit on SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -376,9 +376,9 @@ pub async fn wait_json(
     what: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + WAIT;
     let mut last = serde_json::Value::Null;
-    while std::time::Instant::now() < deadline {
+    while tokio::time::Instant::now() < deadline {
         let (status, v) = api(control, "GET", path, token, None).await;
         if status == 200 && done(&v) {
             return v;
