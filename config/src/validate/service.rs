@@ -1,0 +1,240 @@
+//! Services and stacks: names, listeners, hosts, path prefix, load balancing, pinning,
+//! stickiness, timeouts, and each stack's weight, endpoints, DNS source and upstream TLS.
+
+use super::health::{health_check, outlier, slow_start};
+use super::{name, resolve};
+use crate::duration::parse_duration;
+use crate::error::{FieldPath, Problems};
+use crate::model::{CertPaths, Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
+use crate::raw;
+use crate::service::{DEFAULT_PIN_HEADER, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec};
+use std::collections::HashSet;
+use std::path::Path;
+
+pub(super) fn stack_at(
+    s: &raw::Stack,
+    at: &FieldPath,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<StackSpec> {
+    let n = name(&s.name, &at.key("name"), p);
+    let weight = Weight::new(s.weight)
+        .map_err(|e| p.push(&at.key("weight"), e))
+        .ok();
+    if s.version.len() > 128 || s.version.chars().any(char::is_control) {
+        p.push(
+            &at.key("version"),
+            "expected at most 128 printable characters",
+        );
+    }
+    let mut endpoints = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, e) in s.endpoints.iter().enumerate() {
+        match Endpoint::parse(e) {
+            Ok(ep) => {
+                if !seen.insert(ep.clone()) {
+                    p.push(
+                        &at.key("endpoints").index(i),
+                        format!("duplicate endpoint {e:?}"),
+                    );
+                }
+                endpoints.push(ep);
+            }
+            Err(m) => p.push(&at.key("endpoints").index(i), m),
+        }
+    }
+    let dns = s.dns.as_ref().and_then(|d| dns(d, &at.key("dns"), p));
+    if dns.is_some() && !s.endpoints.is_empty() {
+        p.push(&at.key("dns"), "give either endpoints or dns, not both");
+    }
+    let health_check = s
+        .health_check
+        .as_ref()
+        .map(|h| health_check(h, &at.key("health_check"), p));
+    let outlier_detection = s
+        .outlier_detection
+        .as_ref()
+        .map(|o| outlier(o, &at.key("outlier_detection"), p));
+    let slow_start = slow_start(s.slow_start.as_ref(), &at.key("slow_start"), p);
+    let tls = s.tls.as_ref().map(|t| UpstreamTlsSpec {
+        ca: t.ca.as_deref().map(|c| resolve(base, c)),
+        client_cert: t.client_cert.as_ref().map(|c| CertPaths {
+            cert: resolve(base, &c.cert),
+            key: resolve(base, &c.key),
+        }),
+        sni: t.sni.clone(),
+        insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
+    });
+    Some(StackSpec {
+        name: n?,
+        version: s.version.clone(),
+        weight: weight?,
+        endpoints,
+        dns,
+        health_check,
+        outlier_detection,
+        slow_start,
+        tls,
+        raw: s.clone(),
+    })
+}
+
+fn dns(d: &raw::Dns, at: &FieldPath, p: &mut Problems) -> Option<DnsSource> {
+    match (&d.name, d.port, &d.srv) {
+        (Some(name), Some(port), None) => match u16::try_from(port) {
+            Ok(port) if port > 0 => Some(DnsSource::Address {
+                name: name.clone(),
+                port,
+            }),
+            _ => {
+                p.push(
+                    &at.key("port"),
+                    format!("port {port} out of range: expected 1 to 65535"),
+                );
+                None
+            }
+        },
+        (None, None, Some(srv)) => Some(DnsSource::Srv { name: srv.clone() }),
+        (Some(_), None, None) => {
+            p.push(&at.key("port"), "expected a port with name");
+            None
+        }
+        _ => {
+            p.push(at, "expected { name, port } or { srv }");
+            None
+        }
+    }
+}
+
+pub(super) fn service_at(
+    s: &raw::Service,
+    at: &FieldPath,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ServiceSpec> {
+    let n = name(&s.name, &at.key("name"), p);
+    let listeners: Vec<Name> = s
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| name(l, &at.key("listeners").index(i), p))
+        .collect();
+    if s.listeners.is_empty() {
+        p.push(&at.key("listeners"), "expected at least one listener name");
+    }
+    let hosts = s
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            HostPattern::parse(h)
+                .map_err(|e| p.push(&at.key("hosts").index(i), e))
+                .ok()
+        })
+        .collect();
+    let path_prefix = s.path_prefix.clone().unwrap_or_else(|| "/".into());
+    if !path_prefix.starts_with('/')
+        || path_prefix.contains(['?', '#'])
+        || path_prefix.chars().any(char::is_whitespace)
+    {
+        p.push(
+            &at.key("path_prefix"),
+            format!("invalid path prefix {path_prefix:?}: expected a path starting with /"),
+        );
+    }
+    let load_balancing = match s.load_balancing.as_deref() {
+        None | Some("round_robin") => LoadBalancing::RoundRobin,
+        Some("least_request") => LoadBalancing::LeastRequest,
+        Some(o) => {
+            p.push(
+                &at.key("load_balancing"),
+                format!("unknown policy {o:?}: expected \"round_robin\" or \"least_request\""),
+            );
+            LoadBalancing::RoundRobin
+        }
+    };
+    let pin_header = match s.pin_header.as_deref() {
+        None => Some(DEFAULT_PIN_HEADER.to_owned()),
+        Some("") => None,
+        Some(h) if is_token(h) => Some(h.to_ascii_lowercase()),
+        Some(h) => {
+            p.push(&at.key("pin_header"), format!("invalid header name {h:?}"));
+            None
+        }
+    };
+    let sticky = s
+        .sticky
+        .as_ref()
+        .and_then(|st| match (&st.cookie, &st.header) {
+            (Some(c), None) if is_token(c) => Some(Sticky::Cookie(c.clone())),
+            (None, Some(h)) if is_token(h) => Some(Sticky::Header(h.to_ascii_lowercase())),
+            _ => {
+                p.push(
+                    &at.key("sticky"),
+                    "expected { cookie = \"NAME\" } or { header = \"NAME\" } with a valid name",
+                );
+                None
+            }
+        });
+    let t = s.timeouts.clone().unwrap_or_default();
+    let opt_dur = |v: &Option<String>, key: &str, p: &mut Problems| {
+        v.as_ref().and_then(|d| {
+            parse_duration(d)
+                .map_err(|e| p.push(&at.key("timeouts").key(key), e))
+                .ok()
+        })
+    };
+    let connect_timeout = opt_dur(&t.connect, "connect", p);
+    let upstream_response_timeout = opt_dur(&t.upstream_response, "upstream_response", p);
+    let health = s
+        .health_check
+        .as_ref()
+        .map(|h| health_check(h, &at.key("health_check"), p));
+    let outlier_detection = s
+        .outlier_detection
+        .as_ref()
+        .map(|o| outlier(o, &at.key("outlier_detection"), p))
+        .unwrap_or_default();
+    let slow_start = slow_start(s.slow_start.as_ref(), &at.key("slow_start"), p);
+    let mut stacks = Vec::new();
+    let mut stack_names = HashSet::new();
+    for (i, st) in s.stacks.iter().enumerate() {
+        let sat = at.key("stacks").index(i);
+        if let Some(spec) = stack_at(st, &sat, base, p) {
+            if !stack_names.insert(spec.name.clone()) {
+                p.push(
+                    &sat.key("name"),
+                    format!("duplicate stack name {:?}", st.name),
+                );
+            }
+            stacks.push(spec);
+        }
+    }
+    let mut raw = s.clone();
+    raw.stacks.clear();
+    Some(ServiceSpec {
+        name: n?,
+        listeners,
+        hosts,
+        path_prefix,
+        load_balancing,
+        pin_header,
+        sticky,
+        preserve_host: s.preserve_host.unwrap_or(true),
+        connect_timeout,
+        upstream_response_timeout,
+        health_check: health,
+        fail_open: s.fail_open.unwrap_or(false),
+        outlier_detection,
+        slow_start,
+        stacks,
+        raw,
+    })
+}
+
+/// An HTTP token (RFC 9110 §5.6.2), as header and cookie names must be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
