@@ -9,7 +9,8 @@
 //! Everything is on 127.0.0.1, every loop is bounded in time and count. `cargo bench --bench
 //! load` runs the full version (8 s per phase); `cargo test --benches` runs a 0.3 s smoke
 //! version to prove it works. Run it as `taskset -c 0 cargo bench --bench load` so the proxy
-//! (pinned to CPU 1 when `taskset` exists) and the load do not share a core.
+//! (pinned to CPU 1 when `taskset` exists) and the load do not share a core; with
+//! `LOAD_BENCH_NO_PIN=1` nothing is pinned and the scheduler places every thread.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -112,11 +113,13 @@ async fn weights(secs: f64) {
         "[runtime]\nworker_threads = 1\n",
     );
     let proxy = support::Proxy::start(&text);
-    if std::process::Command::new("taskset")
-        .args(["-p", "-c", "1"])
-        .arg(proxy.child.id().to_string())
-        .output()
-        .is_ok_and(|o| o.status.success())
+    let pin = std::env::var_os("LOAD_BENCH_NO_PIN").is_none();
+    if pin
+        && std::process::Command::new("taskset")
+            .args(["-p", "-c", "1"])
+            .arg(proxy.child.id().to_string())
+            .output()
+            .is_ok_and(|o| o.status.success())
     {
         println!("(proxy pinned to CPU 1)");
     }
