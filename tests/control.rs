@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use support::{Client, Proxy, Upstream, config};
+use support::{BlueGreen, Client, Proxy, Upstream, config};
 
 async fn call(
     c: &mut Client,
@@ -68,16 +68,8 @@ fn stack_weights(service: &Value) -> HashMap<String, i64> {
 
 #[tokio::test]
 async fn weight_change_is_visible_on_the_next_request_and_the_split_follows() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(
-        &[
-            ("blue", "v1", 100, vec![blue.addr]),
-            ("green", "v2", 0, vec![green.addr]),
-        ],
-        "",
-        "",
-    ));
+    let bg = BlueGreen::start().await;
+    let proxy = Proxy::start(&bg.config(100, 0, "", ""));
     let mut api = Client::connect(proxy.control).await;
     let mut web = Client::connect(proxy.addr("public")).await;
     assert_eq!(web.get("/").await.version(), "blue");
@@ -102,16 +94,9 @@ async fn weight_change_is_visible_on_the_next_request_and_the_split_follows() {
 
 #[tokio::test]
 async fn runtime_changes_survive_restart_and_kill_nine() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let text = config(
-        &[
-            ("blue", "v1", 100, vec![blue.addr]),
-            ("green", "v2", 0, vec![green.addr]),
-        ],
-        "",
-        "",
-    );
+    let bg = BlueGreen::start().await;
+    let green = &bg.green;
+    let text = bg.config(100, 0, "", "");
     let proxy = Proxy::start(&text);
     let mut api = Client::connect(proxy.control).await;
     let (s, _) = put_weights(&mut api, json!({"weights": {"blue": 10, "green": 90}})).await;

@@ -7,7 +7,7 @@ mod support;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{Client, Proxy, Upstream, config, raw_exchange};
+use support::{BlueGreen, Client, Proxy, Upstream, config, raw_exchange};
 
 fn count_versions(replies: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -19,16 +19,9 @@ fn count_versions(replies: &[String]) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn weighted_split_is_exact_across_concurrent_connections() {
-    let blue = Upstream::start("blue-v1").await;
-    let green = Upstream::start("green-v2").await;
-    let proxy = Proxy::start(&config(
-        &[
-            ("blue", "v1", 90, vec![blue.addr]),
-            ("green", "v2", 10, vec![green.addr]),
-        ],
-        "",
-        "",
-    ));
+    let bg = BlueGreen::start().await;
+    let (blue, green) = (&bg.blue, &bg.green);
+    let proxy = Proxy::start(&bg.config(90, 10, "", ""));
     let addr = proxy.addr("public");
     let mut tasks = Vec::new();
     for _ in 0..4 {
@@ -48,8 +41,8 @@ async fn weighted_split_is_exact_across_concurrent_connections() {
         all.extend(t.await.expect("client task"));
     }
     let counts = count_versions(&all);
-    let b = counts.get("blue-v1").copied().unwrap_or(0);
-    let g = counts.get("green-v2").copied().unwrap_or(0);
+    let b = counts.get("blue").copied().unwrap_or(0);
+    let g = counts.get("green").copied().unwrap_or(0);
     assert_eq!(b + g, 1000);
     // Smooth schedule with one shared cursor: within one percentage point of 90/10.
     assert!((890..=910).contains(&b), "blue got {b} of 1000");
@@ -58,16 +51,9 @@ async fn weighted_split_is_exact_across_concurrent_connections() {
 
 #[tokio::test]
 async fn weight_zero_stack_gets_no_requests_unless_pinned() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(
-        &[
-            ("blue", "v1", 100, vec![blue.addr]),
-            ("green", "v2", 0, vec![green.addr]),
-        ],
-        "",
-        "",
-    ));
+    let bg = BlueGreen::start().await;
+    let green = &bg.green;
+    let proxy = Proxy::start(&bg.config(100, 0, "", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
     for _ in 0..50 {
         assert_eq!(c.get("/").await.version(), "blue");
@@ -92,13 +78,8 @@ async fn weight_zero_stack_gets_no_requests_unless_pinned() {
 
 #[tokio::test]
 async fn pinning_header_can_be_renamed_or_disabled() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let stacks = [
-        ("blue", "v1", 100, vec![blue.addr]),
-        ("green", "v2", 0, vec![green.addr]),
-    ];
-    let proxy = Proxy::start(&config(&stacks, "pin_header = \"x-qa-stack\"", ""));
+    let bg = BlueGreen::start().await;
+    let proxy = Proxy::start(&bg.config(100, 0, "pin_header = \"x-qa-stack\"", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
     assert_eq!(
         c.request("GET", "/", &[("x-qa-stack", "green")], Bytes::new())
@@ -113,7 +94,7 @@ async fn pinning_header_can_be_renamed_or_disabled() {
         "blue"
     );
     drop(proxy);
-    let proxy = Proxy::start(&config(&stacks, "pin_header = \"\"", ""));
+    let proxy = Proxy::start(&bg.config(100, 0, "pin_header = \"\"", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
     assert_eq!(
         c.request("GET", "/", &[("x-switchyard-stack", "green")], Bytes::new())
@@ -125,16 +106,8 @@ async fn pinning_header_can_be_renamed_or_disabled() {
 
 #[tokio::test]
 async fn sticky_cookie_keeps_a_user_on_one_stack() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(
-        &[
-            ("blue", "v1", 50, vec![blue.addr]),
-            ("green", "v2", 50, vec![green.addr]),
-        ],
-        "sticky = { cookie = \"sid\" }",
-        "",
-    ));
+    let bg = BlueGreen::start().await;
+    let proxy = Proxy::start(&bg.config(50, 50, "sticky = { cookie = \"sid\" }", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
     let mut seen = HashMap::new();
     for user in 0..40 {
@@ -448,16 +421,9 @@ async fn content_length_with_transfer_encoding_is_refused_in_either_order() {
 
 #[tokio::test]
 async fn sighup_applies_a_valid_file_and_keeps_serving_on_an_invalid_one() {
-    let blue = Upstream::start("blue").await;
-    let green = Upstream::start("green").await;
-    let proxy = Proxy::start(&config(
-        &[
-            ("blue", "v1", 100, vec![blue.addr]),
-            ("green", "v2", 0, vec![green.addr]),
-        ],
-        "",
-        "",
-    ));
+    let bg = BlueGreen::start().await;
+    let (blue, green) = (&bg.blue, &bg.green);
+    let proxy = Proxy::start(&bg.config(100, 0, "", ""));
     let mut c = Client::connect(proxy.addr("public")).await;
     assert_eq!(c.get("/").await.version(), "blue");
 

@@ -320,6 +320,33 @@ pub fn config(
     s
 }
 
+/// Two upstreams answering versions `blue` and `green`.
+pub struct BlueGreen {
+    pub blue: Upstream,
+    pub green: Upstream,
+}
+
+impl BlueGreen {
+    pub async fn start() -> Self {
+        Self {
+            blue: Upstream::start("blue").await,
+            green: Upstream::start("green").await,
+        }
+    }
+
+    /// A config for service `web` with stacks `blue` and `green` at these weights.
+    pub fn config(&self, blue: u32, green: u32, extra_service: &str, extra: &str) -> String {
+        config(
+            &[
+                ("blue", "v1", blue, vec![self.blue.addr]),
+                ("green", "v2", green, vec![self.green.addr]),
+            ],
+            extra_service,
+            extra,
+        )
+    }
+}
+
 /// The plain listener every test config starts with.
 pub const PUBLIC_LISTENER: &str = "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n";
 
