@@ -2,8 +2,11 @@
 //! once configured, its control plane). The binary (`src/main.rs`) only parses the command line,
 //! installs logging and the crypto provider, and maps errors to exit codes.
 
+pub mod completion;
 pub mod demo;
 pub mod deploy_cli;
+pub mod manual;
+pub mod notify;
 mod plane;
 mod serve;
 

@@ -1,7 +1,7 @@
 //! The `switchyard` binary: command line, logging, the rustls crypto provider and exit codes.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -65,6 +65,17 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Write the manual pages (switchyard.1 and one per subcommand).
+    Man {
+        /// Folder to write every page into; without it, switchyard.1 goes to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     #[command(flatten)]
     Client(switchyard::deploy_cli::DeployCommand),
@@ -159,6 +170,7 @@ fn print_started(s: &switchyard::Started) {
     }
     println!("control addr={}", s.control);
     println!("ready");
+    switchyard::notify::notify(switchyard::notify::READY);
 }
 
 fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -219,6 +231,25 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => demo(&dir),
+        Command::Man { out: None } => {
+            switchyard::manual::render(Cli::command(), &mut std::io::stdout().lock())
+                .context("cannot write the manual page")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for page in switchyard::manual::write_pages(Cli::command(), &dir)? {
+                println!("{}", page.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let script = switchyard::completion::script(Cli::command(), shell);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
+                .context("cannot write the completion script")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Client(command) => Ok(switchyard::deploy_cli::run(command)),
         Command::Certs { command } => certs(command),
         Command::Token {
