@@ -6,6 +6,7 @@
 //! driving it. `SIGHUP` re-merges the file and reloads certificates (a bad file keeps the old
 //! state serving); `SIGTERM`/`SIGINT` stop accepting and drain.
 
+use crate::notify::{self, notify};
 use crate::plane::ProxyPlane;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -224,11 +225,17 @@ pub async fn serve_until_signal(
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config_path, &state, &stores).await,
+            _ = hup.recv() => {
+                // systemd (Type=notify) shows the unit as reloading until READY=1 again.
+                notify(notify::RELOADING);
+                reload(&config_path, &state, &stores).await;
+                notify(notify::READY);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify(notify::STOPPING);
     info!(drain = ?drain, "shutting down");
     state.set_ready(false);
     shutdown_tx.send_replace(true);
