@@ -120,7 +120,9 @@ pub fn notify(state: &str) {
                 warn!(error = %e, cause = ?std::error::Error::source(&e), "systemd notification failed");
             }
         }
-        Err(e) => warn!(error = %e, cause = ?std::error::Error::source(&e), "systemd notification failed"),
+        Err(e) => {
+            warn!(error = %e, cause = ?std::error::Error::source(&e), "systemd notification failed")
+        }
     }
 }
 

@@ -101,7 +101,10 @@ fn gen_certs_writes_every_file_the_examples_name() {
                 let rest = &line[i + 1..];
                 let file = &rest[..rest.find('"').expect("closing quote")];
                 let path = tmp.path().join("examples").join(file);
-                assert!(path.is_file(), "{name} names {file}, which gen-certs.sh does not write");
+                assert!(
+                    path.is_file(),
+                    "{name} names {file}, which gen-certs.sh does not write"
+                );
                 named += 1;
             }
         }

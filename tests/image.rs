@@ -176,7 +176,12 @@ fn image_checks_serves_and_proxies_as_an_unprivileged_user() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/docker/build-image.sh");
     let out = Command::new("bash")
         .arg(&script)
-        .args(["--binary", env!("CARGO_BIN_EXE_switchyard"), "--tag", &image])
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_switchyard"),
+            "--tag",
+            &image,
+        ])
         .output()
         .expect("run build-image.sh");
     assert!(out.status.success(), "build-image.sh: {}", text(&out));
@@ -274,7 +279,11 @@ fn image_checks_serves_and_proxies_as_an_unprivileged_user() {
     assert!(reply.contains(r#""path":"/through-the-image""#), "{reply}");
 
     // The unprivileged process wrote its desired state into the volume.
-    let state = docker(&["cp", &format!("{proxy}:/var/lib/switchyard/state.json"), "-"]);
+    let state = docker(&[
+        "cp",
+        &format!("{proxy}:/var/lib/switchyard/state.json"),
+        "-",
+    ]);
     assert!(state.status.success(), "{}", text(&state));
     assert!(
         String::from_utf8_lossy(&state.stdout).contains("\"app\""),

@@ -23,7 +23,10 @@ fn text(out: &Output) -> String {
 }
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().expect("run switchyard");
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchyard");
     assert!(out.status.success(), "switchyard {args:?}: {}", text(&out));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
@@ -169,7 +172,8 @@ fn notify_socket_in_the_abstract_namespace_gets_ready() {
 
 #[test]
 fn systemd_unit_is_type_notify_hardened_and_valid() {
-    let unit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/switchyard.service");
+    let unit_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/switchyard.service");
     let unit = std::fs::read_to_string(&unit_path).expect("read the unit");
     let directives: Vec<&str> = unit
         .lines()
@@ -195,7 +199,10 @@ fn systemd_unit_is_type_notify_hardened_and_valid() {
     let check = run(&[
         "check",
         "--config",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/docker/switchyard.toml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/contrib/docker/switchyard.toml"
+        ),
     ]);
     assert!(check.contains(": ok: "), "{check}");
 
