@@ -3,9 +3,12 @@
 //! comments is one the binary accepts. The set of files is fixed here so a new example cannot
 //! be added without being checked.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use support::output_text as text;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -24,15 +27,6 @@ const SCRIPTS: &[&str] = &["gen-certs.sh"];
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A copy of `examples/` (configurations only) in a temp folder, as `TMP/examples`, with the

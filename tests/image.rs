@@ -7,24 +7,18 @@
 //! Engine is part of the machine and its absence is a failure. Every container, the network and
 //! the image are removed by name, also when the test fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{output_text as text, stdout_lines};
 
 /// Failure bound for each wait (image start-up on a loaded machine), never a delay.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")
@@ -87,16 +81,7 @@ fn attached(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn docker");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child);
     (child, rx)
 }
 

@@ -2,25 +2,14 @@
 //! datagram socket passed as `NOTIFY_SOCKET` to the real binary), the unit file, the manual
 //! pages and the shell completion scripts.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
+use support::{PUBLIC_LISTENER, Proxy, WAIT, output_text as text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-/// Failure bound for each wait, never a delay.
-const WAIT: Duration = Duration::from_secs(20);
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -51,84 +40,14 @@ fn subcommands() -> Vec<String> {
     names
 }
 
-/// A running `switchyard serve` with `NOTIFY_SOCKET` set; killed on drop if still running.
-struct Served {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    fn start(notify_socket: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = dir.path().join("switchyard.toml");
-        std::fs::write(
-            &config,
-            r#"
-[[listeners]]
-name = "public"
-bind = "127.0.0.1:0"
-
-[[services]]
-name = "app"
-listeners = ["public"]
-
-[[services.stacks]]
-name = "blue"
-weight = 100
-endpoints = ["127.0.0.1:9"]
-
-[control]
-listen = "127.0.0.1:0"
-state_dir = "state"
-"#,
-        )
-        .expect("write config");
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .env("NOTIFY_SOCKET", notify_socket)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn switchyard");
-        let stdout = child.stdout.take().expect("stdout");
-        let served = Self { child, _dir: dir };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            let line = rx.recv_timeout(WAIT).expect("switchyard prints ready");
-            if line == "ready" {
-                break;
-            }
-        }
-        served
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `switchyard serve` with `NOTIFY_SOCKET` set, once it printed `ready`. The endpoint is a
+/// closed loopback port: no request is sent.
+fn serve_notifying(notify_socket: &str) -> Proxy {
+    let config = format!(
+        "{PUBLIC_LISTENER}{}",
+        support::service("app", "", "127.0.0.1:9")
+    );
+    Proxy::start_with_env(&config, &[("NOTIFY_SOCKET", notify_socket)])
 }
 
 fn recv(socket: &UnixDatagram) -> String {
@@ -145,17 +64,16 @@ fn notify_socket_gets_ready_then_reloading_ready_and_stopping() {
     let path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&path).expect("bind the notification socket");
     socket.set_read_timeout(Some(WAIT)).expect("timeout");
-    let mut served = Served::start(path.to_str().expect("utf-8 path"));
+    let proxy = serve_notifying(path.to_str().expect("utf-8 path"));
     assert_eq!(recv(&socket), "READY=1");
 
-    served.signal("HUP");
+    proxy.signal("HUP");
     assert_eq!(recv(&socket), "RELOADING=1");
     assert_eq!(recv(&socket), "READY=1");
 
-    served.signal("TERM");
-    assert_eq!(recv(&socket), "STOPPING=1");
-    let status = served.child.wait().expect("exit");
+    let status = proxy.stop();
     assert!(status.success(), "{status}");
+    assert_eq!(recv(&socket), "STOPPING=1");
 }
 
 #[test]
@@ -166,7 +84,7 @@ fn notify_socket_in_the_abstract_namespace_gets_ready() {
         std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract");
     let socket = UnixDatagram::bind_addr(&addr).expect("bind the notification socket");
     socket.set_read_timeout(Some(WAIT)).expect("timeout");
-    let _served = Served::start(&format!("@{name}"));
+    let _proxy = serve_notifying(&format!("@{name}"));
     assert_eq!(recv(&socket), "READY=1");
 }
 

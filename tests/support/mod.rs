@@ -91,6 +91,16 @@ impl Proxy {
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Self {
+        Self::start_in_with_env(dir, config, &[])
+    }
+
+    /// Starts `switchyard serve` with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in_with_env(dir, config, env)
+    }
+
+    pub fn start_in_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
         let config_path = dir.path().join("switchyard.toml");
         std::fs::write(&config_path, with_control(config)).expect("write config");
         let stderr_path = dir.path().join("stderr.log");
@@ -100,20 +110,12 @@ impl Proxy {
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .expect("spawn switchyard");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = stdout_lines(&mut child);
         // Built before reading the startup lines, so any panic below still kills the child.
         let mut proxy = Self {
             child,
@@ -197,6 +199,32 @@ impl Drop for Proxy {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The child's stdout, line by line, read on a thread (so a wait can be bounded with
+/// `recv_timeout`).
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A finished command's status and output, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A response as seen by the test client.
