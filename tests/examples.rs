@@ -195,3 +195,114 @@ fn commands_in_the_comments_are_accepted_by_the_binary() {
         .collect();
     assert_eq!(seen, expected, "kinds of commands shown in the examples");
 }
+
+/// `examples/tls-sni.toml` with its public binds, control listener and state moved to
+/// loopback and a temp folder, and the API's endpoint replaced by a real upstream.
+fn tls_sni_on_loopback(api_upstream: std::net::SocketAddr) -> String {
+    let config = std::fs::read_to_string(examples_dir().join("tls-sni.toml")).expect("read");
+    let replaced = config
+        .replace("bind = \"0.0.0.0:80\"", "bind = \"127.0.0.1:0\"")
+        .replace("bind = \"0.0.0.0:443\"", "bind = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "state_dir = \"/var/lib/switchyard\"",
+            "state_dir = \"state\"",
+        )
+        .replace("\"127.0.0.1:8101\"", &format!("\"{api_upstream}\""));
+    for (from, what) in [
+        ("0.0.0.0:80\"", "plain bind"),
+        ("0.0.0.0:443\"", "tls bind"),
+        ("127.0.0.1:9090", "control listen"),
+        ("/var/lib/switchyard", "state_dir"),
+        ("127.0.0.1:8101", "api endpoint"),
+    ] {
+        assert!(!replaced.contains(from), "tls-sni.toml changed: {what}");
+    }
+    replaced
+}
+
+#[tokio::test]
+async fn tls_sni_example_serves_each_name_its_certificate_and_the_api_over_https_only() {
+    use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Only fails if another provider was installed first; either serves the handshake.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let upstream = support::Upstream::start("api-v3.2").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = dir.path().join("certs");
+    let out = Command::new("bash")
+        .arg(examples_dir().join("gen-certs.sh"))
+        .arg(&certs)
+        .env("SWITCHYARD", BIN)
+        .output()
+        .expect("run gen-certs.sh");
+    assert!(out.status.success(), "gen-certs.sh: {}", text(&out));
+    let pem = |name: &str| {
+        CertificateDer::from_pem_file(certs.join(format!("{name}.crt"))).expect("certificate")
+    };
+    let (www, api) = (pem("www.example.test"), pem("api.example.test"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(www.clone()).expect("www as a root");
+    roots.add(api.clone()).expect("api as a root");
+    let client = std::sync::Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let proxy = support::Proxy::start_in(dir, &tls_sni_on_loopback(upstream.addr));
+    let https = proxy.addr("https");
+
+    let connect = |sni: &'static str| {
+        let client = client.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(https)
+                .await
+                .expect("connect");
+            tokio_rustls::TlsConnector::from(client)
+                .connect(ServerName::try_from(sni).expect("name"), tcp)
+                .await
+        }
+    };
+    let leaf = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        s.get_ref().1.peer_certificates().expect("certificates")[0].clone()
+    };
+    for (sni, expected) in [
+        ("www.example.test", &www),
+        ("example.test", &www),
+        ("api.example.test", &api),
+    ] {
+        let stream = connect(sni).await.expect("handshake");
+        assert_eq!(&leaf(&stream), expected, "certificate served for {sni}");
+    }
+    // unknown_sni = "refuse": a name no certificate carries gets no handshake.
+    assert!(connect("other.example.test").await.is_err());
+
+    // The API answers over HTTPS...
+    let mut stream = connect("api.example.test").await.expect("handshake");
+    stream
+        .write_all(b"GET /v1/ping HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut reply = String::new();
+    tokio::time::timeout(support::WAIT, stream.read_to_string(&mut reply))
+        .await
+        .expect("reply within the bound")
+        .expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"version\":\"api-v3.2\""), "{reply}");
+    assert!(reply.contains("\"x-forwarded-proto\":\"https\""), "{reply}");
+    // ...and not on the plain listener, where the web site is.
+    let mut plain = support::Client::connect(proxy.addr("http")).await;
+    let reply = plain
+        .request(
+            "GET",
+            "/v1/ping",
+            &[("host", "api.example.test")],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error(), Some("no-route"));
+    assert_eq!(upstream.requests(), 1);
+}
