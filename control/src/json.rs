@@ -32,8 +32,11 @@ pub(crate) async fn read<T: DeserializeOwned>(request: Request) -> Result<T, Api
     decode(&bytes)
 }
 
-/// Decodes JSON text, naming the field at fault.
+/// Decodes JSON text, naming the field at fault. An object with a key twice is refused
+/// (422) wherever it is, before the typed decoding: serde would keep the last value of a
+/// map silently.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    unique::check(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
     de.end()
@@ -74,6 +77,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+mod unique;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +96,19 @@ mod tests {
         let e = decode::<Body>(br#"{"weights":{"green":1.5}}"#).expect_err("float");
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e.to_string().starts_with("weights.green: "), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_in_any_object() {
+        let e = decode::<Body>(br#"{"weights":{"blue":80,"blue":90}}"#).expect_err("twice");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.to_string().starts_with("weights: duplicate key \"blue\""), "{e}");
+        let e = decode::<serde_json::Value>(br#"[{"a":{"b":[1,{"c":1,"c":2}]}}]"#)
+            .expect_err("deep");
+        assert!(e.to_string().starts_with("[0].a.b[1]: duplicate key \"c\""), "{e}");
+        let e = decode::<serde_json::Value>(br#"{"a":1,"\u0061":2}"#).expect_err("escaped");
+        assert!(e.to_string().starts_with("duplicate key \"a\""), "{e}");
+        decode::<serde_json::Value>(br#"{"a":{"x":1},"b":{"x":1}}"#).expect("same key, two objects");
     }
 
     #[test]
