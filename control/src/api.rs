@@ -162,6 +162,16 @@ fn check_name(param: &str, value: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::Invalid(format!("{param}: {e}")))
 }
 
+/// Checks the name of a service taken from the path and that the service exists: every route
+/// under `/v1/services/{service}` answers 404 for a service that does not.
+fn existing_service(state: &ControlState, service: &str) -> Result<(), ApiError> {
+    check_name("service", service)?;
+    match state.published().config.service(service) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NotFound(format!("no service {service:?}"))),
+    }
+}
+
 /// The revision in `If-Match` (`3`, `"3"` or `W/"3"`); `*` and absence mean no condition.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {

@@ -3,8 +3,11 @@
 //! [`plan`] is pure: it reads the current [`Config`] and records and returns the next config and
 //! the service's next record, or the [`ApiError`] to answer. Nothing is changed on error, so a
 //! refused write leaves the state byte-for-byte as it was. The order of checks is: the service
-//! (and stack) exist → the body is valid in full (every problem, each naming its field) → the
-//! services still fit together → `If-Match` names the current revision.
+//! (and stack) exist → the body is valid in full (every problem, each naming its field) → every
+//! stack whose targets changed has something to route to ([`routable`]) → the service keeps
+//! some traffic unless the write says otherwise (409 `no_traffic`) → the services still fit
+//! together → `If-Match` names the current revision. These rules hold for every write, so a
+//! deployment's new stack is checked by the same code ([`plan`] as a dry run).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +32,7 @@ pub(crate) enum Change {
     SetWeights {
         weights: BTreeMap<String, i64>,
         exclusive: bool,
+        allow_no_traffic: bool,
     },
     /// Register a new stack.
     AddStack(Box<raw::Stack>),
@@ -38,7 +42,11 @@ pub(crate) enum Change {
         endpoints: Vec<String>,
     },
     /// Remove a stack; refused while it has weight unless forced.
-    DeleteStack { stack: String, force: bool },
+    DeleteStack {
+        stack: String,
+        force: bool,
+        allow_no_traffic: bool,
+    },
     /// Put the service back exactly as recorded, ownership and promotions included (a
     /// deployment's rollback).
     Restore {
@@ -61,6 +69,84 @@ impl Change {
             Self::Restore { .. } => "restore_service",
         }
     }
+
+    /// How the write says that leaving the service without traffic is meant, or `None` when
+    /// it says so already (a rollback restores whatever was before).
+    fn no_traffic_override(&self) -> Option<&'static str> {
+        match self {
+            Self::SetWeights {
+                allow_no_traffic: true,
+                ..
+            }
+            | Self::DeleteStack {
+                allow_no_traffic: true,
+                ..
+            }
+            | Self::Restore { .. } => None,
+            Self::DeleteStack { .. } => Some("pass ?allow_no_traffic=true"),
+            _ => Some("send \"allow_no_traffic\": true in the body"),
+        }
+    }
+}
+
+/// The one rule for what a stack routes to: at least one endpoint or a DNS source. `field`
+/// names the field the client sets them with.
+pub(crate) fn routable(stack: &StackSpec, field: &str) -> Result<(), ApiError> {
+    if stack.endpoints().is_empty() && stack.dns().is_none() {
+        return Err(ApiError::NoEndpoints(format!(
+            "{field}: stack {:?} would have nothing to route to: expected at least one endpoint or a DNS source",
+            stack.name().as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Every stack of `next` whose targets are new or changed must be [`routable`].
+fn check_routable(
+    current: Option<&ServiceSpec>,
+    next: &ServiceSpec,
+    change: &Change,
+) -> Result<(), ApiError> {
+    if matches!(change, Change::Restore { .. }) {
+        return Ok(());
+    }
+    for (i, s) in next.stacks().iter().enumerate() {
+        let before = current.and_then(|c| c.stack(s.name().as_str()));
+        if before.is_some_and(|b| b.endpoints() == s.endpoints() && b.dns() == s.dns()) {
+            continue;
+        }
+        let field = match change {
+            Change::CreateService(_) => format!("stacks[{i}].endpoints"),
+            _ => "endpoints".to_owned(),
+        };
+        routable(s, &field)?;
+    }
+    Ok(())
+}
+
+fn carries_traffic(s: &ServiceSpec) -> bool {
+    s.stacks().iter().any(|st| st.weight().get() > 0)
+}
+
+/// Refuses a write that takes a service from some traffic to none, unless it says so.
+fn check_traffic(
+    current: Option<&ServiceSpec>,
+    next: Option<&ServiceSpec>,
+    change: &Change,
+) -> Result<(), ApiError> {
+    let (Some(cur), Some(next)) = (current, next) else {
+        return Ok(());
+    };
+    let Some(how) = change.no_traffic_override() else {
+        return Ok(());
+    };
+    if carries_traffic(cur) && !carries_traffic(next) {
+        return Err(ApiError::NoTraffic(format!(
+            "this would leave every stack of service {:?} at weight 0, so every request would get 503; {how} to do it anyway",
+            cur.name().as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// The outcome of a valid write.
@@ -100,20 +186,27 @@ pub(crate) fn plan(
             return Err(ApiError::NotFound(format!("no service {service:?}")));
         }
         (Change::DeleteService, Some(_)) => None,
-        (Change::SetWeights { weights, exclusive }, Some(cur)) => {
-            Some(set_weights(cur, weights, *exclusive)?)
-        }
+        (
+            Change::SetWeights {
+                weights, exclusive, ..
+            },
+            Some(cur),
+        ) => Some(set_weights(cur, weights, *exclusive)?),
         (Change::AddStack(raw), Some(cur)) => Some(add_stack(cur, raw, base_dir)?),
         (Change::SetEndpoints { stack, endpoints }, Some(cur)) => {
             Some(set_endpoints(cur, stack, endpoints)?)
         }
-        (Change::DeleteStack { stack, force }, Some(cur)) => {
+        (Change::DeleteStack { stack, force, .. }, Some(cur)) => {
             Some(delete_stack(cur, stack, *force)?)
         }
         (Change::Restore { spec, .. }, Some(_)) => {
             Some(service_from_raw(spec, base_dir).map_err(|p| ApiError::Invalid(describe(&p)))?)
         }
     };
+    if let Some(n) = &next {
+        check_routable(current, n, change)?;
+    }
+    check_traffic(current, next.as_ref(), change)?;
 
     let mut services: Vec<ServiceSpec> = Vec::with_capacity(config.services().len() + 1);
     let mut index = None;

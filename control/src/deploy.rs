@@ -172,12 +172,26 @@ impl Deployments {
         if_match: Option<u64>,
         spec: DeploymentSpec,
     ) -> Result<Arc<DeploymentRecord>, ApiError> {
-        let plan = plan::validate(&spec).map_err(|p| ApiError::Invalid(p.join("; ")))?;
         let published = state.published();
         let current = published
             .config
             .service(service)
             .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))?;
+        // Every field is checked before an id is handed out: the deployment's own (strategy,
+        // checks, durations) and the stack it will register, by the rules of every stack
+        // write. All problems at once, each naming its field.
+        let (plan, stack) = match (
+            plan::validate(&spec),
+            plan::stack(&spec, service, &self.base_dir),
+        ) {
+            (Ok(plan), Ok(stack)) => (plan, stack),
+            (Err(mut problems), Err(ApiError::Invalid(more))) => {
+                problems.push(more);
+                return Err(ApiError::Invalid(problems.join("; ")));
+            }
+            (Err(problems), _) => return Err(ApiError::Invalid(problems.join("; "))),
+            (Ok(_), Err(e)) => return Err(e),
+        };
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
         if current.stack(&spec.stack).is_some() {
@@ -210,6 +224,17 @@ impl Deployments {
             }
         }
         let time = now();
+        // A dry run of the write that will register the stack: whatever it would refuse is
+        // refused now, not after provisioning.
+        crate::change::plan(
+            &published.config,
+            &published.records,
+            service,
+            None,
+            &crate::change::Change::AddStack(Box::new(stack)),
+            &self.base_dir,
+            &time,
+        )?;
         let rec = {
             let entries = self.entries();
             let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));

@@ -46,6 +46,13 @@ pub enum ApiError {
     /// The change conflicts with the current state (exists already, stack still has weight).
     #[error("{0}")]
     Conflict(String),
+    /// The write would leave every stack of the service at weight 0; the message says how to
+    /// force it.
+    #[error("{0}")]
+    NoTraffic(String),
+    /// A stack would have nothing to route to: no endpoint and no DNS source.
+    #[error("{0}")]
+    NoEndpoints(String),
     /// `If-Match` named another revision than the current one.
     #[error("service {service:?} is at revision {current}, not {expected}")]
     RevisionMismatch {
@@ -100,12 +107,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidBody(_) | Self::ApplyFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidBody(_) | Self::NoEndpoints(_) | Self::ApplyFailed(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::NoTraffic(_) => StatusCode::CONFLICT,
             Self::RevisionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -126,6 +135,8 @@ impl ApiError {
             Self::NoRoute(_) => "no_route",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "conflict",
+            Self::NoTraffic(_) => "no_traffic",
+            Self::NoEndpoints(_) => "no_endpoints",
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",

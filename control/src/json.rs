@@ -102,13 +102,20 @@ mod tests {
     fn duplicate_keys_are_refused_in_any_object() {
         let e = decode::<Body>(br#"{"weights":{"blue":80,"blue":90}}"#).expect_err("twice");
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(e.to_string().starts_with("weights: duplicate key \"blue\""), "{e}");
-        let e = decode::<serde_json::Value>(br#"[{"a":{"b":[1,{"c":1,"c":2}]}}]"#)
-            .expect_err("deep");
-        assert!(e.to_string().starts_with("[0].a.b[1]: duplicate key \"c\""), "{e}");
+        assert!(
+            e.to_string().starts_with("weights: duplicate key \"blue\""),
+            "{e}"
+        );
+        let e =
+            decode::<serde_json::Value>(br#"[{"a":{"b":[1,{"c":1,"c":2}]}}]"#).expect_err("deep");
+        assert!(
+            e.to_string().starts_with("[0].a.b[1]: duplicate key \"c\""),
+            "{e}"
+        );
         let e = decode::<serde_json::Value>(br#"{"a":1,"\u0061":2}"#).expect_err("escaped");
         assert!(e.to_string().starts_with("duplicate key \"a\""), "{e}");
-        decode::<serde_json::Value>(br#"{"a":{"x":1},"b":{"x":1}}"#).expect("same key, two objects");
+        decode::<serde_json::Value>(br#"{"a":{"x":1},"b":{"x":1}}"#)
+            .expect("same key, two objects");
     }
 
     #[test]

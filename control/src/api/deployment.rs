@@ -12,7 +12,7 @@ use futures_util::Stream;
 use switchyard_config::Role;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiPath, check_name, if_match};
+use super::{ApiPath, existing_service, if_match};
 use crate::auth::Caller;
 use crate::deploy::{
     Command, DeploymentList, DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView,
@@ -56,7 +56,7 @@ pub(crate) async fn start(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Deploy, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
     let spec: DeploymentSpec = json::read(request).await?;
     let rec = state
@@ -76,6 +76,7 @@ pub(crate) async fn start(
         (status = 400, description = "Invalid name", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -85,7 +86,7 @@ pub(crate) async fn list(
     ApiPath(service): ApiPath<String>,
 ) -> Result<Json<DeploymentList>, ApiError> {
     caller.authorize(Role::Read, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let deployments = state
         .deployments()
         .list(&service)
@@ -108,7 +109,7 @@ pub(crate) async fn list(
         (status = 400, description = "Invalid name or id", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
-        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 404, description = "No such service or deployment", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -118,7 +119,7 @@ pub(crate) async fn show(
     ApiPath((service, id)): ApiPath<(String, u64)>,
 ) -> Result<Json<DeploymentView>, ApiError> {
     caller.authorize(Role::Read, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let rec = state
         .deployments()
         .get(&service, id)
@@ -191,7 +192,7 @@ impl Follow {
         (status = 400, description = "Invalid name or id", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
-        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 404, description = "No such service or deployment", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -201,7 +202,7 @@ pub(crate) async fn events(
     ApiPath((service, id)): ApiPath<(String, u64)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.authorize(Role::Read, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let (rec, feed) = state
         .deployments()
         .follow(&service, id)
@@ -226,7 +227,7 @@ async fn command(
     command: Command,
 ) -> Result<Json<DeploymentView>, ApiError> {
     caller.authorize(Role::Operate, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     tracing::info!(service = %service, id, token = caller.name(), command = command.as_str(), "deployment command");
     let rec = state.deployments().command(&service, id, command).await?;
     Ok(Json(DeploymentView::of(&rec)))
@@ -247,7 +248,7 @@ macro_rules! command_route {
                 (status = 400, description = "Invalid name or id", body = ErrorBody),
                 (status = 401, description = "Missing or unknown token", body = ErrorBody),
                 (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
-                (status = 404, description = "No such deployment", body = ErrorBody),
+                (status = 404, description = "No such service or deployment", body = ErrorBody),
                 (status = 409, description = "Not possible in the deployment's phase", body = ErrorBody),
             ),
             security(("bearer" = [])),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use switchyard_config::{Role, raw};
 use utoipa::ToSchema;
 
-use super::{ApiPath, check_name, if_match, service_response};
+use super::{ApiPath, existing_service, if_match, service_response};
 use crate::auth::Caller;
 use crate::change::Change;
 use crate::error::{ApiError, ErrorBody};
@@ -28,6 +28,10 @@ pub(crate) struct WeightsBody {
     /// Set every stack not named to weight 0.
     #[serde(default)]
     exclusive: bool,
+    /// Accept a result where every stack is at weight 0 (every request then gets 503);
+    /// without it such a write is refused with 409 `no_traffic`.
+    #[serde(default)]
+    allow_no_traffic: bool,
 }
 
 #[utoipa::path(
@@ -78,7 +82,7 @@ pub(crate) async fn show(
     ApiPath(service): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Read, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     service_response(&state, &state.published(), &service, StatusCode::OK)
 }
 
@@ -148,7 +152,7 @@ pub(crate) async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Admin, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let if_match = if_match(&headers)?;
     let published = state
         .write(caller.name(), &service, if_match, Change::DeleteService)
@@ -171,10 +175,11 @@ pub(crate) async fn remove(
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
         (status = 404, description = "No such service", body = ErrorBody),
+        (status = 409, description = "Every stack would be at weight 0 (`no_traffic`) and allow_no_traffic is not set", body = ErrorBody),
         (status = 412, description = "Revision mismatch", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
-        (status = 422, description = "Unknown field or wrong type, or the proxy refused it", body = ErrorBody),
+        (status = 422, description = "Unknown field, wrong type or duplicate key, or the proxy refused it", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -185,12 +190,13 @@ pub(crate) async fn set_weights(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Operate, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
     let body: WeightsBody = json::read(request).await?;
     let change = Change::SetWeights {
         weights: body.weights,
         exclusive: body.exclusive,
+        allow_no_traffic: body.allow_no_traffic,
     };
     let published = state
         .write(caller.name(), &service, if_match, change)

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use switchyard_config::{Role, raw};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiPath, ApiQuery, check_name, if_match, service_response};
+use super::{ApiPath, ApiQuery, check_name, existing_service, if_match, service_response};
 use crate::auth::Caller;
 use crate::change::Change;
 use crate::error::{ApiError, ErrorBody};
@@ -31,6 +31,9 @@ pub(crate) struct EndpointsBody {
 pub(crate) struct DeleteStackQuery {
     /// Remove the stack even while it has weight.
     force: Option<bool>,
+    /// Accept a result where every remaining stack is at weight 0; without it such a removal
+    /// is refused with 409 `no_traffic`.
+    allow_no_traffic: Option<bool>,
 }
 
 #[utoipa::path(
@@ -63,7 +66,7 @@ pub(crate) async fn add(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Deploy, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
     let body: raw::Stack = json::read(request).await?;
     let published = state
@@ -106,7 +109,7 @@ pub(crate) async fn set_endpoints(
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Deploy, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     check_name("stack", &stack)?;
     let if_match = if_match(request.headers())?;
     let body: EndpointsBody = json::read(request).await?;
@@ -136,7 +139,7 @@ pub(crate) async fn set_endpoints(
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
         (status = 404, description = "No such service or stack", body = ErrorBody),
-        (status = 409, description = "The stack still has weight", body = ErrorBody),
+        (status = 409, description = "The stack still has weight, or removing it would leave every stack at weight 0 (`no_traffic`)", body = ErrorBody),
         (status = 412, description = "Revision mismatch", body = ErrorBody),
         (status = 422, description = "The proxy refused the change", body = ErrorBody),
     ),
@@ -150,12 +153,13 @@ pub(crate) async fn remove(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Deploy, Some(&service))?;
-    check_name("service", &service)?;
+    existing_service(&state, &service)?;
     check_name("stack", &stack)?;
     let if_match = if_match(&headers)?;
     let change = Change::DeleteStack {
         stack,
         force: query.force.unwrap_or(false),
+        allow_no_traffic: query.allow_no_traffic.unwrap_or(false),
     };
     let published = state
         .write(caller.name(), &service, if_match, change)

@@ -2,6 +2,7 @@
 //! in-memory data plane.
 
 mod authz;
+mod contract;
 mod inputs;
 mod persist;
 mod writes;
@@ -95,7 +96,11 @@ async fn ties_go_to_the_most_recently_promoted_stack() {
     let v = f.get("/v1/services/auth").await.json();
     assert_eq!(v["active"], "blue");
     assert!(v["stacks"][0]["promoted_at"].is_string());
-    assert_eq!(put(r#"{"weights":{"blue":0,"green":0}}"#).await.status, 200);
+    let a = put(r#"{"weights":{"blue":0,"green":0}}"#).await;
+    assert_eq!(a.status, 409, "no traffic needs saying so");
+    assert_eq!(a.error().0, "no_traffic");
+    let a = put(r#"{"weights":{"blue":0,"green":0},"allow_no_traffic":true}"#).await;
+    assert_eq!(a.status, 200);
     assert_eq!(
         f.get("/v1/services/auth").await.json()["active"],
         serde_json::Value::Null

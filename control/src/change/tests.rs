@@ -15,6 +15,7 @@ fn weights(pairs: &[(&str, i64)]) -> Change {
     Change::SetWeights {
         weights: pairs.iter().map(|(n, w)| ((*n).to_owned(), *w)).collect(),
         exclusive: false,
+        allow_no_traffic: false,
     }
 }
 
@@ -45,6 +46,7 @@ fn raising_a_weight_records_a_promotion_and_deleting_the_stack_forgets_it() {
     let change = Change::DeleteStack {
         stack: "green".into(),
         force: true,
+        allow_no_traffic: false,
     };
     let p = plan(
         &p.config,

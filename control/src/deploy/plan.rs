@@ -7,9 +7,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use switchyard_config::{Name, parse_duration};
+use std::path::Path;
 
+use switchyard_config::{FieldPath, Name, Segment, parse_duration, raw, stack_from_raw};
+
+use super::source::Target;
 use super::spec::{CheckSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec};
+use crate::change::routable;
+use crate::error::ApiError;
+
+/// Stands for a process replica's endpoint, whose port is only known once it starts.
+const REPLICA_PLACEHOLDER: &str = "127.0.0.1:1";
 
 /// Default time for every endpoint of the new stack to become healthy.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -117,17 +125,8 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
     }
     let mut start_timeout = START_TIMEOUT;
     match &spec.source {
-        SourceSpec::Endpoints(eps) if eps.is_empty() => {
-            problems.push("source.endpoints: expected at least one endpoint".to_owned());
-        }
-        SourceSpec::Endpoints(eps) => {
-            for (i, e) in eps.iter().enumerate() {
-                if let Err(m) = switchyard_config::Endpoint::parse(e) {
-                    problems.push(format!("source.endpoints[{i}]: {m}"));
-                }
-            }
-        }
-        SourceSpec::Dns(_) => {}
+        // Checked with the stack they become, by `stack`.
+        SourceSpec::Endpoints(_) | SourceSpec::Dns(_) => {}
         SourceSpec::Process(p) => {
             if p.command.first().is_none_or(|c| c.trim().is_empty()) {
                 problems.push("source.process.command: expected a program and its arguments, e.g. [\"./server\", \"--port\", \"{port}\"]".to_owned());
@@ -181,6 +180,53 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         start_timeout,
         process: matches!(spec.source, SourceSpec::Process(_)),
     })
+}
+
+/// The stack the deployment will register, checked now by the rules of every stack write
+/// (the configuration's stack validation, then [`routable`]), with the problems named by the
+/// deployment's fields: `source.endpoints[i]`, `source.dns.port`, `health_check.interval`.
+/// A process source's replicas are stood for by a placeholder endpoint.
+pub(crate) fn stack(
+    spec: &DeploymentSpec,
+    service: &str,
+    base_dir: &Path,
+) -> Result<raw::Stack, ApiError> {
+    let target = Target {
+        service,
+        spec,
+        base_dir: base_dir.to_path_buf(),
+        start_timeout: START_TIMEOUT,
+    };
+    let stack = match &spec.source {
+        SourceSpec::Endpoints(eps) => target.stack(eps.clone(), None),
+        SourceSpec::Dns(dns) => target.stack(Vec::new(), Some(dns.clone())),
+        SourceSpec::Process(_) => target.stack(vec![REPLICA_PLACEHOLDER.to_owned()], None),
+    };
+    let checked = stack_from_raw(&stack, base_dir).map_err(|problems| {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", deployment_field(&p.field), p.message))
+            .collect();
+        ApiError::Invalid(lines.join("; "))
+    })?;
+    routable(&checked, "source.endpoints")?;
+    Ok(stack)
+}
+
+/// A field of the registered stack as the deployment request names it.
+fn deployment_field(field: &FieldPath) -> String {
+    let mut out = FieldPath::root();
+    for (i, seg) in field.segments().iter().enumerate() {
+        out = match seg {
+            Segment::Key(k) if i == 0 && k == "name" => out.key("stack"),
+            Segment::Key(k) if i == 0 && (k == "endpoints" || k == "dns") => {
+                out.key("source").key(k)
+            }
+            Segment::Key(k) => out.key(k),
+            Segment::Index(n) => out.index(*n),
+        };
+    }
+    out.to_string()
 }
 
 fn steps(strategy: &StrategySpec, problems: &mut Vec<String>) -> Vec<Step> {

@@ -80,7 +80,7 @@ fn calls() -> Vec<Call> {
         );
         add(
             M::DELETE,
-            &format!("/v1/services/{svc}/stacks/{stack}?force=true"),
+            &format!("/v1/services/{svc}/stacks/{stack}?force=true&allow_no_traffic=true"),
             None,
             Some(Role::Deploy),
             service,

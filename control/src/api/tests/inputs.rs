@@ -188,6 +188,91 @@ fn cases() -> Vec<Case> {
             "",
         )
         .expect(400, "invalid_value", "query: "),
+        weights(r#"{"weights":{"green":80,"green":90}}"#).expect(
+            422,
+            "invalid_body",
+            "weights: duplicate key \"green\"",
+        ),
+        case(
+            "duplicate key in a nested object",
+            M::POST,
+            "/v1/services/auth/stacks",
+            r#"{"name":"red","endpoints":["127.0.0.1:9009"],"health_check":{"path":"/a","path":"/b"}}"#,
+        )
+        .expect(422, "invalid_body", "health_check: duplicate key \"path\""),
+        weights(r#"{"weights":{"blue":0}}"#).expect(
+            409,
+            "no_traffic",
+            "send \"allow_no_traffic\": true",
+        ),
+        weights(r#"{"weights":{"green":0},"exclusive":true}"#).expect(
+            409,
+            "no_traffic",
+            "every stack of service \"auth\" at weight 0",
+        ),
+        case(
+            "removing the only stack with weight",
+            M::DELETE,
+            "/v1/services/auth/stacks/blue?force=true",
+            "",
+        )
+        .expect(409, "no_traffic", "?allow_no_traffic=true"),
+        case(
+            "stack with nothing to route to",
+            M::POST,
+            "/v1/services/auth/stacks",
+            r#"{"name":"red","endpoints":[]}"#,
+        )
+        .expect(422, "no_endpoints", "endpoints: stack \"red\" would have nothing"),
+        case(
+            "endpoints emptied",
+            M::PUT,
+            "/v1/services/auth/stacks/green/endpoints",
+            r#"{"endpoints":[]}"#,
+        )
+        .expect(422, "no_endpoints", "endpoints: stack \"green\""),
+        case(
+            "service whose stack has nothing to route to",
+            M::POST,
+            "/v1/services",
+            r#"{"name":"api","listeners":["public"],"path_prefix":"/api","stacks":[{"name":"a","weight":100}]}"#,
+        )
+        .expect(422, "no_endpoints", "stacks[0].endpoints: "),
+        case(
+            "deployment with an unusable DNS source",
+            M::POST,
+            "/v1/services/auth/deployments",
+            r#"{"stack":"red","version":"v2","source":{"dns":{}}}"#,
+        )
+        .expect(400, "invalid_value", "source.dns: expected { name, port } or { srv }"),
+        case(
+            "deployment with a bad DNS port and health check",
+            M::POST,
+            "/v1/services/auth/deployments",
+            r#"{"stack":"red","version":"v2","source":{"dns":{"name":"x.test","port":0}},"health_check":{"interval":"soon"}}"#,
+        )
+        .expect(400, "invalid_value", "source.dns.port: "),
+        case(
+            "deployment without endpoints",
+            M::POST,
+            "/v1/services/auth/deployments",
+            r#"{"stack":"red","version":"v2","source":{"endpoints":[]}}"#,
+        )
+        .expect(422, "no_endpoints", "source.endpoints: "),
+        case(
+            "deployment with a bad endpoint",
+            M::POST,
+            "/v1/services/auth/deployments",
+            r#"{"stack":"red","version":"v2","source":{"endpoints":["nowhere"]}}"#,
+        )
+        .expect(400, "invalid_value", "source.endpoints[0]: "),
+        case(
+            "deployments of a missing service",
+            M::GET,
+            "/v1/services/nosuch/deployments",
+            "",
+        )
+        .expect(404, "not_found", "no service \"nosuch\""),
         case("bad history limit", M::GET, "/v1/history?limit=0", "").expect(
             400,
             "invalid_value",

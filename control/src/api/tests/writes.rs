@@ -127,7 +127,7 @@ async fn deleting_a_stack_with_weight_needs_force() {
     let a = f
         .call(
             Method::DELETE,
-            "/v1/services/auth/stacks/blue?force=true",
+            "/v1/services/auth/stacks/blue?force=true&allow_no_traffic=true",
             Some(DEPLOY),
             None,
         )

@@ -195,6 +195,7 @@ impl Driver {
         let change = Change::SetWeights {
             weights,
             exclusive: false,
+            allow_no_traffic: false,
         };
         match self.write(change).await {
             Ok(()) => Event::WeightsSet,
@@ -228,6 +229,7 @@ impl Driver {
             let change = Change::DeleteStack {
                 stack: name.clone(),
                 force: false,
+                allow_no_traffic: false,
             };
             if let Err(e) = self.write(change).await {
                 left.push(format!("stack {name} not removed: {e}"));
@@ -273,9 +275,11 @@ impl Driver {
                         .filter(|(n, _)| current.stack(n).is_some())
                         .map(|(n, w)| (n, i64::from(w)))
                         .collect();
+                    // The weights from before, which may have been all 0.
                     let change = Change::SetWeights {
                         weights,
                         exclusive: false,
+                        allow_no_traffic: true,
                     };
                     if let Err(e) = self.write(change).await {
                         left.push(format!("weights not restored: {e}"));
