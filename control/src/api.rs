@@ -172,22 +172,30 @@ fn existing_service(state: &ControlState, service: &str) -> Result<(), ApiError>
     }
 }
 
-/// The revision in `If-Match` (`3`, `"3"` or `W/"3"`); `*` and absence mean no condition.
+/// The revision in `If-Match`: `"3"`, `W/"3"` or `3` (at most 19 digits, so it fits a `u64`);
+/// `*` and absence mean no condition. Exactly what `openapi::rules::IF_MATCH_PATTERN` says.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let bad = || ApiError::Invalid("If-Match: expected a service revision such as \"3\"".into());
-    let text = value.to_str().map_err(|_| bad())?.trim();
+    let text = value.to_str().map_err(|_| bad())?;
     if text == "*" {
         return Ok(None);
     }
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    text.parse().map(Some).map_err(|_| bad())
+    let digits = match text.strip_prefix("W/") {
+        Some(rest) => unquote(rest).ok_or_else(bad)?,
+        None => unquote(text).unwrap_or(text),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    digits.parse().map(Some).map_err(|_| bad())
+}
+
+/// `t` without its surrounding double quotes, if it has both.
+fn unquote(t: &str) -> Option<&str> {
+    t.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
 }
 
 /// A service's full view with its revision as `ETag`.

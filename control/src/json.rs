@@ -34,14 +34,30 @@ pub(crate) async fn read<T: DeserializeOwned>(request: Request) -> Result<T, Api
 
 /// Decodes JSON text, naming the field at fault. An object with a key twice is refused
 /// (422) wherever it is, before the typed decoding: serde would keep the last value of a
-/// map silently.
+/// map silently. A number with a zero fraction (`100.0`) counts as the integer it equals, as
+/// in JSON Schema, so every integer field accepts what the OpenAPI document calls an integer.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     unique::check(bytes)?;
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
-    de.end()
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    Ok(value)
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    integral(&mut value);
+    serde_path_to_error::deserialize(value).map_err(classify)
+}
+
+/// Turns every number with a zero fraction that fits an `i64` into that integer.
+fn integral(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // The range check keeps the cast exact: every such f64 with no fraction is an i64.
+            if f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63) {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral),
+        _ => {}
+    }
 }
 
 fn classify(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -116,6 +132,15 @@ mod tests {
         assert!(e.to_string().starts_with("duplicate key \"a\""), "{e}");
         decode::<serde_json::Value>(br#"{"a":{"x":1},"b":{"x":1}}"#)
             .expect("same key, two objects");
+    }
+
+    #[test]
+    fn integral_numbers_count_as_integers() {
+        let b = decode::<Body>(br#"{"weights":{"blue":100.0,"green":1e2}}"#).expect("integral");
+        assert_eq!(b.weights["blue"], 100);
+        assert_eq!(b.weights["green"], 100);
+        let e = decode::<Body>(br#"{"weights":{"blue":1e19}}"#).expect_err("beyond i64");
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The OpenAPI 3 document of the API, generated from the handlers' annotations and types.
 //!
 //! The request bodies for services and stacks are decoded as `switchyard_config::raw` types,
-//! which do not depend on utoipa; [`ServiceBody`] and [`StackBody`] describe them here, and a
-//! test keeps their field names equal to the raw types'. A second test checks that every route
-//! of the router is in the document.
+//! which do not depend on utoipa; `body` describes them (and their nested objects), and a test
+//! keeps their field names equal to the raw types'. `rules` adds what the derive cannot say
+//! (path and header patterns, bounds, which schemas refuse unknown fields), so the document
+//! states what the server enforces; schemathesis checks the two agree (`tests/contract.rs`).
+//! A second test checks that every route of the router is in the document.
 
 use axum::Json;
 use switchyard_config::Role;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::api::{deployment, history, probe, service, stack};
 use crate::auth::Caller;
@@ -76,77 +78,23 @@ impl Modify for BearerAuth {
     ),
     security(("bearer" = [])),
 )]
-pub(crate) async fn document(caller: Caller) -> Result<Json<utoipa::openapi::OpenApi>, ApiError> {
+pub(crate) async fn document(caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
     caller.authorize(Role::Read, None)?;
-    Ok(Json(ApiDoc::openapi()))
+    Ok(Json(document_json()))
 }
 
-/// `POST /v1/services`: a service, as in the configuration file's `[[services]]`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the body only; it is decoded as `raw::Service`
-pub(crate) struct ServiceBody {
-    /// Service name, `[a-z0-9][a-z0-9-]{0,62}`.
-    name: String,
-    /// Listener names the service is reachable on.
-    listeners: Vec<String>,
-    /// Host patterns (exact or `*.suffix`); empty means any host.
-    hosts: Option<Vec<String>>,
-    /// Path prefix; the longest matching prefix wins (default `/`).
-    path_prefix: Option<String>,
-    /// `round_robin` (default) or `least_request`.
-    load_balancing: Option<String>,
-    /// Header pinning a request to a stack; `""` disables pinning.
-    pin_header: Option<String>,
-    /// `{"cookie": NAME}` or `{"header": NAME}`.
-    #[schema(value_type = Option<Object>)]
-    sticky: Option<()>,
-    /// Send the client's Host header upstream (default true).
-    preserve_host: Option<bool>,
-    /// `{"connect": "5s", "upstream_response": "60s"}`.
-    #[schema(value_type = Option<Object>)]
-    timeouts: Option<()>,
-    /// Active health check for the stacks, as in the configuration file.
-    #[schema(value_type = Option<Object>)]
-    health_check: Option<()>,
-    /// Send to every endpoint when none is healthy.
-    fail_open: Option<bool>,
-    /// Passive health for the stacks: `enabled`, `consecutive_failures`, ejection times.
-    #[schema(value_type = Option<Object>)]
-    outlier_detection: Option<()>,
-    /// Slow-start window for new endpoints, e.g. `30s`.
-    slow_start: Option<String>,
-    /// The stacks.
-    stacks: Option<Vec<StackBody>>,
+/// The document as served: generated from the annotations, then completed by `rules`.
+pub(crate) fn document_json() -> serde_json::Value {
+    let mut doc =
+        serde_json::to_value(ApiDoc::openapi()).expect("the generated document serializes to JSON");
+    rules::apply(&mut doc);
+    doc
 }
 
-/// `POST /v1/services/{service}/stacks`: a stack, as in `[[services.stacks]]`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the body only; it is decoded as `raw::Stack`
-#[schema(example = json!({"name": "green", "version": "v1.4", "endpoints": ["127.0.0.1:9003"], "weight": 0}))]
-pub(crate) struct StackBody {
-    /// Stack name, `[a-z0-9][a-z0-9-]{0,62}`.
-    name: String,
-    /// Version label.
-    version: Option<String>,
-    /// Weight 0..=10000 (default 0).
-    weight: Option<i64>,
-    /// `host:port` or `https://host:port`.
-    endpoints: Option<Vec<String>>,
-    /// `{"name": ..., "port": ...}` or `{"srv": ...}` instead of endpoints.
-    #[schema(value_type = Option<Object>)]
-    dns: Option<()>,
-    /// Health check overriding the service's.
-    #[schema(value_type = Option<Object>)]
-    health_check: Option<()>,
-    /// Passive health overriding the service's.
-    #[schema(value_type = Option<Object>)]
-    outlier_detection: Option<()>,
-    /// Slow-start window overriding the service's, e.g. `30s`.
-    slow_start: Option<String>,
-    /// Upstream TLS: `ca`, `client_cert`, `sni`, `insecure_skip_verify`.
-    #[schema(value_type = Option<Object>)]
-    tls: Option<()>,
-}
+pub(crate) mod body;
+mod rules;
+
+pub(crate) use body::{ServiceBody, StackBody};
 
 #[cfg(test)]
 mod tests;

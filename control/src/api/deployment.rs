@@ -188,7 +188,7 @@ impl Follow {
         ("id" = u64, Path, description = "Deployment id"),
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream (`text/event-stream`). Events: `deployment` once first, its `data:` the DeploymentView JSON with the log tail; `transition` after every transition, its `data:` the DeploymentView JSON without the log; `log` for each new log line, its `data:` a LogLine JSON (`time`, `source`, `line`). A slow follower that missed events gets a fresh `deployment`. The stream ends after the transition to a terminal phase; comments keep it alive meanwhile.", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid name or id", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),

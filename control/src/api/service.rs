@@ -22,7 +22,8 @@ use crate::view::{self, DeletedView, ServiceList, ServiceView};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WeightsBody {
-    /// New weights (integers 0..=10000) by stack name; stacks not named keep theirs.
+    /// New weights (integers 0..=10000; `100.0` counts as 100) by stack name; stacks not
+    /// named keep theirs.
     #[schema(example = json!({"blue": 90, "green": 10}))]
     weights: BTreeMap<String, i64>,
     /// Set every stack not named to weight 0.

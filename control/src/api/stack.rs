@@ -20,7 +20,7 @@ use crate::view::ServiceView;
 #[serde(deny_unknown_fields)]
 pub(crate) struct EndpointsBody {
     /// The new endpoints, `host:port` or `https://host:port`; replaces a DNS source too.
-    #[schema(example = json!(["127.0.0.1:9003", "127.0.0.1:9004"]))]
+    #[schema(example = json!(["127.0.0.1:9003", "127.0.0.1:9004"]), min_items = 1)]
     endpoints: Vec<String>,
 }
 

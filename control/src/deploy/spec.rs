@@ -21,8 +21,10 @@ use utoipa::ToSchema;
 }))]
 pub struct DeploymentSpec {
     /// Name of the new stack; must not exist in the service yet.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub stack: String,
-    /// Version label of the new stack.
+    /// Version label of the new stack: not blank, at most 128 printable characters.
+    #[schema(pattern = "\\S", max_length = 128)]
     pub version: String,
     /// Where the new stack's endpoints come from.
     pub source: SourceSpec,
@@ -44,7 +46,7 @@ pub struct DeploymentSpec {
     /// Active health check of the new stack, as in the configuration file (overrides the
     /// service's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::openapi::body::HealthCheckBody>)]
     pub health_check: Option<raw::HealthCheck>,
 }
 
@@ -55,7 +57,7 @@ pub enum SourceSpec {
     /// Endpoints started elsewhere: `host:port` or `https://host:port`.
     Endpoints(Vec<String>),
     /// Endpoints discovered through DNS: `{"name": ..., "port": ...}` or `{"srv": ...}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::openapi::body::DnsBody)]
     Dns(raw::Dns),
     /// Replicas of a command that Switchyard starts on free loopback ports.
     Process(ProcessSpec),
@@ -69,6 +71,7 @@ pub struct ProcessSpec {
     pub command: Vec<String>,
     /// How many replicas (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
     pub replicas: Option<u32>,
     /// Extra environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -83,7 +86,7 @@ pub struct ProcessSpec {
 
 /// How traffic moves to the new stack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StrategySpec {
     /// New stack at weight 0, then one atomic cutover to 100 after the checks.
     BlueGreen {},
@@ -104,7 +107,8 @@ impl Default for StrategySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
-    /// Percent of the traffic on the new stack, 1..=100.
+    /// Percent of the traffic on the new stack, 1..=100, above the previous step's.
+    #[schema(minimum = 1, maximum = 100)]
     pub weight: i64,
     /// After the step: a duration such as `60s`, or `manual` to wait for a promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +147,7 @@ pub struct HttpCheckSpec {
     pub body: Option<String>,
     /// Expected status (default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 100, maximum = 599)]
     pub expect_status: Option<u16>,
     /// A substring the body must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +160,7 @@ pub struct HttpCheckSpec {
     pub timeout: Option<String>,
     /// How many times to send it (default 1); every answer must pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub repeat: Option<u32>,
 }
 
@@ -164,8 +170,8 @@ pub struct HttpCheckSpec {
 pub struct JsonExpectation {
     /// RFC 6901 pointer, e.g. `/version`.
     pub pointer: String,
-    /// The value found there must equal this.
-    #[schema(value_type = Object)]
+    /// The value found there must equal this: any JSON value.
+    #[schema(value_type = Value)]
     pub equals: serde_json::Value,
 }
 

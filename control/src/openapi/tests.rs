@@ -5,7 +5,7 @@ use serde_json::Value;
 use switchyard_config::raw;
 
 fn doc() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).expect("document serializes")
+    document_json()
 }
 
 #[test]
@@ -105,6 +105,123 @@ fn body_schemas_name_exactly_the_raw_fields() {
         documented_fields(&doc, "StackBody"),
         fields_of::<raw::Stack>()
     );
+    let nested = [
+        ("DnsBody", fields_of::<raw::Dns>()),
+        ("HealthCheckBody", fields_of::<raw::HealthCheck>()),
+        ("OutlierDetectionBody", fields_of::<raw::OutlierDetection>()),
+        ("UpstreamTlsBody", fields_of::<raw::UpstreamTls>()),
+        ("CertPairBody", fields_of::<raw::CertPair>()),
+        ("ServiceTimeoutsBody", fields_of::<raw::ServiceTimeouts>()),
+        ("StickyBody", fields_of::<raw::Sticky>()),
+    ];
+    for (schema, raw_fields) in nested {
+        assert_eq!(documented_fields(&doc, schema), raw_fields, "{schema}");
+    }
+}
+
+/// Every object schema reachable from `schema`, following `$ref`s once each.
+fn reachable<'a>(
+    doc: &'a Value,
+    schema: &'a Value,
+    seen: &mut Vec<String>,
+    out: &mut Vec<(String, &'a Value)>,
+) {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/components/schemas/").to_owned();
+        if seen.contains(&name) {
+            return;
+        }
+        seen.push(name.clone());
+        let target = &doc["components"]["schemas"][&name];
+        out.push((name, target));
+        reachable(doc, target, seen, out);
+        return;
+    }
+    match schema {
+        Value::Object(o) => {
+            for v in o.values() {
+                reachable(doc, v, seen, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| reachable(doc, v, seen, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_request_body_refuses_unknown_fields_and_nests_typed_objects() {
+    let doc = doc();
+    let mut seen = Vec::new();
+    let mut schemas = Vec::new();
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for op in item.as_object().expect("path item").values() {
+            if let Some(body) = op.get("requestBody") {
+                reachable(&doc, body, &mut seen, &mut schemas);
+            }
+        }
+    }
+    assert!(schemas.len() >= 15, "{seen:?}");
+    fn walk(name: &str, v: &Value) {
+        if let Value::Object(o) = v {
+            if o.contains_key("properties") {
+                assert_eq!(
+                    o.get("additionalProperties"),
+                    Some(&Value::Bool(false)),
+                    "{name}: {v}"
+                );
+            }
+            if o.get("type") == Some(&Value::String("object".into())) {
+                assert!(
+                    o.contains_key("properties") || o.contains_key("additionalProperties"),
+                    "{name}: a free object {v}"
+                );
+            }
+            // `anyOf` branches add constraints to the object they sit in; they are not objects.
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "anyOf")
+                .for_each(|(_, c)| walk(name, c));
+        } else if let Value::Array(a) = v {
+            a.iter().for_each(|c| walk(name, c));
+        }
+    }
+    for (name, schema) in schemas {
+        walk(&name, schema);
+    }
+}
+
+#[test]
+fn parameters_carry_the_patterns_and_bounds_the_server_enforces() {
+    let doc = doc();
+    let mut checked = 0;
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for op in item.as_object().expect("path item").values() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let schema = &p["schema"];
+                match (p["in"].as_str(), p["name"].as_str()) {
+                    (Some("path"), Some("service" | "stack")) => {
+                        assert_eq!(schema["pattern"], rules::NAME_PATTERN);
+                    }
+                    (Some("path"), Some("id")) => assert_eq!(schema["type"], "integer"),
+                    (Some("header"), Some("If-Match")) => {
+                        assert_eq!(schema["pattern"], rules::IF_MATCH_PATTERN);
+                    }
+                    (Some("query"), Some("limit")) => {
+                        assert_eq!(
+                            (schema["minimum"].as_u64(), schema["maximum"].as_u64()),
+                            (Some(1), Some(1000))
+                        );
+                    }
+                    _ => continue,
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    let weights = &doc["components"]["schemas"]["WeightsBody"]["properties"]["weights"];
+    assert_eq!(weights["additionalProperties"]["maximum"], 10000);
+    let equals = &doc["components"]["schemas"]["JsonExpectation"]["properties"]["equals"];
+    assert!(equals.get("type").is_none(), "any JSON value: {equals}");
 }
 
 #[test]
