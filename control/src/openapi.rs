@@ -102,9 +102,11 @@ pub(crate) struct ServiceBody {
     sticky: Option<()>,
     /// Send the client's Host header upstream (default true).
     preserve_host: Option<bool>,
-    /// `{"connect": "5s", "upstream_response": "60s"}`.
+    /// `{"connect": "5s", "upstream_response": "60s", "request_body": "30s"}`.
     #[schema(value_type = Option<Object>)]
     timeouts: Option<()>,
+    /// `Upgrade` protocols tunnelled to the endpoints (default `["websocket"]`; `h2c` refused).
+    upgrades: Option<Vec<String>>,
     /// Active health check for the stacks, as in the configuration file.
     #[schema(value_type = Option<Object>)]
     health_check: Option<()>,

@@ -30,6 +30,16 @@ pub(crate) struct WeightsBody {
     exclusive: bool,
 }
 
+impl WeightsBody {
+    /// The change this body asks for.
+    pub(crate) fn into_change(self) -> Change {
+        Change::SetWeights {
+            weights: self.weights,
+            exclusive: self.exclusive,
+        }
+    }
+}
+
 #[utoipa::path(
     get, path = "/v1/services", tag = "services",
     operation_id = "list_services",
@@ -187,11 +197,7 @@ pub(crate) async fn set_weights(
     caller.authorize(Role::Operate, Some(&service))?;
     check_name("service", &service)?;
     let if_match = if_match(request.headers())?;
-    let body: WeightsBody = json::read(request).await?;
-    let change = Change::SetWeights {
-        weights: body.weights,
-        exclusive: body.exclusive,
-    };
+    let change = json::read::<WeightsBody>(request).await?.into_change();
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;
