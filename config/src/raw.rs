@@ -101,6 +101,9 @@ pub struct Service {
     /// Per-service timeout overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<ServiceTimeouts>,
+    /// `Upgrade` protocols tunnelled to the endpoints (default `["websocket"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
     /// Default active health check for the service's stacks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -298,6 +301,9 @@ pub struct Timeouts {
     /// Reading a request's headers.
     #[serde(default)]
     pub request_header: Option<String>,
+    /// The longest gap between two reads of a request body.
+    #[serde(default)]
+    pub request_body: Option<String>,
     /// Idle pooled upstream connection.
     #[serde(default)]
     pub upstream_idle: Option<String>,
@@ -316,6 +322,9 @@ pub struct ServiceTimeouts {
     /// Upstream response headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_response: Option<String>,
+    /// The longest gap between two reads of a request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
 }
 
 /// `[limits]`

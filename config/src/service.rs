@@ -177,6 +177,8 @@ pub struct ServiceSpec {
     pub(crate) preserve_host: bool,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) upstream_response_timeout: Option<Duration>,
+    pub(crate) request_body_timeout: Option<Duration>,
+    pub(crate) upgrades: Vec<String>,
     pub(crate) health_check: Option<HealthCheckSpec>,
     pub(crate) fail_open: bool,
     pub(crate) outlier_detection: OutlierSpec,
@@ -184,6 +186,9 @@ pub struct ServiceSpec {
     pub(crate) stacks: Vec<StackSpec>,
     pub(crate) raw: crate::raw::Service,
 }
+
+/// The `Upgrade` protocols a service tunnels when it names none.
+pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
 
 /// The default stack-pinning header.
 pub const DEFAULT_PIN_HEADER: &str = "x-switchyard-stack";
@@ -228,6 +233,14 @@ impl ServiceSpec {
     /// Upstream response-header timeout override.
     pub fn upstream_response_timeout(&self) -> Option<Duration> {
         self.upstream_response_timeout
+    }
+    /// Request-body gap timeout override.
+    pub fn request_body_timeout(&self) -> Option<Duration> {
+        self.request_body_timeout
+    }
+    /// `Upgrade` protocol names tunnelled to the endpoints, lowercase (default `websocket`).
+    pub fn upgrades(&self) -> &[String] {
+        &self.upgrades
     }
     /// Default health check for the stacks.
     pub fn health_check(&self) -> Option<&HealthCheckSpec> {

@@ -19,6 +19,8 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Reading a request's header block (default 10s).
     pub request_header: Duration,
+    /// The longest gap between two reads of a request body (default 30s).
+    pub request_body: Duration,
     /// Idle pooled upstream connection (default 30s).
     pub upstream_idle: Duration,
     /// Draining in-flight requests at shutdown (default 30s).
@@ -32,6 +34,7 @@ impl Default for Timeouts {
             upstream_response: Duration::from_secs(60),
             idle: Duration::from_secs(60),
             request_header: Duration::from_secs(10),
+            request_body: Duration::from_secs(30),
             upstream_idle: Duration::from_secs(30),
             drain: Duration::from_secs(30),
         }

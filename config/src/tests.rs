@@ -191,3 +191,63 @@ fn changed_service_equals_the_same_service_parsed_again() {
     let again = service_from_raw(&changed.to_raw(), Path::new("/etc")).expect("valid");
     assert_eq!(again, changed);
 }
+
+#[test]
+fn upgrades_default_to_websocket_and_refuse_h2c_and_non_tokens() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    assert_eq!(s.upgrades(), DEFAULT_UPGRADES);
+    let text = GOOD.replace(
+        "sticky = { cookie = \"sid\" }",
+        "sticky = { cookie = \"sid\" }\nupgrades = [\"WebSocket\", \"x-custom\"]",
+    );
+    let c = parse(&text, Path::new("/etc/sy.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    assert_eq!(s.upgrades(), ["websocket", "x-custom"]);
+    let text = GOOD.replace(
+        "sticky = { cookie = \"sid\" }",
+        "sticky = { cookie = \"sid\" }\nupgrades = [\"H2C\", \"web socket\"]",
+    );
+    let p = problems(&text);
+    let fields: Vec<String> = p.iter().map(|p| p.field.to_string()).collect();
+    assert!(
+        fields.contains(&"services[0].upgrades[0]".to_owned()),
+        "{p:?}"
+    );
+    assert!(
+        fields.contains(&"services[0].upgrades[1]".to_owned()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.message.contains("h2c cannot be tunnelled"))
+    );
+}
+
+#[test]
+fn request_body_timeout_has_a_default_and_a_per_service_override() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(
+        c.timeouts().request_body,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        c.service("auth").expect("service").request_body_timeout(),
+        None
+    );
+    let text = GOOD
+        .replace(
+            "connect = \"150ms\"",
+            "connect = \"150ms\"\nrequest_body = \"5s\"",
+        )
+        .replace(
+            "sticky = { cookie = \"sid\" }",
+            "sticky = { cookie = \"sid\" }\ntimeouts = { request_body = \"300ms\" }",
+        );
+    let c = parse(&text, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(c.timeouts().request_body, std::time::Duration::from_secs(5));
+    assert_eq!(
+        c.service("auth").expect("service").request_body_timeout(),
+        Some(std::time::Duration::from_millis(300))
+    );
+}

@@ -286,6 +286,12 @@ fn timeouts(t: Option<&raw::Timeouts>, at: &FieldPath, p: &mut Problems) -> Time
             d.request_header,
             p,
         ),
+        request_body: duration(
+            t.request_body.as_ref(),
+            &at.key("request_body"),
+            d.request_body,
+            p,
+        ),
         upstream_idle: duration(
             t.upstream_idle.as_ref(),
             &at.key("upstream_idle"),

@@ -36,6 +36,7 @@ pub use spec::{
 pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
 
 pub(crate) use machine::Command;
+pub(crate) use plan::validate as validate_spec;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

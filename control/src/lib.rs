@@ -18,6 +18,7 @@
 
 mod api;
 mod auth;
+mod body;
 mod change;
 mod data_plane;
 mod deploy;
@@ -36,6 +37,8 @@ mod writer;
 
 pub use api::router;
 pub use auth::{ANONYMOUS, Caller, ListenPolicyError, check_listen_policy, generate_token};
+#[doc(hidden)]
+pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,

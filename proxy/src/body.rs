@@ -1,7 +1,9 @@
 //! Body types of the request path, as enums rather than boxes so no request allocates for them.
 //!
-//! [`UpstreamBody`] is what goes to an endpoint: nothing, or the client's streaming body with its first frame already read (the proxy reads one frame
-//! before choosing an endpoint so malformed framing never reaches an upstream). [`ProxyBody`] is
+//! [`UpstreamBody`] is what goes to an endpoint: nothing, or the client's streaming body with
+//! its first frame already read (the proxy reads one frame before choosing an endpoint so
+//! malformed framing never reaches an upstream) and a gap timer pinned in place, so the
+//! request-body timeout allocates nothing either. [`ProxyBody`] is
 //! what goes back to the client: a short error body, or the endpoint's streaming body, which
 //! hands its connection back to the pool once the body has ended.
 
@@ -9,25 +11,66 @@ use crate::endpoint::EndpointState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 /// Error type of both bodies.
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The body sent to an endpoint.
-#[derive(Debug)]
-pub(crate) enum UpstreamBody {
-    /// No body.
-    Empty,
-    /// The client's body; `first` was read ahead.
-    Client {
-        /// The frame read ahead, if any.
-        first: Option<Frame<Bytes>>,
-        /// The rest of the stream.
-        rest: Incoming,
-    },
+pin_project! {
+    /// The body sent to an endpoint.
+    #[project = UpstreamBodyProj]
+    #[derive(Debug)]
+    pub(crate) enum UpstreamBody {
+        /// No body.
+        Empty,
+        /// The client's body; `first` was read ahead. `gap` fires when the client sends
+        /// nothing for `gap_len` (`timeouts.request_body`): the body then fails with
+        /// [`RequestBodyTimeout`], which aborts the upstream request and closes its connection.
+        Client {
+            first: Option<Frame<Bytes>>,
+            rest: Incoming,
+            #[pin]
+            gap: Sleep,
+            gap_len: Duration,
+        },
+    }
+}
+
+impl UpstreamBody {
+    /// The client's body after its first frame, with the gap timer started now.
+    pub(crate) fn client(first: Frame<Bytes>, rest: Incoming, gap_len: Duration) -> Self {
+        Self::Client {
+            first: Some(first),
+            rest,
+            gap: tokio::time::sleep(gap_len),
+            gap_len,
+        }
+    }
+}
+
+/// The client sent no request-body bytes for longer than `timeouts.request_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body idle for longer than the request-body timeout")]
+pub(crate) struct RequestBodyTimeout;
+
+impl RequestBodyTimeout {
+    /// Whether `e` (or one of its sources) is this timeout.
+    pub(crate) fn is_cause_of(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(e) = cur {
+            if e.is::<Self>() {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
 }
 
 impl Body for UpstreamBody {
@@ -38,14 +81,23 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Self::Empty => Poll::Ready(None),
-            Self::Client { first, rest } => {
+        match self.project() {
+            UpstreamBodyProj::Empty => Poll::Ready(None),
+            UpstreamBodyProj::Client {
+                first,
+                rest,
+                mut gap,
+                gap_len,
+            } => {
                 if let Some(f) = first.take() {
                     return Poll::Ready(Some(Ok(f)));
                 }
-                let r = ready!(Pin::new(rest).poll_frame(cx));
-                Poll::Ready(r.map(|r| r.map_err(Into::into)))
+                if let Poll::Ready(r) = Pin::new(rest).poll_frame(cx) {
+                    gap.as_mut().reset(Instant::now() + *gap_len);
+                    return Poll::Ready(r.map(|r| r.map_err(Into::into)));
+                }
+                ready!(gap.poll(cx));
+                Poll::Ready(Some(Err(RequestBodyTimeout.into())))
             }
         }
     }
@@ -53,14 +105,14 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Empty => true,
-            Self::Client { first, rest } => first.is_none() && rest.is_end_stream(),
+            Self::Client { first, rest, .. } => first.is_none() && rest.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Empty => SizeHint::with_exact(0),
-            Self::Client { first, rest } => {
+            Self::Client { first, rest, .. } => {
                 let extra = first
                     .as_ref()
                     .and_then(|f| f.data_ref())

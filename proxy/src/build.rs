@@ -259,6 +259,8 @@ impl Registry {
                 response_timeout: svc
                     .upstream_response_timeout()
                     .unwrap_or(timeouts.upstream_response),
+                request_body_timeout: svc.request_body_timeout().unwrap_or(timeouts.request_body),
+                upgrades: svc.upgrades().iter().map(|u| u.as_str().into()).collect(),
             }));
         }
         self.endpoints.retain(|k, _| live_eps.contains(k));

@@ -28,6 +28,11 @@ pub enum Cause {
     BadRequest,
     /// The request's header block is too large or has too many fields.
     HeadersTooLarge,
+    /// The client paused its request body for longer than `timeouts.request_body`.
+    RequestBodyTimeout,
+    /// The endpoint switched protocols (101) without an upgrade the service allows having
+    /// been asked for: nothing it sends after that is routed, so it is not passed on.
+    UpstreamProtocol,
 }
 
 impl Cause {
@@ -36,12 +41,14 @@ impl Cause {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::NoStack | Self::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ConnectFailed | Self::UpstreamTls | Self::UpstreamError => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::ConnectFailed
+            | Self::UpstreamTls
+            | Self::UpstreamError
+            | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest | Self::UnknownStack => StatusCode::BAD_REQUEST,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -58,6 +65,8 @@ impl Cause {
             Self::UpstreamError => "upstream-error",
             Self::BadRequest => "bad-request",
             Self::HeadersTooLarge => "headers-too-large",
+            Self::RequestBodyTimeout => "request-body-timeout",
+            Self::UpstreamProtocol => "upstream-protocol",
         }
     }
 
@@ -70,7 +79,32 @@ impl Cause {
     pub fn endpoint_failure(self) -> bool {
         matches!(
             self,
-            Self::ConnectFailed | Self::UpstreamTimeout | Self::UpstreamError | Self::UpstreamTls
+            Self::ConnectFailed
+                | Self::UpstreamTimeout
+                | Self::UpstreamError
+                | Self::UpstreamTls
+                | Self::UpstreamProtocol
+        )
+    }
+
+    /// Whether the client connection is closed after the answer: its remaining bytes cannot be
+    /// trusted to start a new request (bad framing, an unread body) or the exchange broke.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Self::BadRequest
+                | Self::HeadersTooLarge
+                | Self::RequestBodyTimeout
+                | Self::UpstreamProtocol
+        )
+    }
+
+    /// Whether the client, not the endpoint or the proxy, caused it (kept out of the stack's
+    /// failure figures).
+    pub fn client_fault(self) -> bool {
+        matches!(
+            self,
+            Self::BadRequest | Self::HeadersTooLarge | Self::RequestBodyTimeout
         )
     }
 
@@ -91,7 +125,7 @@ impl Cause {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, Self::BadRequest | Self::HeadersTooLarge) {
+        if self.closes_connection() {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         r

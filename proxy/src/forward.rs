@@ -5,7 +5,7 @@
 //! on another endpoint of the same stack, as is a request a dead pooled connection handed back
 //! unsent; nothing else is retried, because the endpoint may have acted on it.
 
-use crate::body::{Lease, ProxyBody, UpstreamBody};
+use crate::body::{Lease, ProxyBody, RequestBodyTimeout, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
 use crate::headers::{self, X_REQUEST_ID};
@@ -61,10 +61,9 @@ pub(crate) async fn handle(
     if h.len() > settings.max_headers || headers::header_block_size(h) > settings.max_header_bytes {
         return Cause::HeadersTooLarge.response();
     }
-    let host = h
-        .get(header::HOST)
-        .map(HeaderValue::as_bytes)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+    let Ok(host) = headers::request_host(h, req.uri()) else {
+        return Cause::BadRequest.response();
+    };
     let Some(svc) = snap.route(conn.listener, host, req.uri().path()) else {
         return Cause::NoRoute.response();
     };
@@ -72,7 +71,11 @@ pub(crate) async fn handle(
         Ok(x) => x,
         Err(c) => return c.response(),
     };
-    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    // Only the protocols the service allows are tunnelled; any other `Upgrade` (h2c above all)
+    // is removed with the other hop-by-hop headers and the request goes on as a plain one.
+    let upgrade = req.version() == Version::HTTP_11
+        && headers::wants_upgrade(req.headers())
+        && svc.allows_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, mut body) = req.into_parts();
@@ -81,13 +84,11 @@ pub(crate) async fn handle(
     let body = if body.is_end_stream() {
         UpstreamBody::Empty
     } else {
-        match body.frame().await {
-            None => UpstreamBody::Empty,
-            Some(Ok(f)) => UpstreamBody::Client {
-                first: Some(f),
-                rest: body,
-            },
-            Some(Err(e)) => {
+        match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
+            Err(_) => return Cause::RequestBodyTimeout.response(),
+            Ok(None) => UpstreamBody::Empty,
+            Ok(Some(Ok(f))) => UpstreamBody::client(f, body, svc.request_body_timeout),
+            Ok(Some(Err(e))) => {
                 debug!(error = %e, "request body framing");
                 return Cause::BadRequest.response();
             }
@@ -129,36 +130,37 @@ pub(crate) async fn handle(
         .stats
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (mut resp, sender, ep) =
+    let (resp, sender, ep) =
         match send_with_retry(svc, stack, ep, req, settings.upstream_idle).await {
             Ok(x) => x,
             Err(cause) => {
-                stack.stats.record_failure();
+                if !cause.client_fault() {
+                    stack.stats.record_failure();
+                }
                 return cause.response();
             }
         };
     let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return match client_upgrade {
+            Some(client) if svc.allows_upgrade(resp.headers()) => {
+                ep.record(true);
+                stack.stats.record_status(status.as_u16());
+                tunnel(client, resp)
+            }
+            _ => {
+                // A switch nobody asked for (or to another protocol): what the endpoint sends
+                // next is not HTTP this proxy routes. Its connection is dropped, never pooled.
+                debug!(endpoint = %ep.addr(), "unrequested protocol switch");
+                drop(sender);
+                ep.record(false);
+                stack.stats.record_failure();
+                Cause::UpstreamProtocol.response()
+            }
+        };
+    }
     ep.record(status.as_u16() < 500);
     stack.stats.record_status(status.as_u16());
-
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            let upstream = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                match tokio::try_join!(client, upstream) {
-                    Ok((c, u)) => {
-                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                            debug!(error = %e, "upgraded connection ended");
-                        }
-                    }
-                    Err(e) => debug!(error = %e, "upgrade failed"),
-                }
-            });
-            let (parts, _) = resp.into_parts();
-            return Response::from_parts(parts, ProxyBody::empty());
-        }
-    }
     let (mut parts, body) = resp.into_parts();
     strip_response_headers(&mut parts.headers);
     Response::from_parts(
@@ -171,6 +173,24 @@ pub(crate) async fn handle(
             }),
         ),
     )
+}
+
+/// Joins the client's and the endpoint's upgraded connections and answers the client's 101.
+fn tunnel(client: hyper::upgrade::OnUpgrade, mut resp: Response<Incoming>) -> Response<ProxyBody> {
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(client, upstream) {
+            Ok((c, u)) => {
+                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                    debug!(error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, ProxyBody::empty())
 }
 
 fn strip_response_headers(h: &mut HeaderMap) {
@@ -367,6 +387,12 @@ async fn send(
         Err(_) => Err((Cause::UpstreamTimeout, None)),
         Ok(Ok(resp)) => Ok((resp, sender)),
         Ok(Err(mut e)) => {
+            if RequestBodyTimeout::is_cause_of(e.error()) {
+                // The client stalled mid-body: the upstream connection is closed with the
+                // aborted request (hyper ends it on a body error), and nothing is retried.
+                debug!(endpoint = %ep.addr(), "request body timed out");
+                return Err((Cause::RequestBodyTimeout, None));
+            }
             debug!(endpoint = %ep.addr(), error = %e.error(), "upstream request failed");
             let req = e.take_message();
             Err((Cause::UpstreamError, req))

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+/// The h2c upgrade's settings (RFC 7540 §3.2.1): connection-specific by definition, and the
+/// proxy never tunnels h2c.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// `x-forwarded-for`
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `x-forwarded-proto`
@@ -28,6 +31,7 @@ fn is_hop_by_hop(n: &HeaderName) -> bool {
         || n == header::PROXY_AUTHORIZATION
         || n == KEEP_ALIVE
         || n == PROXY_CONNECTION
+        || n == HTTP2_SETTINGS
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
@@ -76,6 +80,31 @@ pub(crate) fn wants_upgrade(h: &HeaderMap) -> bool {
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
         })
+}
+
+/// A request whose `Host` is repeated or disagrees with its request-target's authority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AmbiguousHost;
+
+/// The host a request addresses: its one `Host` field, else the request-target's authority
+/// (absolute form on HTTP/1, `:authority` on HTTP/2). More than one `Host`, or a `Host` that
+/// differs from the authority, is refused (RFC 9112 §3.2, RFC 9113 §8.3.1): the proxy and the
+/// endpoint could each pick a different one. Looks at no more than two values; no copy.
+pub(crate) fn request_host<'a>(
+    h: &'a HeaderMap,
+    uri: &'a http::Uri,
+) -> Result<Option<&'a [u8]>, AmbiguousHost> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let host = hosts.next().map(HeaderValue::as_bytes);
+    if hosts.next().is_some() {
+        return Err(AmbiguousHost);
+    }
+    let authority = uri.authority().map(|a| a.as_str().as_bytes());
+    match (host, authority) {
+        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => Err(AmbiguousHost),
+        (Some(h), _) => Ok(Some(h)),
+        (None, a) => Ok(a),
+    }
 }
 
 /// Sets the forwarding headers. Client-sent values are replaced, not appended to: clients are
@@ -167,6 +196,35 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn repeated_or_conflicting_host_is_ambiguous() {
+        let origin: http::Uri = "/x".parse().expect("uri");
+        let absolute: http::Uri = "http://a.test/x".parse().expect("uri");
+        let mut h = HeaderMap::new();
+        assert_eq!(request_host(&h, &origin), Ok(None));
+        assert_eq!(request_host(&h, &absolute), Ok(Some(&b"a.test"[..])));
+        h.insert(header::HOST, HeaderValue::from_static("A.test"));
+        assert_eq!(request_host(&h, &origin), Ok(Some(&b"A.test"[..])));
+        assert_eq!(request_host(&h, &absolute), Ok(Some(&b"A.test"[..])));
+        h.insert(header::HOST, HeaderValue::from_static("b.test"));
+        assert_eq!(request_host(&h, &absolute), Err(AmbiguousHost));
+        h.append(header::HOST, HeaderValue::from_static("b.test"));
+        assert_eq!(request_host(&h, &origin), Err(AmbiguousHost));
+    }
+
+    #[test]
+    fn h2c_settings_are_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAAQAAP__"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("http2-settings").is_none());
+        assert!(h.get("x-keep").is_some());
     }
 
     #[test]

@@ -34,4 +34,6 @@ pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::Schedule;
 pub use snapshot::{ServiceRoute, Snapshot, StackRoute, StackStats};
+#[doc(hidden)]
+pub use sniff::{Watched, watch_framing};
 pub use status::{CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, StackStatus};

@@ -10,7 +10,7 @@ use crate::endpoint::EndpointState;
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -80,6 +80,9 @@ pub struct ServiceRoute {
     pub(crate) fail_open: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    pub(crate) request_body_timeout: Duration,
+    /// `Upgrade` protocol names tunnelled to the endpoints, lowercase.
+    pub(crate) upgrades: Box<[Box<str>]>,
 }
 
 impl ServiceRoute {
@@ -91,6 +94,31 @@ impl ServiceRoute {
     /// Stacks.
     pub fn stacks(&self) -> &[StackRoute] {
         &self.stacks
+    }
+
+    /// Whether every protocol an `Upgrade` header in `h` names is one the service tunnels
+    /// (`false` without an `Upgrade` header). Protocol names compare case-insensitively and
+    /// without their `/version`; the common single-token header is compared without copying.
+    pub(crate) fn allows_upgrade(&self, h: &HeaderMap) -> bool {
+        let mut any = false;
+        for v in h.get_all(http::header::UPGRADE) {
+            for token in v.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() {
+                    continue;
+                }
+                let name = token.split(|&b| b == b'/').next().unwrap_or(token);
+                if !self
+                    .upgrades
+                    .iter()
+                    .any(|u| u.as_bytes().eq_ignore_ascii_case(name))
+                {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
     }
 }
 

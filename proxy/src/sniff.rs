@@ -43,9 +43,13 @@ pub(crate) struct Framing {
     truncated: bool,
     request_line_seen: bool,
     content_length: Option<u64>,
+    /// A `Content-Length` field was seen (whatever its value).
+    has_content_length: bool,
     transfer_encoding: bool,
     chunked: bool,
     upgrade: bool,
+    /// A framing field's value was cut off at the line buffer: its meaning is unknown.
+    framing_cut: bool,
 }
 
 impl Framing {
@@ -57,9 +61,11 @@ impl Framing {
             truncated: false,
             request_line_seen: false,
             content_length: None,
+            has_content_length: false,
             transfer_encoding: false,
             chunked: false,
             upgrade: false,
+            framing_cut: false,
         }
     }
 
@@ -88,9 +94,13 @@ impl Framing {
                     let (part, rest) = (&bytes[..nl], &bytes[nl + 1..]);
                     bytes = rest;
                     if self.len == 0 && !self.truncated {
-                        // The whole line is in this read (the common case): no copy.
+                        // The whole line is in this read (the common case): no copy. It is cut
+                        // at `LINE` as a line spread over reads would be, so what the watcher
+                        // concludes never depends on how the bytes arrived.
+                        let truncated = part.len() > LINE;
+                        let part = &part[..part.len().min(LINE)];
                         let line = part.strip_suffix(b"\r").unwrap_or(part);
-                        found |= self.line_done(line, false);
+                        found |= self.line_done(line, truncated);
                         continue;
                     }
                     self.push(part);
@@ -167,14 +177,13 @@ impl Framing {
             if let Some(colon) = line.iter().position(|&b| b == b':') {
                 let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
                 if name.eq_ignore_ascii_case(b"content-length") {
+                    self.has_content_length = true;
+                    self.framing_cut |= truncated;
                     self.content_length =
                         std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
                 } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                    if truncated {
-                        // Its last coding was cut off: stop watching rather than guess.
-                        self.phase = Phase::Off;
-                        return false;
-                    }
+                    // A cut value still counts for "both fields"; its last coding is unknown.
+                    self.framing_cut |= truncated;
                     self.transfer_encoding = true;
                     self.chunked = value.len() >= 7
                         && value[value.len() - 7..].eq_ignore_ascii_case(b"chunked");
@@ -185,9 +194,10 @@ impl Framing {
             return false;
         }
         // End of the head.
-        let both = self.transfer_encoding && self.content_length.is_some();
-        self.phase = if both || self.upgrade {
-            // hyper closes the connection after either; nothing more to follow.
+        let both = self.transfer_encoding && self.has_content_length;
+        self.phase = if both || self.upgrade || self.framing_cut {
+            // hyper closes the connection after the first two; after a cut framing value the
+            // body's length is unknown: stop watching rather than guess.
             Phase::Off
         } else if self.chunked {
             Phase::ChunkSize
@@ -199,6 +209,8 @@ impl Framing {
         };
         self.request_line_seen = false;
         self.content_length = None;
+        self.has_content_length = false;
+        self.framing_cut = false;
         self.transfer_encoding = false;
         self.chunked = false;
         self.upgrade = false;
@@ -213,6 +225,33 @@ fn parse_hex(d: &[u8]) -> Option<u64> {
     d.iter().try_fold(0u64, |acc, &c| {
         Some(acc * 16 + u64::from((c as char).to_digit(16)?))
     })
+}
+
+/// What the framing watcher concluded from a byte stream (see [`watch_framing`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    /// A request head carried both `Content-Length` and `Transfer-Encoding`.
+    pub found: bool,
+    /// Where the watcher stands after the last byte.
+    pub state: String,
+}
+
+/// Feeds `reads` to a fresh framing watcher, one read at a time, as a connection would; for
+/// the fuzz targets, which check that the outcome does not depend on how the bytes are split.
+#[doc(hidden)]
+pub fn watch_framing<'a>(reads: impl IntoIterator<Item = &'a [u8]>) -> Watched {
+    let mut f = Framing::new();
+    let mut found = false;
+    for r in reads {
+        if f.phase != Phase::Off {
+            found |= f.feed(r);
+        }
+    }
+    Watched {
+        found,
+        state: format!("{:?}", f.phase),
+    }
 }
 
 /// An I/O stream whose reads feed a [`Framing`] tracker; `flag` turns true when a request head
@@ -341,6 +380,30 @@ mod tests {
             "GET / HTTP/1.1\r\n{cookie}\r\nPOST / HTTP/1.1\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"
         );
         assert!(flags(&[req.as_bytes()]));
+    }
+
+    #[test]
+    fn framing_fields_past_the_line_buffer_are_judged_alike_however_the_bytes_arrive() {
+        // The property the `framing` fuzz target checks. A framing line longer than the
+        // buffer used to be read in full when it arrived in one read and cut when it did not, so a padded
+        // `Transfer-Encoding` hid a head with both fields, and a padded `Content-Length` value
+        // left the watcher skipping the wrong number of body bytes.
+        let pad = " ".repeat(2 * LINE);
+        let te_cut = format!(
+            "POST / HTTP/1.1\r\ntransfer-encoding:{pad}chunked\r\ncontent-length: 4\r\n\r\n"
+        );
+        let cl_cut = format!(
+            "POST / HTTP/1.1\r\ncontent-length: {}5\r\n\r\nhello",
+            "0".repeat(2 * LINE)
+        );
+        for req in [te_cut.as_bytes(), cl_cut.as_bytes()] {
+            let whole = watch_framing([req]);
+            for split in [1, 7, LINE - 1, LINE, LINE + 1] {
+                assert_eq!(watch_framing(req.chunks(split)), whole, "split {split}");
+            }
+        }
+        assert!(watch_framing([te_cut.as_bytes()]).found);
+        assert_eq!(watch_framing([cl_cut.as_bytes()]).state, "Off");
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::duration::parse_duration;
 use crate::error::{FieldPath, Problems};
 use crate::model::{CertPaths, Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
 use crate::raw;
-use crate::service::{DEFAULT_PIN_HEADER, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec};
+use crate::service::{
+    DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec,
+};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -186,6 +188,8 @@ pub(super) fn service_at(
     };
     let connect_timeout = opt_dur(&t.connect, "connect", p);
     let upstream_response_timeout = opt_dur(&t.upstream_response, "upstream_response", p);
+    let request_body_timeout = opt_dur(&t.request_body, "request_body", p);
+    let upgrades = upgrades(s.upgrades.as_deref(), &at.key("upgrades"), p);
     let health = s
         .health_check
         .as_ref()
@@ -223,6 +227,8 @@ pub(super) fn service_at(
         preserve_host: s.preserve_host.unwrap_or(true),
         connect_timeout,
         upstream_response_timeout,
+        request_body_timeout,
+        upgrades,
         health_check: health,
         fail_open: s.fail_open.unwrap_or(false),
         outlier_detection,
@@ -230,6 +236,33 @@ pub(super) fn service_at(
         stacks,
         raw,
     })
+}
+
+/// `upgrades`: protocol names (tokens, compared case-insensitively) to tunnel. `h2c` is refused:
+/// the proxy speaks HTTP/2 itself, and a tunnelled h2c connection would carry requests past
+/// every routing rule.
+fn upgrades(v: Option<&[String]>, at: &FieldPath, p: &mut Problems) -> Vec<String> {
+    let Some(v) = v else {
+        return DEFAULT_UPGRADES.iter().map(|&u| u.to_owned()).collect();
+    };
+    let mut out: Vec<String> = Vec::with_capacity(v.len());
+    for (i, u) in v.iter().enumerate() {
+        let lower = u.to_ascii_lowercase();
+        if !is_token(u) {
+            p.push(
+                &at.index(i),
+                format!("invalid protocol name {u:?}: expected a token such as \"websocket\""),
+            );
+        } else if lower == "h2c" {
+            p.push(
+                &at.index(i),
+                "h2c cannot be tunnelled: the proxy serves HTTP/2 itself (prior knowledge or ALPN)",
+            );
+        } else if !out.contains(&lower) {
+            out.push(lower);
+        }
+    }
+    out
 }
 
 /// An HTTP token (RFC 9110 §5.6.2), as header and cookie names must be.

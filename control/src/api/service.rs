@@ -35,6 +35,17 @@ pub(crate) struct WeightsBody {
     allow_no_traffic: bool,
 }
 
+impl WeightsBody {
+    /// The change this body asks for.
+    pub(crate) fn into_change(self) -> Change {
+        Change::SetWeights {
+            weights: self.weights,
+            exclusive: self.exclusive,
+            allow_no_traffic: self.allow_no_traffic,
+        }
+    }
+}
+
 #[utoipa::path(
     get, path = "/v1/services", tag = "services",
     operation_id = "list_services",
@@ -193,12 +204,7 @@ pub(crate) async fn set_weights(
     caller.authorize(Role::Operate, Some(&service))?;
     existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
-    let body: WeightsBody = json::read(request).await?;
-    let change = Change::SetWeights {
-        weights: body.weights,
-        exclusive: body.exclusive,
-        allow_no_traffic: body.allow_no_traffic,
-    };
+    let change = json::read::<WeightsBody>(request).await?.into_change();
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;

@@ -24,6 +24,16 @@ pub(crate) struct EndpointsBody {
     endpoints: Vec<String>,
 }
 
+impl EndpointsBody {
+    /// The change this body asks for, to `stack`.
+    pub(crate) fn into_change(self, stack: String) -> Change {
+        Change::SetEndpoints {
+            stack,
+            endpoints: self.endpoints,
+        }
+    }
+}
+
 /// `DELETE /v1/services/{service}/stacks/{stack}` options.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -112,11 +122,9 @@ pub(crate) async fn set_endpoints(
     existing_service(&state, &service)?;
     check_name("stack", &stack)?;
     let if_match = if_match(request.headers())?;
-    let body: EndpointsBody = json::read(request).await?;
-    let change = Change::SetEndpoints {
-        stack,
-        endpoints: body.endpoints,
-    };
+    let change = json::read::<EndpointsBody>(request)
+        .await?
+        .into_change(stack);
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;

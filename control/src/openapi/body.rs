@@ -31,6 +31,10 @@ pub(crate) struct ServiceBody {
     preserve_host: Option<bool>,
     /// Per-service timeout overrides.
     timeouts: Option<ServiceTimeoutsBody>,
+    /// `Upgrade` protocols tunnelled to the endpoints (default `["websocket"]`; `h2c` is
+    /// refused): any other upgrade is stripped and the request forwarded as a plain one.
+    #[schema(required = false)]
+    upgrades: Vec<String>,
     /// Active health check for the stacks.
     health_check: Option<HealthCheckBody>,
     /// Send to every endpoint when none is healthy.
@@ -162,6 +166,8 @@ pub(crate) struct ServiceTimeoutsBody {
     connect: Option<String>,
     /// Upstream response headers.
     upstream_response: Option<String>,
+    /// The longest gap between two reads of a request body (408 on expiry).
+    request_body: Option<String>,
 }
 
 /// Sticky stack selection: exactly one of `cookie` and `header`.
