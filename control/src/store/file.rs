@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use super::{HistoryEntry, STATE_FORMAT, SavedState, Store, StoreError};
 use crate::data_plane::BoxFuture;
-use crate::deploy::DeploymentRecord;
+use crate::deploy::{DeploymentRecord, ProcessStackRecord};
+
+mod replicas;
 
 const STATE_FILE: &str = "state.json";
 const STATE_TMP: &str = "state.json.tmp";
@@ -225,6 +227,30 @@ impl Store for FileStore {
         let dir = self.dir.clone();
         let record = record.clone();
         Box::pin(blocking(move || crate::deploy::store::save(&dir, &record)))
+    }
+
+    fn load_process_stacks(&self) -> BoxFuture<'_, Result<Vec<ProcessStackRecord>, StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(blocking(move || replicas::load_all(&dir)))
+    }
+
+    fn save_process_stack<'a>(
+        &'a self,
+        record: &'a ProcessStackRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let record = record.clone();
+        Box::pin(blocking(move || replicas::save(&dir, &record)))
+    }
+
+    fn remove_process_stack<'a>(
+        &'a self,
+        service: &'a str,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let (service, stack) = (service.to_owned(), stack.to_owned());
+        Box::pin(blocking(move || replicas::remove(&dir, &service, &stack)))
     }
 }
 
