@@ -259,22 +259,24 @@ fn touch(p: &Path) {
     std::fs::write(p, b"").expect("gate file");
 }
 
-/// Sends SIGTERM, runs `meanwhile`, and waits for a clean exit.
-fn terminate(mut proxy: Proxy, meanwhile: impl FnOnce()) {
+/// Sends SIGTERM, runs `meanwhile`, and waits for a clean exit (without blocking the runtime:
+/// what `meanwhile` wakes must run).
+async fn terminate(mut proxy: Proxy, meanwhile: impl FnOnce()) {
     proxy.signal("TERM");
     meanwhile();
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(s) = proxy.child.try_wait().expect("wait") {
             assert!(s.success(), "switchyard exited with {s}: {}", proxy.stderr());
             return;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "switchyard did not exit on SIGTERM"
+            tokio::time::Instant::now() < deadline,
+            "switchyard did not exit on SIGTERM: {}",
+            proxy.stderr()
         );
         // A poll interval, bounded by the deadline above.
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -441,7 +443,7 @@ async fn run_case(case: Case, reaper: Arc<Reaper>) {
             proxy.child.wait().expect("reaped");
             release();
         }
-        Kill::Term => terminate(proxy, release),
+        Kill::Term => terminate(proxy, release).await,
     }
     if let Some(h) = held {
         h.await.expect("held request task");
@@ -478,7 +480,7 @@ async fn run_case(case: Case, reaper: Arc<Reaper>) {
         wait_green_live(&proxy).await;
         load_answers(&proxy, 20, "v2").await;
     }
-    terminate(proxy, || {});
+    terminate(proxy, || {}).await;
     if case.source == Source::Process {
         // SIGTERM leaves them running; the test stops them.
         for (_, pid) in units(&state, "web", "green") {
@@ -577,7 +579,7 @@ async fn replicas_survive_sigterm_of_switchyard_and_are_re_adopted() {
         let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
         assert_eq!(fields[2], pid.to_string(), "replica {pid} leads its own process group");
     }
-    terminate(proxy, || {});
+    terminate(proxy, || {}).await;
     for (_, pid) in &before {
         assert!(pid_alive(*pid), "replica {pid} died on SIGTERM of switchyard");
     }
@@ -589,7 +591,7 @@ async fn replicas_survive_sigterm_of_switchyard_and_are_re_adopted() {
     let new = kill_replica_and_see_it_back(&state, "green", before[1].1).await;
     reaper.add([new]);
     load_answers(&proxy, 20, "v2").await;
-    terminate(proxy, || {});
+    terminate(proxy, || {}).await;
 }
 
 #[tokio::test]
@@ -617,7 +619,7 @@ async fn a_replica_that_logs_every_request_keeps_serving_after_kill_9_of_switchy
     assert_eq!(units(&state, "web", "green"), before, "the same processes serve");
     let log = std::fs::read_to_string(state.join("replicas/web/green/0.log")).expect("log file");
     assert!(log.contains("GET /direct"), "replica output in its log file: {log}");
-    terminate(proxy, || {});
+    terminate(proxy, || {}).await;
 }
 
 #[tokio::test]
@@ -656,7 +658,7 @@ async fn retirement_after_a_restart_stops_the_respawned_replicas() {
         !state.join("replicas/web/green/stack.json").exists(),
         "the retired stack's record is removed"
     );
-    terminate(proxy, || {});
+    terminate(proxy, || {}).await;
 }
 
 #[test]
