@@ -420,19 +420,24 @@ async fn run_case(case: Case, reaper: Arc<Reaper>) {
         "health_check": {"path": "/health", "interval": "100ms"},
         "healthy_timeout": "60s",
         "pre_integration": [gate_check(&pre)],
-        "post_integration": [gate_check(&post)],
+        // Through the proxy: after a restart it passes only once the new stack is healthy.
+        "post_integration": [gate_check(&post), {"http": {"path": "/", "expect_status": 200}}],
         "retire_previous": {"after": "0s", "drain_timeout": "60s"},
     });
     let id = start(&proxy, &body).await;
-    drive(&proxy, id, case.stop != Stop::Shifting, |v| reached(case.stop, v)).await;
-    let replicas = match case.source {
-        Source::Process => {
-            let u = units(&state, "web", "green");
-            reaper.add(u.iter().map(|(_, p)| *p));
-            u
-        }
-        Source::Endpoints => Vec::new(),
-    };
+    let v = drive(&proxy, id, case.stop != Stop::Shifting, |v| reached(case.stop, v)).await;
+    // The replicas as the deployment reports them.
+    let replicas: Vec<(String, u32)> = v["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|u| {
+            let pid = u["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+            (u["endpoint"].as_str().expect("endpoint").to_owned(), pid.expect("pid"))
+        })
+        .collect();
+    reaper.add(replicas.iter().map(|(_, p)| *p));
+    assert_eq!(replicas.len(), if case.source == Source::Process { 2 } else { 0 });
 
     let release = || {
         blue.release.send_replace(true);
