@@ -117,9 +117,7 @@ async fn answer(
             std::process::exit(1);
         }
     }
-    if req.uri().path() == "/health"
-        && extras.healthy_when.as_ref().is_some_and(|f| !f.exists())
-    {
+    if req.uri().path() == "/health" && extras.healthy_when.as_ref().is_some_and(|f| !f.exists()) {
         let mut r = Response::new(Full::new(Bytes::from_static(b"not ready\n")));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return r;

@@ -84,24 +84,28 @@ impl TestUpstream {
             while let Ok((tcp, _)) = l.accept().await {
                 let (released, held, gate) = (released.clone(), held.clone(), gate.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (mut released, held, gate) = (released.clone(), held.clone(), gate.clone());
-                        async move {
-                            let path = req.uri().path().to_owned();
-                            if path == "/hold" {
-                                held.fetch_add(1, Ordering::SeqCst);
-                                // Sender dropped: the test is over; answer anyway.
-                                let _ = released.wait_for(|r| *r).await;
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (mut released, held, gate) =
+                                (released.clone(), held.clone(), gate.clone());
+                            async move {
+                                let path = req.uri().path().to_owned();
+                                if path == "/hold" {
+                                    held.fetch_add(1, Ordering::SeqCst);
+                                    // Sender dropped: the test is over; answer anyway.
+                                    let _ = released.wait_for(|r| *r).await;
+                                }
+                                let mut r = Response::new(Full::new(Bytes::from(
+                                    json!({"version": version, "path": path}).to_string(),
+                                )));
+                                if path == "/health"
+                                    && gate.as_ref().as_ref().is_some_and(|g| !g.exists())
+                                {
+                                    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                                }
+                                Ok::<_, Infallible>(r)
                             }
-                            let mut r = Response::new(Full::new(Bytes::from(
-                                json!({"version": version, "path": path}).to_string(),
-                            )));
-                            if path == "/health" && gate.as_ref().as_ref().is_some_and(|g| !g.exists()) {
-                                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                            }
-                            Ok::<_, Infallible>(r)
-                        }
-                    });
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
@@ -195,7 +199,14 @@ async fn drive(proxy: &Proxy, id: u64, promote: bool, done: impl Fn(&Value) -> b
         );
         if promote && v["step"]["waiting"] == "promote" {
             // 409 when it moved on meanwhile; the next poll sees where it is.
-            api(proxy.control, "POST", &format!("{path}/promote"), Some(OPS), None).await;
+            api(
+                proxy.control,
+                "POST",
+                &format!("{path}/promote"),
+                Some(OPS),
+                None,
+            )
+            .await;
         }
         // A poll interval, bounded by the deadline above; the condition is what is awaited.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -218,8 +229,7 @@ async fn start(proxy: &Proxy, body: &Value) -> u64 {
 /// The process stack record: each replica's (endpoint, pid).
 fn units(state: &Path, service: &str, stack: &str) -> Vec<(String, u32)> {
     let path = state.join(format!("replicas/{service}/{stack}/stack.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text).expect("stack record");
     v["units"]
         .as_array()
@@ -267,7 +277,11 @@ async fn terminate(mut proxy: Proxy, meanwhile: impl FnOnce()) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(s) = proxy.child.try_wait().expect("wait") {
-            assert!(s.success(), "switchyard exited with {s}: {}", proxy.stderr());
+            assert!(
+                s.success(),
+                "switchyard exited with {s}: {}",
+                proxy.stderr()
+            );
             return;
         }
         assert!(
@@ -314,9 +328,7 @@ async fn wait_green_live(proxy: &Proxy) -> Vec<String> {
 async fn load_answers(proxy: &Proxy, n: usize, version: &str) {
     let mut c = Client::connect(proxy.addr("public")).await;
     for i in 0..n {
-        let r = c
-            .request("GET", "/", &[("host", HOST)], Bytes::new())
-            .await;
+        let r = c.request("GET", "/", &[("host", HOST)], Bytes::new()).await;
         assert_eq!(
             (r.status, r.version()),
             (200, version.to_owned()),
@@ -425,7 +437,10 @@ async fn run_case(case: Case, reaper: Arc<Reaper>) {
         "retire_previous": {"after": "0s", "drain_timeout": "60s"},
     });
     let id = start(&proxy, &body).await;
-    let v = drive(&proxy, id, case.stop != Stop::Shifting, |v| reached(case.stop, v)).await;
+    let v = drive(&proxy, id, case.stop != Stop::Shifting, |v| {
+        reached(case.stop, v)
+    })
+    .await;
     // The replicas as the deployment reports them.
     let replicas: Vec<(String, u32)> = v["replicas"]
         .as_array()
@@ -433,11 +448,17 @@ async fn run_case(case: Case, reaper: Arc<Reaper>) {
         .iter()
         .map(|u| {
             let pid = u["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
-            (u["endpoint"].as_str().expect("endpoint").to_owned(), pid.expect("pid"))
+            (
+                u["endpoint"].as_str().expect("endpoint").to_owned(),
+                pid.expect("pid"),
+            )
         })
         .collect();
     reaper.add(replicas.iter().map(|(_, p)| *p));
-    assert_eq!(replicas.len(), if case.source == Source::Process { 2 } else { 0 });
+    assert_eq!(
+        replicas.len(),
+        if case.source == Source::Process { 2 } else { 0 }
+    );
 
     let release = || {
         blue.release.send_replace(true);
@@ -581,17 +602,33 @@ async fn replicas_survive_sigterm_of_switchyard_and_are_re_adopted() {
     reaper.add(before.iter().map(|(_, p)| *p));
     for (_, pid) in &before {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-        assert_eq!(fields[2], pid.to_string(), "replica {pid} leads its own process group");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat")
+            .1
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            fields[2],
+            pid.to_string(),
+            "replica {pid} leads its own process group"
+        );
     }
     terminate(proxy, || {}).await;
     for (_, pid) in &before {
-        assert!(pid_alive(*pid), "replica {pid} died on SIGTERM of switchyard");
+        assert!(
+            pid_alive(*pid),
+            "replica {pid} died on SIGTERM of switchyard"
+        );
     }
     let proxy = Proxy::start(&text);
     wait_green_live(&proxy).await;
     load_answers(&proxy, 50, "v2").await;
-    assert_eq!(units(&state, "web", "green"), before, "re-adopted, not restarted");
+    assert_eq!(
+        units(&state, "web", "green"),
+        before,
+        "re-adopted, not restarted"
+    );
     // Supervised again: a replica that dies is restarted on its endpoint.
     let new = kill_replica_and_see_it_back(&state, "green", before[1].1).await;
     reaper.add([new]);
@@ -621,9 +658,16 @@ async fn a_replica_that_logs_every_request_keeps_serving_after_kill_9_of_switchy
     let proxy = Proxy::start(&text);
     wait_green_live(&proxy).await;
     load_answers(&proxy, 50, "v2").await;
-    assert_eq!(units(&state, "web", "green"), before, "the same processes serve");
+    assert_eq!(
+        units(&state, "web", "green"),
+        before,
+        "the same processes serve"
+    );
     let log = std::fs::read_to_string(state.join("replicas/web/green/0.log")).expect("log file");
-    assert!(log.contains("GET /direct"), "replica output in its log file: {log}");
+    assert!(
+        log.contains("GET /direct"),
+        "replica output in its log file: {log}"
+    );
     terminate(proxy, || {}).await;
 }
 
@@ -657,7 +701,10 @@ async fn retirement_after_a_restart_stops_the_respawned_replicas() {
     assert!(v["left"].is_null(), "{v:#}");
     reaper.add(units(&state, "web", "red").iter().map(|(_, p)| *p));
     for pid in [respawned_before, respawned_after] {
-        assert!(!pid_alive(pid), "respawned replica {pid} of the retired stack still runs");
+        assert!(
+            !pid_alive(pid),
+            "respawned replica {pid} of the retired stack still runs"
+        );
     }
     assert!(
         !state.join("replicas/web/green/stack.json").exists(),
@@ -706,7 +753,14 @@ fn demo_ctrl_c_stops_every_replica_it_started() {
     let pids = rt.block_on(async {
         let body = json!({"stack": "red", "version": "v2", "source": process_source("v2", 2, &[]),
             "retire_previous": {"after": "0s", "drain_timeout": "5s"}});
-        let (status, v) = api(control, "POST", "/v1/services/demo/deployments", None, Some(&body)).await;
+        let (status, v) = api(
+            control,
+            "POST",
+            "/v1/services/demo/deployments",
+            None,
+            Some(&body),
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
         let path = format!("/v1/services/demo/deployments/{}", v["id"]);
         let v = wait_json(control, &path, None, "the demo deployment", is_terminal).await;
@@ -722,12 +776,15 @@ fn demo_ctrl_c_stops_every_replica_it_started() {
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + WAIT;
     let exit = loop {
         if let Some(s) = demo.try_wait().expect("wait") {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "the demo did not exit on Ctrl-C");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo did not exit on Ctrl-C"
+        );
         // A poll interval, bounded by the deadline above.
         std::thread::sleep(Duration::from_millis(20));
     };

@@ -110,10 +110,11 @@ impl Driver {
     pub(crate) async fn run(mut self, resumed: bool) {
         if resumed {
             // Units re-adopted at start report to this driver from now on.
-            self.state
-                .deployments()
-                .source_for(&self.rec.spec)
-                .attach(&self.rec.service, &self.rec.spec.stack, self.reporter.clone());
+            self.state.deployments().source_for(&self.rec.spec).attach(
+                &self.rec.service,
+                &self.rec.spec.stack,
+                self.reporter.clone(),
+            );
         }
         // Start-up problems are logged in `handle`; there is no caller to refuse.
         let _ = self.handle(Event::Begin { resumed }).await;

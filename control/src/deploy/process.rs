@@ -17,12 +17,13 @@
 //! timeout, then SIGKILL — by PID, checked against the process's start time so a reused PID
 //! is never signalled.
 
+mod launch;
 mod log;
 mod pid;
 mod supervisor;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 use tracing::Instrument;
 
+use launch::{Launch, free_port, launch, port_of};
 use log::{LOG_LIMIT, LogFile};
 use pid::{alive, terminate_pid};
 use supervisor::{Control, Replica, Supervisor};
@@ -87,63 +89,6 @@ pub(crate) struct ProcessSource {
     store: Arc<dyn Store>,
     log_dir: PathBuf,
     stop_on_exit: bool,
-}
-
-/// How to start one replica.
-#[derive(Debug, Clone)]
-struct Launch {
-    name: String,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    workdir: Option<PathBuf>,
-}
-
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn free_port() -> Result<u16, SourceError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(SourceError::Port)?;
-    Ok(l.local_addr().map_err(SourceError::Port)?.port())
-}
-
-fn launch(rec: &ProcessStackRecord, index: usize, port: u16) -> Launch {
-    let base_dir = PathBuf::from(&rec.base_dir);
-    let p = &rec.process;
-    let workdir = p.workdir.as_ref().map(|w| resolve(&base_dir, w));
-    let base = workdir.clone().unwrap_or(base_dir);
-    let mut argv: Vec<String> = p
-        .command
-        .iter()
-        .map(|a| a.replace("{port}", &port.to_string()))
-        .collect();
-    // A relative program with a slash is relative to the working directory or the config's
-    // folder, never to wherever Switchyard was started from.
-    if argv[0].contains('/') {
-        argv[0] = resolve(&base, &argv[0]).to_string_lossy().into_owned();
-    }
-    let mut env: Vec<(String, String)> =
-        p.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("SWITCHYARD_PORT".into(), port.to_string()));
-    env.push(("SWITCHYARD_SERVICE".into(), rec.service.clone()));
-    env.push(("SWITCHYARD_STACK".into(), rec.stack.clone()));
-    env.push(("SWITCHYARD_VERSION".into(), rec.version.clone()));
-    Launch {
-        name: format!("{}-{index}", rec.stack),
-        argv,
-        env,
-        workdir,
-    }
-}
-
-/// The port of a recorded `127.0.0.1:PORT` endpoint.
-fn port_of(endpoint: &str) -> Option<u16> {
-    endpoint.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
 /// One replica about to be supervised.
@@ -202,7 +147,8 @@ impl ProcessSource {
         let (units, units_rx) = watch::channel(record.units.clone());
         let units = Arc::new(units);
         let reporter = Arc::new(Mutex::new(reporter));
-        let span = tracing::info_span!("replicas", service = %record.service, stack = %record.stack);
+        let span =
+            tracing::info_span!("replicas", service = %record.service, stack = %record.stack);
         let recorder = tokio::spawn(
             record_units(self.store.clone(), record.clone(), units_rx).instrument(span.clone()),
         );
@@ -329,7 +275,10 @@ impl ProcessSource {
         if self.stop_on_exit {
             tracing::info!(stacks, "replicas stopped on exit");
         } else {
-            tracing::info!(stacks, "replicas left running; the next start re-adopts them");
+            tracing::info!(
+                stacks,
+                "replicas left running; the next start re-adopts them"
+            );
         }
     }
 }
@@ -480,9 +429,7 @@ impl Source for ProcessSource {
         let Some(r) = registry.get(&(service.to_owned(), stack.to_owned())) else {
             return;
         };
-        *r.reporter
-            .lock()
-            .expect("reporter lock is never poisoned") = report.clone();
+        *r.reporter.lock().expect("reporter lock is never poisoned") = report.clone();
         let units = r.units.borrow().clone();
         tokio::spawn(async move { report.units(units).await });
     }

@@ -261,5 +261,11 @@ fn a_restart_waits_for_health_then_resumes_the_step_and_rolls_back_only_a_provis
     p.on(Event::Begin { resumed: false });
     let a = p.on(Event::Begin { resumed: true });
     assert_eq!(a, vec![Action::RollBack]);
-    assert!(p.rec.reason.as_deref().unwrap_or("").contains("restarted during provisioning"));
+    assert!(
+        p.rec
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("restarted during provisioning")
+    );
 }

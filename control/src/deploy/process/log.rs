@@ -114,7 +114,10 @@ impl LogFile {
             return Ok(());
         }
         fs::copy(&self.path, self.previous())?;
-        OpenOptions::new().write(true).open(&self.path)?.set_len(0)?;
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)?
+            .set_len(0)?;
         self.offset = 0;
         self.partial.clear();
         Ok(())

@@ -8,20 +8,20 @@
 //! dropped control channel both end supervision and leave the replica running, so a
 //! shutdown (or a runtime tearing tasks down) never kills a live replica by accident.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, sleep, timeout};
 
 use super::super::record::Unit;
-use super::super::source::{Reporter, SourceError};
+use super::super::source::Reporter;
+use super::KILL_WAIT;
+use super::launch::Launch;
 use super::log::LogFile;
 use super::pid::{alive, signal, start_ticks, terminate_pid};
-use super::{KILL_WAIT, Launch};
 use crate::error::chain;
 
 /// First restart delay; doubles up to [`MAX_BACKOFF`].
@@ -117,36 +117,6 @@ impl Replica {
                 terminate_pid(*pid, *ticks, drain).await;
             }
         }
-    }
-}
-
-impl Launch {
-    /// Starts the replica in its own process group (a terminal's Ctrl-C to Switchyard does
-    /// not reach it), with `log` as its stdout and stderr.
-    pub(super) fn spawn(&self, log: &mut LogFile) -> Result<Child, SourceError> {
-        let out = log.open_for_replica().map_err(|source| SourceError::Log {
-            name: self.name.clone(),
-            source,
-        })?;
-        let err = out.try_clone().map_err(|source| SourceError::Log {
-            name: self.name.clone(),
-            source,
-        })?;
-        let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .process_group(0)
-            .kill_on_drop(false);
-        if let Some(dir) = &self.workdir {
-            cmd.current_dir(dir);
-        }
-        cmd.spawn().map_err(|source| SourceError::Spawn {
-            program: self.argv[0].clone(),
-            source,
-        })
     }
 }
 
