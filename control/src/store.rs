@@ -11,6 +11,7 @@
 mod file;
 
 pub use file::FileStore;
+pub(crate) use file::nested_entries;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

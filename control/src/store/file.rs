@@ -35,6 +35,28 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
     }
 }
 
+/// Every entry two levels under `top` (`top/<a>/<b>`, `<a>` folders only), in no particular
+/// order; nothing when `top` does not exist. The deployment and process stack records are
+/// kept in such trees.
+pub(crate) fn nested_entries(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let firsts = match fs::read_dir(top) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", top)(e)),
+    };
+    let mut out = Vec::new();
+    for first in firsts {
+        let first = first.map_err(io("read", top))?.path();
+        if !first.is_dir() {
+            continue;
+        }
+        for second in fs::read_dir(&first).map_err(io("read", &first))? {
+            out.push(second.map_err(io("read", &first))?.path());
+        }
+    }
+    Ok(out)
+}
+
 impl FileStore {
     /// Opens (creating it if needed) the state directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {

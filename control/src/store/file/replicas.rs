@@ -67,33 +67,21 @@ pub(super) fn remove(state_dir: &Path, service: &str, stack: &str) -> Result<(),
 
 /// Every saved record, ordered by service and stack.
 pub(super) fn load_all(state_dir: &Path) -> Result<Vec<ProcessStackRecord>, StoreError> {
-    let top = state_dir.join(DIR);
-    let services = match fs::read_dir(&top) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("read", &top)(e)),
-    };
     let mut out = Vec::new();
-    for service in services {
-        let service = service.map_err(io("read", &top))?.path();
-        if !service.is_dir() {
-            continue;
-        }
-        for stack in fs::read_dir(&service).map_err(io("read", &service))? {
-            let path = stack.map_err(io("read", &service))?.path().join(FILE);
-            let bytes = match fs::read(&path) {
-                Ok(b) => b,
-                // A folder of log files whose stack was released.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io("read", &path)(e)),
-            };
-            let record: ProcessStackRecord =
-                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-            out.push(record);
-        }
+    for stack in super::nested_entries(&state_dir.join(DIR))? {
+        let path = stack.join(FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            // A folder of log files whose stack was released.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let record: ProcessStackRecord =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        out.push(record);
     }
     out.sort_by(|a, b| (&a.service, &a.stack).cmp(&(&b.service, &b.stack)));
     Ok(out)
