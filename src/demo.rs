@@ -3,7 +3,9 @@
 //!
 //! The demo upstream answers every path with JSON naming its version, the path, the host and
 //! the headers it received, so tests and people can see exactly what the proxy forwarded.
-//! `/health` answers 200. It can fail a fraction of requests with 500 and add latency.
+//! `/health` answers 200 (or 503 while a named file does not exist). It can fail a fraction of
+//! requests with 500, add latency, and log a line per request to stdout (exiting when stdout
+//! is gone, as many servers do on a broken pipe).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,6 +34,15 @@ pub struct DemoUpstream {
     pub latency: Duration,
 }
 
+/// Extra behaviour of a demo upstream run as a process (`switchyard demo-upstream`).
+#[derive(Debug, Clone, Default)]
+pub struct DemoExtras {
+    /// Print one line per request to stdout; exit when it cannot be written.
+    pub log_requests: bool,
+    /// `/health` answers 503 until this file exists.
+    pub healthy_when: Option<std::path::PathBuf>,
+}
+
 /// A running demo upstream.
 pub struct DemoUpstreamHandle {
     /// Requests answered so far (all paths).
@@ -48,9 +59,18 @@ impl DemoUpstreamHandle {
 
 /// Serves the demo upstream on an already-bound listener.
 pub fn spawn_demo_upstream(listener: TcpListener, cfg: DemoUpstream) -> DemoUpstreamHandle {
+    spawn_demo_upstream_with(listener, cfg, DemoExtras::default())
+}
+
+/// [`spawn_demo_upstream`] with [`DemoExtras`].
+pub fn spawn_demo_upstream_with(
+    listener: TcpListener,
+    cfg: DemoUpstream,
+    extras: DemoExtras,
+) -> DemoUpstreamHandle {
     let requests = Arc::new(AtomicU64::new(0));
     let counter = requests.clone();
-    let cfg = Arc::new(cfg);
+    let cfg = Arc::new((cfg, extras));
     let task = tokio::spawn(async move {
         loop {
             let (tcp, _) = match listener.accept().await {
@@ -68,7 +88,10 @@ pub fn spawn_demo_upstream(listener: TcpListener, cfg: DemoUpstream) -> DemoUpst
                 let svc = hyper::service::service_fn(move |req| {
                     let cfg = cfg.clone();
                     let counter = counter.clone();
-                    async move { Ok::<_, Infallible>(answer(&cfg, &counter, req).await) }
+                    async move {
+                        let (cfg, extras) = &*cfg;
+                        Ok::<_, Infallible>(answer(cfg, extras, &counter, req).await)
+                    }
                 });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
@@ -81,10 +104,24 @@ pub fn spawn_demo_upstream(listener: TcpListener, cfg: DemoUpstream) -> DemoUpst
 
 async fn answer(
     cfg: &DemoUpstream,
+    extras: &DemoExtras,
     counter: &AtomicU64,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let n = counter.fetch_add(1, Ordering::Relaxed);
+    if extras.log_requests {
+        use std::io::Write;
+        let line = format!("{} {}", req.method(), req.uri());
+        if writeln!(std::io::stdout(), "{line}").is_err() {
+            // The reader of our output is gone: end, as a server writing to a closed pipe does.
+            std::process::exit(1);
+        }
+    }
+    if req.uri().path() == "/health" && extras.healthy_when.as_ref().is_some_and(|f| !f.exists()) {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"not ready\n")));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return r;
+    }
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
     }

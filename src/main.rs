@@ -5,7 +5,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use switchyard::demo::{DEMO_CONFIG, DemoUpstream, spawn_demo_upstream};
+use switchyard::demo::{
+    DEMO_CONFIG, DemoExtras, DemoUpstream, spawn_demo_upstream, spawn_demo_upstream_with,
+};
 
 /// Exit code for an invalid configuration (sysexits' EX_CONFIG).
 const EX_CONFIG: u8 = 78;
@@ -55,6 +57,12 @@ enum Command {
         /// Latency added to each answer, e.g. "100ms".
         #[arg(long, default_value = "0ms")]
         latency: String,
+        /// Print a line per request to stdout (exit when stdout is gone).
+        #[arg(long)]
+        log_requests: bool,
+        /// `/health` answers 503 until this file exists.
+        #[arg(long)]
+        healthy_when: Option<PathBuf>,
     },
     /// Certificate tools.
     Certs {
@@ -206,6 +214,8 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             version,
             fail_rate,
             latency,
+            log_requests,
+            healthy_when,
         } => {
             let latency =
                 switchyard_config::parse_duration(&latency).map_err(anyhow::Error::msg)?;
@@ -215,12 +225,16 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot bind {bind}"))?;
                 println!("listening addr={}", listener.local_addr()?);
-                let _h = spawn_demo_upstream(
+                let _h = spawn_demo_upstream_with(
                     listener,
                     DemoUpstream {
                         version,
                         fail_rate,
                         latency,
+                    },
+                    DemoExtras {
+                        log_requests,
+                        healthy_when,
                     },
                 );
                 tokio::signal::ctrl_c()
@@ -330,7 +344,8 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
             // The upstreams live as long as the process.
             std::mem::forget(spawn_demo_upstream(l, DemoUpstream { version: version.into(), fail_rate: 0.0, latency: Duration::ZERO }));
         }
-        let bound = switchyard::bind(&config).await?;
+        // Ctrl-C ends the demo and every replica it started.
+        let bound = switchyard::bind(&config).await?.stop_replicas_on_exit();
         switchyard::serve_until_signal(config, origin, bound, |s| {
             print_started(s);
             println!();

@@ -4,7 +4,8 @@
 //! Start-up order: the control plane loads the saved desired state and merges it with the file
 //! (runtime changes win), the proxy starts on the merged state, then the control API starts
 //! driving it. `SIGHUP` re-merges the file and reloads certificates (a bad file keeps the old
-//! state serving); `SIGTERM`/`SIGINT` stop accepting and drain.
+//! state serving); `SIGTERM`/`SIGINT` stop accepting and drain. Process replicas keep running
+//! on exit (the next start re-adopts them) unless [`Bound::stop_replicas_on_exit`] (the demo).
 
 use crate::notify::{self, notify};
 use crate::plane::ProxyPlane;
@@ -85,6 +86,16 @@ pub struct Bound {
     stores: Vec<Arc<CertStore>>,
     control: TcpListener,
     control_tls: Option<Arc<rustls::ServerConfig>>,
+    stop_replicas_on_exit: bool,
+}
+
+impl Bound {
+    /// Stop every process replica when the process exits (the demo leaves nothing behind);
+    /// by default replicas keep running and the next start re-adopts them.
+    pub fn stop_replicas_on_exit(mut self) -> Self {
+        self.stop_replicas_on_exit = true;
+        self
+    }
 }
 
 fn cert_store(
@@ -163,6 +174,7 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
         stores,
         control,
         control_tls,
+        stop_replicas_on_exit: false,
     })
 }
 
@@ -184,6 +196,7 @@ pub async fn serve_until_signal(
     )?);
     let loaded = switchyard_control::ControlBuilder::new(config, store)
         .base_dir(base)
+        .stop_replicas_on_exit(bound.stop_replicas_on_exit)
         .load()
         .await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -1,7 +1,7 @@
 //! End-to-end tests of deployments through the real `switchyard` binary: blue-green under
 //! load with real process replicas, canary steps with a timed and a manual pause, pre- and
 //! post-integration failures rolling back exactly, abort, one deployment per service, a
-//! `kill -9` during shifting, and the `switchyard deploy` client's exit codes.
+//! `kill -9` during shifting (resumed, process replicas re-adopted), and the `switchyard deploy` client's exit codes.
 
 mod support;
 
@@ -464,7 +464,7 @@ async fn kill_9_during_shifting_resumes_an_endpoints_deployment_at_its_step() {
 }
 
 #[tokio::test]
-async fn kill_9_during_shifting_rolls_back_a_process_deployment_and_stops_its_replicas() {
+async fn kill_9_during_shifting_resumes_a_process_deployment_with_the_same_replicas() {
     let reaper = Reaper::default();
     let blue = Upstream::start("v1.3").await;
     let state = tempfile::tempdir().expect("state dir");
@@ -473,7 +473,6 @@ async fn kill_9_during_shifting_rolls_back_a_process_deployment_and_stops_its_re
         setup(&[("blue", "v1.3", 100, vec![blue.addr])], ""),
     );
     let mut proxy = Proxy::start(&text);
-    let before = comparable(service(&proxy).await);
     let id = start(
         &proxy,
         json!({"stack": "green", "version": "v1.4", "source": process("v1.4", 2),
@@ -492,23 +491,34 @@ async fn kill_9_during_shifting_rolls_back_a_process_deployment_and_stops_its_re
     );
 
     let proxy = Proxy::start(&text);
-    let v = wait_phase(&proxy, id, "rolled_back").await;
-    assert!(
-        v["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("restarted during shifting")
+    let v = wait_json(
+        proxy.control,
+        &format!("/v1/services/web/deployments/{id}"),
+        Some(CI),
+        "the resumed manual step",
+        |v| logged(v, "switchyard restarted").is_some() && v["step"]["waiting"] == "promote",
+    )
+    .await;
+    assert_eq!(pids(&v), green, "the same replicas, re-adopted");
+    assert_eq!(
+        weights(&service(&proxy).await),
+        [("blue".to_owned(), 50), ("green".to_owned(), 50)]
     );
-    for pid in &green {
-        assert!(
-            !pid_alive(*pid),
-            "replica {pid} still runs after the rollback"
-        );
-    }
-    assert_eq!(comparable(service(&proxy).await), before);
+    let path = format!("/v1/services/web/deployments/{id}/promote");
+    assert_eq!(
+        api(proxy.control, "POST", &path, Some(OPS), None).await.0,
+        200
+    );
+    wait_phase(&proxy, id, "succeeded").await;
     let mut c = Client::connect(proxy.addr("public")).await;
-    assert_eq!(get(&mut c, None).await.version(), "v1.3");
+    for _ in 0..20 {
+        assert_eq!(get(&mut c, None).await.version(), "v1.4");
+    }
     assert!(proxy.stop().success());
+    assert!(
+        green.iter().all(|p| pid_alive(*p)),
+        "SIGTERM of switchyard leaves replicas running"
+    );
 }
 
 async fn cli(args: &[&str]) -> std::process::Output {

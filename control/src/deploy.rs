@@ -27,7 +27,9 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use record::{Before, CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
+pub use record::{
+    Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
+};
 pub use source::SourceError;
 pub use spec::{
     CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec, SourceSpec,
@@ -82,15 +84,89 @@ pub(crate) struct Deployments {
     shutdown: watch::Receiver<bool>,
 }
 
+/// What the process source needs: where to record stacks and write replica logs, and what
+/// Switchyard's exit does to replicas.
+pub(crate) struct ProcessOptions {
+    pub(crate) store: Arc<dyn crate::store::Store>,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) stop_on_exit: bool,
+}
+
 impl Deployments {
-    pub(crate) fn new(base_dir: PathBuf, shutdown: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        base_dir: PathBuf,
+        shutdown: watch::Receiver<bool>,
+        processes: ProcessOptions,
+    ) -> Self {
         Self {
             entries: Mutex::new(BTreeMap::new()),
-            processes: Arc::new(ProcessSource::default()),
+            processes: Arc::new(ProcessSource::new(
+                processes.store,
+                processes.log_dir,
+                processes.stop_on_exit,
+            )),
             statics: Arc::new(StaticSource),
             base_dir,
             shutdown,
         }
+    }
+
+    /// On start, before [`resume`](Self::resume): supervises again the replicas of every
+    /// process stack still in `desired` (or deployed by a deployment in `in_flight`), and
+    /// stops those of stacks that are gone. A succeeded process deployment whose stack has no
+    /// record (saved by an older build) is adopted from the deployment's units.
+    pub(crate) fn adopt_processes(
+        &self,
+        desired: &switchyard_config::Config,
+        mut records: Vec<ProcessStackRecord>,
+        deployments: &[DeploymentRecord],
+    ) {
+        for d in deployments {
+            let SourceSpec::Process(p) = &d.spec.source else {
+                continue;
+            };
+            let recorded = records
+                .iter()
+                .any(|r| r.service == d.service && r.stack == d.spec.stack);
+            if d.phase == Phase::Succeeded && !recorded && !d.units.is_empty() {
+                records.push(ProcessStackRecord {
+                    service: d.service.clone(),
+                    stack: d.spec.stack.clone(),
+                    version: d.spec.version.clone(),
+                    process: p.clone(),
+                    base_dir: self.base_dir.to_string_lossy().into_owned(),
+                    units: d.units.clone(),
+                    updated_at: now(),
+                });
+            }
+        }
+        let keep = |r: &ProcessStackRecord| {
+            desired
+                .service(&r.service)
+                .is_some_and(|s| s.stack(&r.stack).is_some())
+                || deployments.iter().any(|d| {
+                    !d.phase.is_terminal() && d.service == r.service && d.spec.stack == r.stack
+                })
+        };
+        self.processes.adopt(records, keep);
+    }
+
+    /// As Switchyard exits: ends the supervision of every replica (stopping them only when
+    /// asked to at start).
+    pub(crate) async fn shutdown_processes(&self) {
+        self.processes.shutdown().await;
+    }
+
+    /// Stops the replicas of a process stack being retired (its current processes, whoever
+    /// started them, and `units` as a deployment recorded them); nothing for other stacks.
+    pub(crate) async fn release_stack(
+        &self,
+        service: &str,
+        stack: &str,
+        units: &[Unit],
+        drain: std::time::Duration,
+    ) -> Result<(), SourceError> {
+        self.processes.release(service, stack, units, drain).await
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, u64), Entry>> {

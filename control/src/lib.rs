@@ -43,7 +43,8 @@ pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, Public
 pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
     DeploymentSummary, DeploymentView, HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec,
-    RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit, UnitView, Waiting,
+    ProcessStackRecord, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec,
+    Unit, UnitView, Waiting,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::change::Change;
 use crate::data_plane::DataPlane;
-use crate::deploy::{DeploymentRecord, Deployments};
+use crate::deploy::{DeploymentRecord, Deployments, ProcessOptions, ProcessStackRecord};
 use crate::error::{ApiError, chain};
 use crate::seed::{SeedError, merge};
 use crate::store::{STATE_FORMAT, SavedState, Store, StoreError, now};
@@ -59,6 +59,7 @@ pub struct ControlBuilder {
     seed: Config,
     store: Arc<dyn Store>,
     base_dir: PathBuf,
+    stop_replicas_on_exit: bool,
 }
 
 impl ControlBuilder {
@@ -68,7 +69,16 @@ impl ControlBuilder {
             seed,
             store,
             base_dir: PathBuf::from("."),
+            stop_replicas_on_exit: false,
         }
+    }
+
+    /// Whether process replicas are stopped when the control plane shuts down. By default
+    /// they keep running, so Switchyard itself can be restarted or upgraded without
+    /// restarting services (the next start re-adopts them); the demo stops them.
+    pub fn stop_replicas_on_exit(mut self, stop: bool) -> Self {
+        self.stop_replicas_on_exit = stop;
+        self
     }
 
     /// The folder relative paths in API bodies resolve against (the wiring passes the
@@ -95,12 +105,19 @@ impl ControlBuilder {
             }
         }
         let deployments = self.store.load_deployments().await?;
+        let process_stacks = self.store.load_process_stacks().await?;
         tracing::info!(
             services = merged.config.services().len(),
             seeded = merged.changed.len(),
             deployments = deployments.len(),
+            process_stacks = process_stacks.len(),
             "desired state loaded"
         );
+        let processes = ProcessOptions {
+            store: self.store.clone(),
+            log_dir: self.seed.control().state_dir.join("replicas"),
+            stop_on_exit: self.stop_replicas_on_exit,
+        };
         Ok(LoadedState {
             published: Published {
                 config: Arc::new(merged.config),
@@ -110,6 +127,8 @@ impl ControlBuilder {
             store: self.store,
             base_dir: self.base_dir,
             deployments,
+            process_stacks,
+            processes,
         })
     }
 
@@ -134,6 +153,8 @@ pub struct LoadedState {
     store: Arc<dyn Store>,
     base_dir: PathBuf,
     deployments: Vec<DeploymentRecord>,
+    process_stacks: Vec<ProcessStackRecord>,
+    processes: ProcessOptions,
 }
 
 impl LoadedState {
@@ -143,8 +164,9 @@ impl LoadedState {
     }
 
     /// Starts the writer task over `data_plane`; it stops when `shutdown` turns true (or its
-    /// sender is dropped). Deployments found in flight resume (or roll back) in their own
-    /// tasks. The returned state is ready.
+    /// sender is dropped). Process replicas of the saved stacks are supervised again
+    /// (re-adopted by PID, or started anew on their endpoints), then deployments found in
+    /// flight resume (or roll back) in their own tasks. The returned state is ready.
     pub fn spawn(
         self,
         data_plane: Arc<dyn DataPlane>,
@@ -154,7 +176,11 @@ impl LoadedState {
         let (publish, view) = watch::channel(published.clone());
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (ready, _) = watch::channel(true);
-        let deployments = Arc::new(Deployments::new(self.base_dir.clone(), shutdown.clone()));
+        let deployments = Arc::new(Deployments::new(
+            self.base_dir.clone(),
+            shutdown.clone(),
+            self.processes,
+        ));
         let writer = Writer {
             current: published,
             store: self.store.clone(),
@@ -177,21 +203,37 @@ impl LoadedState {
                 deployments,
             }),
         };
+        state.deployments().adopt_processes(
+            &state.desired(),
+            self.process_stacks,
+            &self.deployments,
+        );
         state.deployments().resume(&state, self.deployments);
-        (state, WriterHandle { task })
+        let deployments = state.deployments().clone();
+        (state, WriterHandle { task, deployments })
     }
 }
 
 /// The running writer task.
-#[derive(Debug)]
 pub struct WriterHandle {
     task: JoinHandle<()>,
+    deployments: Arc<Deployments>,
+}
+
+impl std::fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterHandle").finish_non_exhaustive()
+    }
 }
 
 impl WriterHandle {
-    /// Waits for the writer to stop (after shutdown); re-raises its panic if it panicked.
+    /// Waits for the writer to stop (after shutdown), then ends the supervision of process
+    /// replicas (left running, or stopped when the builder asked for it); re-raises the
+    /// writer's panic if it panicked.
     pub async fn join(self) {
-        if let Err(e) = self.task.await {
+        let joined = self.task.await;
+        self.deployments.shutdown_processes().await;
+        if let Err(e) = joined {
             if e.is_panic() {
                 std::panic::resume_unwind(e.into_panic());
             }

@@ -2,7 +2,8 @@
 //!
 //! A store keeps two things: the [`SavedState`] (every service's record: revision, who owns it,
 //! its raw spec or a tombstone, stack promotions), replaced as a whole on every write, and the
-//! append-only history of [`HistoryEntry`]s. `save` and `append_history` resolve only once the
+//! append-only history of [`HistoryEntry`]s. Deployment records and process stack records
+//! (the replicas Switchyard supervises, by PID) are kept through the same trait. `save` and `append_history` resolve only once the
 //! data is durable, because the API acknowledges a write only after that. [`FileStore`] keeps
 //! both in a state directory; a shared store (etcd) for several proxies can implement the same
 //! trait later.
@@ -10,6 +11,7 @@
 mod file;
 
 pub use file::FileStore;
+pub(crate) use file::nested_entries;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use switchyard_config::raw;
 use utoipa::ToSchema;
 
 use crate::data_plane::BoxFuture;
-use crate::deploy::DeploymentRecord;
+use crate::deploy::{DeploymentRecord, ProcessStackRecord};
 
 /// The version of the state file format written by this build.
 pub const STATE_FORMAT: u32 = 1;
@@ -47,6 +49,19 @@ pub trait Store: Send + Sync + 'static {
     fn save_deployment<'a>(
         &'a self,
         record: &'a DeploymentRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Every saved process stack record (replicas Switchyard supervises).
+    fn load_process_stacks(&self) -> BoxFuture<'_, Result<Vec<ProcessStackRecord>, StoreError>>;
+    /// Replaces one process stack's record; resolves once it is durable.
+    fn save_process_stack<'a>(
+        &'a self,
+        record: &'a ProcessStackRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes one process stack's record (nothing to remove is fine); resolves once durable.
+    fn remove_process_stack<'a>(
+        &'a self,
+        service: &'a str,
+        stack: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 

@@ -108,6 +108,14 @@ impl Driver {
 
     /// Drives the deployment until it is finished or shutdown is signalled.
     pub(crate) async fn run(mut self, resumed: bool) {
+        if resumed {
+            // Units re-adopted at start report to this driver from now on.
+            self.state.deployments().source_for(&self.rec.spec).attach(
+                &self.rec.service,
+                &self.rec.spec.stack,
+                self.reporter.clone(),
+            );
+        }
         // Start-up problems are logged in `handle`; there is no caller to refuse.
         let _ = self.handle(Event::Begin { resumed }).await;
         let mut tick = tokio::time::interval(LOG_PUBLISH);
@@ -159,6 +167,12 @@ impl Driver {
         let mut queue = VecDeque::from([event]);
         let mut first = true;
         while let Some(event) = queue.pop_front() {
+            // Work that outlived a shutdown (a retirement waiting for requests to drain) must
+            // not persist what it saw then (the writer is gone, its writes fail): the last
+            // persisted phase resumes on the next start.
+            if *self.shutdown.borrow() {
+                self.halted = true;
+            }
             if self.halted {
                 break;
             }

@@ -164,6 +164,11 @@ impl Machine<'_> {
                 self.actions.push(Action::Register(stack));
             }
             Event::Registered if phase == Phase::Provisioning => self.advance(),
+            Event::Healthy if self.rec.waiting == Waiting::Health => {
+                self.log("the new stack is healthy again; continuing".to_owned());
+                self.rec.waiting = Waiting::Work;
+                self.start_work();
+            }
             Event::Healthy if phase == Phase::WaitingHealthy => self.advance(),
             Event::Checked { results, passed }
                 if matches!(phase, Phase::PreIntegration | Phase::PostIntegration) =>
@@ -236,7 +241,9 @@ impl Machine<'_> {
                 Ok(())
             }
             Command::Promote => {
-                if phase != Phase::Shifting || self.rec.waiting == Waiting::Work {
+                if phase != Phase::Shifting
+                    || !matches!(self.rec.waiting, Waiting::Timer | Waiting::Promote)
+                {
                     return refuse(&format!(
                         "the deployment is in {} and not waiting at a pause",
                         self.rec.phase_label(self.plan.steps.len())
@@ -265,23 +272,32 @@ impl Machine<'_> {
         }
     }
 
-    /// After a restart: resume the persisted phase, or roll back when the new stack's
-    /// processes were not supervised across it.
+    /// After a restart: resume the persisted phase where it was. A phase that talks to the
+    /// new stack (checks, shifting) first waits for it to be healthy again (bounded by the
+    /// deployment's healthy timeout; a failure rolls back). A process deployment still
+    /// provisioning rolls back: its replicas were being started, not yet recorded as a stack.
     fn resume(&mut self) {
         let phase = self.rec.phase;
         self.log(format!(
             "switchyard restarted; deployment found in {}",
             self.rec.phase_label(self.plan.steps.len())
         ));
-        let before_retirement = !matches!(phase, Phase::Retiring | Phase::RollingBack);
-        if self.plan.process && before_retirement {
-            self.roll_back(format!(
-                "switchyard restarted during {}; the new stack's processes were no longer supervised",
-                phase.as_str()
-            ));
+        if self.plan.process && phase == Phase::Provisioning {
+            self.roll_back(
+                "switchyard restarted during provisioning; the new stack's processes were not all started".to_owned(),
+            );
             return;
         }
         self.rec.epoch += 1;
+        if matches!(
+            phase,
+            Phase::PreIntegration | Phase::Shifting | Phase::PostIntegration
+        ) {
+            self.rec.waiting = Waiting::Health;
+            self.log("waiting for the new stack to be healthy again".to_owned());
+            self.actions.push(Action::WaitHealthy);
+            return;
+        }
         self.start_work();
     }
 

@@ -2,134 +2,293 @@
 //!
 //! Each replica gets a port picked by binding `127.0.0.1:0` and releasing it (another program
 //! could take it in between; the replica then fails to start and is restarted on the same
-//! port, or the start times out), `{port}` substituted in the command. A supervisor task per
-//! replica captures its output into the deployment log and restarts it with exponential
-//! backoff whenever it exits, for as long as the stack lives. Stopping sends SIGTERM, waits up
-//! to the drain timeout, then SIGKILL — by PID, checked against the process's start time so a
-//! reused PID is never signalled. Replicas are not killed when Switchyard itself dies; a
-//! release after a restart stops them from the persisted PIDs.
+//! port, or the start times out), `{port}` substituted in the command. It runs in its own
+//! process group with its stdout and stderr going to a log file under the state folder
+//! (`replicas/<service>/<stack>/<n>.log`, see `log`), so it never depends on Switchyard
+//! being alive. A supervisor task per replica restarts it with exponential backoff whenever
+//! it exits, for as long as the stack lives (see `supervisor`).
+//!
+//! Every stack's replicas are recorded durably through the [`Store`]
+//! ([`ProcessStackRecord`]: the command, and each replica's endpoint, PID and start time),
+//! updated whoever (re)started a replica. Switchyard leaving — SIGTERM, SIGINT, kill -9 —
+//! leaves replicas running unless the owner asked to stop them on exit (the demo);
+//! [`ProcessSource::adopt`] on the next start watches the live ones by PID again and starts
+//! the gone ones anew on the same endpoints. Stopping sends SIGTERM, waits up to the drain
+//! timeout, then SIGKILL — by PID, checked against the process's start time so a reused PID
+//! is never signalled.
+
+mod launch;
+mod log;
+mod pid;
+mod supervisor;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use switchyard_config::raw;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 use tracing::Instrument;
 
-mod pid;
+use launch::{Launch, free_port, launch, port_of};
+use log::{LOG_LIMIT, LogFile};
+use pid::{alive, terminate_pid};
+use supervisor::{Control, Replica, Supervisor};
 
-use pid::{start_ticks, terminate_pid};
-
-use super::record::Unit;
+use super::record::{ProcessStackRecord, Unit};
 use super::source::{Reporter, Source, SourceError, Target};
-use super::spec::{ProcessSpec, SourceSpec};
+use super::spec::SourceSpec;
 use crate::data_plane::BoxFuture;
+use crate::error::chain;
+use crate::store::{Store, now};
 
-/// First restart delay; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// A replica that ran this long restarts with the first delay again.
-const STABLE: Duration = Duration::from_secs(10);
-/// How often readiness and liveness are probed.
+/// How often readiness is probed.
 pub(super) const PROBE: Duration = Duration::from_millis(20);
 /// How long a SIGKILLed process may take to disappear.
 pub(super) const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Drain time for replicas stopped because Switchyard exits (demo) or because their stack is
+/// no longer in the desired state at start.
+const EXIT_DRAIN: Duration = Duration::from_secs(5);
 
-/// Running replicas of one stack.
+/// Supervised replicas of one stack.
 struct Running {
-    stop: watch::Sender<Option<Duration>>,
+    control: watch::Sender<Control>,
     tasks: Vec<JoinHandle<()>>,
+    units: Arc<watch::Sender<Vec<Unit>>>,
+    recorder: JoinHandle<()>,
+    reporter: Arc<Mutex<Reporter>>,
+}
+
+impl Running {
+    /// Tells every supervisor `control`, waits for them, then for the last record.
+    async fn end(self, control: Control) {
+        self.control.send_replace(control);
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                if e.is_panic() {
+                    tracing::error!("replica supervisor panicked");
+                }
+            }
+        }
+        // The supervisors' senders are gone; this last one ends the recorder after its save.
+        drop(self.units);
+        if let Err(e) = self.recorder.await {
+            if e.is_panic() {
+                tracing::error!("replica recorder panicked");
+            }
+        }
+    }
 }
 
 /// The process source, with every stack it supervises.
-#[derive(Default)]
 pub(crate) struct ProcessSource {
     running: Mutex<HashMap<(String, String), Running>>,
+    store: Arc<dyn Store>,
+    log_dir: PathBuf,
+    stop_on_exit: bool,
 }
 
-/// How to start one replica.
-#[derive(Debug, Clone)]
-struct Launch {
-    name: String,
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    workdir: Option<PathBuf>,
+/// One replica about to be supervised.
+struct Member {
+    launch: Launch,
+    endpoint: String,
+    replica: Option<Replica>,
+    log: LogFile,
 }
 
-impl Launch {
-    fn spawn(&self) -> Result<Child, SourceError> {
-        let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(dir) = &self.workdir {
-            cmd.current_dir(dir);
+/// Persists every change of a stack's units until its last sender is gone.
+async fn record_units(
+    store: Arc<dyn Store>,
+    mut record: ProcessStackRecord,
+    mut units: watch::Receiver<Vec<Unit>>,
+) {
+    while units.changed().await.is_ok() {
+        record.units = units.borrow_and_update().clone();
+        record.updated_at = now();
+        if let Err(e) = store.save_process_stack(&record).await {
+            tracing::error!(error = %chain(&e), "cannot record the stack's replicas; a restart may not find the current processes");
         }
-        cmd.spawn().map_err(|source| SourceError::Spawn {
-            program: self.argv[0].clone(),
-            source,
-        })
     }
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
+impl ProcessSource {
+    /// A source recording stacks in `store`, with replica log files under `log_dir`; on
+    /// [`shutdown`](Self::shutdown) replicas are stopped when `stop_on_exit`, else left running.
+    pub(crate) fn new(store: Arc<dyn Store>, log_dir: PathBuf, stop_on_exit: bool) -> Self {
+        Self {
+            running: Mutex::new(HashMap::new()),
+            store,
+            log_dir,
+            stop_on_exit,
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Running>> {
+        self.running
+            .lock()
+            .expect("process registry lock is never poisoned")
+    }
+
+    fn log_file(&self, service: &str, stack: &str, index: usize) -> LogFile {
+        LogFile::new(log::path(&self.log_dir, service, stack, index), LOG_LIMIT)
+    }
+
+    /// Starts a supervisor per member and the recorder of `record`.
+    fn supervise(
+        &self,
+        record: &ProcessStackRecord,
+        members: Vec<Member>,
+        reporter: Reporter,
+    ) -> Running {
+        let (control, control_rx) = watch::channel(Control::Supervise);
+        let (units, units_rx) = watch::channel(record.units.clone());
+        let units = Arc::new(units);
+        let reporter = Arc::new(Mutex::new(reporter));
+        let span =
+            tracing::info_span!("replicas", service = %record.service, stack = %record.stack);
+        let recorder = tokio::spawn(
+            record_units(self.store.clone(), record.clone(), units_rx).instrument(span.clone()),
+        );
+        let tasks = members
+            .into_iter()
+            .enumerate()
+            .map(|(index, m)| {
+                let sup = Supervisor {
+                    launch: m.launch,
+                    endpoint: m.endpoint,
+                    index,
+                    units: units.clone(),
+                    reporter: reporter.clone(),
+                    control: control_rx.clone(),
+                    log: m.log,
+                };
+                let span = tracing::info_span!(parent: &span, "replica", name = %sup.launch.name);
+                tokio::spawn(sup.run(m.replica).instrument(span))
+            })
+            .collect();
+        Running {
+            control,
+            tasks,
+            units,
+            recorder,
+            reporter,
+        }
+    }
+
+    /// Supervises again, after a restart, the process stacks `records` name: replicas whose
+    /// PID and start time are alive are watched by PID, the others are started anew from the
+    /// record on the same endpoint. Stacks `keep` refuses (no longer in the desired state and
+    /// no deployment of theirs in flight) are stopped and forgotten.
+    pub(crate) fn adopt(
+        self: &Arc<Self>,
+        records: Vec<ProcessStackRecord>,
+        keep: impl Fn(&ProcessStackRecord) -> bool,
+    ) {
+        for rec in records {
+            if !keep(&rec) {
+                tracing::warn!(service = %rec.service, stack = %rec.stack, "process stack no longer in the desired state; stopping its replicas");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this
+                        .release(&rec.service, &rec.stack, &[], EXIT_DRAIN)
+                        .await
+                    {
+                        tracing::error!(service = %rec.service, stack = %rec.stack, error = %chain(&e), "cannot stop the replicas of a removed stack");
+                    }
+                });
+                continue;
+            }
+            let mut members = Vec::new();
+            let mut units = Vec::new();
+            for (index, unit) in rec.units.iter().enumerate() {
+                let l = launch(&rec, index, port_of(&unit.endpoint).unwrap_or(0));
+                let mut log = self.log_file(&rec.service, &rec.stack, index);
+                let replica = match unit.pid {
+                    Some(pid) if alive(pid, unit.start_ticks) => {
+                        tracing::info!(replica = %l.name, pid, endpoint = %unit.endpoint, "replica re-adopted");
+                        log.skip();
+                        Some(Replica::Adopted {
+                            pid,
+                            ticks: unit.start_ticks,
+                        })
+                    }
+                    _ => match l.spawn(&mut log) {
+                        Ok(child) => {
+                            tracing::info!(replica = %l.name, pid = ?child.id(), endpoint = %unit.endpoint, "replica was gone; started anew");
+                            Some(Replica::Child(child))
+                        }
+                        Err(e) => {
+                            tracing::warn!(replica = %l.name, error = %chain(&e), "replica was gone and cannot be started; retrying with backoff");
+                            None
+                        }
+                    },
+                };
+                units.push(replica.as_ref().map_or_else(
+                    || Unit {
+                        endpoint: unit.endpoint.clone(),
+                        pid: None,
+                        start_ticks: None,
+                    },
+                    |r| r.unit(&unit.endpoint),
+                ));
+                members.push(Member {
+                    launch: l,
+                    endpoint: unit.endpoint.clone(),
+                    replica,
+                    log,
+                });
+            }
+            let running = self.supervise(&rec, members, Reporter::detached());
+            if units != rec.units {
+                running.units.send_replace(units);
+            }
+            let key = (rec.service.clone(), rec.stack.clone());
+            if let Some(old) = self.registry().insert(key, running) {
+                // Adoption runs once, before any deployment; nothing to replace. Detach, never kill.
+                tokio::spawn(old.end(Control::Detach));
+            }
+        }
+    }
+
+    /// Ends supervision of every stack as Switchyard exits: replicas keep running (the next
+    /// start re-adopts them) unless this source was made to stop them on exit.
+    pub(crate) async fn shutdown(&self) {
+        let all: Vec<Running> = self.registry().drain().map(|(_, r)| r).collect();
+        if all.is_empty() {
+            return;
+        }
+        let control = if self.stop_on_exit {
+            Control::Stop(EXIT_DRAIN)
+        } else {
+            Control::Detach
+        };
+        for r in &all {
+            r.control.send_replace(control);
+        }
+        let stacks = all.len();
+        for r in all {
+            r.end(control).await;
+        }
+        if self.stop_on_exit {
+            tracing::info!(stacks, "replicas stopped on exit");
+        } else {
+            tracing::info!(
+                stacks,
+                "replicas left running; the next start re-adopts them"
+            );
+        }
     }
 }
 
-fn free_port() -> Result<u16, SourceError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(SourceError::Port)?;
-    Ok(l.local_addr().map_err(SourceError::Port)?.port())
-}
-
-fn launch(target: &Target<'_>, p: &ProcessSpec, index: u32, port: u16) -> Launch {
-    let workdir = p.workdir.as_ref().map(|w| resolve(&target.base_dir, w));
-    let base = workdir.clone().unwrap_or_else(|| target.base_dir.clone());
-    let mut argv: Vec<String> = p
-        .command
-        .iter()
-        .map(|a| a.replace("{port}", &port.to_string()))
-        .collect();
-    // A relative program with a slash is relative to the working directory or the config's
-    // folder, never to wherever Switchyard was started from.
-    if argv[0].contains('/') {
-        argv[0] = resolve(&base, &argv[0]).to_string_lossy().into_owned();
-    }
-    let mut env: Vec<(String, String)> =
-        p.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("SWITCHYARD_PORT".into(), port.to_string()));
-    env.push(("SWITCHYARD_SERVICE".into(), target.service.to_owned()));
-    env.push(("SWITCHYARD_STACK".into(), target.spec.stack.clone()));
-    env.push(("SWITCHYARD_VERSION".into(), target.spec.version.clone()));
-    Launch {
-        name: format!("{}-{index}", target.spec.stack),
-        argv,
-        env,
-        workdir,
-    }
-}
-
-fn unit_of(endpoint: &str, child: &Child) -> Unit {
-    let pid = child.id();
-    Unit {
-        endpoint: endpoint.to_owned(),
-        pid,
-        start_ticks: pid.and_then(start_ticks),
+/// Stops, without a drain, children started for a provision that failed halfway.
+async fn abandon(members: Vec<Member>) {
+    for mut m in members {
+        if let Some(r) = m.replica.as_mut() {
+            r.terminate(Duration::ZERO).await;
+        }
     }
 }
 
@@ -143,55 +302,63 @@ impl Source for ProcessSource {
             let SourceSpec::Process(p) = &target.spec.source else {
                 return Ok(target.stack(Vec::new(), None));
             };
-            let key = (target.service.to_owned(), target.spec.stack.clone());
-            let (stop, stop_rx) = watch::channel(None);
-            let mut children = Vec::new();
-            let mut started = Vec::new();
-            for i in 0..p.replicas.unwrap_or(1) {
-                let port = free_port()?;
-                let l = launch(target, p, i, port);
+            let mut record = ProcessStackRecord {
+                service: target.service.to_owned(),
+                stack: target.spec.stack.clone(),
+                version: target.spec.version.clone(),
+                process: p.clone(),
+                base_dir: target.base_dir.to_string_lossy().into_owned(),
+                units: Vec::new(),
+                updated_at: now(),
+            };
+            let mut members = Vec::new();
+            for index in 0..p.replicas.unwrap_or(1) as usize {
+                let port = match free_port() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        abandon(members).await;
+                        return Err(e);
+                    }
+                };
+                let l = launch(&record, index, port);
                 let endpoint = format!("127.0.0.1:{port}");
-                match l.spawn() {
+                let mut log = self.log_file(&record.service, &record.stack, index);
+                match l.spawn(&mut log) {
                     Ok(child) => {
+                        let replica = Replica::Child(child);
+                        let unit = replica.unit(&endpoint);
                         report.log(
                             &l.name,
-                            format!("started pid {:?} on {endpoint}", child.id()),
+                            format!(
+                                "started pid {} on {endpoint}",
+                                unit.pid.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                            ),
                         );
-                        started.push(unit_of(&endpoint, &child));
-                        children.push((l, endpoint, child));
+                        record.units.push(unit);
+                        members.push(Member {
+                            launch: l,
+                            endpoint,
+                            replica: Some(replica),
+                            log,
+                        });
                     }
                     Err(e) => {
-                        for (_, _, mut c) in children {
-                            terminate(&mut c, Duration::ZERO).await;
-                        }
+                        abandon(members).await;
                         return Err(e);
                     }
                 }
             }
-            report.units(started.clone()).await;
-            let units = Arc::new(Mutex::new(started));
-            let mut tasks = Vec::new();
-            let mut endpoints = Vec::new();
-            for (index, (l, endpoint, child)) in children.into_iter().enumerate() {
-                endpoints.push(endpoint.clone());
-                let sup = Supervisor {
-                    launch: l,
-                    endpoint,
-                    index,
-                    units: units.clone(),
-                    report: report.clone(),
-                    stop: stop_rx.clone(),
-                };
-                let span = tracing::info_span!("replica", service = %target.service, name = %sup.launch.name);
-                tasks.push(tokio::spawn(sup.run(child).instrument(span)));
+            if let Err(e) = self.store.save_process_stack(&record).await {
+                abandon(members).await;
+                return Err(SourceError::Record(e));
             }
-            let replaced = self
-                .running
-                .lock()
-                .expect("process registry lock is never poisoned")
-                .insert(key, Running { stop, tasks });
+            report.units(record.units.clone()).await;
+            let endpoints: Vec<String> = members.iter().map(|m| m.endpoint.clone()).collect();
+            let running = self.supervise(&record, members, report);
+            let key = (record.service.clone(), record.stack.clone());
+            let replaced = self.registry().insert(key, running);
             if let Some(old) = replaced {
-                stop_running(old, Duration::ZERO).await;
+                old.end(Control::Stop(Duration::ZERO)).await;
             }
             for e in &endpoints {
                 wait_listening(e, target.start_timeout).await?;
@@ -208,41 +375,63 @@ impl Source for ProcessSource {
         drain: Duration,
     ) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async move {
+            let mut known: Vec<Unit> = units.to_vec();
             let running = self
-                .running
-                .lock()
-                .expect("process registry lock is never poisoned")
+                .registry()
                 .remove(&(service.to_owned(), stack.to_owned()));
             if let Some(r) = running {
-                stop_running(r, drain).await;
+                known.extend(r.units.borrow().iter().cloned());
+                r.end(Control::Stop(drain)).await;
             }
-            // Replicas of a previous Switchyard process (or restarted ones the supervisors no
-            // longer hold): stop them by PID.
-            let mut survivors = Vec::new();
-            for u in units {
-                if let Some(pid) = u.pid {
-                    if !terminate_pid(pid, u.start_ticks, drain).await {
-                        survivors.push(pid);
-                    }
+            // Replicas of a previous Switchyard process, or restarted ones the supervisors no
+            // longer hold: stop them by PID, from the durable record too.
+            match self.store.load_process_stacks().await {
+                Ok(all) => known.extend(
+                    all.into_iter()
+                        .filter(|r| r.service == service && r.stack == stack)
+                        .flat_map(|r| r.units),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %chain(&e), "cannot read the process stack records; stopping the known replicas only")
                 }
             }
-            if survivors.is_empty() {
-                Ok(())
-            } else {
-                Err(SourceError::Survivors { pids: survivors })
+            let mut survivors = Vec::new();
+            let mut seen = Vec::new();
+            for u in known {
+                let Some(pid) = u.pid else { continue };
+                if seen.contains(&(pid, u.start_ticks)) {
+                    continue;
+                }
+                seen.push((pid, u.start_ticks));
+                if !terminate_pid(pid, u.start_ticks, drain).await {
+                    survivors.push(pid);
+                }
             }
+            if !survivors.is_empty() {
+                return Err(SourceError::Survivors { pids: survivors });
+            }
+            self.store
+                .remove_process_stack(service, stack)
+                .await
+                .map_err(SourceError::Record)?;
+            let logs = self.log_dir.join(service).join(stack);
+            if let Err(e) = std::fs::remove_dir_all(&logs) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %logs.display(), error = %e, "cannot remove the replicas' log files");
+                }
+            }
+            Ok(())
         })
     }
-}
 
-async fn stop_running(r: Running, drain: Duration) {
-    r.stop.send_replace(Some(drain));
-    for t in r.tasks {
-        if let Err(e) = t.await {
-            if e.is_panic() {
-                tracing::error!("replica supervisor panicked");
-            }
-        }
+    fn attach(&self, service: &str, stack: &str, report: Reporter) {
+        let registry = self.registry();
+        let Some(r) = registry.get(&(service.to_owned(), stack.to_owned())) else {
+            return;
+        };
+        *r.reporter.lock().expect("reporter lock is never poisoned") = report.clone();
+        let units = r.units.borrow().clone();
+        tokio::spawn(async move { report.units(units).await });
     }
 }
 
@@ -259,127 +448,5 @@ async fn wait_listening(endpoint: &str, limit: Duration) -> Result<(), SourceErr
             });
         }
         sleep(PROBE).await;
-    }
-}
-
-/// One replica's keeper.
-struct Supervisor {
-    launch: Launch,
-    endpoint: String,
-    index: usize,
-    units: Arc<Mutex<Vec<Unit>>>,
-    report: Reporter,
-    stop: watch::Receiver<Option<Duration>>,
-}
-
-impl Supervisor {
-    async fn run(mut self, first: Child) {
-        let mut child = Some(first);
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let Some(mut c) = child.take() else {
-                // Spawning failed: wait, then try again.
-                if self.pause(backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                child = self.respawn().await;
-                continue;
-            };
-            self.capture(&mut c);
-            let since = Instant::now();
-            let exit = tokio::select! {
-                status = c.wait() => Some(status),
-                drain = stopped(&mut self.stop) => {
-                    self.report.log(&self.launch.name, "stopping");
-                    terminate(&mut c, drain).await;
-                    None
-                }
-            };
-            let Some(status) = exit else { return };
-            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            if since.elapsed() >= STABLE {
-                backoff = FIRST_BACKOFF;
-            }
-            self.report.log(
-                &self.launch.name,
-                format!("exited ({status}); restarting in {backoff:?}"),
-            );
-            if self.pause(backoff).await {
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            child = self.respawn().await;
-        }
-    }
-
-    /// Sleeps `d`; true when asked to stop meanwhile.
-    async fn pause(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            () = sleep(d) => false,
-            _ = stopped(&mut self.stop) => true,
-        }
-    }
-
-    async fn respawn(&mut self) -> Option<Child> {
-        match self.launch.spawn() {
-            Ok(c) => {
-                self.report
-                    .log(&self.launch.name, format!("restarted as pid {:?}", c.id()));
-                let units = {
-                    let mut units = self.units.lock().expect("units lock is never poisoned");
-                    units[self.index] = unit_of(&self.endpoint, &c);
-                    units.clone()
-                };
-                self.report.units(units).await;
-                Some(c)
-            }
-            Err(e) => {
-                self.report
-                    .log(&self.launch.name, format!("{e}: {}", e_source(&e)));
-                None
-            }
-        }
-    }
-
-    fn capture(&self, c: &mut Child) {
-        if let Some(out) = c.stdout.take() {
-            tokio::spawn(pipe(out, self.report.clone(), self.launch.name.clone()));
-        }
-        if let Some(err) = c.stderr.take() {
-            tokio::spawn(pipe(err, self.report.clone(), self.launch.name.clone()));
-        }
-    }
-}
-
-fn e_source(e: &SourceError) -> String {
-    std::error::Error::source(e).map_or_else(String::new, ToString::to_string)
-}
-
-/// Resolves with the drain time once a stop is asked (a dropped sender stops immediately).
-async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
-    match stop.wait_for(Option::is_some).await {
-        Ok(d) => d.unwrap_or(Duration::ZERO),
-        Err(_) => Duration::ZERO,
-    }
-}
-
-async fn pipe(stream: impl AsyncRead + Unpin, report: Reporter, name: String) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        report.log(&name, line);
-    }
-}
-
-/// SIGTERM, up to `drain` for the child to exit, then SIGKILL.
-async fn terminate(child: &mut Child, drain: Duration) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // Already gone is fine: wait() below reaps it.
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    }
-    if timeout(drain, child.wait()).await.is_err() {
-        // Kill errors only when it exited meanwhile; wait() reaps it either way.
-        let _ = child.start_kill();
-        let _ = timeout(KILL_WAIT, child.wait()).await;
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use switchyard_config::raw;
 
-use super::spec::DeploymentSpec;
+use super::spec::{DeploymentSpec, ProcessSpec};
 use crate::store::{Origin, Promotion};
 
 /// Lines of log kept in a record.
@@ -77,6 +77,8 @@ pub enum Waiting {
     Timer,
     /// A manual pause: a `promote`.
     Promote,
+    /// After a restart: the new stack to be healthy again before the phase's work resumes.
+    Health,
 }
 
 /// The service as it was before the deployment: what a rollback restores.
@@ -115,6 +117,30 @@ pub struct Unit {
     /// The kernel's start time of the process (Linux), so a reused PID is never signalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+}
+
+/// The durable record of one process stack's replicas, kept by the process source for as
+/// long as the stack lives (a deployment's driver is gone once it succeeded; this record is
+/// not): what to start and where, and each replica's current process, whoever respawned it.
+/// On start, Switchyard re-adopts the replicas it names, or starts them anew on the same
+/// endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessStackRecord {
+    /// The service.
+    pub service: String,
+    /// The stack.
+    pub stack: String,
+    /// The stack's version (given to replicas as `SWITCHYARD_VERSION`).
+    pub version: String,
+    /// What each replica runs.
+    pub process: ProcessSpec,
+    /// The folder relative paths of `process` resolve against.
+    pub base_dir: String,
+    /// One unit per replica, in replica order.
+    pub units: Vec<Unit>,
+    /// When the record last changed (RFC 3339, UTC).
+    pub updated_at: String,
 }
 
 /// The outcome of one check.

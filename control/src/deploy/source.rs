@@ -31,6 +31,15 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// A replica's log file could not be opened.
+    #[error("cannot open the log file of replica {name}")]
+    Log {
+        /// The replica, e.g. `green-0`.
+        name: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// No free loopback port could be had.
     #[error("cannot pick a free loopback port")]
     Port(#[source] std::io::Error),
@@ -50,6 +59,9 @@ pub enum SourceError {
         /// How it ended.
         status: String,
     },
+    /// The record of the stack's replicas could not be saved.
+    #[error("cannot record the stack's replicas")]
+    Record(#[source] crate::store::StoreError),
     /// Processes that would not stop.
     #[error("processes still running after SIGKILL: {pids:?}")]
     Survivors {
@@ -76,6 +88,18 @@ pub(crate) enum Report {
 impl Reporter {
     pub(crate) fn new(tx: mpsc::Sender<Report>) -> Self {
         Self { tx }
+    }
+
+    /// A reporter nobody follows (replicas re-adopted after a restart, until a resumed
+    /// deployment attaches): its lines go nowhere.
+    pub(crate) fn detached() -> Self {
+        let (tx, _) = mpsc::channel(1);
+        Self { tx }
+    }
+
+    /// Whether a driver still receives what is reported.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Adds a line to the deployment log; dropped (and traced) when the driver is gone or
@@ -144,6 +168,10 @@ pub(crate) trait Source: Send + Sync {
         units: &'a [Unit],
         drain: Duration,
     ) -> BoxFuture<'a, Result<(), SourceError>>;
+
+    /// Sends what the stack's units report from now on to `report` (a deployment resumed
+    /// after a restart follows the units re-adopted at start). Nothing by default.
+    fn attach(&self, _service: &str, _stack: &str, _report: Reporter) {}
 }
 
 /// Endpoints started elsewhere, or a DNS name: nothing to start or stop.

@@ -54,31 +54,18 @@ pub(crate) fn save(state_dir: &Path, record: &DeploymentRecord) -> Result<(), St
 
 /// Every saved record, ordered by service and id.
 pub(crate) fn load_all(state_dir: &Path) -> Result<Vec<DeploymentRecord>, StoreError> {
-    let top = state_dir.join(DIR);
-    let services = match fs::read_dir(&top) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("read", &top)(e)),
-    };
     let mut out = Vec::new();
-    for service in services {
-        let service = service.map_err(io("read", &top))?.path();
-        if !service.is_dir() {
+    for path in crate::store::nested_entries(&state_dir.join(DIR))? {
+        if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        for file in fs::read_dir(&service).map_err(io("read", &service))? {
-            let path = file.map_err(io("read", &service))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io("read", &path))?;
-            let record: DeploymentRecord =
-                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-            out.push(record);
-        }
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        let record: DeploymentRecord =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })?;
+        out.push(record);
     }
     out.sort_by(|a, b| (&a.service, a.id).cmp(&(&b.service, b.id)));
     Ok(out)

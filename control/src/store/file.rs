@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use super::{HistoryEntry, STATE_FORMAT, SavedState, Store, StoreError};
 use crate::data_plane::BoxFuture;
-use crate::deploy::DeploymentRecord;
+use crate::deploy::{DeploymentRecord, ProcessStackRecord};
+
+mod replicas;
 
 const STATE_FILE: &str = "state.json";
 const STATE_TMP: &str = "state.json.tmp";
@@ -31,6 +33,28 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
         path,
         source,
     }
+}
+
+/// Every entry two levels under `top` (`top/<a>/<b>`, `<a>` folders only), in no particular
+/// order; nothing when `top` does not exist. The deployment and process stack records are
+/// kept in such trees.
+pub(crate) fn nested_entries(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let firsts = match fs::read_dir(top) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", top)(e)),
+    };
+    let mut out = Vec::new();
+    for first in firsts {
+        let first = first.map_err(io("read", top))?.path();
+        if !first.is_dir() {
+            continue;
+        }
+        for second in fs::read_dir(&first).map_err(io("read", &first))? {
+            out.push(second.map_err(io("read", &first))?.path());
+        }
+    }
+    Ok(out)
 }
 
 impl FileStore {
@@ -225,6 +249,30 @@ impl Store for FileStore {
         let dir = self.dir.clone();
         let record = record.clone();
         Box::pin(blocking(move || crate::deploy::store::save(&dir, &record)))
+    }
+
+    fn load_process_stacks(&self) -> BoxFuture<'_, Result<Vec<ProcessStackRecord>, StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(blocking(move || replicas::load_all(&dir)))
+    }
+
+    fn save_process_stack<'a>(
+        &'a self,
+        record: &'a ProcessStackRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let record = record.clone();
+        Box::pin(blocking(move || replicas::save(&dir, &record)))
+    }
+
+    fn remove_process_stack<'a>(
+        &'a self,
+        service: &'a str,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let (service, stack) = (service.to_owned(), stack.to_owned());
+        Box::pin(blocking(move || replicas::remove(&dir, &service, &stack)))
     }
 }
 

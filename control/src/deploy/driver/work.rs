@@ -235,14 +235,21 @@ impl Driver {
                 left.push(format!("stack {name} not removed: {e}"));
                 continue;
             }
-            if let Some((spec, units)) = self.state.deployments().units_of(self.service(), &name) {
-                let source = self.state.deployments().source_for(&spec);
-                if let Err(e) = source
-                    .release(self.service(), &name, &units, self.plan.drain)
-                    .await
-                {
-                    left.push(format!("stack {name}: {}", chain(&e)));
-                }
+            // Its current replicas if it is a process stack (supervised, or recorded by
+            // whoever restarted them), plus the units its deployment saw.
+            let units = self
+                .state
+                .deployments()
+                .units_of(self.service(), &name)
+                .map(|(_, units)| units)
+                .unwrap_or_default();
+            if let Err(e) = self
+                .state
+                .deployments()
+                .release_stack(self.service(), &name, &units, self.plan.drain)
+                .await
+            {
+                left.push(format!("stack {name}: {}", chain(&e)));
             }
         }
         Event::Retired {

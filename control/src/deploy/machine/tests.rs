@@ -223,22 +223,49 @@ fn abort_is_refused_once_retirement_began() {
 }
 
 #[test]
-fn a_restart_rolls_back_process_deployments_and_resumes_others() {
+fn a_restart_waits_for_health_then_resumes_the_step_and_rolls_back_only_a_provisioning_process_deployment()
+ {
     let mut r = Run::new(
         serde_json::json!({"canary": {"steps": [{"weight": 20, "pause": "manual"}, {"weight": 100}]}}),
         false,
     );
     r.drive_to_shifting();
     r.on(Event::WeightsSet);
+    // Before the fix the step's work ran at once, before the new stack was healthy again.
     let a = r.on(Event::Begin { resumed: true });
+    assert_eq!(a, vec![Action::WaitHealthy]);
+    assert_eq!(r.rec.waiting, Waiting::Health);
+    assert!(
+        r.command(Command::Promote).is_err(),
+        "no promote while waiting for health"
+    );
+    let a = r.on(Event::Healthy);
     assert_eq!(
         a,
         vec![Action::SetWeights(weights(&[("blue", 80), ("green", 20)]))]
     );
     assert_eq!(r.rec.phase, Phase::Shifting);
+    r.on(Event::WeightsSet);
+    assert_eq!(r.rec.waiting, Waiting::Promote);
 
+    // A process deployment past provisioning resumes the same way (its replicas are
+    // re-adopted at start).
     r.plan.process = true;
     let a = r.on(Event::Begin { resumed: true });
+    assert_eq!(a, vec![Action::WaitHealthy]);
+    let a = r.on(Event::Failed("endpoints not healthy within 1s".into()));
     assert_eq!(a, vec![Action::RollBack]);
-    assert!(r.rec.reason.as_deref().unwrap_or("").contains("restarted"));
+
+    let mut p = Run::new(serde_json::json!({"blue_green": {}}), false);
+    p.plan.process = true;
+    p.on(Event::Begin { resumed: false });
+    let a = p.on(Event::Begin { resumed: true });
+    assert_eq!(a, vec![Action::RollBack]);
+    assert!(
+        p.rec
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("restarted during provisioning")
+    );
 }

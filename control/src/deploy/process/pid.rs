@@ -1,11 +1,13 @@
 //! Processes by PID: liveness checked against the kernel's start time (so a reused PID is
-//! never taken for the replica that had it), and stopping a process that is not our child.
+//! never taken for the replica that had it), signalling a replica (its whole process group
+//! when it leads one, as replicas started by Switchyard do), and stopping a process that is
+//! not our child.
 
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::{Pid, getpgid};
 use tokio::time::{Instant, sleep};
 
 use super::{KILL_WAIT, PROBE};
@@ -18,14 +20,27 @@ pub(super) async fn terminate_pid(pid: u32, ticks: Option<u64>, drain: Duration)
     if !alive(pid, ticks) {
         return true;
     }
-    let target = Pid::from_raw(raw);
-    // Errors mean it is gone already; liveness below decides.
-    let _ = kill(target, Signal::SIGTERM);
+    signal(raw, Signal::SIGTERM);
     if gone_within(pid, ticks, drain).await {
         return true;
     }
-    let _ = kill(target, Signal::SIGKILL);
+    // Checked again: the PID may have been reused while we waited.
+    if alive(pid, ticks) {
+        signal(raw, Signal::SIGKILL);
+    }
     gone_within(pid, ticks, KILL_WAIT).await
+}
+
+/// Sends `sig` to a replica: to its process group when it leads one (so a shell wrapper's
+/// children stop too), else to the process alone.
+pub(super) fn signal(pid: i32, sig: Signal) {
+    let target = Pid::from_raw(pid);
+    // Errors mean it is gone already; the caller's liveness checks decide what follows.
+    if getpgid(Some(target)).is_ok_and(|g| g == target) {
+        let _ = killpg(target, sig);
+    } else {
+        let _ = kill(target, sig);
+    }
 }
 
 async fn gone_within(pid: u32, ticks: Option<u64>, limit: Duration) -> bool {
