@@ -14,7 +14,7 @@
 
 use crate::build::{BuildError, Registry, Resolved};
 use crate::discovery::{Discovery, Update};
-use crate::endpoint::EndpointState;
+use crate::endpoint::{EndpointState, RememberedHealth};
 use crate::forward::Settings;
 use crate::health::Checks;
 use crate::listener::{BoundListener, spawn_listener};
@@ -32,6 +32,15 @@ use tracing::{Instrument, info, info_span, warn};
 pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) settings: Settings,
+    /// Counts health transitions made by the checkers (never by the request path).
+    pub(crate) health_changes: watch::Sender<u64>,
+}
+
+impl Shared {
+    /// Announces that an endpoint's health changed between taking traffic and not.
+    pub(crate) fn health_changed(&self) {
+        self.health_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// A bound public listener, as reported to callers.
@@ -106,13 +115,27 @@ pub async fn spawn_proxy(
     config: Arc<Config>,
     bound: Vec<BoundListener>,
 ) -> Result<ProxyHandle, ApplyError> {
+    spawn_proxy_with(config, bound, RememberedHealth::default()).await
+}
+
+/// [`spawn_proxy`], with the endpoints of the first snapshot starting from the health a previous
+/// process saved (an endpoint that was healthy takes traffic at once, until a check says
+/// otherwise) instead of their checks' initial state.
+pub async fn spawn_proxy_with(
+    config: Arc<Config>,
+    bound: Vec<BoundListener>,
+    remembered: RememberedHealth,
+) -> Result<ProxyHandle, ApplyError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let mut discovery = Discovery::new(updates_tx);
     discovery.sync(&config, &shutdown_rx).await;
     let mut registry = Registry::default();
+    registry.remembered = remembered;
     let resolved = resolve(&config).await;
-    let first = match registry.build(&config, 1, &resolved, discovery.sets()) {
+    let built = registry.build(&config, 1, &resolved, discovery.sets());
+    registry.remembered = RememberedHealth::default();
+    let first = match built {
         Ok(s) => s,
         Err(e) => {
             discovery.stop().await;
@@ -128,6 +151,7 @@ pub async fn spawn_proxy(
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
         settings,
+        health_changes: watch::channel(0).0,
     });
     let (gen_tx, gen_rx) = watch::channel(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -307,6 +331,12 @@ impl ProxyHandle {
     /// The generation channel: the latest applied generation.
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.generation.clone()
+    }
+
+    /// A counter that moves on every health transition an active check makes (healthy to
+    /// unhealthy and back); the wiring saves health when it moves.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.shared.health_changes.subscribe()
     }
 
     /// The snapshot requests route on now.
