@@ -23,6 +23,7 @@ use crate::status::ProxyStatus;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use switchyard_config::{Config, Name};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -34,6 +35,9 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     /// Counts health transitions made by the checkers (never by the request path).
     pub(crate) health_changes: watch::Sender<u64>,
+    /// Set once the listeners are handed over to a new process: HTTP/1 responses then close
+    /// their connection (one relaxed load per request).
+    pub(crate) handing_over: AtomicBool,
 }
 
 impl Shared {
@@ -152,6 +156,7 @@ pub async fn spawn_proxy_with(
         snapshot: ArcSwap::from_pointee(first),
         settings,
         health_changes: watch::channel(0).0,
+        handing_over: AtomicBool::new(false),
     });
     let (gen_tx, gen_rx) = watch::channel(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -373,6 +378,13 @@ impl ProxyHandle {
             .and_then(|s| s.stacks().iter().find(|st| st.name().as_str() == stack))
             .map(|st| st.endpoints().to_vec())
             .unwrap_or_default()
+    }
+
+    /// Stops accepting because another process now accepts on the same sockets; connections
+    /// finish here (see `crate::listener`). [`ProxyHandle::shutdown`] then waits for them.
+    pub fn hand_over(&self) {
+        self.shared.handing_over.store(true, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
     }
 
     /// Stops accepting, lets in-flight requests finish within the drain deadline, and waits for
