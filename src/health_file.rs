@@ -73,7 +73,9 @@ fn saved(status: &ProxyStatus) -> Saved {
                 let healthy = match e.state {
                     ShownHealth::Healthy => true,
                     ShownHealth::Unhealthy => false,
-                    ShownHealth::Ejected => e.check.as_ref().is_none_or(|c| c.consecutive_failures == 0),
+                    ShownHealth::Ejected => {
+                        e.check.as_ref().is_none_or(|c| c.consecutive_failures == 0)
+                    }
                     ShownHealth::Unknown | ShownHealth::Unchecked => continue,
                 };
                 endpoints.push(SavedEndpoint {

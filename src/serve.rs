@@ -15,8 +15,8 @@ use crate::lock::StateLock;
 use crate::notify::{self, notify};
 use crate::plane::ProxyPlane;
 use crate::upgrade::{Offer, Sockets};
-use std::os::fd::{AsFd, OwnedFd};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +111,11 @@ pub(crate) struct Inherited {
 
 /// `fd` as the listener for `want` when it is bound there (a configured port 0 matches any
 /// port on the same address), else a new socket bound to `want`.
-async fn listen(name: &str, want: SocketAddr, fd: Option<OwnedFd>) -> Result<TcpListener, ServeError> {
+async fn listen(
+    name: &str,
+    want: SocketAddr,
+    fd: Option<OwnedFd>,
+) -> Result<TcpListener, ServeError> {
     let err = |source| ServeError::Bind {
         name: name.to_owned(),
         addr: want,
@@ -138,7 +142,9 @@ fn dup(name: &str, l: &TcpListener) -> Result<OwnedFd, ServeError> {
         .try_clone_to_owned()
         .map_err(|source| ServeError::Bind {
             name: name.to_owned(),
-            addr: l.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            addr: l
+                .local_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             source,
         })
 }
@@ -205,7 +211,9 @@ pub(crate) async fn bind_inherited(
             .position(|(n, _)| n == name)
             .map(|i| inherited.public.swap_remove(i).1);
         let listener = listen(name, l.bind(), fd).await?;
-        sockets.public.push((name.to_owned(), dup(name, &listener)?));
+        sockets
+            .public
+            .push((name.to_owned(), dup(name, &listener)?));
         listeners.push(BoundListener {
             name: l.name().clone(),
             listener,

@@ -129,9 +129,8 @@ impl Offer {
             return None;
         }
         let (tx, requests) = mpsc::channel(1);
-        let task = tokio::spawn(
-            offer(listener, sockets, tx).instrument(info_span!("upgrade-offer")),
-        );
+        let task =
+            tokio::spawn(offer(listener, sockets, tx).instrument(info_span!("upgrade-offer")));
         Some(Self {
             path,
             requests,
@@ -199,8 +198,13 @@ async fn serve_one(
     }
     let sent = stream
         .async_io(Interest::WRITABLE, || {
-            rustix::net::sendmsg(&stream, &[IoSlice::new(&line)], &mut cmsg, SendFlags::empty())
-                .map_err(std::io::Error::from)
+            rustix::net::sendmsg(
+                &stream,
+                &[IoSlice::new(&line)],
+                &mut cmsg,
+                SendFlags::empty(),
+            )
+            .map_err(std::io::Error::from)
         })
         .await?;
     let mut stream = BufReader::new(stream);
@@ -309,7 +313,11 @@ pub async fn take_over(
             source,
         })?;
     let (header, mut fds) = receive(&stream).await?;
-    info!(pid = header.pid, sockets = fds.len(), "received the running instance's sockets");
+    info!(
+        pid = header.pid,
+        sockets = fds.len(),
+        "received the running instance's sockets"
+    );
     let control = if header.control { fds.pop() } else { None };
     let inherited = Inherited {
         public: header.public.into_iter().zip(fds).collect(),
@@ -335,7 +343,10 @@ pub async fn take_over(
         });
     }
     let lock = StateLock::acquire_within(&dir, Duration::from_secs(10)).await?;
-    info!(pid = header.pid, "took over; the old instance drains its connections");
+    info!(
+        pid = header.pid,
+        "took over; the old instance drains its connections"
+    );
     serve_until_signal(config, config_path, lock, bound, on_started).await?;
     Ok(())
 }

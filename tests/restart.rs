@@ -54,7 +54,11 @@ fn state(view: &serde_json::Value, stack: &str, addr: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_on_one_state_folder_is_refused_naming_the_folder_and_the_pid() {
     let up = Upstream::start("v1").await;
-    let proxy = Proxy::start(&service("127.0.0.1:0", "", &stack("blue", 100, &[up.addr], "")));
+    let proxy = Proxy::start(&service(
+        "127.0.0.1:0",
+        "",
+        &stack("blue", 100, &[up.addr], ""),
+    ));
     let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("serve")
         .arg("--config")
@@ -328,6 +332,7 @@ async fn a_restart_under_load_loses_no_request_to_a_503_after_the_new_process_is
     for t in load {
         t.await.expect("load task");
     }
+    eprintln!("restart load: {:?}", tally.seen.lock().expect("tally"));
     // Refused connections between the processes are expected for a plain restart (nothing
     // listens then) and are not counted; from each `ready` on, nothing but 200.
     assert_eq!(tally.bad_in_steady_epochs(), vec![], "{}", third.stderr());
@@ -368,8 +373,17 @@ async fn a_hot_upgrade_under_keep_alive_load_refuses_no_connection_and_loses_no_
 
     // Every request in every epoch, across the hand-over too, got its 200.
     let seen = tally.seen.lock().expect("tally").clone();
-    let bad: Vec<_> = seen.iter().filter(|((_, o), _)| *o != Outcome::Ok).collect();
-    assert!(bad.is_empty(), "{bad:?}\nold: {}\nnew: {}", old.stderr(), new.stderr());
+    eprintln!("upgrade load: {seen:?}");
+    let bad: Vec<_> = seen
+        .iter()
+        .filter(|((_, o), _)| *o != Outcome::Ok)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{bad:?}\nold: {}\nnew: {}",
+        old.stderr(),
+        new.stderr()
+    );
     // The old process drained and exited; the new one serves and owns the state folder.
     let status = block_in_place(|| old.wait_exit());
     assert!(status.success(), "{}", old.stderr());

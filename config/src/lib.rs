@@ -19,7 +19,7 @@ pub use model::{
     Sticky, UnknownSni, Weight,
 };
 pub use service::{
-    DEFAULT_PIN_HEADER, CheckKind, DnsSource, HealthCheckSpec, OutlierSpec, ServiceSpec, StackSpec,
+    CheckKind, DEFAULT_PIN_HEADER, DnsSource, HealthCheckSpec, OutlierSpec, ServiceSpec, StackSpec,
     UpstreamTlsSpec,
 };
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};

@@ -211,10 +211,7 @@ pub(crate) fn stack(st: &StackRoute) -> StackStatus {
     StackStatus {
         name: st.name().to_string(),
         weight: st.weight(),
-        healthy_endpoints: endpoints
-            .iter()
-            .filter(|e| e.state.takes_traffic())
-            .count(),
+        healthy_endpoints: endpoints.iter().filter(|e| e.state.takes_traffic()).count(),
         ejected_endpoints: st.policy.ejected(),
         dns,
         endpoints,

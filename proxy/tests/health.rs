@@ -260,7 +260,10 @@ async fn recovered_endpoint_ramps_up_under_slow_start() {
     let extra = format!("slow_start = \"60s\"\n{CHECK}initial = \"healthy\"\n");
     let proxy = start_proxy(&config(&extra, &stack("blue", 1, &[a.addr, b.addr], ""))).await;
     let e = proxy.endpoint("app", "blue", a.addr).expect("a");
-    assert_eq!((e.state, e.slow_start_per_mille), (ShownHealth::Healthy, 1000));
+    assert_eq!(
+        (e.state, e.slow_start_per_mille),
+        (ShownHealth::Healthy, 1000)
+    );
 
     a.set_health(HealthMode::Fail);
     wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;

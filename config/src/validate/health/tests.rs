@@ -142,12 +142,17 @@ fn without_a_configured_check_endpoints_get_a_tcp_check_and_none_turns_it_off() 
     assert_eq!(s.active_check_of(s.stack("blue").expect("stack")), None);
 
     let c = parse(
-        &text("health_check = { kind = \"none\" }", "health_check = { kind = \"tcp\", interval = \"5s\" }"),
+        &text(
+            "health_check = { kind = \"none\" }",
+            "health_check = { kind = \"tcp\", interval = \"5s\" }",
+        ),
         Path::new("t.toml"),
     )
     .expect("valid");
     let s = c.service("auth").expect("service");
-    let tcp = s.active_check_of(s.stack("blue").expect("stack")).expect("stack's own check");
+    let tcp = s
+        .active_check_of(s.stack("blue").expect("stack"))
+        .expect("stack's own check");
     assert_eq!(tcp.kind, crate::CheckKind::Tcp);
     assert_eq!(tcp.interval, Duration::from_secs(5));
 }

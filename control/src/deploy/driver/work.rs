@@ -98,10 +98,7 @@ impl Driver {
             let deadline = Instant::now() + limit;
             loop {
                 let eps = dp.endpoints(&service, &stack);
-                let healthy = eps
-                    .iter()
-                    .filter(|e| e.state.takes_traffic())
-                    .count();
+                let healthy = eps.iter().filter(|e| e.state.takes_traffic()).count();
                 if !eps.is_empty() && healthy == eps.len() && healthy >= expected {
                     return Event::Healthy;
                 }
