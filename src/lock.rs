@@ -5,7 +5,9 @@
 //! releases it when the process dies, also on kill -9). The one hand-over is an upgrade
 //! (`crate::upgrade`): the running instance releases it and the new one takes it.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use rustix::fs::FlockOperation;
+use rustix::io::Errno;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,9 +62,9 @@ impl StateLock {
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(io)?;
-        match file.try_lock() {
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+            Err(e) if e == Errno::WOULDBLOCK => {
                 let mut pid = String::new();
                 // A holder that has not written its PID yet reads as empty.
                 let _ = file.read_to_string(&mut pid);
@@ -72,7 +74,7 @@ impl StateLock {
                     pid: if pid.is_empty() { "unknown" } else { pid }.to_owned(),
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(e) => return Err(io(e.into())),
         }
         file.set_len(0).map_err(io)?;
         file.write_all(format!("{}\n", std::process::id()).as_bytes())
