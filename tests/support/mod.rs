@@ -103,7 +103,7 @@ impl Proxy {
     pub fn start_in_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
         let config_path = dir.path().join("switchyard.toml");
         std::fs::write(&config_path, with_control(config)).expect("write config");
-        Self::run("serve", dir, config_path)
+        Self::run("serve", dir, config_path, env)
     }
 
     /// Starts `switchyard upgrade` on this proxy's configuration (taking over its sockets and
@@ -113,10 +113,16 @@ impl Proxy {
             "upgrade",
             tempfile::tempdir().expect("tempdir"),
             self.config_path.clone(),
+            &[],
         )
     }
 
-    fn run(command: &str, dir: tempfile::TempDir, config_path: PathBuf) -> Self {
+    fn run(
+        command: &str,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
