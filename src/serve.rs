@@ -325,9 +325,7 @@ pub async fn serve_until_signal(
     };
     notify(notify::STOPPING);
     state.set_ready(false);
-    if let Some(offer) = offer {
-        offer.close(takeover.is_some());
-    }
+    let answering = offer.and_then(|o| o.close(takeover.is_some()));
     if let Some(t) = takeover {
         // The new process accepts from now on; this one must not write the state folder
         // once it has released it.
@@ -340,6 +338,15 @@ pub async fn serve_until_signal(
         drop(lock);
         // The new process may have gone; this one drains either way.
         let _ = t.released.send(());
+        if let Some(task) = answering {
+            // Bounded: a new process that stopped reading must not keep this one alive.
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                warn!("the new process did not read the hand-over answer");
+            }
+        }
         proxy.shutdown().await;
         if let Err(e) = control.join().await {
             warn!(error = %e, "control api ended with an error");

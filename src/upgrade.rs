@@ -143,12 +143,18 @@ impl Offer {
         self.requests.recv().await
     }
 
-    /// Stops offering: removes the socket file. A hand-over under way finishes (its task ends
-    /// once it has answered).
-    pub(crate) fn close(self, handing_over: bool) {
+    /// Stops offering: removes the socket file. A hand-over under way goes on: its task is
+    /// returned, to be awaited once the take-over was answered (it ends after writing
+    /// `released`), so the process does not exit before the new one has read it.
+    pub(crate) fn close(self, handing_over: bool) -> Option<JoinHandle<()>> {
+        // Removing a file another process may already have replaced is never done: this runs
+        // before the lock is released.
         let _ = std::fs::remove_file(&self.path);
-        if !handing_over {
+        if handing_over {
+            Some(self.task)
+        } else {
             self.task.abort();
+            None
         }
     }
 }
@@ -223,6 +229,7 @@ async fn serve_one(
         return Ok(false);
     }
     stream.get_mut().write_all(b"released\n").await?;
+    info!("state folder released to the new process");
     Ok(true)
 }
 
@@ -338,7 +345,7 @@ pub async fn take_over(
         .map_err(exchange("no answer to stop"))?;
     if reply.trim() != "released" {
         return Err(UpgradeError::Exchange {
-            what: "it did not release the state folder".into(),
+            what: format!("it did not release the state folder (answer {reply:?})"),
             source: None,
         });
     }
