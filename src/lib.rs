@@ -5,10 +5,13 @@
 pub mod completion;
 pub mod demo;
 pub mod deploy_cli;
+mod health_file;
+pub mod lock;
 pub mod manual;
 pub mod notify;
 mod plane;
 mod serve;
+pub mod upgrade;
 
 pub use plane::ProxyPlane;
-pub use serve::{Bound, ServeError, Started, bind, serve_until_signal};
+pub use serve::{Bound, ServeError, Started, bind, lock_state, serve_until_signal};

@@ -31,6 +31,13 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Take over from the `serve` running on the same state folder without refusing a
+    /// connection (its listening sockets, then its state folder), then run like `serve`.
+    Upgrade {
+        /// Configuration file (its state folder names the instance taken over).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a configuration file and print a summary.
     Check {
         /// Configuration file.
@@ -204,9 +211,19 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             };
             let rt = runtime(config.runtime().worker_threads)?;
             rt.block_on(async move {
+                let lock = switchyard::lock_state(&config)?;
                 let bound = switchyard::bind(&config).await?;
-                switchyard::serve_until_signal(config, path, bound, print_started).await
+                switchyard::serve_until_signal(config, path, lock, bound, print_started).await
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upgrade { config: path } => {
+            let config = match load_config(&path) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let rt = runtime(config.runtime().worker_threads)?;
+            rt.block_on(switchyard::upgrade::take_over(config, path, print_started))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DemoUpstream {
@@ -345,8 +362,9 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
             std::mem::forget(spawn_demo_upstream(l, DemoUpstream { version: version.into(), fail_rate: 0.0, latency: Duration::ZERO }));
         }
         // Ctrl-C ends the demo and every replica it started.
+        let lock = switchyard::lock_state(&config)?;
         let bound = switchyard::bind(&config).await?.stop_replicas_on_exit();
-        switchyard::serve_until_signal(config, origin, bound, |s| {
+        switchyard::serve_until_signal(config, origin, lock, bound, |s| {
             print_started(s);
             println!();
             println!("Try:");

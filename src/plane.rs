@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use switchyard_config::Config;
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
-use switchyard_proxy::{Health, ProxyHandle};
+use switchyard_proxy::{ProxyHandle, ShownHealth};
 
 /// The proxy, as control drives it.
 pub struct ProxyPlane(pub ProxyHandle);
@@ -27,37 +27,26 @@ impl DataPlane for ProxyPlane {
     }
 
     fn endpoints(&self, service: &str, stack: &str) -> Vec<EndpointStatus> {
-        // One stack's status (checks, counters, ejections), shown as each endpoint's detail.
-        let details: Vec<serde_json::Value> = self
-            .0
-            .stack_status(service, stack)
-            .map(|s| {
-                s.endpoints
-                    .iter()
-                    .filter_map(|e| serde_json::to_value(e).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.0
-            .endpoints(service, stack)
+        // One stack's status (checks, counters, ejections), each endpoint once, its whole
+        // status as the detail.
+        let Some(status) = self.0.stack_status(service, stack) else {
+            return Vec::new();
+        };
+        status
+            .endpoints
             .iter()
             .map(|e| EndpointStatus {
-                address: e.key().endpoint.to_string(),
-                state: match e.health() {
-                    Health::Healthy => EndpointState::Healthy,
-                    Health::Unhealthy => EndpointState::Unhealthy,
-                    Health::Ejected => EndpointState::Ejected,
-                    Health::Unknown => EndpointState::Unknown,
+                address: e.endpoint.clone(),
+                state: match e.state {
+                    ShownHealth::Healthy => EndpointState::Healthy,
+                    ShownHealth::Unhealthy => EndpointState::Unhealthy,
+                    ShownHealth::Ejected => EndpointState::Ejected,
+                    ShownHealth::Unknown => EndpointState::Unknown,
+                    ShownHealth::Unchecked => EndpointState::Unchecked,
                 },
-                in_flight: u64::from(e.in_flight()),
-                requests_total: e.requests_total(),
-                detail: details
-                    .iter()
-                    .find(|d| {
-                        d["endpoint"] == e.key().endpoint.to_string()
-                            && d["address"] == e.addr().to_string()
-                    })
-                    .cloned(),
+                in_flight: u64::from(e.in_flight),
+                requests_total: e.requests_total,
+                detail: serde_json::to_value(e).ok(),
             })
             .collect()
     }

@@ -1,22 +1,31 @@
 //! Binding listeners (with TLS from the `certs` crate), starting the proxy and the control
 //! plane, and the process lifecycle.
 //!
-//! Start-up order: the control plane loads the saved desired state and merges it with the file
-//! (runtime changes win), the proxy starts on the merged state, then the control API starts
-//! driving it. `SIGHUP` re-merges the file and reloads certificates (a bad file keeps the old
-//! state serving); `SIGTERM`/`SIGINT` stop accepting and drain. Process replicas keep running
-//! on exit (the next start re-adopts them) unless [`Bound::stop_replicas_on_exit`] (the demo).
+//! Start-up order: the state-folder lock is taken (`crate::lock`), listeners are bound (or
+//! received from the running instance on an upgrade, `crate::upgrade`), the control plane
+//! loads the saved desired state and merges it with the file (runtime changes win), the proxy
+//! starts on the merged state with the endpoint health saved by the previous process
+//! (`crate::health_file`), then the control API starts driving it. `SIGHUP` re-merges the file
+//! and reloads certificates (a bad file keeps the old state serving); `SIGTERM`/`SIGINT` stop
+//! accepting and drain; a take-over by `switchyard upgrade` stops accepting, releases the state
+//! folder and drains.
+//! Process replicas keep running on exit (the next start re-adopts them) unless
+//! [`Bound::stop_replicas_on_exit`] (the demo).
 
+use crate::health_file;
+use crate::lock::StateLock;
 use crate::notify::{self, notify};
 use crate::plane::ProxyPlane;
+use crate::upgrade::{Offer, Sockets};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
 use switchyard_config::{Config, ListenerTls, UnknownSni};
 use switchyard_control::{ControlState, spawn_control, spawn_control_tls};
-use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy};
+use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy_with};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -69,6 +78,9 @@ pub enum ServeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The state folder is locked by another instance, or cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
 }
 
 /// What is running, for the startup report.
@@ -86,6 +98,8 @@ pub struct Bound {
     stores: Vec<Arc<CertStore>>,
     control: TcpListener,
     control_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Duplicates of the listening sockets, offered to a new process on an upgrade.
+    sockets: Sockets,
     stop_replicas_on_exit: bool,
 }
 
@@ -96,6 +110,55 @@ impl Bound {
         self.stop_replicas_on_exit = true;
         self
     }
+}
+
+/// Listening sockets received from the instance being upgraded.
+#[derive(Default)]
+pub(crate) struct Inherited {
+    /// Public listeners by name.
+    pub(crate) public: Vec<(String, OwnedFd)>,
+    /// The control listener.
+    pub(crate) control: Option<OwnedFd>,
+}
+
+/// `fd` as the listener for `want` when it is bound there (a configured port 0 matches any
+/// port on the same address), else a new socket bound to `want`.
+async fn listen(
+    name: &str,
+    want: SocketAddr,
+    fd: Option<OwnedFd>,
+) -> Result<TcpListener, ServeError> {
+    let err = |source| ServeError::Bind {
+        name: name.to_owned(),
+        addr: want,
+        source,
+    };
+    if let Some(fd) = fd {
+        let l = std::net::TcpListener::from(fd);
+        match l.local_addr() {
+            Ok(a) if a == want || (want.port() == 0 && a.ip() == want.ip()) => {
+                l.set_nonblocking(true).map_err(err)?;
+                return TcpListener::from_std(l).map_err(err);
+            }
+            Ok(a) => {
+                warn!(listener = name, inherited = %a, configured = %want, "the running instance's socket is elsewhere; binding anew")
+            }
+            Err(e) => warn!(listener = name, error = %e, "unusable inherited socket; binding anew"),
+        }
+    }
+    TcpListener::bind(want).await.map_err(err)
+}
+
+fn dup(name: &str, l: &TcpListener) -> Result<OwnedFd, ServeError> {
+    l.as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| ServeError::Bind {
+            name: name.to_owned(),
+            addr: l
+                .local_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })
 }
 
 fn cert_store(
@@ -128,7 +191,20 @@ fn cert_store(
 
 /// Binds every configured listener (and the control API's) and loads certificates.
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
+    bind_inherited(config, Inherited::default()).await
+}
+
+/// [`bind`], taking each listener from `inherited` when it has one of that name at that
+/// address; inherited sockets no listener takes are closed.
+pub(crate) async fn bind_inherited(
+    config: &Config,
+    mut inherited: Inherited,
+) -> Result<Bound, ServeError> {
     switchyard_control::check_listen_policy(config.control(), config.tokens())?;
+    let mut sockets = Sockets {
+        public: Vec::new(),
+        control: None,
+    };
     let mut listeners = Vec::new();
     let mut stores = Vec::new();
     for l in config.listeners() {
@@ -140,13 +216,16 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
             }
             None => None,
         };
-        let listener = TcpListener::bind(l.bind())
-            .await
-            .map_err(|source| ServeError::Bind {
-                name: l.name().to_string(),
-                addr: l.bind(),
-                source,
-            })?;
+        let name = l.name().as_str();
+        let fd = inherited
+            .public
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| inherited.public.swap_remove(i).1);
+        let listener = listen(name, l.bind(), fd).await?;
+        sockets
+            .public
+            .push((name.to_owned(), dup(name, &listener)?));
         listeners.push(BoundListener {
             name: l.name().clone(),
             listener,
@@ -161,28 +240,33 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
         }
         None => None,
     };
-    let addr = config.control().listen;
-    let control = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            name: "control".into(),
-            addr,
-            source,
-        })?;
+    let control = listen("control", config.control().listen, inherited.control).await?;
+    sockets.control = Some(dup("control", &control)?);
+    for (name, _) in &inherited.public {
+        warn!(listener = %name, "the new configuration has no such listener; its socket is closed");
+    }
     Ok(Bound {
         listeners,
         stores,
         control,
         control_tls,
+        sockets,
         stop_replicas_on_exit: false,
     })
 }
 
-/// Runs the proxy and the control API on `bound` until SIGTERM/SIGINT. `config_path` is
-/// re-read on SIGHUP. `on_started` is called once everything is bound and serving.
+/// Takes the lock on `config`'s state folder; refused while another instance holds it.
+pub fn lock_state(config: &Config) -> Result<StateLock, ServeError> {
+    Ok(StateLock::acquire(&config.control().state_dir)?)
+}
+
+/// Runs the proxy and the control API on `bound` until SIGTERM/SIGINT or a take-over by a
+/// new process. `lock` is the state folder's (see [`lock_state`]); `config_path` is re-read
+/// on SIGHUP. `on_started` is called once everything is bound and serving.
 pub async fn serve_until_signal(
     config: Config,
     config_path: PathBuf,
+    lock: StateLock,
     bound: Bound,
     on_started: impl FnOnce(&Started),
 ) -> Result<(), ServeError> {
@@ -209,7 +293,10 @@ pub async fn serve_until_signal(
         ));
     }
     let stores = bound.stores;
-    let proxy = spawn_proxy(loaded.desired(), bound.listeners).await?;
+    let remembered = health_file::load(lock.dir());
+    let proxy = spawn_proxy_with(loaded.desired(), bound.listeners, remembered).await?;
+    let (saver_stop, saver_rx) = watch::channel(false);
+    let saver = health_file::spawn_saver(lock.dir().to_path_buf(), proxy.clone(), saver_rx);
     let (state, writer) = loaded.spawn(Arc::new(ProxyPlane(proxy.clone())), shutdown_rx.clone());
     let control_addr = bound
         .control
@@ -232,11 +319,12 @@ pub async fn serve_until_signal(
         listeners: proxy.listeners().to_vec(),
         control: control_addr,
     });
+    let mut offer = Offer::spawn(lock.dir(), bound.sockets);
 
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
-    loop {
+    let takeover = loop {
         tokio::select! {
             _ = hup.recv() => {
                 // systemd (Type=notify) shows the unit as reloading until READY=1 again.
@@ -244,24 +332,62 @@ pub async fn serve_until_signal(
                 reload(&config_path, &state, &stores).await;
                 notify(notify::READY);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            Some(t) = async { match offer.as_mut() { Some(o) => o.next().await, None => None } } => break Some(t),
         }
-    }
+    };
     notify(notify::STOPPING);
-    info!(drain = ?drain, "shutting down");
     state.set_ready(false);
-    shutdown_tx.send_replace(true);
-    proxy.shutdown().await;
-    if let Err(e) = control.join().await {
-        warn!(error = %e, "control api ended with an error");
+    let answering = offer.and_then(|o| o.close(takeover.is_some()));
+    if let Some(t) = takeover {
+        // The new process accepts from now on; this one must not write the state folder
+        // once it has released it.
+        info!(drain = ?drain, "handing over to the new process; draining");
+        proxy.hand_over();
+        shutdown_tx.send_replace(true);
+        writer.join().await;
+        saver_stop.send_replace(true);
+        join_logged(saver, "health saver").await;
+        drop(lock);
+        // The new process may have gone; this one drains either way.
+        let _ = t.released.send(());
+        if let Some(task) = answering {
+            // Bounded: a new process that stopped reading must not keep this one alive.
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                warn!("the new process did not read the hand-over answer");
+            }
+        }
+        proxy.shutdown().await;
+        if let Err(e) = control.join().await {
+            warn!(error = %e, "control api ended with an error");
+        }
+    } else {
+        info!(drain = ?drain, "shutting down");
+        shutdown_tx.send_replace(true);
+        proxy.shutdown().await;
+        if let Err(e) = control.join().await {
+            warn!(error = %e, "control api ended with an error");
+        }
+        writer.join().await;
+        saver_stop.send_replace(true);
+        join_logged(saver, "health saver").await;
+        drop(lock);
     }
-    writer.join().await;
     for w in watchers {
         // A watcher that panicked must not hide a clean shutdown; it was logged already.
         let _ = w.await;
     }
     Ok(())
+}
+
+async fn join_logged(task: tokio::task::JoinHandle<()>, name: &str) {
+    if let Err(e) = task.await {
+        warn!(task = name, error = %e, "task ended abnormally");
+    }
 }
 
 async fn reload(path: &Path, state: &ControlState, stores: &[Arc<CertStore>]) {

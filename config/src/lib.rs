@@ -19,8 +19,8 @@ pub use model::{
     Sticky, UnknownSni, Weight,
 };
 pub use service::{
-    DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, HealthCheckSpec, OutlierSpec, ServiceSpec,
-    StackSpec, UpstreamTlsSpec,
+    CheckKind, DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, HealthCheckSpec, OutlierSpec,
+    ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};

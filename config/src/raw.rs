@@ -202,6 +202,9 @@ pub struct UpstreamTls {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
+    /// `http` (default), `tcp` (connect only) or `none` (no check at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Request path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

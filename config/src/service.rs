@@ -4,9 +4,22 @@ use crate::model::{Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What an active health check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// One HTTP request; the status must be in the expected range (the default).
+    Http,
+    /// A TCP connect; the endpoint passes when it accepts the connection.
+    Tcp,
+    /// No check (`kind = "none"`): endpoints always take traffic and are shown `unchecked`.
+    None,
+}
+
 /// An active health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckSpec {
+    /// HTTP request, TCP connect, or none.
+    pub kind: CheckKind,
     /// HTTP method.
     pub method: String,
     /// Request path (with query).
@@ -29,6 +42,28 @@ pub struct HealthCheckSpec {
     pub unhealthy_threshold: u32,
     /// New endpoints start healthy (instead of unknown).
     pub initially_healthy: bool,
+}
+
+impl HealthCheckSpec {
+    /// The check endpoints get when neither their stack nor their service configures one: a TCP
+    /// connect every 2s (1s timeout), unhealthy after 3 refusals in a row, healthy again after
+    /// one accepted connection; endpoints start healthy, so traffic flows at once.
+    pub fn default_tcp() -> Self {
+        Self {
+            kind: CheckKind::Tcp,
+            method: "GET".into(),
+            path: "/".into(),
+            http10: false,
+            port: None,
+            host: None,
+            expect_status: (200, 399),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+            initially_healthy: true,
+        }
+    }
 }
 
 /// Passive health (outlier detection): endpoints failing real requests are ejected for a while.
@@ -258,9 +293,18 @@ impl ServiceSpec {
     pub fn slow_start(&self) -> Option<Duration> {
         self.slow_start
     }
-    /// The health check that applies to `stack`: its own, else the service's.
+    /// The health check configured for `stack`: its own, else the service's.
     pub fn health_check_of<'a>(&'a self, stack: &'a StackSpec) -> Option<&'a HealthCheckSpec> {
         stack.health_check().or(self.health_check())
+    }
+    /// The check that runs for `stack`'s endpoints: the configured one, else
+    /// [`HealthCheckSpec::default_tcp`]; `None` when it is configured with `kind = "none"`.
+    pub fn active_check_of(&self, stack: &StackSpec) -> Option<HealthCheckSpec> {
+        match self.health_check_of(stack) {
+            Some(h) if h.kind == CheckKind::None => None,
+            Some(h) => Some(h.clone()),
+            None => Some(HealthCheckSpec::default_tcp()),
+        }
     }
     /// The outlier detection that applies to `stack`: its own, else the service's.
     pub fn outlier_detection_of<'a>(&'a self, stack: &'a StackSpec) -> &'a OutlierSpec {

@@ -72,18 +72,26 @@ pub enum EndpointState {
     Unhealthy,
     /// Taken out of rotation by passive failure detection.
     Ejected,
-    /// Not checked yet, or not checked at all.
+    /// Not checked yet.
     Unknown,
+    /// Not checked at all (`health_check = { kind = "none" }`); takes traffic.
+    Unchecked,
 }
 
 impl EndpointState {
-    /// The API spelling: `healthy`, `unhealthy`, `ejected` or `unknown`.
+    /// The API spelling: `healthy`, `unhealthy`, `ejected`, `unknown` or `unchecked`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Healthy => "healthy",
             Self::Unhealthy => "unhealthy",
             Self::Ejected => "ejected",
             Self::Unknown => "unknown",
+            Self::Unchecked => "unchecked",
         }
+    }
+
+    /// Whether the endpoint takes traffic: healthy, or not checked at all.
+    pub fn takes_traffic(self) -> bool {
+        matches!(self, Self::Healthy | Self::Unchecked)
     }
 }

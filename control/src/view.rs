@@ -61,6 +61,8 @@ pub struct HealthSummary {
     pub ejected: usize,
     /// Not checked yet.
     pub unknown: usize,
+    /// Not checked at all (`health_check = { kind = "none" }`), taking traffic.
+    pub unchecked: usize,
 }
 
 /// `GET /v1/services/{service}`: one service in full.
@@ -246,6 +248,7 @@ fn health(endpoints: &[EndpointView]) -> HealthSummary {
             "healthy" => h.healthy += 1,
             "unhealthy" => h.unhealthy += 1,
             "ejected" => h.ejected += 1,
+            "unchecked" => h.unchecked += 1,
             _ => h.unknown += 1,
         }
     }

@@ -7,7 +7,7 @@
 //! the same way, so a re-resolution that keeps an address keeps that endpoint's state.
 
 use crate::discovery::{Discovered, copies};
-use crate::endpoint::{EndpointKey, EndpointState};
+use crate::endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
@@ -55,6 +55,9 @@ pub enum BuildError {
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(crate) endpoints: HashMap<EndpointKey, Arc<EndpointState>>,
+    /// Health saved by the previous process, used for the endpoints of the first build only
+    /// (a later endpoint is new and starts as its check says).
+    pub(crate) remembered: RememberedHealth,
     stacks: HashMap<(String, String), Arc<StackStats>>,
     policies: HashMap<(String, String), Arc<StackPolicy>>,
 }
@@ -62,11 +65,11 @@ pub(crate) struct Registry {
 /// Addresses of endpoint host names that are not IP literals, looked up before building.
 pub(crate) type Resolved = HashMap<(String, u16), SocketAddr>;
 
-/// Whether a stack's endpoints start healthy: yes without an active check, or when the check
-/// says `initial = "healthy"`.
+/// Whether a stack's endpoints start healthy: yes without an active check (`kind = "none"`),
+/// under the default TCP check, or when the check says `initial = "healthy"`.
 pub(crate) fn starts_healthy(service: &ServiceSpec, stack: &StackSpec) -> bool {
     service
-        .health_check_of(stack)
+        .active_check_of(stack)
         .is_none_or(|h| h.initially_healthy)
 }
 
@@ -190,13 +193,19 @@ impl Registry {
                         endpoint,
                         addr,
                     };
+                    let remembered = &self.remembered;
                     let state = self
                         .endpoints
                         .entry(key.clone())
                         .or_insert_with(|| {
+                            let initial = match remembered.get(&key) {
+                                Some(h) => h,
+                                None if starts_healthy(svc, st) => Health::Healthy,
+                                None => Health::Unknown,
+                            };
                             Arc::new(EndpointState::new(
                                 key.clone(),
-                                starts_healthy(svc, st),
+                                initial,
                                 pool_capacity,
                                 policy.clone(),
                                 stack_existed,
@@ -232,7 +241,7 @@ impl Registry {
                     cursor: AtomicUsize::new(0),
                     tls,
                     stats,
-                    health_check: svc.health_check_of(st).cloned().map(Arc::new),
+                    health_check: svc.active_check_of(st).map(Arc::new),
                     policy,
                     dns,
                 });

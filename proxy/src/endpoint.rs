@@ -10,6 +10,7 @@
 use crate::health::CheckState;
 use crate::outlier::{self, Outlier, StackPolicy};
 use crate::pool::Pool;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -65,6 +66,60 @@ pub struct EndpointKey {
     pub addr: SocketAddr,
 }
 
+/// Health that endpoints had in a previous process (restored at start, so a restart is not a
+/// window without healthy endpoints), keyed by service, stack, endpoint as written and address.
+#[derive(Debug, Clone, Default)]
+pub struct RememberedHealth {
+    entries: HashMap<(String, String, String, SocketAddr), bool>,
+}
+
+impl RememberedHealth {
+    /// Remembers that the endpoint was healthy (`true`) or unhealthy (`false`).
+    pub fn insert(
+        &mut self,
+        service: &str,
+        stack: &str,
+        endpoint: &str,
+        address: SocketAddr,
+        healthy: bool,
+    ) {
+        self.entries.insert(
+            (service.into(), stack.into(), endpoint.into(), address),
+            healthy,
+        );
+    }
+
+    /// How many endpoints are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The remembered health of `key`, if any.
+    pub(crate) fn get(&self, key: &EndpointKey) -> Option<Health> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let k = (
+            key.service.clone(),
+            key.stack.clone(),
+            key.endpoint.to_string(),
+            key.addr,
+        );
+        self.entries.get(&k).map(|healthy| {
+            if *healthy {
+                Health::Healthy
+            } else {
+                Health::Unhealthy
+            }
+        })
+    }
+}
+
 /// Runtime state of one endpoint, shared by every snapshot that contains it.
 #[derive(Debug)]
 pub struct EndpointState {
@@ -88,20 +143,16 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    /// New state; `healthy` says whether it takes traffic before any check; `ramp` starts a
-    /// slow-start ramp at once (a healthy endpoint joining a running stack).
+    /// New state; `health` is what it has before any check (`Healthy` takes traffic at once);
+    /// `ramp` starts a slow-start ramp at once (a healthy endpoint joining a running stack).
     pub(crate) fn new(
         key: EndpointKey,
-        healthy: bool,
+        health: Health,
         pool_capacity: usize,
         policy: Arc<StackPolicy>,
         ramp: bool,
     ) -> Self {
-        let health = if healthy {
-            Health::Healthy
-        } else {
-            Health::Unknown
-        };
+        let healthy = health == Health::Healthy;
         let state = Self {
             key,
             health: AtomicU8::new(health as u8),

@@ -14,7 +14,7 @@
 
 use crate::build::{BuildError, Registry, Resolved};
 use crate::discovery::{Discovery, Update};
-use crate::endpoint::EndpointState;
+use crate::endpoint::{EndpointState, RememberedHealth};
 use crate::forward::Settings;
 use crate::health::Checks;
 use crate::listener::{BoundListener, spawn_listener};
@@ -23,6 +23,7 @@ use crate::status::ProxyStatus;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use switchyard_config::{Config, Name};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -32,6 +33,18 @@ use tracing::{Instrument, info, info_span, warn};
 pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) settings: Settings,
+    /// Counts health transitions made by the checkers (never by the request path).
+    pub(crate) health_changes: watch::Sender<u64>,
+    /// Set once the listeners are handed over to a new process: HTTP/1 responses then close
+    /// their connection (one relaxed load per request).
+    pub(crate) handing_over: AtomicBool,
+}
+
+impl Shared {
+    /// Announces that an endpoint's health changed between taking traffic and not.
+    pub(crate) fn health_changed(&self) {
+        self.health_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// A bound public listener, as reported to callers.
@@ -106,13 +119,27 @@ pub async fn spawn_proxy(
     config: Arc<Config>,
     bound: Vec<BoundListener>,
 ) -> Result<ProxyHandle, ApplyError> {
+    spawn_proxy_with(config, bound, RememberedHealth::default()).await
+}
+
+/// [`spawn_proxy`], with the endpoints of the first snapshot starting from the health a previous
+/// process saved (an endpoint that was healthy takes traffic at once, until a check says
+/// otherwise) instead of their checks' initial state.
+pub async fn spawn_proxy_with(
+    config: Arc<Config>,
+    bound: Vec<BoundListener>,
+    remembered: RememberedHealth,
+) -> Result<ProxyHandle, ApplyError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let mut discovery = Discovery::new(updates_tx);
     discovery.sync(&config, &shutdown_rx).await;
     let mut registry = Registry::default();
+    registry.remembered = remembered;
     let resolved = resolve(&config).await;
-    let first = match registry.build(&config, 1, &resolved, discovery.sets()) {
+    let built = registry.build(&config, 1, &resolved, discovery.sets());
+    registry.remembered = RememberedHealth::default();
+    let first = match built {
         Ok(s) => s,
         Err(e) => {
             discovery.stop().await;
@@ -128,6 +155,8 @@ pub async fn spawn_proxy(
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
         settings,
+        health_changes: watch::channel(0).0,
+        handing_over: AtomicBool::new(false),
     });
     let (gen_tx, gen_rx) = watch::channel(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -309,6 +338,12 @@ impl ProxyHandle {
         self.generation.clone()
     }
 
+    /// A counter that moves on every health transition an active check makes (healthy to
+    /// unhealthy and back); the wiring saves health when it moves.
+    pub fn health_changes(&self) -> watch::Receiver<u64> {
+        self.shared.health_changes.subscribe()
+    }
+
     /// The snapshot requests route on now.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()
@@ -343,6 +378,13 @@ impl ProxyHandle {
             .and_then(|s| s.stacks().iter().find(|st| st.name().as_str() == stack))
             .map(|st| st.endpoints().to_vec())
             .unwrap_or_default()
+    }
+
+    /// Stops accepting because another process now accepts on the same sockets; connections
+    /// finish here (see `crate::listener`). [`ProxyHandle::shutdown`] then waits for them.
+    pub fn hand_over(&self) {
+        self.shared.handing_over.store(true, Ordering::Relaxed);
+        self.shutdown.send_replace(true);
     }
 
     /// Stops accepting, lets in-flight requests finish within the drain deadline, and waits for

@@ -1,5 +1,6 @@
-//! Active health checks: one lightweight task per endpoint whose stack (or service) has a
-//! `health_check`, started and stopped by the snapshot writer as endpoints come and go.
+//! Active health checks: one lightweight task per endpoint whose stack has an active check (the
+//! configured `health_check`, or the default TCP connect check when none is configured; none
+//! with `kind = "none"`), started and stopped by the snapshot writer as endpoints come and go.
 //!
 //! A check is one HTTP/1.0 or HTTP/1.1 request (method, path, Host as configured; to a check
 //! port when one is set; over TLS with the stack's upstream TLS settings when the endpoint is
@@ -10,7 +11,9 @@
 //! `unhealthy_threshold` failures in a row make the endpoint's verdict unhealthy and
 //! `healthy_threshold` successes in a row make it healthy. A verdict change only
 //! compare-and-swaps the endpoint's health atomic (the request path reads it, never waits) and
-//! logs; an ejected endpoint stays ejected until its time is up and then returns to the verdict.
+//! logs, and bumps the proxy's health-change counter (a `watch` that the wiring uses to save
+//! health for the next start); an ejected endpoint stays ejected until its time is up and then
+//! returns to the verdict.
 //! Results and counters live in [`CheckState`] atomics for the status view.
 
 mod probe;
@@ -117,8 +120,8 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 
 /// Applies one check's outcome: counters, verdict and (through a compare-and-swap) health.
 /// Health is updated before the counters are published, so whoever sees the n-th failure
-/// counted also sees its effect.
-fn record(ep: &EndpointState, spec: &HealthCheckSpec, outcome: CheckOutcome, status: u16) {
+/// counted also sees its effect. Returns whether health changed.
+fn record(ep: &EndpointState, spec: &HealthCheckSpec, outcome: CheckOutcome, status: u16) -> bool {
     let c = &ep.check;
     let passed = outcome == CheckOutcome::Passed;
     let (successes, failures) = if passed {
@@ -131,7 +134,7 @@ fn record(ep: &EndpointState, spec: &HealthCheckSpec, outcome: CheckOutcome, sta
     } else if !passed && failures >= spec.unhealthy_threshold {
         c.verdict.store(VERDICT_UNHEALTHY, Ordering::Release);
     }
-    reconcile(ep, outcome, status);
+    let changed = reconcile(ep, outcome, status);
     c.last_outcome.store(outcome as u8, Ordering::Relaxed);
     c.last_status.store(status, Ordering::Relaxed);
     c.last_unix_ms
@@ -139,11 +142,13 @@ fn record(ep: &EndpointState, spec: &HealthCheckSpec, outcome: CheckOutcome, sta
     c.successes.store(successes, Ordering::Release);
     c.failures.store(failures, Ordering::Release);
     c.total.fetch_add(1, Ordering::Release);
+    changed
 }
 
 /// Brings health in line with the verdict. Re-run after every check, so a transition lost to a
-/// concurrent ejection or return is repaired one interval later.
-fn reconcile(ep: &EndpointState, outcome: CheckOutcome, status: u16) {
+/// concurrent ejection or return is repaired one interval later. Returns whether it changed
+/// health between healthy and not.
+fn reconcile(ep: &EndpointState, outcome: CheckOutcome, status: u16) -> bool {
     let k = ep.key();
     match ep.check.verdict() {
         Some(true) => {
@@ -154,6 +159,7 @@ fn reconcile(ep: &EndpointState, outcome: CheckOutcome, status: u16) {
             {
                 ep.start_ramp();
                 info!(service = %k.service, stack = %k.stack, endpoint = %k.endpoint, "endpoint healthy");
+                return true;
             }
         }
         Some(false) => {
@@ -166,23 +172,26 @@ fn reconcile(ep: &EndpointState, outcome: CheckOutcome, status: u16) {
                         service = %k.service, stack = %k.stack, endpoint = %k.endpoint,
                         outcome = ?outcome, status, "endpoint unhealthy"
                     );
-                    break;
+                    return true;
                 }
             }
         }
         None => {}
     }
+    false
 }
 
-/// An endpoint whose stack no longer has a check takes traffic again.
-fn forget_checks(ep: &EndpointState) {
+/// An endpoint whose stack no longer has a check takes traffic again. Returns whether health
+/// changed.
+fn forget_checks(ep: &EndpointState) -> bool {
     ep.check.verdict.store(VERDICT_NONE, Ordering::Release);
-    if ep.swap_health(Health::Unknown, Health::Healthy)
-        || ep.swap_health(Health::Unhealthy, Health::Healthy)
-    {
+    let changed = ep.swap_health(Health::Unknown, Health::Healthy)
+        || ep.swap_health(Health::Unhealthy, Health::Healthy);
+    if changed {
         let k = ep.key();
-        info!(service = %k.service, stack = %k.stack, endpoint = %k.endpoint, "endpoint healthy (no health check)");
+        info!(service = %k.service, stack = %k.stack, endpoint = %k.endpoint, "endpoint takes traffic (no health check)");
     }
+    changed
 }
 
 /// `d` scaled by a random factor in [lo, lo + span) per mille.
@@ -216,7 +225,9 @@ async fn run(
             () = crate::handle::stopped(&mut shutdown) => return,
         };
         debug!(outcome = ?outcome, status, "health check");
-        record(&ep, &spec, outcome, status);
+        if record(&ep, &spec, outcome, status) {
+            shared.health_changed();
+        }
         delay = jitter(spec.interval, 900, 200);
     }
 }
@@ -248,8 +259,10 @@ impl Checks {
             for st in svc.stacks() {
                 for ep in st.endpoints() {
                     let Some(spec) = &st.health_check else {
-                        if ep.check.verdict().is_some() || ep.health() == Health::Unknown {
-                            forget_checks(ep);
+                        if (ep.check.verdict().is_some() || ep.health() == Health::Unknown)
+                            && forget_checks(ep)
+                        {
+                            shared.health_changed();
                         }
                         continue;
                     };

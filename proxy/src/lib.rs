@@ -27,13 +27,15 @@ mod status;
 pub use body::ProxyBody;
 pub use build::BuildError;
 pub use discovery::ResolutionOutcome;
-pub use endpoint::{EndpointKey, EndpointState, Health};
+pub use endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 pub use error::Cause;
-pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy};
+pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy, spawn_proxy_with};
 pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::Schedule;
 pub use snapshot::{ServiceRoute, Snapshot, StackRoute, StackStats};
 #[doc(hidden)]
 pub use sniff::{Watched, watch_framing};
-pub use status::{CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, StackStatus};
+pub use status::{
+    CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, ShownHealth, StackStatus,
+};

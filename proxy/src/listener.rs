@@ -3,7 +3,12 @@
 //!
 //! An accept error is logged and followed by a short pause; it never ends the loop. On shutdown
 //! the loop stops accepting and every connection is asked to finish gracefully within the drain
-//! deadline.
+//! deadline. On a hand-over to a new process (`ProxyHandle::hand_over`) the loop stops
+//! accepting (the new process accepts on the same socket) and connections first finish on
+//! their own: each HTTP/1 response carries `Connection: close`, so a keep-alive client's next
+//! request opens a new connection to the new process and no request meets a connection closed
+//! under it; only connections still open after half the drain deadline are shut down
+//! gracefully (idle ones closed, HTTP/2 sent GOAWAY) within the other half.
 
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
@@ -15,7 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
@@ -65,6 +70,7 @@ pub(crate) fn spawn_listener(
     let task = async move {
         let builder = Arc::new(builder(&limits, &timeouts));
         let graceful = GracefulShutdown::new();
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
         loop {
             let accepted = tokio::select! {
@@ -90,14 +96,24 @@ pub(crate) fn spawn_listener(
             });
             let framing_flag = info.ambiguous_framing.clone();
             let shared = shared.clone();
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let shared = shared.clone();
                 let info = info.clone();
                 async move {
+                    let h1 = req.version() < http::Version::HTTP_2;
                     let snap = shared.snapshot.load_full();
-                    Ok::<_, Infallible>(forward::handle(snap, &shared.settings, &info, req).await)
+                    let mut resp = forward::handle(snap, &shared.settings, &info, req).await;
+                    if h1
+                        && shared.handing_over.load(Ordering::Relaxed)
+                        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                    {
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(resp)
                 }
             });
+            let alive = alive_tx.clone();
             let watcher = graceful.watcher();
             let builder = builder.clone();
             let tls = tls.clone();
@@ -145,6 +161,7 @@ pub(crate) fn spawn_listener(
                     if let Err(e) = result {
                         debug!(error = %e, "connection ended with an error");
                     }
+                    drop(alive);
                 }
                 .instrument(debug_span!("conn", %peer)),
             );
@@ -153,7 +170,18 @@ pub(crate) fn spawn_listener(
             connections = graceful.count(),
             "stopped accepting; draining"
         );
-        if tokio::time::timeout(timeouts.drain, graceful.shutdown())
+        drop(alive_tx);
+        let mut drain = timeouts.drain;
+        if shared.handing_over.load(Ordering::Relaxed) {
+            // Every connection task holds a sender: `recv` ends when the last one is done.
+            let own = tokio::time::timeout(drain / 2, alive_rx.recv()).await;
+            if own.is_ok() {
+                info!("every connection finished");
+                return;
+            }
+            drain -= drain / 2;
+        }
+        if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()
         {

@@ -39,7 +39,7 @@ pub struct StackStatus {
     pub name: String,
     /// Weight in the snapshot.
     pub weight: u32,
-    /// Endpoints taking traffic now.
+    /// Endpoints taking traffic now (healthy or unchecked).
     pub healthy_endpoints: usize,
     /// Endpoints ejected by outlier detection now.
     pub ejected_endpoints: u32,
@@ -67,6 +67,41 @@ pub struct DnsStatus {
     pub consecutive_failures: u32,
 }
 
+/// An endpoint's health as the views show it: the request path's [`Health`], except that an
+/// endpoint of a stack without an active check (`kind = "none"`) is `unchecked`, never
+/// `healthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShownHealth {
+    /// Passing its checks; takes traffic.
+    Healthy,
+    /// Failing its checks; takes no traffic.
+    Unhealthy,
+    /// Ejected by passive outlier detection.
+    Ejected,
+    /// Not decided yet; takes no traffic.
+    Unknown,
+    /// Not checked at all (`kind = "none"`); takes traffic.
+    Unchecked,
+}
+
+impl ShownHealth {
+    fn of(health: Health, checked: bool) -> Self {
+        match health {
+            Health::Healthy if !checked => Self::Unchecked,
+            Health::Healthy => Self::Healthy,
+            Health::Unhealthy => Self::Unhealthy,
+            Health::Ejected => Self::Ejected,
+            Health::Unknown => Self::Unknown,
+        }
+    }
+
+    /// Whether the endpoint takes new requests (healthy or unchecked).
+    pub fn takes_traffic(self) -> bool {
+        matches!(self, Self::Healthy | Self::Unchecked)
+    }
+}
+
 /// One endpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct EndpointStatus {
@@ -74,8 +109,8 @@ pub struct EndpointStatus {
     pub endpoint: String,
     /// The address connected to.
     pub address: SocketAddr,
-    /// `healthy`, `unhealthy`, `ejected` or `unknown`.
-    pub state: Health,
+    /// `healthy`, `unhealthy`, `ejected`, `unknown` or `unchecked`.
+    pub state: ShownHealth,
     /// SRV weight share: how often it appears in the stack's rotation.
     pub shares: usize,
     /// Requests in flight now.
@@ -134,7 +169,7 @@ fn endpoint(ep: &Arc<EndpointState>, shares: usize, checked: bool) -> EndpointSt
     EndpointStatus {
         endpoint: ep.key().endpoint.to_string(),
         address: ep.addr(),
-        state,
+        state: ShownHealth::of(state, checked),
         shares,
         in_flight: ep.in_flight(),
         requests_total: ep.requests_total(),
@@ -176,10 +211,7 @@ pub(crate) fn stack(st: &StackRoute) -> StackStatus {
     StackStatus {
         name: st.name().to_string(),
         weight: st.weight(),
-        healthy_endpoints: endpoints
-            .iter()
-            .filter(|e| e.state == Health::Healthy)
-            .count(),
+        healthy_endpoints: endpoints.iter().filter(|e| e.state.takes_traffic()).count(),
         ejected_endpoints: st.policy.ejected(),
         dns,
         endpoints,

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use support::dns::Dns;
 use support::{Client, LISTENER, Proxy, Upstream, start_proxy, trace, wait};
-use switchyard_proxy::{Health, ResolutionOutcome};
+use switchyard_proxy::{ResolutionOutcome, ShownHealth};
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -122,12 +122,12 @@ async fn unchanged_endpoints_keep_their_state_across_dns_changes() {
     let proxy = start_proxy(&config(&dns, &source, "50ms", check)).await;
     proxy
         .wait_endpoint("app", "blue", ups[0].addr, "u2 unhealthy", |e| {
-            e.state == Health::Unhealthy
+            e.state == ShownHealth::Unhealthy
         })
         .await;
     proxy
         .wait_endpoint("app", "blue", ups[1].addr, "u3 healthy", |e| {
-            e.state == Health::Healthy
+            e.state == ShownHealth::Healthy
         })
         .await;
     bodies(&proxy, 6).await;
@@ -151,7 +151,7 @@ async fn unchanged_endpoints_keep_their_state_across_dns_changes() {
     let u2 = proxy.endpoint("app", "blue", ups[0].addr).expect("u2");
     assert_eq!(
         u2.state,
-        Health::Unhealthy,
+        ShownHealth::Unhealthy,
         "health is kept, not reset to unknown"
     );
     assert!(
@@ -164,7 +164,7 @@ async fn unchanged_endpoints_keep_their_state_across_dns_changes() {
     // The new endpoint starts unknown and is checked before it takes traffic.
     proxy
         .wait_endpoint("app", "blue", ups[2].addr, "u4 healthy", |e| {
-            e.state == Health::Healthy
+            e.state == ShownHealth::Healthy
         })
         .await;
     assert_eq!(bodies(&proxy, 10).await, vec!["u3", "u4"]);

@@ -5,7 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use support::{Client, HealthMode, LISTENER, Proxy, Upstream, start_proxy, trace, wait};
-use switchyard_proxy::{CheckOutcome, Health};
+use switchyard_proxy::{CheckOutcome, ShownHealth};
 
 /// One service `app` with the given stacks (`[[services.stacks]]` tables) and service extras.
 fn config(service_extra: &str, stacks: &str) -> String {
@@ -33,7 +33,7 @@ async fn get_n(proxy: &Proxy, n: usize) -> Vec<support::Reply> {
     out
 }
 
-async fn wait_state(proxy: &Proxy, stack: &str, addr: SocketAddr, h: Health) {
+async fn wait_state(proxy: &Proxy, stack: &str, addr: SocketAddr, h: ShownHealth) {
     proxy
         .wait_endpoint("app", stack, addr, &format!("{addr} {h:?}"), |e| {
             e.state == h
@@ -46,13 +46,13 @@ async fn two_healthy() -> (Proxy, Upstream, Upstream) {
     trace();
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     let proxy = start_proxy(&config(CHECK, &stack("blue", 1, &[a.addr, b.addr], ""))).await;
-    wait_state(&proxy, "blue", a.addr, Health::Healthy).await;
-    wait_state(&proxy, "blue", b.addr, Health::Healthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Healthy).await;
+    wait_state(&proxy, "blue", b.addr, ShownHealth::Healthy).await;
     (proxy, a, b)
 }
 
 /// Lets one gated check through and waits until the endpoint has counted it.
-async fn one_check(proxy: &Proxy, up: &Upstream, failures: u32, successes: u32) -> Health {
+async fn one_check(proxy: &Proxy, up: &Upstream, failures: u32, successes: u32) -> ShownHealth {
     up.release(1);
     let what = format!("check streaks {successes}/{failures} on {}", up.addr);
     let e = proxy
@@ -75,9 +75,9 @@ async fn endpoint_turns_unhealthy_after_exactly_the_threshold_and_gets_no_reques
         (a.checks() > 0).then_some(())
     })
     .await;
-    assert_eq!(one_check(&proxy, &a, 1, 0).await, Health::Healthy);
-    assert_eq!(one_check(&proxy, &a, 2, 0).await, Health::Healthy);
-    assert_eq!(one_check(&proxy, &a, 3, 0).await, Health::Unhealthy);
+    assert_eq!(one_check(&proxy, &a, 1, 0).await, ShownHealth::Healthy);
+    assert_eq!(one_check(&proxy, &a, 2, 0).await, ShownHealth::Healthy);
+    assert_eq!(one_check(&proxy, &a, 3, 0).await, ShownHealth::Unhealthy);
 
     let (a0, b0) = (a.traffic(), b.traffic());
     let replies = get_n(&proxy, 40).await;
@@ -91,7 +91,7 @@ async fn endpoint_turns_unhealthy_after_exactly_the_threshold_and_gets_no_reques
 async fn unhealthy_endpoint_returns_after_healthy_threshold_successes() {
     let (proxy, a, b) = two_healthy().await;
     a.set_health(HealthMode::Fail);
-    wait_state(&proxy, "blue", a.addr, Health::Unhealthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;
     a.set_health(HealthMode::Gated(200));
     // Let failing checks finish: the next one to count is a gated success.
     proxy
@@ -112,8 +112,8 @@ async fn unhealthy_endpoint_returns_after_healthy_threshold_successes() {
         (now.checks_total == before.checks_total && a.checks() > 0).then_some(())
     })
     .await;
-    assert_eq!(one_check(&proxy, &a, 0, 1).await, Health::Unhealthy);
-    assert_eq!(one_check(&proxy, &a, 0, 2).await, Health::Healthy);
+    assert_eq!(one_check(&proxy, &a, 0, 1).await, ShownHealth::Unhealthy);
+    assert_eq!(one_check(&proxy, &a, 0, 2).await, ShownHealth::Healthy);
 
     let (a0, b0) = (a.traffic(), b.traffic());
     get_n(&proxy, 40).await;
@@ -130,7 +130,7 @@ async fn hung_check_fails_at_its_timeout() {
     let proxy = start_proxy(&config(check, &stack("blue", 1, &[a.addr], ""))).await;
     let e = proxy
         .wait_endpoint("app", "blue", a.addr, "unhealthy", |e| {
-            e.state == Health::Unhealthy
+            e.state == ShownHealth::Unhealthy
         })
         .await;
     let c = e.check.expect("checked");
@@ -167,7 +167,7 @@ async fn all_unhealthy_stack_gives_its_share_to_the_other_stack() {
     );
     let green = stack("green", 1, &[b.addr], "");
     let proxy = start_proxy(&config("", &format!("{blue}{green}"))).await;
-    wait_state(&proxy, "blue", a.addr, Health::Unhealthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;
     let replies = get_n(&proxy, 30).await;
     assert!(replies.iter().all(|r| r.status == 200 && r.body == "b"));
     assert_eq!((a.traffic(), b.traffic()), (0, 30));
@@ -180,7 +180,7 @@ async fn no_healthy_stack_answers_503_unless_fail_open() {
     let a = Upstream::start("a").await;
     a.set_health(HealthMode::Fail);
     let proxy = start_proxy(&config(CHECK, &stack("blue", 1, &[a.addr], ""))).await;
-    wait_state(&proxy, "blue", a.addr, Health::Unhealthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;
     let replies = get_n(&proxy, 3).await;
     for r in &replies {
         assert_eq!(r.status, 503);
@@ -194,7 +194,7 @@ async fn no_healthy_stack_answers_503_unless_fail_open() {
         &stack("blue", 1, &[a.addr], ""),
     ))
     .await;
-    wait_state(&proxy, "blue", a.addr, Health::Unhealthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;
     let replies = get_n(&proxy, 3).await;
     assert!(replies.iter().all(|r| r.status == 200 && r.body == "a"));
     proxy.stop().await;
@@ -209,7 +209,7 @@ async fn checks_send_the_configured_request_line_host_and_port() {
         "[services.health_check]\nrequest_line = \"GET /health HTTP/1.0\"\nhost = \"app.internal\"\nport = {check_port}\ninterval = \"20ms\"\nhealthy_threshold = 1\n"
     );
     let proxy = start_proxy(&config(&check, &stack("blue", 1, &[a.addr], ""))).await;
-    wait_state(&proxy, "blue", a.addr, Health::Healthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Healthy).await;
     let seen = a.seen();
     assert!(!seen.is_empty());
     for s in &seen {
@@ -244,7 +244,7 @@ async fn https_endpoints_are_checked_over_tls() {
         "\n[[services.stacks]]\nname = \"blue\"\nweight = 1\nendpoints = [\"{ep}\"]\ntls = {{ insecure_skip_verify = true }}\n"
     );
     let proxy = start_proxy(&config(CHECK, &stacks)).await;
-    wait_state(&proxy, "blue", a.addr, Health::Healthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Healthy).await;
     assert!(a.checks() >= 2);
     let replies = get_n(&proxy, 2).await;
     assert!(replies.iter().all(|r| r.status == 200 && r.body == "a"));
@@ -260,12 +260,15 @@ async fn recovered_endpoint_ramps_up_under_slow_start() {
     let extra = format!("slow_start = \"60s\"\n{CHECK}initial = \"healthy\"\n");
     let proxy = start_proxy(&config(&extra, &stack("blue", 1, &[a.addr, b.addr], ""))).await;
     let e = proxy.endpoint("app", "blue", a.addr).expect("a");
-    assert_eq!((e.state, e.slow_start_per_mille), (Health::Healthy, 1000));
+    assert_eq!(
+        (e.state, e.slow_start_per_mille),
+        (ShownHealth::Healthy, 1000)
+    );
 
     a.set_health(HealthMode::Fail);
-    wait_state(&proxy, "blue", a.addr, Health::Unhealthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Unhealthy).await;
     a.set_health(HealthMode::Pass);
-    wait_state(&proxy, "blue", a.addr, Health::Healthy).await;
+    wait_state(&proxy, "blue", a.addr, ShownHealth::Healthy).await;
     let e = proxy.endpoint("app", "blue", a.addr).expect("a");
     assert!(e.slow_start_per_mille < 100, "just recovered: {e:?}");
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use support::{Client, LISTENER, Proxy, Upstream, start_proxy, trace};
-use switchyard_proxy::Health;
+use switchyard_proxy::ShownHealth;
 
 fn config(outlier: &str, eps: &[SocketAddr]) -> String {
     let eps: Vec<String> = eps.iter().map(|a| format!("\"{a}\"")).collect();
@@ -42,7 +42,7 @@ async fn consecutive_5xx_eject_an_endpoint_and_it_gets_no_requests() {
     assert_eq!(b.traffic(), 57);
     assert_eq!(got.iter().filter(|s| **s == 500).count(), 3);
     let e = state(&proxy, a.addr);
-    assert_eq!(e.state, Health::Ejected);
+    assert_eq!(e.state, ShownHealth::Ejected);
     assert_eq!(e.ejections_total, 1);
     assert!(
         e.ejected_remaining_ms.is_some_and(|ms| ms > 50_000),
@@ -68,11 +68,11 @@ async fn ejected_endpoint_returns_when_its_time_is_up() {
     let od = "outlier_detection = { consecutive_failures = 2, base_ejection = \"200ms\" }";
     let proxy = start_proxy(&config(od, &[a.addr, b.addr])).await;
     statuses(&proxy, 10).await;
-    assert_eq!(state(&proxy, a.addr).state, Health::Ejected);
+    assert_eq!(state(&proxy, a.addr).state, ShownHealth::Ejected);
     a.set_traffic_status(200);
     let e = proxy
         .wait_endpoint("app", "blue", a.addr, "return", |e| {
-            e.state == Health::Healthy
+            e.state == ShownHealth::Healthy
         })
         .await;
     assert_eq!(e.consecutive_failures, 0);
@@ -83,7 +83,7 @@ async fn ejected_endpoint_returns_when_its_time_is_up() {
     a.set_traffic_status(500);
     statuses(&proxy, 10).await;
     let e = state(&proxy, a.addr);
-    assert_eq!((e.state, e.ejections_total), (Health::Ejected, 2));
+    assert_eq!((e.state, e.ejections_total), (ShownHealth::Ejected, 2));
     assert!(e.ejected_remaining_ms.is_some_and(|ms| ms > 200), "{e:?}");
     proxy.stop().await;
 }
@@ -106,7 +106,7 @@ async fn ejection_never_exceeds_the_stack_cap() {
     let ejected = st
         .endpoints
         .iter()
-        .filter(|e| e.state == Health::Ejected)
+        .filter(|e| e.state == ShownHealth::Ejected)
         .count();
     assert_eq!((ejected, st.ejected_endpoints), (2, 2));
     assert_eq!(st.healthy_endpoints, 2);
@@ -121,7 +121,7 @@ async fn a_lone_endpoint_is_never_ejected_at_the_default_cap() {
     let proxy = start_proxy(&config("", &[a.addr])).await;
     let got = statuses(&proxy, 20).await;
     assert!(got.iter().all(|s| *s == 500));
-    assert_eq!(state(&proxy, a.addr).state, Health::Healthy);
+    assert_eq!(state(&proxy, a.addr).state, ShownHealth::Healthy);
     assert_eq!(a.traffic(), 20);
     proxy.stop().await;
 }
@@ -180,7 +180,7 @@ async fn killing_one_of_two_endpoints_under_load_fails_few_requests() {
     let e = proxy.endpoint("app", "blue", a.addr).expect("a");
     assert_eq!(
         e.state,
-        Health::Ejected,
+        ShownHealth::Ejected,
         "the dead endpoint is ejected: {e:?}"
     );
     match Arc::try_unwrap(proxy) {

@@ -103,10 +103,30 @@ impl Proxy {
     pub fn start_in_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
         let config_path = dir.path().join("switchyard.toml");
         std::fs::write(&config_path, with_control(config)).expect("write config");
+        Self::run("serve", dir, config_path, env)
+    }
+
+    /// Starts `switchyard upgrade` on this proxy's configuration (taking over its sockets and
+    /// state folder) and waits for its `ready` line.
+    pub fn upgrade(&self) -> Self {
+        Self::run(
+            "upgrade",
+            tempfile::tempdir().expect("tempdir"),
+            self.config_path.clone(),
+            &[],
+        )
+    }
+
+    fn run(
+        command: &str,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("serve")
+            .arg(command)
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
@@ -176,8 +196,20 @@ impl Proxy {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.stop_keep_dir().0
+    }
+
+    /// Sends SIGTERM, waits for the exit and keeps the folder (config and state) for a restart.
+    pub fn stop_keep_dir(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         self.signal("TERM");
+        let status = self.wait_exit();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (status, dir)
+    }
+
+    /// Waits (bounded by [`WAIT`]) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
@@ -185,7 +217,8 @@ impl Proxy {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "switchyard did not exit on SIGTERM"
+                "switchyard did not exit: {}",
+                self.stderr()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -5,14 +5,58 @@ use super::{duration, positive};
 use crate::duration::parse_duration;
 use crate::error::{FieldPath, Problems};
 use crate::raw;
-use crate::service::{HealthCheckSpec, OutlierSpec};
+use crate::service::{CheckKind, HealthCheckSpec, OutlierSpec};
 use std::time::Duration;
+
+/// The check's kind; fields that mean nothing for it are reported.
+fn kind(h: &raw::HealthCheck, at: &FieldPath, p: &mut Problems) -> CheckKind {
+    let kind = match h.kind.as_deref() {
+        None | Some("http") => CheckKind::Http,
+        Some("tcp") => CheckKind::Tcp,
+        Some("none") => CheckKind::None,
+        Some(o) => {
+            p.push(
+                &at.key("kind"),
+                format!("unknown value {o:?}: expected \"http\", \"tcp\" or \"none\""),
+            );
+            return CheckKind::Http;
+        }
+    };
+    let http_only = [
+        ("path", h.path.is_some()),
+        ("request_line", h.request_line.is_some()),
+        ("method", h.method.is_some()),
+        ("host", h.host.is_some()),
+        ("expect_status", h.expect_status.is_some()),
+    ];
+    let checked = [
+        ("port", h.port.is_some()),
+        ("interval", h.interval.is_some()),
+        ("timeout", h.timeout.is_some()),
+        ("healthy_threshold", h.healthy_threshold.is_some()),
+        ("unhealthy_threshold", h.unhealthy_threshold.is_some()),
+        ("initial", h.initial.is_some()),
+    ];
+    let (refused, why) = match kind {
+        CheckKind::Http => (Vec::new(), ""),
+        CheckKind::Tcp => (http_only.to_vec(), "applies to http checks only"),
+        CheckKind::None => (
+            [&http_only[..], &checked[..]].concat(),
+            "means nothing with kind = \"none\"",
+        ),
+    };
+    for (field, _) in refused.into_iter().filter(|(_, given)| *given) {
+        p.push(&at.key(field), format!("{field} {why}"));
+    }
+    kind
+}
 
 pub(super) fn health_check(
     h: &raw::HealthCheck,
     at: &FieldPath,
     p: &mut Problems,
 ) -> HealthCheckSpec {
+    let kind = kind(h, at, p);
     let mut method = h
         .method
         .clone()
@@ -98,6 +142,7 @@ pub(super) fn health_check(
         }
     };
     HealthCheckSpec {
+        kind,
         method,
         path,
         http10,

@@ -93,6 +93,10 @@ pub(crate) struct DnsBody {
 /// An active health check, as in the configuration file.
 #[derive(ToSchema)]
 pub(crate) struct HealthCheckBody {
+    /// `http` (default), `tcp` (connect only) or `none` (no check; endpoints shown
+    /// `unchecked`).
+    #[schema(pattern = "^(http|tcp|none)$")]
+    kind: Option<String>,
     /// Request path, e.g. `/health`.
     path: Option<String>,
     /// Full request line instead of `path` and `method`, e.g. `GET /health HTTP/1.0`.

@@ -1,5 +1,6 @@
 //! One health check: the request (method, path, version, Host) to the check address, over TLS
-//! for `https://` endpoints, on a kept HTTP/1.1 connection when the endpoint left it open.
+//! for `https://` endpoints, on a kept HTTP/1.1 connection when the endpoint left it open; or,
+//! for a `tcp` check, only a connect to the check address.
 
 use super::CheckOutcome;
 use crate::endpoint::{EndpointKey, EndpointState};
@@ -8,7 +9,7 @@ use crate::pool::{self, Sender, UpstreamTls};
 use http::{HeaderValue, Method, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
-use switchyard_config::{HealthCheckSpec, Scheme};
+use switchyard_config::{CheckKind, HealthCheckSpec, Scheme};
 use tracing::debug;
 
 /// Largest check response body read to keep the connection; a longer one closes it.
@@ -98,6 +99,16 @@ pub(super) async fn check(
     shared: &Shared,
     kept: &mut Option<Sender>,
 ) -> (CheckOutcome, u16) {
+    if spec.kind == CheckKind::Tcp {
+        // Connect only: no TLS, no request; the outer timeout bounds the connect.
+        return match tokio::net::TcpStream::connect(probe.addr).await {
+            Ok(_) => (CheckOutcome::Passed, 0),
+            Err(e) => {
+                debug!(error = %e, "tcp health check connect failed");
+                (CheckOutcome::ConnectFailed, 0)
+            }
+        };
+    }
     let tls = match ep.key().endpoint.scheme() {
         Scheme::Https => match stack_tls(shared, ep.key()) {
             Some(t) => Some(t),

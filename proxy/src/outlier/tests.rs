@@ -27,7 +27,13 @@ fn stack(n: u16, o: &OutlierSpec, slow_start: Option<Duration>) -> Vec<Arc<Endpo
                 addr: endpoint.socket_addr().expect("ip"),
                 endpoint,
             };
-            Arc::new(EndpointState::new(key, true, 1, policy.clone(), false))
+            Arc::new(EndpointState::new(
+                key,
+                crate::endpoint::Health::Healthy,
+                1,
+                policy.clone(),
+                false,
+            ))
         })
         .collect()
 }

@@ -122,3 +122,58 @@ fn outlier_settings_survive_the_raw_round_trip() {
     let back = crate::service_from_raw(&s.to_raw(), Path::new(".")).expect("valid");
     assert_eq!(&back, s);
 }
+
+#[test]
+fn without_a_configured_check_endpoints_get_a_tcp_check_and_none_turns_it_off() {
+    let c = parse(&text("", ""), Path::new("t.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    let st = s.stack("blue").expect("stack");
+    let active = s.active_check_of(st).expect("default check");
+    assert_eq!(active, crate::HealthCheckSpec::default_tcp());
+    assert_eq!(active.interval, Duration::from_secs(2));
+    assert!(active.initially_healthy);
+
+    let c = parse(
+        &text("", "health_check = { kind = \"none\" }"),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    let s = c.service("auth").expect("service");
+    assert_eq!(s.active_check_of(s.stack("blue").expect("stack")), None);
+
+    let c = parse(
+        &text(
+            "health_check = { kind = \"none\" }",
+            "health_check = { kind = \"tcp\", interval = \"5s\" }",
+        ),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    let s = c.service("auth").expect("service");
+    let tcp = s
+        .active_check_of(s.stack("blue").expect("stack"))
+        .expect("stack's own check");
+    assert_eq!(tcp.kind, crate::CheckKind::Tcp);
+    assert_eq!(tcp.interval, Duration::from_secs(5));
+}
+
+#[test]
+fn health_check_kind_refuses_fields_that_mean_nothing_for_it() {
+    assert_eq!(
+        fields("", "health_check = { kind = \"none\", interval = \"1s\" }"),
+        vec![(
+            "services[0].stacks[0].health_check.interval".to_owned(),
+            "interval means nothing with kind = \"none\"".to_owned()
+        )]
+    );
+    assert_eq!(
+        fields("health_check = { kind = \"tcp\", path = \"/x\" }", ""),
+        vec![(
+            "services[0].health_check.path".to_owned(),
+            "path applies to http checks only".to_owned()
+        )]
+    );
+    let f = fields("health_check = { kind = \"grpc\" }", "");
+    assert_eq!(f[0].0, "services[0].health_check.kind");
+    assert!(f[0].1.contains("\"http\", \"tcp\" or \"none\""), "{f:?}");
+}

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep};
 
 use super::Driver;
 use crate::change::Change;
-use crate::data_plane::{DataPlane, EndpointState};
+use crate::data_plane::DataPlane;
 use crate::deploy::check::{self, Context, Target as CheckTarget};
 use crate::deploy::machine::{Event, describe_weights};
 use crate::deploy::source::Target;
@@ -98,10 +98,7 @@ impl Driver {
             let deadline = Instant::now() + limit;
             loop {
                 let eps = dp.endpoints(&service, &stack);
-                let healthy = eps
-                    .iter()
-                    .filter(|e| e.state == EndpointState::Healthy)
-                    .count();
+                let healthy = eps.iter().filter(|e| e.state.takes_traffic()).count();
                 if !eps.is_empty() && healthy == eps.len() && healthy >= expected {
                     return Event::Healthy;
                 }
