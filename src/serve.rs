@@ -62,9 +62,6 @@ pub enum ServeError {
     /// The control state directory could not be opened.
     #[error("cannot open the state directory")]
     Store(#[from] switchyard_control::StoreError),
-    /// The control listener is not allowed as configured.
-    #[error("control listener refused")]
-    ControlPolicy(#[from] switchyard_control::ListenPolicyError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -117,7 +114,8 @@ fn cert_store(
 
 /// Binds every configured listener (and the control API's) and loads certificates.
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
-    switchyard_control::check_listen_policy(config.control(), config.tokens())?;
+    // The control listener's policy (no open API off loopback) is a configuration rule:
+    // `switchyard_config::parse` refused the file already, so `check` says the same.
     let mut listeners = Vec::new();
     let mut stores = Vec::new();
     for l in config.listeners() {
@@ -266,7 +264,7 @@ async fn reload(path: &Path, state: &ControlState, stores: &[Arc<CertStore>]) {
         Ok(c) => match switchyard_control::reseed(state, c).await {
             Ok(generation) => info!(generation = ?generation, "configuration reloaded"),
             Err(e) => {
-                error!(error = %e, cause = ?std::error::Error::source(&e), "configuration reload refused; the previous configuration keeps serving")
+                error!(error = %e, cause = std::error::Error::source(&e).map(tracing::field::display), "configuration reload refused; the previous configuration keeps serving")
             }
         },
     }

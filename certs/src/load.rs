@@ -80,6 +80,12 @@ pub enum CertLoadError {
         /// File that failed.
         path: PathBuf,
     },
+    /// The certificate file holds a private key instead (the two files mixed up).
+    #[error("{} holds a private key, not a certificate", path.display())]
+    KeyNotCertificate {
+        /// File that failed.
+        path: PathBuf,
+    },
     /// The key file holds no private key block.
     #[error("no private key found in {}", path.display())]
     NoKey {
@@ -133,6 +139,7 @@ impl CertLoadError {
             Self::Read { path, .. }
             | Self::Pem { path, .. }
             | Self::NoCertificate { path }
+            | Self::KeyNotCertificate { path }
             | Self::NoKey { path }
             | Self::Certificate { path, .. }
             | Self::CertificateRejected { path, .. }
@@ -197,8 +204,11 @@ pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ce
             source,
         })?;
     if chain.is_empty() {
-        return Err(CertLoadError::NoCertificate {
-            path: path.to_path_buf(),
+        let path = path.to_path_buf();
+        return Err(if PrivateKeyDer::from_pem_slice(&bytes).is_ok() {
+            CertLoadError::KeyNotCertificate { path }
+        } else {
+            CertLoadError::NoCertificate { path }
         });
     }
     Ok(chain)

@@ -1,6 +1,6 @@
 //! Raw → model: every semantic rule, all problems reported at once with their field paths.
 
-use crate::duration::parse_duration;
+use crate::duration::{MAX_TIMEOUT, expected_duration, parse_duration_at_most};
 use crate::error::{FieldPath, Problem, Problems};
 use crate::model::{CertPaths, ListenerSpec, ListenerTls, Name, UnknownSni};
 use crate::raw;
@@ -15,16 +15,16 @@ mod service;
 
 use service::{service_at, stack_at};
 
-/// Validates a whole file. `base` resolves relative paths (the config file's folder).
-pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
-    let mut p = Problems::default();
+/// Validates a whole file into `p`. `base` resolves relative paths (the config file's folder).
+/// The model is built only when no problem was found.
+pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Config> {
     let root = FieldPath::root();
 
     let mut listeners = Vec::new();
     let mut names = HashSet::new();
     for (i, l) in raw.listeners.iter().enumerate() {
         let at = root.key("listeners").index(i);
-        if let Some(spec) = listener(l, &at, base, &mut p) {
+        if let Some(spec) = listener(l, &at, base, p) {
             if !names.insert(spec.name.clone()) {
                 p.push(
                     &at.key("name"),
@@ -38,22 +38,21 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
     let mut services = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
         let at = root.key("services").index(i);
-        if let Some(spec) = service_at(s, &at, base, &mut p) {
-            services.push(spec);
+        if let Some(spec) = service_at(s, &at, base, p) {
+            services.push((i, spec));
         }
     }
-    if p.is_empty() {
-        check_services(&listeners, &services, &mut p);
-    }
+    check_listener_references(&raw.listeners, &raw.services, p);
+    check_routes(&services, p);
 
-    let runtime = runtime(raw.runtime.as_ref(), &root.key("runtime"), &mut p);
-    let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), &mut p);
-    let limits = limits(raw.limits.as_ref(), &root.key("limits"), &mut p);
-    let control = control(raw.control.as_ref(), &root.key("control"), base, &mut p);
-    let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), &mut p);
+    let runtime = runtime(raw.runtime.as_ref(), &root.key("runtime"), p);
+    let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), p);
+    let limits = limits(raw.limits.as_ref(), &root.key("limits"), p);
+    let control = control(raw.control.as_ref(), &root.key("control"), base, p);
+    let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), p);
     let mut tokens = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
-        if let Some(t) = token(t, &root.key("tokens").index(i), &mut p) {
+        if let Some(t) = token(t, &root.key("tokens").index(i), p) {
             if tokens.iter().any(|o: &TokenSpec| o.name == t.name) {
                 p.push(
                     &root.key("tokens").index(i).key("name"),
@@ -63,13 +62,14 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
             tokens.push(t);
         }
     }
+    check_listen_policy(&control, &tokens, &root.key("control").key("listen"), p);
 
     if !p.is_empty() {
-        return Err(p);
+        return None;
     }
-    Ok(Config {
+    Some(Config {
         listeners,
-        services,
+        services: services.into_iter().map(|(_, s)| s).collect(),
         runtime,
         timeouts,
         limits,
@@ -77,6 +77,49 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
         tokens,
         dns,
     })
+}
+
+/// A control API on a non-loopback address needs tokens: without any, every caller would be
+/// an anonymous admin on the network. Checked here so `check` refuses what `serve` would.
+fn check_listen_policy(
+    control: &ControlSpec,
+    tokens: &[TokenSpec],
+    at: &FieldPath,
+    p: &mut Problems,
+) {
+    if tokens.is_empty() && !control.listen.ip().is_loopback() {
+        p.push(
+            at,
+            format!(
+                "control listener {} is not loopback and no token is configured: add [[tokens]] (see `switchyard token new`) or listen on 127.0.0.1",
+                control.listen
+            ),
+        );
+    }
+}
+
+/// Every listener a service names exists. Checked on the raw names, so a service is checked
+/// even when it or a listener has other problems.
+fn check_listener_references(
+    listeners: &[raw::Listener],
+    services: &[raw::Service],
+    p: &mut Problems,
+) {
+    let known: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    for (i, s) in services.iter().enumerate() {
+        for (j, l) in s.listeners.iter().enumerate() {
+            if !known.contains(&l.as_str()) {
+                p.push(
+                    &FieldPath::root()
+                        .key("services")
+                        .index(i)
+                        .key("listeners")
+                        .index(j),
+                    format!("unknown listener {l:?}: expected one of {known:?}"),
+                );
+            }
+        }
+    }
 }
 
 /// Validates one service on its own (listener references are checked by [`check_services`]).
@@ -98,7 +141,8 @@ pub fn stack(raw: &raw::Stack, base: &Path) -> Result<StackSpec, Vec<Problem>> {
 }
 
 pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
-    p.0.into_iter()
+    p.found
+        .into_iter()
         .map(|(field, message)| Problem {
             field,
             location: None,
@@ -107,33 +151,49 @@ pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
         .collect()
 }
 
-/// Cross-service rules: unique names, known listeners, no two services on one route.
+/// Cross-service rules on a model that may be incomplete: known listeners and the rules of
+/// [`check_routes`]. Used when the set of services changes at runtime.
 pub(crate) fn check_services(
     listeners: &[ListenerSpec],
     services: &[ServiceSpec],
     p: &mut Problems,
 ) {
-    let mut names = HashSet::new();
-    let mut routes: HashMap<(String, String, String), &str> = HashMap::new();
+    let known: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
     for (i, s) in services.iter().enumerate() {
-        let at = FieldPath::root().key("services").index(i);
-        if !names.insert(s.name.as_str()) {
-            p.push(
-                &at.key("name"),
-                format!("duplicate service name {:?}", s.name.as_str()),
-            );
-        }
         for (j, l) in s.listeners.iter().enumerate() {
-            if !listeners.iter().any(|x| &x.name == l) {
-                let known: Vec<_> = listeners.iter().map(|x| x.name.as_str()).collect();
+            if !known.contains(&l.as_str()) {
                 p.push(
-                    &at.key("listeners").index(j),
+                    &FieldPath::root()
+                        .key("services")
+                        .index(i)
+                        .key("listeners")
+                        .index(j),
                     format!(
                         "unknown listener {:?}: expected one of {known:?}",
                         l.as_str()
                     ),
                 );
             }
+        }
+    }
+    let indexed: Vec<(usize, ServiceSpec)> = services.iter().cloned().enumerate().collect();
+    check_routes(&indexed, p);
+}
+
+/// Unique service names and no two services on one route; each service with its index in
+/// the file.
+fn check_routes(services: &[(usize, ServiceSpec)], p: &mut Problems) {
+    let mut names = HashSet::new();
+    let mut routes: HashMap<(String, String, String), &str> = HashMap::new();
+    for (i, s) in services {
+        let at = FieldPath::root().key("services").index(*i);
+        if !names.insert(s.name.as_str()) {
+            p.push(
+                &at.key("name"),
+                format!("duplicate service name {:?}", s.name.as_str()),
+            );
+        }
+        for l in &s.listeners {
             let hosts: Vec<String> = if s.hosts.is_empty() {
                 vec!["*".into()]
             } else {
@@ -161,32 +221,63 @@ fn name(s: &str, at: &FieldPath, p: &mut Problems) -> Option<Name> {
     Name::new(s).map_err(|e| p.push(at, e)).ok()
 }
 
+/// A timeout-like duration, at most [`MAX_TIMEOUT`].
 fn duration(
     s: Option<&String>,
     at: &FieldPath,
     default: std::time::Duration,
     p: &mut Problems,
 ) -> std::time::Duration {
+    duration_at_most(s, at, default, MAX_TIMEOUT, p)
+}
+
+/// A duration of at most `max`; `default` when absent or invalid.
+fn duration_at_most(
+    s: Option<&String>,
+    at: &FieldPath,
+    default: std::time::Duration,
+    max: std::time::Duration,
+    p: &mut Problems,
+) -> std::time::Duration {
+    p.expect(at, expected_duration(max));
     match s {
         None => default,
-        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+        Some(s) => parse_duration_at_most(s, max).unwrap_or_else(|e| {
             p.push(at, e);
             default
         }),
     }
 }
 
+/// An optional duration of at most `max`; `None` when absent or invalid.
+fn optional_duration(
+    s: Option<&String>,
+    at: &FieldPath,
+    max: std::time::Duration,
+    p: &mut Problems,
+) -> Option<std::time::Duration> {
+    p.expect(at, expected_duration(max));
+    parse_duration_at_most(s?, max)
+        .map_err(|e| p.push(at, e))
+        .ok()
+}
+
+/// An integer from `min` to `max`, declared as such for wrong-type errors.
+fn integer(v: i64, at: &FieldPath, min: i64, max: i64, p: &mut Problems) -> Option<i64> {
+    let expected = format!("an integer from {min} to {max}");
+    let ok = (min..=max).contains(&v);
+    if !ok {
+        p.push(at, format!("{v} out of range: expected {expected}"));
+    }
+    p.expect(at, expected);
+    ok.then_some(v)
+}
+
 fn positive(v: Option<i64>, at: &FieldPath, default: usize, max: i64, p: &mut Problems) -> usize {
+    p.expect(at, format!("an integer from 1 to {max}"));
     match v {
         None => default,
-        Some(n) if (1..=max).contains(&n) => n as usize,
-        Some(n) => {
-            p.push(
-                at,
-                format!("{n} out of range: expected an integer from 1 to {max}"),
-            );
-            default
-        }
+        Some(n) => integer(n, at, 1, max, p).map_or(default, |n| n as usize),
     }
 }
 

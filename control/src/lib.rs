@@ -35,7 +35,7 @@ mod view;
 mod writer;
 
 pub use api::router;
-pub use auth::{ANONYMOUS, Caller, ListenPolicyError, check_listen_policy, generate_token};
+pub use auth::{ANONYMOUS, Caller, generate_token};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
