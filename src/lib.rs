@@ -11,4 +11,4 @@ mod plane;
 mod serve;
 
 pub use plane::ProxyPlane;
-pub use serve::{Bound, ServeError, Started, bind, serve_until_signal};
+pub use serve::{Bound, ServeError, Started, bind, check_certificates, serve_until_signal};

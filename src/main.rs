@@ -197,6 +197,11 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => match load_config(&config) {
             Err(code) => Ok(code),
             Ok(c) => {
+                // Every rule that needs no socket: the file's, then its certificates.
+                if let Err(e) = switchyard::check_certificates(&c) {
+                    eprintln!("{}: {}", config.display(), chain(&anyhow::Error::new(e)));
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
                 let stacks: usize = c.services().iter().map(|s| s.stacks().len()).sum();
                 println!(
                     "{}: ok: {} listeners, {} services, {} stacks",

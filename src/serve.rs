@@ -112,6 +112,21 @@ fn cert_store(
     Ok((store, config))
 }
 
+/// Loads every certificate the listeners (and the control API) would serve, binding nothing:
+/// what `switchyard check` adds to the configuration's own rules, so it refuses what
+/// [`bind`] would.
+pub fn check_certificates(config: &Config) -> Result<(), ServeError> {
+    for l in config.listeners() {
+        if let Some(t) = l.tls() {
+            cert_store(l.name().as_str(), t)?;
+        }
+    }
+    if let Some(t) = &config.control().tls {
+        cert_store("control", t)?;
+    }
+    Ok(())
+}
+
 /// Binds every configured listener (and the control API's) and loads certificates.
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
     // The control listener's policy (no open API off loopback) is a configuration rule:

@@ -10,7 +10,10 @@ use support::{Proxy, Upstream, config};
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run switchyard")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run switchyard")
 }
 
 fn stderr(o: &Output) -> String {
@@ -61,10 +64,18 @@ connect = \"1 sec\"
     let out = run(&["check", "--config", &file]);
     assert_eq!(out.status.code(), Some(78));
     let expected = [
-        format!("{file}:3:14: services[0].listeners[0]: unknown listener \"nowhere\": expected one of []"),
-        format!("{file}:4:1: services[0].colour: unknown key `colour`: expected one of `name`, `listeners`, `hosts`, `path_prefix`, `load_balancing`, `pin_header`, `sticky`, `preserve_host`, `timeouts`, `health_check`, `fail_open`, `outlier_detection`, `slow_start`, `stacks`"),
-        format!("{file}:8:10: services[0].stacks[0].weight: expected an integer from 0 to 10000, found 1.5"),
-        format!("{file}:11:11: timeouts.connect: invalid duration \"1 sec\": expected a duration such as \"150ms\", \"2s\" or \"1m30s\""),
+        format!(
+            "{file}:3:14: services[0].listeners[0]: unknown listener \"nowhere\": expected one of []"
+        ),
+        format!(
+            "{file}:4:1: services[0].colour: unknown key `colour`: expected one of `name`, `listeners`, `hosts`, `path_prefix`, `load_balancing`, `pin_header`, `sticky`, `preserve_host`, `timeouts`, `health_check`, `fail_open`, `outlier_detection`, `slow_start`, `stacks`"
+        ),
+        format!(
+            "{file}:8:10: services[0].stacks[0].weight: expected an integer from 0 to 10000, found 1.5"
+        ),
+        format!(
+            "{file}:11:11: timeouts.connect: invalid duration \"1 sec\": expected a duration such as \"150ms\", \"2s\" or \"1m30s\""
+        ),
     ];
     assert_eq!(stderr(&out), expected.join("\n") + "\n");
 
@@ -130,5 +141,27 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
     let log = proxy.stderr();
     assert!(proxy.stop().success());
     assert!(log.contains("INFO"), "{log}");
-    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file: {log:?}"
+    );
+}
+
+#[test]
+fn check_loads_the_certificates_serve_would_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tls.toml");
+    let text = "[[listeners]]\nname = \"public-tls\"\nbind = \"127.0.0.1:0\"\ntls = { certs = [{ cert = \"a.crt\", key = \"a.key\" }] }\n";
+    std::fs::write(&path, text).expect("write");
+    let file = path.to_string_lossy().into_owned();
+    let crt = dir.path().join("a.crt");
+    let out = run(&["check", "--config", &file]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "{file}: cannot load the certificates of listener public-tls: cannot read {}: No such file or directory (os error 2)\n",
+            crt.display()
+        )
+    );
 }

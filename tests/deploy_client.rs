@@ -21,7 +21,11 @@ async fn proxy_with_blue(blue: &Upstream) -> (Proxy, Vec<String>) {
         "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n",
         sha256_hex(SECRET)
     );
-    let proxy = Proxy::start(&config(&[("blue", "v1.3", 100, vec![blue.addr])], "", &token));
+    let proxy = Proxy::start(&config(
+        &[("blue", "v1.3", 100, vec![blue.addr])],
+        "",
+        &token,
+    ));
     let file = proxy.dir.path().join("ci.token");
     std::fs::write(&file, SECRET).expect("token file");
     let conn = vec![
@@ -59,8 +63,7 @@ fn last_line(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn waiting_line_names_the_command_and_after_an_abort_the_last_line_shows_restored_weights()
-{
+async fn waiting_line_names_the_command_and_after_an_abort_the_last_line_shows_restored_weights() {
     let blue = Upstream::start("v1.3").await;
     let green = Upstream::start("v1.4").await;
     let (proxy, conn) = proxy_with_blue(&blue).await;
@@ -214,7 +217,10 @@ async fn usage_errors_exit_2_and_help_lists_every_exit_code() {
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);
         for code in ["  0  ", "  1  refused", "  2  usage", "  3  ", "  4  "] {
-            assert!(help.contains(code), "{command} --help lacks {code:?}: {help}");
+            assert!(
+                help.contains(code),
+                "{command} --help lacks {code:?}: {help}"
+            );
         }
     }
 }

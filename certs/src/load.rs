@@ -164,9 +164,9 @@ pub fn load_pair(src: &CertSource) -> Result<LoadedCert, CertLoadError> {
 
     let now = SystemTime::now();
     if facts.not_after < now {
-        warn!(cert = %src.cert.display(), not_after = ?facts.not_after, "certificate has expired");
+        warn!(cert = %src.cert.display(), not_after = %crate::inspect::Utc(facts.not_after), "certificate has expired");
     } else if facts.not_before > now {
-        warn!(cert = %src.cert.display(), not_before = ?facts.not_before, "certificate is not yet valid");
+        warn!(cert = %src.cert.display(), not_before = %crate::inspect::Utc(facts.not_before), "certificate is not yet valid");
     }
     if facts.dns_names.is_empty() {
         warn!(cert = %src.cert.display(), "certificate has no dns name in its subject alternative names");
