@@ -6,13 +6,16 @@ use crate::model::{CertPaths, ListenerSpec, ListenerTls, Name, UnknownSni};
 use crate::raw;
 use crate::service::{ServiceSpec, StackSpec};
 use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 mod health;
+mod links;
 mod resolver;
 mod service;
 
+pub(crate) use links::check_services;
+use links::{check_listen_policy, check_listener_references, check_routes};
 use service::{service_at, stack_at};
 
 /// Validates a whole file into `p`. `base` resolves relative paths (the config file's folder).
@@ -79,49 +82,6 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
     })
 }
 
-/// A control API on a non-loopback address needs tokens: without any, every caller would be
-/// an anonymous admin on the network. Checked here so `check` refuses what `serve` would.
-fn check_listen_policy(
-    control: &ControlSpec,
-    tokens: &[TokenSpec],
-    at: &FieldPath,
-    p: &mut Problems,
-) {
-    if tokens.is_empty() && !control.listen.ip().is_loopback() {
-        p.push(
-            at,
-            format!(
-                "control listener {} is not loopback and no token is configured: add [[tokens]] (see `switchyard token new`) or listen on 127.0.0.1",
-                control.listen
-            ),
-        );
-    }
-}
-
-/// Every listener a service names exists. Checked on the raw names, so a service is checked
-/// even when it or a listener has other problems.
-fn check_listener_references(
-    listeners: &[raw::Listener],
-    services: &[raw::Service],
-    p: &mut Problems,
-) {
-    let known: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
-    for (i, s) in services.iter().enumerate() {
-        for (j, l) in s.listeners.iter().enumerate() {
-            if !known.contains(&l.as_str()) {
-                p.push(
-                    &FieldPath::root()
-                        .key("services")
-                        .index(i)
-                        .key("listeners")
-                        .index(j),
-                    format!("unknown listener {l:?}: expected one of {known:?}"),
-                );
-            }
-        }
-    }
-}
-
 /// Validates one service on its own (listener references are checked by [`check_services`]).
 pub fn service(raw: &raw::Service, base: &Path) -> Result<ServiceSpec, Vec<Problem>> {
     let mut p = Problems::default();
@@ -149,72 +109,6 @@ pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
             message,
         })
         .collect()
-}
-
-/// Cross-service rules on a model that may be incomplete: known listeners and the rules of
-/// [`check_routes`]. Used when the set of services changes at runtime.
-pub(crate) fn check_services(
-    listeners: &[ListenerSpec],
-    services: &[ServiceSpec],
-    p: &mut Problems,
-) {
-    let known: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
-    for (i, s) in services.iter().enumerate() {
-        for (j, l) in s.listeners.iter().enumerate() {
-            if !known.contains(&l.as_str()) {
-                p.push(
-                    &FieldPath::root()
-                        .key("services")
-                        .index(i)
-                        .key("listeners")
-                        .index(j),
-                    format!(
-                        "unknown listener {:?}: expected one of {known:?}",
-                        l.as_str()
-                    ),
-                );
-            }
-        }
-    }
-    let indexed: Vec<(usize, ServiceSpec)> = services.iter().cloned().enumerate().collect();
-    check_routes(&indexed, p);
-}
-
-/// Unique service names and no two services on one route; each service with its index in
-/// the file.
-fn check_routes(services: &[(usize, ServiceSpec)], p: &mut Problems) {
-    let mut names = HashSet::new();
-    let mut routes: HashMap<(String, String, String), &str> = HashMap::new();
-    for (i, s) in services {
-        let at = FieldPath::root().key("services").index(*i);
-        if !names.insert(s.name.as_str()) {
-            p.push(
-                &at.key("name"),
-                format!("duplicate service name {:?}", s.name.as_str()),
-            );
-        }
-        for l in &s.listeners {
-            let hosts: Vec<String> = if s.hosts.is_empty() {
-                vec!["*".into()]
-            } else {
-                s.hosts.iter().map(ToString::to_string).collect()
-            };
-            for h in hosts {
-                let key = (l.as_str().to_owned(), h.clone(), s.path_prefix.clone());
-                if let Some(other) = routes.insert(key, s.name.as_str()) {
-                    if other != s.name.as_str() {
-                        p.push(
-                            &at.key("path_prefix"),
-                            format!(
-                                "service {:?} claims host {h} and prefix {:?} on listener {:?}, already routed to service {other:?}",
-                                s.name.as_str(), s.path_prefix, l.as_str()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn name(s: &str, at: &FieldPath, p: &mut Problems) -> Option<Name> {
