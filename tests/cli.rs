@@ -16,6 +16,21 @@ fn run(args: &[&str]) -> Output {
         .expect("run switchyard")
 }
 
+/// `certs self-signed --name a.example.test` into `dir`, with `extra` arguments.
+fn self_signed(dir: &std::path::Path, extra: &[&str]) -> Output {
+    let out_dir = dir.to_string_lossy();
+    let mut args = vec![
+        "certs",
+        "self-signed",
+        "--name",
+        "a.example.test",
+        "--out",
+        &out_dir,
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -92,15 +107,7 @@ connect = \"1 sec\"
 #[test]
 fn certs_inspect_on_a_key_file_says_it_holds_a_private_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out_dir = dir.path().to_string_lossy().into_owned();
-    let out = run(&[
-        "certs",
-        "self-signed",
-        "--name",
-        "a.example.test",
-        "--out",
-        &out_dir,
-    ]);
+    let out = self_signed(dir.path(), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let key = dir.path().join("a.example.test.key");
     let key = key.to_string_lossy();
@@ -115,17 +122,7 @@ fn certs_inspect_on_a_key_file_says_it_holds_a_private_key() {
 #[test]
 fn certs_self_signed_names_the_accepted_key_types() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out_dir = dir.path().to_string_lossy().into_owned();
-    let out = run(&[
-        "certs",
-        "self-signed",
-        "--name",
-        "a.example.test",
-        "--key-type",
-        "rsa4096",
-        "--out",
-        &out_dir,
-    ]);
+    let out = self_signed(dir.path(), &["--key-type", "rsa4096"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),

@@ -54,6 +54,21 @@ fn with<'a>(conn: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// `deploy` of stack `green` (v1.4) on `green_addr`, with `extra` flags.
+fn deploy_green<'a>(conn: &'a [String], green_addr: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "deploy",
+        "--stack",
+        "green",
+        "--version",
+        "v1.4",
+        "--endpoint",
+        green_addr,
+    ];
+    args.extend(extra);
+    with(conn, &args)
+}
+
 fn last_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .lines()
@@ -68,21 +83,7 @@ async fn waiting_line_names_the_command_and_after_an_abort_the_last_line_shows_r
     let green = Upstream::start("v1.4").await;
     let (proxy, conn) = proxy_with_blue(&blue).await;
     let green_addr = green.addr.to_string();
-    let args = with(
-        &conn,
-        &[
-            "deploy",
-            "--stack",
-            "green",
-            "--version",
-            "v1.4",
-            "--endpoint",
-            &green_addr,
-            "--canary",
-            "25:manual,100",
-            "--wait",
-        ],
-    );
+    let args = deploy_green(&conn, &green_addr, &["--canary", "25:manual,100", "--wait"]);
     let mut child = tokio::process::Command::new(BIN)
         .args(&args)
         .stdout(Stdio::piped())
@@ -149,21 +150,10 @@ async fn after_a_post_check_rollback_the_last_line_shows_restored_weights() {
     let green = Upstream::start("v1.4").await;
     let (proxy, conn) = proxy_with_blue(&blue).await;
     let green_addr = green.addr.to_string();
-    let out = cli(&with(
+    let out = cli(&deploy_green(
         &conn,
-        &[
-            "deploy",
-            "--stack",
-            "green",
-            "--version",
-            "v1.4",
-            "--endpoint",
-            &green_addr,
-            "--blue-green",
-            "--post-check",
-            "GET /=418",
-            "--wait",
-        ],
+        &green_addr,
+        &["--blue-green", "--post-check", "GET /=418", "--wait"],
     ))
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -2,7 +2,7 @@
 //! route, and the control listener is open to the network only behind tokens.
 
 use crate::error::{FieldPath, Problems};
-use crate::model::ListenerSpec;
+use crate::model::{ListenerSpec, Name};
 use crate::raw;
 use crate::service::ServiceSpec;
 use crate::settings::{ControlSpec, TokenSpec};
@@ -35,9 +35,21 @@ pub(super) fn check_listener_references(
     p: &mut Problems,
 ) {
     let known: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
-    for (i, s) in services.iter().enumerate() {
-        for (j, l) in s.listeners.iter().enumerate() {
-            if !known.contains(&l.as_str()) {
+    let named = services
+        .iter()
+        .map(|s| s.listeners.iter().map(String::as_str).collect());
+    unknown_listeners(&known, named, p);
+}
+
+/// Reports each listener name not in `known`; `named` gives each service's names in order.
+fn unknown_listeners<'a>(
+    known: &[&str],
+    named: impl Iterator<Item = Vec<&'a str>>,
+    p: &mut Problems,
+) {
+    for (i, names) in named.enumerate() {
+        for (j, l) in names.into_iter().enumerate() {
+            if !known.contains(&l) {
                 p.push(
                     &FieldPath::root()
                         .key("services")
@@ -59,23 +71,10 @@ pub(crate) fn check_services(
     p: &mut Problems,
 ) {
     let known: Vec<&str> = listeners.iter().map(|x| x.name.as_str()).collect();
-    for (i, s) in services.iter().enumerate() {
-        for (j, l) in s.listeners.iter().enumerate() {
-            if !known.contains(&l.as_str()) {
-                p.push(
-                    &FieldPath::root()
-                        .key("services")
-                        .index(i)
-                        .key("listeners")
-                        .index(j),
-                    format!(
-                        "unknown listener {:?}: expected one of {known:?}",
-                        l.as_str()
-                    ),
-                );
-            }
-        }
-    }
+    let named = services
+        .iter()
+        .map(|s| s.listeners.iter().map(Name::as_str).collect());
+    unknown_listeners(&known, named, p);
     let indexed: Vec<(usize, ServiceSpec)> = services.iter().cloned().enumerate().collect();
     check_routes(&indexed, p);
 }
