@@ -2,9 +2,12 @@
 //! `promote`, `pause`, `resume` and `abort`, over the control API.
 //!
 //! `deploy --wait` follows the deployment's event stream with a progress line (phase, step,
-//! weights, elapsed) and exits [`EXIT_SUCCEEDED`], [`EXIT_ROLLED_BACK`] or [`EXIT_FAILED`],
-//! printing the log when it did not succeed, so a CI step can gate on it. Usage, connection
-//! and refused requests exit [`EXIT_USAGE`].
+//! weights, elapsed; while a step waits for an operator, the command that continues it) and
+//! exits [`EXIT_SUCCEEDED`], [`EXIT_ROLLED_BACK`] or [`EXIT_FAILED`], printing the log when it
+//! did not succeed, so a CI step can gate on it. Its last progress line shows the weights the
+//! service is left with (after a rollback, the restored ones). A request the API refuses as
+//! conflicting (409) exits [`EXIT_REFUSED`]; usage errors, an unreachable API and other
+//! rejected requests exit [`EXIT_USAGE`]. [`EXIT_CODES`] is the table `--help` shows.
 
 mod body;
 mod client;
@@ -14,6 +17,7 @@ pub use client::Connection;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use client::Client;
 use serde_json::Value;
@@ -28,6 +32,17 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ROLLED_BACK: u8 = 3;
 /// The deployment failed (even its rollback could not complete).
 pub const EXIT_FAILED: u8 = 4;
+
+/// The exit codes, as `--help` lists them.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done (deploy --wait: the deployment succeeded)
+  1  refused: the control API answered 409 (e.g. promote with no step waiting, a deployment
+     already in progress)
+  2  usage error, the control API unreachable, or a request it rejected (400, 401, 403, 404,
+     422)
+  3  deploy --wait: the deployment rolled back (the previous state is restored)
+  4  deploy --wait: the deployment failed (even its rollback could not complete)";
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +67,10 @@ pub enum CliError {
 #[derive(Debug, clap::Subcommand)]
 pub enum DeployCommand {
     /// Start a deployment (and with --wait, follow it to the end).
+    #[command(after_help = EXIT_CODES)]
     Deploy(Box<DeployArgs>),
     /// Which version is live where, at what weights, since when, deployed by which token.
+    #[command(after_help = EXIT_CODES)]
     Status {
         /// Where the control API is.
         #[command(flatten)]
@@ -63,12 +80,16 @@ pub enum DeployCommand {
         service: Option<String>,
     },
     /// Move a deployment past its current pause.
+    #[command(after_help = EXIT_CODES)]
     Promote(Target),
     /// Hold a deployment before its next advance.
+    #[command(after_help = EXIT_CODES)]
     Pause(Target),
     /// Release a paused deployment.
+    #[command(after_help = EXIT_CODES)]
     Resume(Target),
     /// Roll a deployment back.
+    #[command(after_help = EXIT_CODES)]
     Abort(Target),
 }
 
@@ -103,7 +124,7 @@ pub struct DeployArgs {
     #[arg(long)]
     pub(crate) version: Option<String>,
     /// Command to start, split on spaces; `{port}` is each replica's port.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "endpoints")]
     pub(crate) process: Option<String>,
     /// Replicas of --process.
     #[arg(long)]
@@ -188,27 +209,29 @@ async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
     let tty = std::io::stderr().is_terminal();
     let mut events = client.events(&format!("{path}/{id}/events")).await?;
     let mut last = Value::Null;
-    let mut printed = String::new();
-    while let Some((name, data)) = events.next().await? {
-        let value: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
-        if name == "log" {
-            continue;
-        }
-        let line = progress(&value, clock.elapsed().as_secs_f64());
-        if line != printed {
-            if tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
+    let mut shown = Progress::new(tty, clock);
+    // A terminal gets its line redrawn every second; a log gets a line when something changed,
+    // and while nothing does (a pause, a manual step) one every 30 s, so time keeps counting.
+    let mut tick = tokio::time::interval(if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            // Cancel-safe: a frame is only taken from the body once it is complete.
+            next = events.next() => {
+                let Some((name, data)) = next? else { break };
+                if name == "log" {
+                    continue;
+                }
+                let value: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+                shown.show(state_text(&value, &args.service), false);
+                last = value;
             }
-            // Best effort: progress output only.
-            let _ = std::io::stderr().flush();
-            printed = line;
+            _ = tick.tick() => shown.show(shown.state.clone(), true),
         }
-        last = value;
-    }
-    if tty {
-        eprintln!();
     }
     // The transition events carry no log; the full record does.
     let rec = client
@@ -216,6 +239,15 @@ async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
         .await
         .unwrap_or(last);
     let phase = rec["phase"].as_str().unwrap_or("");
+    // The record keeps the weights the deployment last set; after a rollback the service
+    // has the previous ones back, and those are what the last line must show.
+    let live = client
+        .json("GET", &format!("/v1/services/{}", args.service), None)
+        .await
+        .map(|svc| live_weights(&svc))
+        .unwrap_or_else(|_| weights_text(&rec["weights"]));
+    shown.show(format!("{phase}  weights: {live}"), false);
+    shown.finish();
     let code = match phase {
         "succeeded" => EXIT_SUCCEEDED,
         "rolled_back" => EXIT_ROLLED_BACK,
@@ -231,6 +263,7 @@ async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
             "deployment {id} {phase}: {}",
             rec["reason"].as_str().unwrap_or("")
         );
+        println!("weights now: {live}");
         if let Some(left) = rec["left"].as_str() {
             println!("left: {left}");
         }
@@ -263,22 +296,82 @@ fn weights_text(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn progress(v: &Value, elapsed: f64) -> String {
+/// The weights of a service view's stacks, `blue=100 green=0`.
+fn live_weights(svc: &Value) -> String {
+    svc["stacks"]
+        .as_array()
+        .map(|stacks| {
+            stacks
+                .iter()
+                .map(|s| format!("{}={}", s["name"].as_str().unwrap_or("?"), s["weight"]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// A deployment view as the progress line shows it, without the time.
+fn state_text(v: &Value, service: &str) -> String {
     let paused = if v["paused"].as_bool() == Some(true) {
-        " paused"
+        format!(" paused (continue: switchyard resume --service {service})")
     } else {
-        ""
+        String::new()
     };
     let waiting = match v["step"]["waiting"].as_str() {
-        Some("promote") => " (waiting for promote)",
-        Some("timer") => " (pause)",
-        _ => "",
+        Some("promote") => {
+            format!(" (waiting for promote: switchyard promote --service {service})")
+        }
+        Some("timer") => " (pause)".to_owned(),
+        _ => String::new(),
     };
     format!(
-        "[{elapsed:6.1}s] {}{waiting}{paused}  weights: {}",
+        "{}{waiting}{paused}  weights: {}",
         v["label"].as_str().unwrap_or("?"),
         weights_text(&v["weights"])
     )
+}
+
+/// The progress line on stderr: redrawn in place on a terminal, one line per change in a log.
+struct Progress {
+    tty: bool,
+    clock: tokio::time::Instant,
+    state: String,
+    printed: bool,
+}
+
+impl Progress {
+    fn new(tty: bool, clock: tokio::time::Instant) -> Self {
+        Self {
+            tty,
+            clock,
+            state: String::new(),
+            printed: false,
+        }
+    }
+
+    /// Shows `state` if it changed, or again with the time counted on when `again`.
+    fn show(&mut self, state: String, again: bool) {
+        if state.is_empty() || (state == self.state && !again) {
+            return;
+        }
+        let line = format!("[{:6.1}s] {state}", self.clock.elapsed().as_secs_f64());
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+        // Best effort: progress output only.
+        let _ = std::io::stderr().flush();
+        self.state = state;
+        self.printed = true;
+    }
+
+    /// Ends the line on a terminal.
+    fn finish(&self) {
+        if self.tty && self.printed {
+            eprintln!();
+        }
+    }
 }
 
 async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
@@ -394,9 +487,6 @@ async fn operate(t: Target, word: &str) -> Result<u8, CliError> {
     let v = client
         .json("POST", &format!("{base}/{id}/{word}"), None)
         .await?;
-    println!(
-        "deployment {id}: {}",
-        progress(&v, 0.0).split_once("] ").map_or("", |(_, r)| r)
-    );
+    println!("deployment {id}: {}", state_text(&v, &t.service));
     Ok(EXIT_SUCCEEDED)
 }

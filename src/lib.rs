@@ -14,4 +14,6 @@ mod serve;
 pub mod upgrade;
 
 pub use plane::ProxyPlane;
-pub use serve::{Bound, ServeError, Started, bind, lock_state, serve_until_signal};
+pub use serve::{
+    Bound, ServeError, Started, bind, check_certificates, lock_state, serve_until_signal,
+};

@@ -134,11 +134,14 @@ enum CertsCommand {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file, pipe or journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Only fails if another provider was installed first, which nothing here does.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -146,10 +149,26 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated; a cause whose text its parent already shows
+/// (some libraries print their source inside their own message) is not repeated.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -193,6 +212,11 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => match load_config(&config) {
             Err(code) => Ok(code),
             Ok(c) => {
+                // Every rule that needs no socket: the file's, then its certificates.
+                if let Err(e) = switchyard::check_certificates(&c) {
+                    eprintln!("{}: {}", config.display(), chain(&anyhow::Error::new(e)));
+                    return Ok(ExitCode::from(EX_CONFIG));
+                }
                 let stacks: usize = c.services().iter().map(|s| s.stacks().len()).sum();
                 println!(
                     "{}: ok: {} listeners, {} services, {} stacks",
@@ -309,9 +333,8 @@ fn certs(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
             key_type,
             out,
         } => {
-            let key_type: switchyard_certs::KeyType = key_type
-                .parse()
-                .map_err(|e: switchyard_certs::ParseKeyTypeError| anyhow::anyhow!(e.0))?;
+            let key_type: switchyard_certs::KeyType =
+                key_type.parse().map_err(anyhow::Error::new)?;
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             let s = switchyard_certs::self_signed(&names, days, key_type, &out)

@@ -72,9 +72,6 @@ pub enum ServeError {
     /// The control state directory could not be opened.
     #[error("cannot open the state directory")]
     Store(#[from] switchyard_control::StoreError),
-    /// The control listener is not allowed as configured.
-    #[error("control listener refused")]
-    ControlPolicy(#[from] switchyard_control::ListenPolicyError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -189,6 +186,21 @@ fn cert_store(
     Ok((store, config))
 }
 
+/// Loads every certificate the listeners (and the control API) would serve, binding nothing:
+/// what `switchyard check` adds to the configuration's own rules, so it refuses what
+/// [`bind`] would.
+pub fn check_certificates(config: &Config) -> Result<(), ServeError> {
+    for l in config.listeners() {
+        if let Some(t) = l.tls() {
+            cert_store(l.name().as_str(), t)?;
+        }
+    }
+    if let Some(t) = &config.control().tls {
+        cert_store("control", t)?;
+    }
+    Ok(())
+}
+
 /// Binds every configured listener (and the control API's) and loads certificates.
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
     bind_inherited(config, Inherited::default()).await
@@ -200,7 +212,8 @@ pub(crate) async fn bind_inherited(
     config: &Config,
     mut inherited: Inherited,
 ) -> Result<Bound, ServeError> {
-    switchyard_control::check_listen_policy(config.control(), config.tokens())?;
+    // The control listener's policy (no open API off loopback) is a configuration rule:
+    // `switchyard_config::parse` refused the file already, so `check` says the same.
     let mut sockets = Sockets {
         public: Vec::new(),
         control: None,
@@ -405,7 +418,7 @@ async fn reload(path: &Path, state: &ControlState, stores: &[Arc<CertStore>]) {
         Ok(c) => match switchyard_control::reseed(state, c).await {
             Ok(generation) => info!(generation = ?generation, "configuration reloaded"),
             Err(e) => {
-                error!(error = %e, cause = ?std::error::Error::source(&e), "configuration reload refused; the previous configuration keeps serving")
+                error!(error = %e, cause = std::error::Error::source(&e).map(tracing::field::display), "configuration reload refused; the previous configuration keeps serving")
             }
         },
     }

@@ -53,7 +53,7 @@ impl fmt::Display for KeyType {
 
 /// A key type name other than `ecdsa-p256`, `rsa2048` or `ed25519`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown key type {0:?}, expected ecdsa-p256, rsa2048 or ed25519")]
+#[error("unknown key type {0:?}: the accepted key types are ecdsa-p256, rsa2048 and ed25519")]
 pub struct ParseKeyTypeError(pub String);
 
 impl FromStr for KeyType {

@@ -99,7 +99,7 @@ impl fmt::Display for CertInfo {
 }
 
 /// Formats a `SystemTime` as RFC 3339 UTC, e.g. `2030-01-31T12:00:00Z`.
-struct Utc(SystemTime);
+pub(crate) struct Utc(pub(crate) SystemTime);
 
 impl fmt::Display for Utc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

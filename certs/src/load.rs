@@ -80,6 +80,12 @@ pub enum CertLoadError {
         /// File that failed.
         path: PathBuf,
     },
+    /// The certificate file holds a private key instead (the two files mixed up).
+    #[error("{} holds a private key, not a certificate", path.display())]
+    KeyNotCertificate {
+        /// File that failed.
+        path: PathBuf,
+    },
     /// The key file holds no private key block.
     #[error("no private key found in {}", path.display())]
     NoKey {
@@ -133,6 +139,7 @@ impl CertLoadError {
             Self::Read { path, .. }
             | Self::Pem { path, .. }
             | Self::NoCertificate { path }
+            | Self::KeyNotCertificate { path }
             | Self::NoKey { path }
             | Self::Certificate { path, .. }
             | Self::CertificateRejected { path, .. }
@@ -157,9 +164,9 @@ pub fn load_pair(src: &CertSource) -> Result<LoadedCert, CertLoadError> {
 
     let now = SystemTime::now();
     if facts.not_after < now {
-        warn!(cert = %src.cert.display(), not_after = ?facts.not_after, "certificate has expired");
+        warn!(cert = %src.cert.display(), not_after = %crate::inspect::Utc(facts.not_after), "certificate has expired");
     } else if facts.not_before > now {
-        warn!(cert = %src.cert.display(), not_before = ?facts.not_before, "certificate is not yet valid");
+        warn!(cert = %src.cert.display(), not_before = %crate::inspect::Utc(facts.not_before), "certificate is not yet valid");
     }
     if facts.dns_names.is_empty() {
         warn!(cert = %src.cert.display(), "certificate has no dns name in its subject alternative names");
@@ -197,8 +204,11 @@ pub(crate) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ce
             source,
         })?;
     if chain.is_empty() {
-        return Err(CertLoadError::NoCertificate {
-            path: path.to_path_buf(),
+        let path = path.to_path_buf();
+        return Err(if PrivateKeyDer::from_pem_slice(&bytes).is_ok() {
+            CertLoadError::KeyNotCertificate { path }
+        } else {
+            CertLoadError::NoCertificate { path }
         });
     }
     Ok(chain)

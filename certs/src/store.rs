@@ -187,7 +187,10 @@ impl ResolvesServerCert for CertStore {
         match self.unknown {
             UnknownSni::ServeDefault => table.default_cert().map(|c| Arc::clone(&c.certified)),
             UnknownSni::Refuse => {
-                debug!(sni = ?server_name, "no certificate for server name, refusing handshake");
+                debug!(
+                    sni = server_name.unwrap_or("(none)"),
+                    "no certificate for server name, refusing handshake"
+                );
                 None
             }
         }

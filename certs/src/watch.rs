@@ -172,7 +172,7 @@ fn warn_expiring(store: &CertStore) {
     let threshold = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
     for status in store.current() {
         if status.seconds_until_expiry < 0 {
-            warn!(cert = %status.cert.display(), names = ?status.dns_names, not_after = ?status.not_after, "certificate has expired");
+            warn!(cert = %status.cert.display(), names = ?status.dns_names, not_after = %crate::inspect::Utc(status.not_after), "certificate has expired");
         } else if status.seconds_until_expiry < threshold {
             warn!(
                 cert = %status.cert.display(),

@@ -170,8 +170,13 @@ async fn unreadable_or_empty_files_are_named_in_the_error() {
     };
     let err = load_pair(&swapped).expect_err("key file is no certificate");
     assert!(
-        matches!(err, CertLoadError::NoCertificate { .. }),
+        matches!(err, CertLoadError::KeyNotCertificate { .. }),
         "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("holds a private key, not a certificate"),
+        "{err}"
     );
 }
 

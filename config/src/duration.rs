@@ -2,23 +2,33 @@
 
 use std::time::Duration;
 
+/// The longest timeout, check interval, slow start or drain time: one hour. A longer wait is
+/// a mistake in the unit, and a bound keeps every deadline computed from a clock in range.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The longest ejection, DNS refresh, canary pause or retirement delay: one day.
+pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
+/// What a duration field expects, in the words errors use.
+pub const EXPECTED_DURATION: &str = "a duration such as \"150ms\", \"2s\" or \"1m30s\"";
+
 /// Parses a duration string: one or more `<integer><unit>` parts, units `ms`, `s`, `m`, `h`.
+/// A value too large to represent saturates; [`parse_duration_at_most`] bounds it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let expected = "expected a duration such as \"150ms\", \"2s\", \"1m30s\" or \"1h\"";
+    let invalid = || format!("invalid duration {text:?}: expected {EXPECTED_DURATION}");
     let s = text.trim();
     if s.is_empty() {
-        return Err(format!("empty duration: {expected}"));
+        return Err(invalid());
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("invalid duration {text:?}: {expected}"));
+            return Err(invalid());
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("duration {text:?} is too large"))?;
+        // Only ASCII digits: parsing fails only on overflow, which saturates.
+        let n: u64 = rest[..digits].parse().unwrap_or(u64::MAX);
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let part = match &rest[..unit_len] {
@@ -26,17 +36,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "" => return Err(format!("duration {text:?} has no unit: {expected}")),
-            u => {
-                return Err(format!(
-                    "unknown unit {u:?} in duration {text:?}: {expected}"
-                ));
-            }
+            _ => return Err(invalid()),
         };
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
     }
     Ok(total)
+}
+
+/// Parses a duration no longer than `max`; the error names the maximum.
+pub fn parse_duration_at_most(text: &str, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > max {
+        return Err(format!(
+            "duration {text:?} is too long: expected at most {}",
+            format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// What a duration field bounded by `max` expects: `a duration such as ..., at most 1h`.
+pub fn expected_duration(max: Duration) -> String {
+    format!("{EXPECTED_DURATION}, at most {}", format_duration(max))
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
@@ -66,11 +88,31 @@ mod tests {
     }
 
     #[test]
-    fn rejects_missing_or_unknown_units() {
-        assert!(parse_duration("10").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("s").is_err());
+    fn rejects_missing_or_unknown_units_in_user_words() {
+        for bad in ["10", "3d", "", "s", "1 sec"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(format!(
+                    "invalid duration {bad:?}: expected a duration such as \"150ms\", \"2s\" or \"1m30s\""
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_the_maximum() {
+        assert_eq!(
+            parse_duration_at_most("99999999999999999h", MAX_PERIOD),
+            Err("duration \"99999999999999999h\" is too long: expected at most 24h".to_owned())
+        );
+        assert_eq!(
+            parse_duration_at_most("999999999999999999999999s", MAX_TIMEOUT),
+            Err(
+                "duration \"999999999999999999999999s\" is too long: expected at most 1h"
+                    .to_owned()
+            )
+        );
+        assert_eq!(parse_duration_at_most("1h", MAX_TIMEOUT), Ok(MAX_TIMEOUT));
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// A path to a field inside the configuration, e.g. `services[1].stacks[0].weight`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldPath(Vec<Segment>);
 
 /// One step of a [`FieldPath`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Segment {
     /// A table key.
     Key(String),
@@ -42,19 +42,9 @@ impl FieldPath {
         &self.0
     }
 
-    /// Builds a path from `serde_path_to_error`'s path.
-    pub(crate) fn from_serde(path: &serde_path_to_error::Path) -> Self {
-        use serde_path_to_error::Segment as S;
-        let segs = path
-            .iter()
-            .filter_map(|s| match s {
-                S::Seq { index } => Some(Segment::Index(*index)),
-                S::Map { key } => Some(Segment::Key(key.clone())),
-                S::Enum { variant } => Some(Segment::Key(variant.clone())),
-                S::Unknown => None,
-            })
-            .collect();
-        Self(segs)
+    /// Whether `self` is `other` or lies inside it.
+    pub fn is_within(&self, other: &FieldPath) -> bool {
+        self.0.starts_with(&other.0)
     }
 }
 
@@ -117,19 +107,25 @@ impl fmt::Display for Problem {
 pub struct ConfigError {
     /// The file (or `<api>`-like origin) the text came from.
     pub origin: PathBuf,
-    /// All problems, in document order where known.
+    /// All problems, in document order (line, then column; unlocated ones first).
     pub problems: Vec<Problem>,
 }
 
 impl ConfigError {
-    /// An error about a whole file that could not be read or has no usable content.
-    pub fn whole(origin: &Path, message: impl Into<String>) -> Self {
+    /// The file could not be read: `cannot read FILE: No such file or directory`.
+    pub fn unreadable(origin: &Path, error: &std::io::Error) -> Self {
+        let reason = error.to_string();
+        // The OS error number means nothing to the reader; the text says it all.
+        let reason = match reason.find(" (os error ") {
+            Some(i) => &reason[..i],
+            None => &reason,
+        };
         Self {
             origin: origin.to_path_buf(),
             problems: vec![Problem {
                 field: FieldPath::root(),
                 location: None,
-                message: message.into(),
+                message: format!("cannot read {}: {reason}", origin.display()),
             }],
         }
     }
@@ -142,26 +138,49 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            match p.location {
-                Some(l) => write!(f, "{origin}:{}:{}: {p}", l.line, l.column)?,
-                None => write!(f, "{origin}: {p}")?,
+            let whole_file = p.field.segments().is_empty();
+            match (p.location, whole_file) {
+                (Some(l), false) => write!(f, "{origin}:{}:{}: {p}", l.line, l.column)?,
+                (Some(l), true) => write!(f, "{origin}:{}:{}: {}", l.line, l.column, p.message)?,
+                (None, false) => write!(f, "{origin}: {p}")?,
+                // About the whole file, and the message names it.
+                (None, true) => f.write_str(&p.message)?,
             }
         }
         Ok(())
     }
 }
 
-/// Collects problems while validating.
+/// Collects problems while validating, and what each checked field expects.
 #[derive(Debug, Default)]
-pub(crate) struct Problems(pub(crate) Vec<(FieldPath, String)>);
+pub(crate) struct Problems {
+    /// What is wrong, per field.
+    pub(crate) found: Vec<(FieldPath, String)>,
+    /// What a field expects, in the user's words (`an integer from 0 to 10000`): a value of
+    /// the wrong type in that field is reported with it.
+    pub(crate) expected: Vec<(FieldPath, String)>,
+}
 
 impl Problems {
     pub(crate) fn push(&mut self, field: &FieldPath, message: impl Into<String>) {
-        self.0.push((field.clone(), message.into()));
+        self.found.push((field.clone(), message.into()));
+    }
+
+    /// Declares what `field` expects; validators call it for every field they read.
+    pub(crate) fn expect(&mut self, field: &FieldPath, what: impl Into<String>) {
+        self.expected.push((field.clone(), what.into()));
+    }
+
+    /// What `field` expects, when a validator declared it.
+    pub(crate) fn expected(&self, field: &FieldPath) -> Option<&str> {
+        self.expected
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, w)| w.as_str())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.found.is_empty()
     }
 }
 

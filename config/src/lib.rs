@@ -10,9 +10,13 @@ mod model;
 pub mod raw;
 mod service;
 mod settings;
+mod shape;
 mod validate;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{
+    EXPECTED_DURATION, MAX_PERIOD, MAX_TIMEOUT, expected_duration, format_duration, parse_duration,
+    parse_duration_at_most,
+};
 pub use error::{ConfigError, FieldPath, Location, Problem, Segment};
 pub use model::{
     CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Scheme,
@@ -25,60 +29,71 @@ pub use service::{
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};
 
+use error::Problems;
 use std::path::Path;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// Parses and validates configuration text. `origin` names the file in errors and its folder
-/// resolves relative paths.
+/// resolves relative paths. Every problem of the file is reported, sorted by line and column:
+/// unknown keys and wrong types (from [`shape`]) with the semantic ones, except where a shape
+/// problem already covers the field.
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-    let at =
-        |span: Option<std::ops::Range<usize>>| span.map(|s| Location::of_offset(text, s.start));
-    let table = DeTable::parse(text).map_err(|e| ConfigError {
-        origin: origin.to_path_buf(),
-        problems: vec![Problem {
-            field: FieldPath::root(),
-            location: at(e.span()),
-            message: format!("invalid TOML: {}", e.message().trim_end()),
-        }],
-    })?;
-    let de = toml::de::Deserializer::from(table.clone());
-    let raw: raw::File = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = FieldPath::from_serde(e.path());
-        let inner = e.inner();
-        let location = at(inner.span())
-            .or_else(|| locate(&table, &field).map(|s| Location::of_offset(text, s.start)));
+    let at = |offset: usize| Some(Location::of_offset(text, offset));
+    let error = |mut problems: Vec<Problem>| {
+        problems.sort_by_key(|p| p.location.map(|l| (l.line, l.column)));
         ConfigError {
             origin: origin.to_path_buf(),
-            problems: vec![Problem {
-                field,
-                location,
-                message: inner.message().trim_end().to_owned(),
-            }],
+            problems,
         }
+    };
+    let table = DeTable::parse(text).map_err(|e| {
+        error(vec![Problem {
+            field: FieldPath::root(),
+            location: at(e.span().map_or(0, |s| s.start)),
+            message: format!("invalid TOML: {}", e.message().trim_end()),
+        }])
     })?;
-    let base = origin.parent().unwrap_or(Path::new("."));
-    validate::file(&raw, base).map_err(|p| ConfigError {
-        origin: origin.to_path_buf(),
-        problems: p
-            .0
+    let (raw, shape) = shape::read::<raw::File>(&table);
+    let mut p = Problems::default();
+    let config = raw.and_then(|raw| {
+        let base = origin.parent().unwrap_or(Path::new("."));
+        validate::file(&raw, base, &mut p)
+    });
+    if shape.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    let mut problems: Vec<Problem> = shape
+        .iter()
+        .map(|s| Problem {
+            field: s.field.clone(),
+            location: at(s.span.start),
+            message: match (&s.wrong_type, p.expected(&s.field)) {
+                (Some(found), Some(expected)) => format!("expected {expected}, found {found}"),
+                _ => s.message.clone(),
+            },
+        })
+        .collect();
+    // A value already reported as missing or of the wrong type was replaced by a placeholder;
+    // what validation says about the placeholder is noise.
+    problems.extend(
+        p.found
             .into_iter()
-            .map(|(field, message)| {
-                let location = locate(&table, &field).map(|s| Location::of_offset(text, s.start));
-                Problem {
-                    field,
-                    location,
-                    message,
-                }
-            })
-            .collect(),
-    })
+            .filter(|(field, _)| !shape.iter().any(|s| field.is_within(&s.field)))
+            .map(|(field, message)| Problem {
+                location: locate(&table, &field).and_then(|s| at(s.start)),
+                field,
+                message,
+            }),
+    );
+    Err(error(problems))
 }
 
 /// Reads and parses a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read file: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
     parse(&text, path)
 }
 

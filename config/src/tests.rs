@@ -64,7 +64,7 @@ fn unknown_key_names_line_and_field() {
     let p = problems(&text);
     assert_eq!(p.len(), 1);
     assert!(
-        p[0].message.contains("unknown field `colour`"),
+        p[0].message.contains("unknown key `colour`"),
         "{}",
         p[0].message
     );
@@ -190,6 +190,134 @@ fn changed_service_equals_the_same_service_parsed_again() {
     let changed = s.with_stacks(stacks).expect("unique names");
     let again = service_from_raw(&changed.to_raw(), Path::new("/etc")).expect("valid");
     assert_eq!(again, changed);
+}
+
+/// The whole output of `check` for `text`, as the user reads it.
+fn report(text: &str) -> String {
+    parse(text, Path::new("/etc/sy.toml"))
+        .expect_err("must be invalid")
+        .to_string()
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once_in_line_order() {
+    let text = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:8080"
+colour = "blue"
+
+[[services]]
+name = "auth"
+listeners = ["private"]
+
+[[services.stacks]]
+name = "blue"
+weight = "ninety"
+endpoints = ["127.0.0.1:9001"]
+
+[timeouts]
+connect = "1 sec"
+idle = 30
+"#;
+    assert_eq!(
+        report(text),
+        [
+            "/etc/sy.toml:5:1: listeners[0].colour: unknown key `colour`: expected one of `name`, `bind`, `tls`",
+            "/etc/sy.toml:9:14: services[0].listeners[0]: unknown listener \"private\": expected one of [\"public\"]",
+            "/etc/sy.toml:13:10: services[0].stacks[0].weight: expected an integer from 0 to 10000, found \"ninety\"",
+            "/etc/sy.toml:17:11: timeouts.connect: invalid duration \"1 sec\": expected a duration such as \"150ms\", \"2s\" or \"1m30s\"",
+            "/etc/sy.toml:18:8: timeouts.idle: expected a duration such as \"150ms\", \"2s\" or \"1m30s\", at most 1h, found 30",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn a_missing_key_does_not_hide_the_rest_or_add_noise() {
+    let text = r#"
+[[listeners]]
+name = "public"
+
+[[listeners]]
+name = "other"
+bind = "127.0.0.1:8081"
+tls = { certs = [], unknown_sni = "maybe" }
+
+[[services]]
+name = "Auth"
+listeners = ["public"]
+"#;
+    assert_eq!(
+        report(text),
+        [
+            "/etc/sy.toml:2:1: listeners[0].bind: required key is missing",
+            "/etc/sy.toml:8:17: listeners[1].tls.certs: expected at least one { cert, key } pair",
+            "/etc/sy.toml:8:35: listeners[1].tls.unknown_sni: unknown value \"maybe\": expected \"default\" or \"refuse\"",
+            "/etc/sy.toml:11:8: services[0].name: invalid name \"Auth\": expected 1 to 63 characters of [a-z0-9-], starting with a letter or digit",
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_close_one_and_wrong_types_use_plain_words() {
+    let text = GOOD
+        .replace("weight = 10", "wieght = 10")
+        .replace("path_prefix = \"/\"", "path_prefix = 1")
+        .replace("sticky = { cookie = \"sid\" }", "sticky = \"sid\"");
+    let p = problems(&text);
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "services[0].path_prefix: expected a string, found 1",
+            "services[0].sticky: expected a table, found \"sid\"",
+            "services[0].stacks[1].wieght: unknown key `wieght`: did you mean `weight`?",
+        ]
+    );
+}
+
+#[test]
+fn huge_durations_are_refused_naming_the_maximum() {
+    let text = format!(
+        "{GOOD}\n[services.outlier_detection]\nbase_ejection = \"99999999999999999h\"\n\n[dns]\nmax_refresh = \"25h\"\n"
+    )
+    .replace("connect = \"150ms\"", "connect = \"2h\"");
+    let shown: Vec<String> = problems(&text).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "timeouts.connect: duration \"2h\" is too long: expected at most 1h",
+            "services[0].outlier_detection.base_ejection: duration \"99999999999999999h\" is too long: expected at most 24h",
+            "dns.max_refresh: duration \"25h\" is too long: expected at most 24h",
+        ]
+    );
+}
+
+#[test]
+fn control_listener_off_loopback_needs_a_token() {
+    let open = format!("{GOOD}\n[control]\nlisten = \"0.0.0.0:9090\"\n");
+    assert_eq!(
+        report(&open),
+        "/etc/sy.toml:30:10: control.listen: control listener 0.0.0.0:9090 is not loopback and no token is configured: add [[tokens]] (see `switchyard token new`) or listen on 127.0.0.1"
+    );
+    let with_token = format!(
+        "{open}\n[[tokens]]\nname = \"ci\"\nrole = \"read\"\nsha256 = \"{}\"\n",
+        "ab".repeat(32)
+    );
+    assert!(parse(&with_token, Path::new("/etc/sy.toml")).is_ok());
+    let loopback = format!("{GOOD}\n[control]\nlisten = \"[::1]:9090\"\n");
+    assert!(parse(&loopback, Path::new("/etc/sy.toml")).is_ok());
+}
+
+#[test]
+fn missing_file_says_cannot_read_it() {
+    let e = load(Path::new("/nonexistent/sy.toml")).expect_err("no such file");
+    assert_eq!(
+        e.to_string(),
+        "cannot read /nonexistent/sy.toml: No such file or directory"
+    );
 }
 
 #[test]

@@ -1,30 +1,33 @@
 //! Raw → model: every semantic rule, all problems reported at once with their field paths.
 
-use crate::duration::parse_duration;
+use crate::duration::{MAX_TIMEOUT, expected_duration, parse_duration_at_most};
 use crate::error::{FieldPath, Problem, Problems};
 use crate::model::{CertPaths, ListenerSpec, ListenerTls, Name, UnknownSni};
 use crate::raw;
 use crate::service::{ServiceSpec, StackSpec};
 use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 mod health;
+mod links;
 mod resolver;
 mod service;
 
+pub(crate) use links::check_services;
+use links::{check_listen_policy, check_listener_references, check_routes};
 use service::{service_at, stack_at};
 
-/// Validates a whole file. `base` resolves relative paths (the config file's folder).
-pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
-    let mut p = Problems::default();
+/// Validates a whole file into `p`. `base` resolves relative paths (the config file's folder).
+/// The model is built only when no problem was found.
+pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Config> {
     let root = FieldPath::root();
 
     let mut listeners = Vec::new();
     let mut names = HashSet::new();
     for (i, l) in raw.listeners.iter().enumerate() {
         let at = root.key("listeners").index(i);
-        if let Some(spec) = listener(l, &at, base, &mut p) {
+        if let Some(spec) = listener(l, &at, base, p) {
             if !names.insert(spec.name.clone()) {
                 p.push(
                     &at.key("name"),
@@ -38,22 +41,21 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
     let mut services = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
         let at = root.key("services").index(i);
-        if let Some(spec) = service_at(s, &at, base, &mut p) {
-            services.push(spec);
+        if let Some(spec) = service_at(s, &at, base, p) {
+            services.push((i, spec));
         }
     }
-    if p.is_empty() {
-        check_services(&listeners, &services, &mut p);
-    }
+    check_listener_references(&raw.listeners, &raw.services, p);
+    check_routes(&services, p);
 
-    let runtime = runtime(raw.runtime.as_ref(), &root.key("runtime"), &mut p);
-    let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), &mut p);
-    let limits = limits(raw.limits.as_ref(), &root.key("limits"), &mut p);
-    let control = control(raw.control.as_ref(), &root.key("control"), base, &mut p);
-    let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), &mut p);
+    let runtime = runtime(raw.runtime.as_ref(), &root.key("runtime"), p);
+    let timeouts = timeouts(raw.timeouts.as_ref(), &root.key("timeouts"), p);
+    let limits = limits(raw.limits.as_ref(), &root.key("limits"), p);
+    let control = control(raw.control.as_ref(), &root.key("control"), base, p);
+    let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), p);
     let mut tokens = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
-        if let Some(t) = token(t, &root.key("tokens").index(i), &mut p) {
+        if let Some(t) = token(t, &root.key("tokens").index(i), p) {
             if tokens.iter().any(|o: &TokenSpec| o.name == t.name) {
                 p.push(
                     &root.key("tokens").index(i).key("name"),
@@ -63,13 +65,14 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
             tokens.push(t);
         }
     }
+    check_listen_policy(&control, &tokens, &root.key("control").key("listen"), p);
 
     if !p.is_empty() {
-        return Err(p);
+        return None;
     }
-    Ok(Config {
+    Some(Config {
         listeners,
-        services,
+        services: services.into_iter().map(|(_, s)| s).collect(),
         runtime,
         timeouts,
         limits,
@@ -98,7 +101,8 @@ pub fn stack(raw: &raw::Stack, base: &Path) -> Result<StackSpec, Vec<Problem>> {
 }
 
 pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
-    p.0.into_iter()
+    p.found
+        .into_iter()
         .map(|(field, message)| Problem {
             field,
             location: None,
@@ -107,86 +111,67 @@ pub(crate) fn unlocated(p: Problems) -> Vec<Problem> {
         .collect()
 }
 
-/// Cross-service rules: unique names, known listeners, no two services on one route.
-pub(crate) fn check_services(
-    listeners: &[ListenerSpec],
-    services: &[ServiceSpec],
-    p: &mut Problems,
-) {
-    let mut names = HashSet::new();
-    let mut routes: HashMap<(String, String, String), &str> = HashMap::new();
-    for (i, s) in services.iter().enumerate() {
-        let at = FieldPath::root().key("services").index(i);
-        if !names.insert(s.name.as_str()) {
-            p.push(
-                &at.key("name"),
-                format!("duplicate service name {:?}", s.name.as_str()),
-            );
-        }
-        for (j, l) in s.listeners.iter().enumerate() {
-            if !listeners.iter().any(|x| &x.name == l) {
-                let known: Vec<_> = listeners.iter().map(|x| x.name.as_str()).collect();
-                p.push(
-                    &at.key("listeners").index(j),
-                    format!(
-                        "unknown listener {:?}: expected one of {known:?}",
-                        l.as_str()
-                    ),
-                );
-            }
-            let hosts: Vec<String> = if s.hosts.is_empty() {
-                vec!["*".into()]
-            } else {
-                s.hosts.iter().map(ToString::to_string).collect()
-            };
-            for h in hosts {
-                let key = (l.as_str().to_owned(), h.clone(), s.path_prefix.clone());
-                if let Some(other) = routes.insert(key, s.name.as_str()) {
-                    if other != s.name.as_str() {
-                        p.push(
-                            &at.key("path_prefix"),
-                            format!(
-                                "service {:?} claims host {h} and prefix {:?} on listener {:?}, already routed to service {other:?}",
-                                s.name.as_str(), s.path_prefix, l.as_str()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn name(s: &str, at: &FieldPath, p: &mut Problems) -> Option<Name> {
     Name::new(s).map_err(|e| p.push(at, e)).ok()
 }
 
+/// A timeout-like duration, at most [`MAX_TIMEOUT`].
 fn duration(
     s: Option<&String>,
     at: &FieldPath,
     default: std::time::Duration,
     p: &mut Problems,
 ) -> std::time::Duration {
+    duration_at_most(s, at, default, MAX_TIMEOUT, p)
+}
+
+/// A duration of at most `max`; `default` when absent or invalid.
+fn duration_at_most(
+    s: Option<&String>,
+    at: &FieldPath,
+    default: std::time::Duration,
+    max: std::time::Duration,
+    p: &mut Problems,
+) -> std::time::Duration {
+    p.expect(at, expected_duration(max));
     match s {
         None => default,
-        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+        Some(s) => parse_duration_at_most(s, max).unwrap_or_else(|e| {
             p.push(at, e);
             default
         }),
     }
 }
 
+/// An optional duration of at most `max`; `None` when absent or invalid.
+fn optional_duration(
+    s: Option<&String>,
+    at: &FieldPath,
+    max: std::time::Duration,
+    p: &mut Problems,
+) -> Option<std::time::Duration> {
+    p.expect(at, expected_duration(max));
+    parse_duration_at_most(s?, max)
+        .map_err(|e| p.push(at, e))
+        .ok()
+}
+
+/// An integer from `min` to `max`, declared as such for wrong-type errors.
+fn integer(v: i64, at: &FieldPath, min: i64, max: i64, p: &mut Problems) -> Option<i64> {
+    let expected = format!("an integer from {min} to {max}");
+    let ok = (min..=max).contains(&v);
+    if !ok {
+        p.push(at, format!("{v} out of range: expected {expected}"));
+    }
+    p.expect(at, expected);
+    ok.then_some(v)
+}
+
 fn positive(v: Option<i64>, at: &FieldPath, default: usize, max: i64, p: &mut Problems) -> usize {
+    p.expect(at, format!("an integer from 1 to {max}"));
     match v {
         None => default,
-        Some(n) if (1..=max).contains(&n) => n as usize,
-        Some(n) => {
-            p.push(
-                at,
-                format!("{n} out of range: expected an integer from 1 to {max}"),
-            );
-            default
-        }
+        Some(n) => integer(n, at, 1, max, p).map_or(default, |n| n as usize),
     }
 }
 

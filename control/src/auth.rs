@@ -4,15 +4,15 @@
 //! constant time with every configured token's hash (never the secret itself, which is neither
 //! stored nor logged). Roles are ordered `read < operate < deploy < admin`; a token may also be
 //! limited to services by glob (`auth-*`, `*`). With no token configured at all the API is open
-//! and every caller is `anonymous` with the admin role: [`check_listen_policy`] makes sure that
-//! only happens on a loopback listener.
+//! and every caller is `anonymous` with the admin role: the configuration's validation
+//! (`switchyard_config::parse`) makes sure that only happens on a loopback listener.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use switchyard_config::{ControlSpec, Role, TokenSpec};
+use switchyard_config::{Role, TokenSpec};
 
 use crate::error::ApiError;
 use crate::state::ControlState;
@@ -154,32 +154,6 @@ pub fn generate_token() -> (String, String) {
     (secret, hash)
 }
 
-/// Why the control listener may not start.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ListenPolicyError {
-    /// The API would be open to the network.
-    #[error(
-        "control listener {address} is not loopback and no token is configured: add [[tokens]] (see `switchyard token new`) or listen on 127.0.0.1"
-    )]
-    OpenOnNetwork {
-        /// The configured listen address.
-        address: std::net::SocketAddr,
-    },
-}
-
-/// Refuses a non-loopback control listener when no token is configured (the API would be open).
-pub fn check_listen_policy(
-    control: &ControlSpec,
-    tokens: &[TokenSpec],
-) -> Result<(), ListenPolicyError> {
-    if tokens.is_empty() && !control.listen.ip().is_loopback() {
-        return Err(ListenPolicyError::OpenOnNetwork {
-            address: control.listen,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,20 +221,5 @@ mod tests {
         assert_ne!(secret, other);
         assert_eq!(hash, hex::encode(Sha256::digest(secret.as_bytes())));
         assert_eq!(hash.len(), 64);
-    }
-
-    #[test]
-    fn network_listener_without_tokens_is_refused() {
-        let mut spec = ControlSpec {
-            listen: "0.0.0.0:9090".parse().expect("literal"),
-            state_dir: "/tmp".into(),
-            tls: None,
-        };
-        assert!(check_listen_policy(&spec, &[]).is_err());
-        assert!(check_listen_policy(&spec, &[token("a", Role::Read, "s", &[])]).is_ok());
-        spec.listen = "127.0.0.1:9090".parse().expect("literal");
-        assert!(check_listen_policy(&spec, &[]).is_ok());
-        spec.listen = "[::1]:9090".parse().expect("literal");
-        assert!(check_listen_policy(&spec, &[]).is_ok());
     }
 }

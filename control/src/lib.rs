@@ -36,7 +36,7 @@ mod view;
 mod writer;
 
 pub use api::router;
-pub use auth::{ANONYMOUS, Caller, ListenPolicyError, check_listen_policy, generate_token};
+pub use auth::{ANONYMOUS, Caller, generate_token};
 #[doc(hidden)]
 pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};

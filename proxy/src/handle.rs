@@ -258,7 +258,7 @@ impl Writer {
                         let built = self.rebuild(&config, &resolved);
                         self.resolved = resolved;
                         if let Err(e) = built {
-                            warn!(error = %e, cause = ?std::error::Error::source(&e), "dns change refused; previous snapshot keeps serving");
+                            warn!(error = %e, cause = std::error::Error::source(&e).map(tracing::field::display), "dns change refused; previous snapshot keeps serving");
                         }
                     }
                 }
@@ -295,7 +295,7 @@ impl Writer {
                 // The discovery tasks follow the state that serves.
                 let current = self.current.clone();
                 self.discovery.sync(&current, &self.shutdown).await;
-                warn!(error = %e, cause = ?std::error::Error::source(&e), "desired state refused; previous snapshot keeps serving");
+                warn!(error = %e, cause = std::error::Error::source(&e).map(tracing::field::display), "desired state refused; previous snapshot keeps serving");
                 Err(format!(
                     "{e}: {}",
                     std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())

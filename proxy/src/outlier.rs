@@ -153,7 +153,10 @@ pub(crate) fn try_eject(ep: &EndpointState, failures: u32) {
         .min(max);
     // The deadline is written before the endpoint is marked ejected, so a reader that sees
     // `Ejected` never sees an older, already passed deadline.
-    o.until_ms.store(now + time, Ordering::Release);
+    // Validation bounds ejections to a day, but the sum must not wrap (or panic in a debug
+    // build) whatever the policy holds.
+    o.until_ms
+        .store(now.saturating_add(time), Ordering::Release);
     if !ep.swap_health(Health::Healthy, Health::Ejected) {
         policy.release();
         return;

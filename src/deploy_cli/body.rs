@@ -25,28 +25,46 @@ fn canary_steps(text: &str) -> Result<Value, CliError> {
 }
 
 /// Groups `GET /health=200` (one value, or the method and the rest as two) into checks.
-fn checks(values: &[String]) -> Result<Vec<Value>, CliError> {
+/// Every malformed value is refused with the expected form, naming `flag`.
+fn checks(flag: &str, values: &[String]) -> Result<Vec<Value>, CliError> {
+    let bad = |v: &str| {
+        CliError::Usage(format!(
+            "{flag} {v:?}: expected [METHOD] PATH=STATUS, e.g. \"/health=200\" or \"POST /warm=204\""
+        ))
+    };
+    let is_method = |m: &str| !m.is_empty() && m.bytes().all(|c| c.is_ascii_alphabetic());
     let mut out = Vec::new();
     let mut method: Option<&str> = None;
     for v in values {
         let v = v.trim();
         let (m, rest) = match v.split_once(' ') {
-            Some((m, rest)) => (Some(m), rest.trim()),
-            None if !v.contains('=') && !v.starts_with('/') => {
+            Some((m, rest)) if method.is_none() => (Some(m), rest.trim()),
+            None if is_method(v) && method.is_none() => {
                 method = Some(v);
                 continue;
             }
             None => (method.take(), v),
+            Some(_) => return Err(bad(&format!("{} {v}", method.unwrap_or_default()))),
         };
+        if m.is_some_and(|m| !is_method(m)) {
+            return Err(bad(v));
+        }
         let (path, status) = rest.split_once('=').unwrap_or((rest, "200"));
+        let path = path.trim();
+        if !path.starts_with('/') || path.contains(char::is_whitespace) {
+            return Err(bad(v));
+        }
         let status: u16 = status
             .trim()
             .parse()
-            .map_err(|_| CliError::Usage(format!("check {v:?}: expected [METHOD] PATH=STATUS")))?;
-        out.push(json!({"http": {"method": m.unwrap_or("GET"), "path": path.trim(), "expect_status": status}}));
+            .ok()
+            .filter(|s| (100..=599).contains(s))
+            .ok_or_else(|| bad(v))?;
+        let method = m.unwrap_or("GET").to_ascii_uppercase();
+        out.push(json!({"http": {"method": method, "path": path, "expect_status": status}}));
     }
     if let Some(m) = method {
-        return Err(CliError::Usage(format!("check method {m} without a path")));
+        return Err(bad(m));
     }
     Ok(out)
 }
@@ -86,10 +104,10 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
         spec["strategy"] = json!({"blue_green": {}});
     }
     if !args.pre_checks.is_empty() {
-        spec["pre_integration"] = json!(checks(&args.pre_checks)?);
+        spec["pre_integration"] = json!(checks("--pre-check", &args.pre_checks)?);
     }
     if !args.post_checks.is_empty() {
-        spec["post_integration"] = json!(checks(&args.post_checks)?);
+        spec["post_integration"] = json!(checks("--post-check", &args.post_checks)?);
     }
     if let Some(a) = &args.retire_after {
         spec["retire_previous"]["after"] = json!(a);
@@ -124,12 +142,15 @@ mod tests {
 
     #[test]
     fn checks_accept_one_or_two_words() {
-        let v = checks(&[
-            "GET".into(),
-            "/health=200".into(),
-            "POST /x=201".into(),
-            "/=204".into(),
-        ])
+        let v = checks(
+            "--pre-check",
+            &[
+                "GET".into(),
+                "/health=200".into(),
+                "POST /x=201".into(),
+                "/=204".into(),
+            ],
+        )
         .expect("valid");
         assert_eq!(
             v[0]["http"],
@@ -137,5 +158,30 @@ mod tests {
         );
         assert_eq!(v[1]["http"]["method"], "POST");
         assert_eq!(v[2]["http"]["expect_status"], 204);
+    }
+
+    #[test]
+    fn malformed_checks_show_the_expected_form() {
+        for bad in [
+            vec!["health"],
+            vec!["GET"],
+            vec!["GET health=200"],
+            vec!["/health=abc"],
+            vec!["/health=999"],
+            vec!["GET", "POST /x=200"],
+            vec!["G-T /x=200"],
+        ] {
+            let values: Vec<String> = bad.iter().map(|s| (*s).to_owned()).collect();
+            let e = checks("--pre-check", &values)
+                .expect_err("malformed")
+                .to_string();
+            assert!(
+                e.starts_with("--pre-check \"")
+                    && e.ends_with(
+                        "expected [METHOD] PATH=STATUS, e.g. \"/health=200\" or \"POST /warm=204\""
+                    ),
+                "{bad:?}: {e}"
+            );
+        }
     }
 }

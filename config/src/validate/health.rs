@@ -1,8 +1,8 @@
 //! Endpoint health settings: active health checks, passive health (outlier detection) and
 //! slow start, for a service or a stack.
 
-use super::{duration, positive};
-use crate::duration::parse_duration;
+use super::{duration, duration_at_most, integer, optional_duration, positive};
+use crate::duration::{MAX_PERIOD, MAX_TIMEOUT};
 use crate::error::{FieldPath, Problems};
 use crate::raw;
 use crate::service::{CheckKind, HealthCheckSpec, OutlierSpec};
@@ -93,6 +93,7 @@ pub(super) fn health_check(
     if method.is_empty() || !method.bytes().all(|c| c.is_ascii_uppercase()) {
         p.push(&at.key("method"), format!("invalid method {method:?}"));
     }
+    p.expect(&at.key("port"), "an integer from 1 to 65535");
     let port = h.port.and_then(|n| {
         u16::try_from(n).ok().filter(|n| *n > 0).or_else(|| {
             p.push(
@@ -180,10 +181,11 @@ pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problem
         10_000,
         p,
     ) as u32;
-    let base_ejection = duration(
+    let base_ejection = duration_at_most(
         o.base_ejection.as_ref(),
         &at.key("base_ejection"),
         d.base_ejection,
+        MAX_PERIOD,
         p,
     );
     if base_ejection.is_zero() {
@@ -192,10 +194,11 @@ pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problem
     let max_ejection = match &o.max_ejection {
         // An explicit short base without an explicit maximum keeps the ratio of the defaults.
         None => d.max_ejection.max(base_ejection),
-        Some(_) => duration(
+        Some(_) => duration_at_most(
             o.max_ejection.as_ref(),
             &at.key("max_ejection"),
             d.max_ejection,
+            MAX_PERIOD,
             p,
         ),
     };
@@ -205,17 +208,11 @@ pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problem
             "expected a duration at least as long as base_ejection",
         );
     }
-    let max_ejection_percent = match o.max_ejection_percent {
-        None => d.max_ejection_percent,
-        Some(n) if (0..=100).contains(&n) => n as u32,
-        Some(n) => {
-            p.push(
-                &at.key("max_ejection_percent"),
-                format!("{n} out of range: expected an integer from 0 to 100"),
-            );
-            d.max_ejection_percent
-        }
-    };
+    let max_ejection_percent = o
+        .max_ejection_percent
+        .and_then(|n| integer(n, &at.key("max_ejection_percent"), 0, 100, p))
+        .map_or(d.max_ejection_percent, |n| n as u32);
+    p.expect(&at.key("max_ejection_percent"), "an integer from 0 to 100");
     OutlierSpec {
         enabled: o.enabled.unwrap_or(d.enabled),
         consecutive_failures,
@@ -228,21 +225,7 @@ pub(super) fn outlier(o: &raw::OutlierDetection, at: &FieldPath, p: &mut Problem
 /// A slow-start window; `"0s"` is kept as zero, which turns it off (also on a stack whose
 /// service has one).
 pub(super) fn slow_start(s: Option<&String>, at: &FieldPath, p: &mut Problems) -> Option<Duration> {
-    let s = s?;
-    match parse_duration(s) {
-        Ok(d) if d > Duration::from_secs(3600) => {
-            p.push(
-                at,
-                format!("slow start {s:?} too long: expected at most 1h"),
-            );
-            None
-        }
-        Ok(d) => Some(d),
-        Err(e) => {
-            p.push(at, e);
-            None
-        }
-    }
+    optional_duration(s, at, MAX_TIMEOUT, p)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `[dns]` table: the resolver of DNS-discovered endpoints.
 
-use super::duration;
+use super::{duration, duration_at_most};
+use crate::duration::MAX_PERIOD;
 use crate::error::{FieldPath, Problems};
 use crate::raw;
 use crate::settings::DnsSpec;
@@ -26,16 +27,18 @@ pub(super) fn resolver(r: Option<&raw::DnsResolver>, at: &FieldPath, p: &mut Pro
             ),
         }
     }
-    let min_refresh = duration(
+    let min_refresh = duration_at_most(
         r.min_refresh.as_ref(),
         &at.key("min_refresh"),
         d.min_refresh,
+        MAX_PERIOD,
         p,
     );
-    let max_refresh = duration(
+    let max_refresh = duration_at_most(
         r.max_refresh.as_ref(),
         &at.key("max_refresh"),
         d.max_refresh,
+        MAX_PERIOD,
         p,
     );
     let timeout = duration(r.timeout.as_ref(), &at.key("timeout"), d.timeout, p);

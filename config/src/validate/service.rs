@@ -2,8 +2,8 @@
 //! stickiness, timeouts, and each stack's weight, endpoints, DNS source and upstream TLS.
 
 use super::health::{health_check, outlier, slow_start};
-use super::{name, resolve};
-use crate::duration::parse_duration;
+use super::{name, optional_duration, resolve};
+use crate::duration::MAX_TIMEOUT;
 use crate::error::{FieldPath, Problems};
 use crate::model::{CertPaths, Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
 use crate::raw;
@@ -20,6 +20,10 @@ pub(super) fn stack_at(
     p: &mut Problems,
 ) -> Option<StackSpec> {
     let n = name(&s.name, &at.key("name"), p);
+    p.expect(
+        &at.key("weight"),
+        format!("an integer from 0 to {}", Weight::MAX),
+    );
     let weight = Weight::new(s.weight)
         .map_err(|e| p.push(&at.key("weight"), e))
         .ok();
@@ -82,6 +86,7 @@ pub(super) fn stack_at(
 }
 
 fn dns(d: &raw::Dns, at: &FieldPath, p: &mut Problems) -> Option<DnsSource> {
+    p.expect(&at.key("port"), "an integer from 1 to 65535");
     match (&d.name, d.port, &d.srv) {
         (Some(name), Some(port), None) => match u16::try_from(port) {
             Ok(port) if port > 0 => Some(DnsSource::Address {
@@ -180,11 +185,7 @@ pub(super) fn service_at(
         });
     let t = s.timeouts.clone().unwrap_or_default();
     let opt_dur = |v: &Option<String>, key: &str, p: &mut Problems| {
-        v.as_ref().and_then(|d| {
-            parse_duration(d)
-                .map_err(|e| p.push(&at.key("timeouts").key(key), e))
-                .ok()
-        })
+        optional_duration(v.as_ref(), &at.key("timeouts").key(key), MAX_TIMEOUT, p)
     };
     let connect_timeout = opt_dur(&t.connect, "connect", p);
     let upstream_response_timeout = opt_dur(&t.upstream_response, "upstream_response", p);

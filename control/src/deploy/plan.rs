@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use switchyard_config::{FieldPath, Name, Segment, parse_duration, raw, stack_from_raw};
+use switchyard_config::{
+    FieldPath, MAX_PERIOD, MAX_TIMEOUT, Name, Segment, parse_duration_at_most, raw, stack_from_raw,
+};
 
 use super::source::Target;
 use super::spec::{CheckSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec};
@@ -104,7 +106,14 @@ fn duration(
     default: Duration,
     problems: &mut Vec<String>,
 ) -> Duration {
-    match value.map(|v| parse_duration(v)) {
+    // A timeout is at most an hour, any other wait (retirement) at most a day: the bound keeps
+    // every deadline computed from the clock in range, and the error names it.
+    let max = if field.ends_with("timeout") {
+        MAX_TIMEOUT
+    } else {
+        MAX_PERIOD
+    };
+    match value.map(|v| parse_duration_at_most(v, max)) {
         None => default,
         Some(Ok(d)) => d,
         Some(Err(e)) => {
@@ -261,7 +270,7 @@ fn steps(strategy: &StrategySpec, problems: &mut Vec<String>) -> Vec<Step> {
         let pause = match s.pause.as_deref() {
             None => Pause::None,
             Some("manual") => Pause::Manual,
-            Some(text) => match parse_duration(text) {
+            Some(text) => match parse_duration_at_most(text, MAX_PERIOD) {
                 Ok(d) if d.is_zero() => Pause::None,
                 Ok(d) => Pause::For(d),
                 Err(e) => {
@@ -490,5 +499,24 @@ mod tests {
         );
         assert!(plan.process);
         assert_eq!(plan.pre.len(), 1);
+    }
+
+    #[test]
+    fn huge_durations_are_refused_naming_the_maximum() {
+        let spec: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2", "source": {"endpoints": ["127.0.0.1:1"]},
+            "strategy": {"canary": {"steps": [{"weight": 50, "pause": "25h"}, {"weight": 100}]}},
+            "healthy_timeout": "99999999999999999h",
+            "retire_previous": {"after": "2h"}
+        }))
+        .expect("shape");
+        let problems = validate(&spec).expect_err("invalid");
+        assert_eq!(
+            problems,
+            vec![
+                "strategy.canary.steps[0].pause: duration \"25h\" is too long: expected at most 24h, or \"manual\"",
+                "healthy_timeout: duration \"99999999999999999h\" is too long: expected at most 1h",
+            ]
+        );
     }
 }

@@ -171,3 +171,20 @@ async fn ramping_endpoints_alone_still_take_the_stack_traffic() {
         assert!(select::least_request(&eps, &cursor).is_some());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_ejection_time_keeps_the_endpoint_out_instead_of_overflowing() {
+    let huge = OutlierSpec {
+        base_ejection: Duration::MAX,
+        max_ejection: Duration::MAX,
+        ..spec(1, 1, 1, 100)
+    };
+    let eps = stack(1, &huge, None);
+    let ep = &eps[0];
+    tokio::time::advance(Duration::from_secs(5)).await;
+    fail(ep, 1);
+    assert_eq!(ep.health(), Health::Ejected);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(!ep.is_available(), "an ejection without end stays ejected");
+    assert_eq!(ep.outlier.total(), 1);
+}

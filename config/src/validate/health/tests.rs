@@ -105,7 +105,7 @@ fn bad_outlier_and_slow_start_values_are_all_reported() {
 #[test]
 fn unknown_outlier_key_is_refused() {
     let f = fields("outlier_detection = { interval = \"1s\" }", "");
-    assert!(f[0].1.contains("unknown field `interval`"), "{f:?}");
+    assert!(f[0].1.contains("unknown key `interval`"), "{f:?}");
 }
 
 #[test]

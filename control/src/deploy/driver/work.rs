@@ -95,7 +95,7 @@ impl Driver {
         let expected = self.rec.stack.as_ref().map_or(0, |s| s.endpoints.len());
         let limit = self.plan.healthy_timeout;
         async move {
-            let deadline = Instant::now() + limit;
+            let deadline = deadline_after(limit);
             loop {
                 let eps = dp.endpoints(&service, &stack);
                 let healthy = eps.iter().filter(|e| e.state.takes_traffic()).count();
@@ -321,9 +321,19 @@ impl Driver {
     }
 }
 
+/// `now + limit` without overflow: a deadline past the clock's range becomes one far away
+/// (limits are validated to an hour, so this only guards the arithmetic).
+fn deadline_after(limit: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(limit)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 /// Waits (up to `limit`) until no request is in flight on the stack's endpoints.
 async fn wait_idle(dp: &dyn DataPlane, service: &str, stack: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
+    let deadline = deadline_after(limit);
     while Instant::now() < deadline {
         let busy: u64 = dp
             .endpoints(service, stack)
