@@ -6,8 +6,11 @@
 //! the framing of every request on the connection (heads line by line, `Content-Length` bodies
 //! by counting, chunked bodies by their size lines) and raises a per-connection flag when one
 //! head has both fields; the handler answers 400 and closes. It never changes a byte, stops
-//! watching on anything it does not understand (HTTP/2, upgrades, `CONNECT`, lines past its
-//! buffer), and scans only head and chunk-size bytes: bodies are skipped by count.
+//! watching on anything it does not understand (HTTP/2, `CONNECT`, lines past its buffer), and
+//! scans only head and chunk-size bytes: bodies are skipped by count. A request carrying
+//! `Upgrade` is framed like any other: a disallowed upgrade goes on as a plain keep-alive
+//! request, so watching must not stop there (after a real 101 the bytes are a tunnel, no
+//! request follows, and a flag raised by them has no reader).
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -47,7 +50,6 @@ pub(crate) struct Framing {
     has_content_length: bool,
     transfer_encoding: bool,
     chunked: bool,
-    upgrade: bool,
     /// A framing field's value was cut off at the line buffer: its meaning is unknown.
     framing_cut: bool,
 }
@@ -64,7 +66,6 @@ impl Framing {
             has_content_length: false,
             transfer_encoding: false,
             chunked: false,
-            upgrade: false,
             framing_cut: false,
         }
     }
@@ -170,8 +171,8 @@ impl Framing {
             return false;
         }
         if !line.is_empty() {
-            // Only names starting with c, t or u matter: skip the rest without scanning.
-            if !matches!(line[0] | 0x20, b'c' | b't' | b'u') {
+            // Only names starting with c or t matter: skip the rest without scanning.
+            if !matches!(line[0] | 0x20, b'c' | b't') {
                 return false;
             }
             if let Some(colon) = line.iter().position(|&b| b == b':') {
@@ -187,15 +188,13 @@ impl Framing {
                     self.transfer_encoding = true;
                     self.chunked = value.len() >= 7
                         && value[value.len() - 7..].eq_ignore_ascii_case(b"chunked");
-                } else if name.eq_ignore_ascii_case(b"upgrade") {
-                    self.upgrade = true;
                 }
             }
             return false;
         }
         // End of the head.
         let both = self.transfer_encoding && self.has_content_length;
-        self.phase = if both || self.upgrade || self.framing_cut {
+        self.phase = if both || self.framing_cut {
             // hyper closes the connection after the first two; after a cut framing value the
             // body's length is unknown: stop watching rather than guess.
             Phase::Off
@@ -213,7 +212,6 @@ impl Framing {
         self.framing_cut = false;
         self.transfer_encoding = false;
         self.chunked = false;
-        self.upgrade = false;
         both
     }
 }
@@ -407,15 +405,24 @@ mod tests {
     }
 
     #[test]
-    fn http2_upgrades_and_unknown_framing_stop_the_watch() {
+    fn http2_and_unknown_framing_stop_the_watch() {
         let mut f = Framing::new();
         assert!(!f.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         assert_eq!(f.phase, Phase::Off);
         let mut f = Framing::new();
-        assert!(!f.feed(b"GET /ws HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"));
-        assert_eq!(f.phase, Phase::Off);
-        let mut f = Framing::new();
         assert!(!f.feed(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"));
         assert_eq!(f.phase, Phase::Off);
+    }
+
+    #[test]
+    fn an_upgrade_header_does_not_stop_the_watch() {
+        // A disallowed upgrade is forwarded as a plain request on the same connection, so a
+        // later head with both framing fields must still be seen.
+        let mut f = Framing::new();
+        assert!(!f.feed(b"GET / HTTP/1.1\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"));
+        assert_eq!(f.phase, Phase::Head);
+        assert!(
+            f.feed(b"POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n")
+        );
     }
 }

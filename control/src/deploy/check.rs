@@ -245,6 +245,7 @@ async fn command(
     };
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .env_remove("NOTIFY_SOCKET")
         .env(
             "SWITCHYARD_TEST_TYPE",
             if ctx.post {

@@ -81,7 +81,9 @@ impl Launch {
             source,
         })?;
         let mut cmd = Command::new(&self.argv[0]);
+        // A replica is not Switchyard: systemd's notify socket is not for it.
         cmd.args(&self.argv[1..])
+            .env_remove("NOTIFY_SOCKET")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
