@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+mod figures;
 mod model;
 pub mod raw;
 mod service;
@@ -13,6 +14,7 @@ mod settings;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};
+pub use figures::{Figures, Quantiles, Window};
 pub use error::{ConfigError, FieldPath, Location, Problem, Segment};
 pub use model::{
     CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Scheme,

@@ -10,10 +10,11 @@ use crate::endpoint::EndpointState;
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
+use crate::traffic::StackStats;
 use http::{HeaderMap, HeaderName};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use switchyard_config::{DnsSource, HealthCheckSpec, LoadBalancing, Name};
 
@@ -119,28 +120,6 @@ impl ServiceRoute {
             }
         }
         any
-    }
-}
-
-/// Traffic figures of one stack, carried across snapshots (for metrics and canary analysis).
-#[derive(Debug, Default)]
-pub struct StackStats {
-    /// Requests routed to the stack.
-    pub requests: AtomicU64,
-    /// Responses by class: 1xx..5xx at indices 1..=5; index 0 counts proxy-side failures.
-    pub responses: [AtomicU64; 6],
-}
-
-impl StackStats {
-    #[inline]
-    pub(crate) fn record_status(&self, status: u16) {
-        let class = usize::from(status / 100).min(5);
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn record_failure(&self) {
-        self.responses[0].fetch_add(1, Ordering::Relaxed);
     }
 }
 
