@@ -297,3 +297,46 @@ async fn metrics_can_be_turned_off() {
     assert!(body.contains("not_found"), "{body}");
     proxy.stop();
 }
+
+/// Starts the binary with `SWITCHYARD_LOG_FORMAT` (the `--log-format` flag's variable), makes it
+/// log (a weight change logs "generation applied"), and returns its stderr.
+async fn log_of(format: &str) -> String {
+    let up = Upstream::start("v1").await;
+    let text = config(
+        &[("blue", "v1", 100, vec![up.addr]), ("green", "v2", 0, vec![up.addr])],
+        "",
+        "",
+    );
+    let proxy = support::Proxy::start_with_env(&text, &[("SWITCHYARD_LOG_FORMAT", format)]);
+    let body = serde_json::json!({"weights": {"blue": 50, "green": 50}});
+    let (status, v) = support::api(
+        proxy.control,
+        "PUT",
+        "/v1/services/web/weights",
+        None,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let dir = proxy.kill9();
+    std::fs::read_to_string(dir.path().join("stderr.log")).expect("stderr")
+}
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line_and_text_has_no_colours_off_a_terminal() {
+    let json = log_of("json").await;
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "generation applied"),
+        "{json}"
+    );
+    let text = log_of("text").await;
+    assert!(text.contains("generation applied"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI escapes on a non-terminal: {text:?}");
+}
