@@ -73,9 +73,24 @@ async fn stack_figures_through_the_data_plane_match_the_requests_sent() {
     let plane = switchyard::ProxyPlane::new(proxy.clone(), true).expect("metrics");
     let plane: &dyn DataPlane = &plane;
     let mut c = Client::connect(addr).await;
-    assert!(send_pinned(&mut c, "blue", 20, b"12345").await.iter().all(|s| *s == 200));
-    assert!(send_pinned(&mut c, "green", 10, b"").await.iter().all(|s| *s == 500));
-    assert!(send_pinned(&mut c, "dead", 5, b"").await.iter().all(|s| *s == 502));
+    assert!(
+        send_pinned(&mut c, "blue", 20, b"12345")
+            .await
+            .iter()
+            .all(|s| *s == 200)
+    );
+    assert!(
+        send_pinned(&mut c, "green", 10, b"")
+            .await
+            .iter()
+            .all(|s| *s == 500)
+    );
+    assert!(
+        send_pinned(&mut c, "dead", 5, b"")
+            .await
+            .iter()
+            .all(|s| *s == 502)
+    );
 
     // A weight change rebuilds the snapshot; the figures carry over.
     let cfg = switchyard_config::parse(&text(50), Path::new("observe.toml")).expect("valid");
@@ -115,8 +130,16 @@ async fn stack_figures_through_the_data_plane_match_the_requests_sent() {
     );
     assert_eq!(dead.error_rate, 1.0);
 
-    assert!(plane.stack_figures("web", "nope", Window::Last10s).is_none());
-    assert!(plane.stack_figures("nope", "blue", Window::Last10s).is_none());
+    assert!(
+        plane
+            .stack_figures("web", "nope", Window::Last10s)
+            .is_none()
+    );
+    assert!(
+        plane
+            .stack_figures("nope", "blue", Window::Last10s)
+            .is_none()
+    );
     proxy.shutdown().await;
 }
 
@@ -126,7 +149,12 @@ async fn request_ids_pass_through_when_well_formed_and_are_random_otherwise() {
     let (proxy, addr) = start_proxy(&config(&[("blue", "v1", 100, vec![up.addr])], "", "")).await;
     let mut c = Client::connect(addr).await;
     let r = c
-        .request("GET", "/", &[("x-request-id", "trace-42.abc")], Bytes::new())
+        .request(
+            "GET",
+            "/",
+            &[("x-request-id", "trace-42.abc")],
+            Bytes::new(),
+        )
         .await;
     assert_eq!(r.json()["headers"]["x-request-id"], "trace-42.abc");
     assert_eq!(r.headers["x-request-id"], "trace-42.abc");
@@ -158,9 +186,12 @@ async fn request_ids_pass_through_when_well_formed_and_are_random_otherwise() {
 /// The value of the sample `name{labels}` in a Prometheus text exposition (labels exactly as
 /// rendered, in order).
 fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .parse()
+            .ok()
+    })
 }
 
 /// `promtool check metrics` over the exposition: required in CI, skipped with a reason elsewhere.
@@ -203,7 +234,11 @@ async fn scrape(control: SocketAddr) -> (u16, String, Option<String>) {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    (r.status, String::from_utf8_lossy(&r.body).into_owned(), kind)
+    (
+        r.status,
+        String::from_utf8_lossy(&r.body).into_owned(),
+        kind,
+    )
 }
 
 #[tokio::test]
@@ -222,9 +257,24 @@ async fn metrics_count_requests_errors_and_latencies_exactly() {
     ));
     let proxy = support::Proxy::start(&text);
     let mut c = Client::connect(proxy.addr("public")).await;
-    assert!(send_pinned(&mut c, "blue", 7, b"abc").await.iter().all(|s| *s == 200));
-    assert!(send_pinned(&mut c, "green", 4, b"").await.iter().all(|s| *s == 500));
-    assert!(send_pinned(&mut c, "dead", 3, b"").await.iter().all(|s| *s == 502));
+    assert!(
+        send_pinned(&mut c, "blue", 7, b"abc")
+            .await
+            .iter()
+            .all(|s| *s == 200)
+    );
+    assert!(
+        send_pinned(&mut c, "green", 4, b"")
+            .await
+            .iter()
+            .all(|s| *s == 500)
+    );
+    assert!(
+        send_pinned(&mut c, "dead", 3, b"")
+            .await
+            .iter()
+            .all(|s| *s == 502)
+    );
 
     // No token needed, as Prometheus scrapers expect.
     let (status, m, kind) = scrape(proxy.control).await;
@@ -245,9 +295,18 @@ async fn metrics_count_requests_errors_and_latencies_exactly() {
     let ss = |name: &str, stack: &str| {
         sample(&m, &format!("{name}{{service=\"web\",stack=\"{stack}\"}}"))
     };
-    assert_eq!(ss("switchyard_request_duration_seconds_count", "blue"), Some(7.0));
-    assert_eq!(ss("switchyard_request_duration_seconds_count", "green"), Some(4.0));
-    assert_eq!(ss("switchyard_request_duration_seconds_count", "dead"), Some(3.0));
+    assert_eq!(
+        ss("switchyard_request_duration_seconds_count", "blue"),
+        Some(7.0)
+    );
+    assert_eq!(
+        ss("switchyard_request_duration_seconds_count", "green"),
+        Some(4.0)
+    );
+    assert_eq!(
+        ss("switchyard_request_duration_seconds_count", "dead"),
+        Some(3.0)
+    );
     assert_eq!(
         sample(
             &m,
@@ -258,7 +317,10 @@ async fn metrics_count_requests_errors_and_latencies_exactly() {
     assert_eq!(ss("switchyard_request_bytes_total", "blue"), Some(21.0));
     assert!(ss("switchyard_response_bytes_total", "blue").is_some_and(|b| b > 0.0));
     // One connection to each reachable endpoint (the client kept one connection alive).
-    assert_eq!(ss("switchyard_upstream_connect_duration_seconds_count", "blue"), Some(1.0));
+    assert_eq!(
+        ss("switchyard_upstream_connect_duration_seconds_count", "blue"),
+        Some(1.0)
+    );
     assert_eq!(
         sample(
             &m,
@@ -278,7 +340,10 @@ async fn metrics_count_requests_errors_and_latencies_exactly() {
         ok.addr
     );
     assert_eq!(sample(&m, &ep), Some(1.0));
-    assert_eq!(sample(&m, "switchyard_routing_snapshot_generation"), Some(1.0));
+    assert_eq!(
+        sample(&m, "switchyard_routing_snapshot_generation"),
+        Some(1.0)
+    );
     promtool_check(&m);
     proxy.stop();
 }
@@ -303,7 +368,10 @@ async fn metrics_can_be_turned_off() {
 async fn log_of(format: &str) -> String {
     let up = Upstream::start("v1").await;
     let text = config(
-        &[("blue", "v1", 100, vec![up.addr]), ("green", "v2", 0, vec![up.addr])],
+        &[
+            ("blue", "v1", 100, vec![up.addr]),
+            ("green", "v2", 0, vec![up.addr]),
+        ],
         "",
         "",
     );
@@ -338,5 +406,8 @@ async fn log_format_json_writes_one_object_per_line_and_text_has_no_colours_off_
     );
     let text = log_of("text").await;
     assert!(text.contains("generation applied"), "{text}");
-    assert!(!text.contains('\u{1b}'), "ANSI escapes on a non-terminal: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes on a non-terminal: {text:?}"
+    );
 }

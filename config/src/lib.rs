@@ -14,8 +14,8 @@ mod settings;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};
-pub use figures::{Figures, Quantiles, Window};
 pub use error::{ConfigError, FieldPath, Location, Problem, Segment};
+pub use figures::{Figures, Quantiles, Window};
 pub use model::{
     CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Scheme,
     Sticky, UnknownSni, Weight,

@@ -76,11 +76,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path) -> Result<Config, Problems> {
         control,
         tokens,
         dns,
-        metrics: raw
-            .metrics
-            .as_ref()
-            .and_then(|m| m.enabled)
-            .unwrap_or(true),
+        metrics: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
     })
 }
 

@@ -11,10 +11,8 @@ use crate::endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
+use crate::snapshot::{ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::StackStats;
-use crate::snapshot::{
-    ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StickyKey,
-};
 use http::HeaderName;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -48,7 +48,8 @@ mod tests {
         }
         // Neither half is constant (the old ids had a fixed per-process half).
         let first: std::collections::HashSet<_> = ids.iter().map(|i| &i.as_bytes()[..16]).collect();
-        let second: std::collections::HashSet<_> = ids.iter().map(|i| &i.as_bytes()[16..]).collect();
+        let second: std::collections::HashSet<_> =
+            ids.iter().map(|i| &i.as_bytes()[16..]).collect();
         assert_eq!(first.len(), 64);
         assert_eq!(second.len(), 64);
     }

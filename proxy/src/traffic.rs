@@ -13,8 +13,8 @@
 
 use crate::error::Cause;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_config::{Figures, Quantiles, Window};
 use tokio::time::Instant;

@@ -58,7 +58,10 @@ pub(crate) async fn metrics(
         .metrics()
         .ok_or_else(|| ApiError::NotFound("metrics are turned off".to_owned()))?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     ))
 }

@@ -79,7 +79,7 @@ async fn figures_count_exactly_by_class_and_cause() {
     assert!(f.headers_latency.p50.unwrap() > 0.0025 && f.headers_latency.p50.unwrap() <= 0.003);
     assert!(f.latency.p99.unwrap() > 0.004 && f.latency.p99.unwrap() <= 0.005);
     // Per listener: odd requests went to listener 1.
-    assert_eq!(s.classes(1), [0, 4, 0, 0, 1]);
+    assert_eq!(s.classes(1), [0, 3, 0, 0, 2]);
     assert_eq!(s.errors(1)[Cause::ConnectFailed.index()], 0);
     // A stale listener index counts on the first listener.
     s.record_status(7, 404, MS);
