@@ -376,25 +376,19 @@ impl ProxyHandle {
 
     /// The runtime status of one stack (cheaper than [`ProxyHandle::status`] for one view).
     pub fn stack_status(&self, service: &str, stack: &str) -> Option<crate::status::StackStatus> {
-        let snap = self.snapshot();
-        let st = snap
-            .service(service)?
-            .stacks()
-            .iter()
-            .find(|s| s.name().as_str() == stack)?;
-        Some(crate::status::stack(st))
+        Some(crate::status::stack(self.snapshot().stack(service, stack)?))
     }
 
     /// Traffic figures of a stack over `window`; `None` when the current snapshot has no such
     /// stack.
     pub fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures> {
-        let snap = self.snapshot();
-        let st = snap
-            .service(service)?
-            .stacks()
-            .iter()
-            .find(|s| s.name().as_str() == stack)?;
-        Some(st.stats().figures(window, tokio::time::Instant::now()))
+        let now = tokio::time::Instant::now();
+        Some(
+            self.snapshot()
+                .stack(service, stack)?
+                .stats()
+                .figures(window, now),
+        )
     }
 
     /// Registers the data plane's metrics (requests, latencies, bytes, proxy errors, weights,

@@ -180,6 +180,14 @@ impl Snapshot {
         self.services.iter().find(|s| s.name.as_str() == name)
     }
 
+    /// A stack of a service by names.
+    pub fn stack(&self, service: &str, stack: &str) -> Option<&StackRoute> {
+        self.service(service)?
+            .stacks
+            .iter()
+            .find(|s| s.name.as_str() == stack)
+    }
+
     /// The service for a request on listener `listener` (its index in the configuration), by
     /// Host (case-insensitive, port ignored; exact names before wildcards before any-host) and
     /// the longest matching path prefix.
