@@ -104,7 +104,9 @@ async fn proxy(
         match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
             Err(_) => return Cause::RequestBodyTimeout.response(),
             Ok(None) => UpstreamBody::Empty,
-            Ok(Some(Ok(f))) => UpstreamBody::client(f, body, svc.request_body_timeout, stack.stats.clone()),
+            Ok(Some(Ok(f))) => {
+                UpstreamBody::client(f, body, svc.request_body_timeout, stack.stats.clone())
+            }
             Ok(Some(Err(e))) => {
                 debug!(error = %e, "request body framing");
                 return Cause::BadRequest.response();
@@ -170,11 +172,9 @@ async fn proxy(
                 debug!(endpoint = %ep.addr(), "unrequested protocol switch");
                 drop(sender);
                 ep.record(false);
-                stack.stats.record_failure(
-                    conn.listener,
-                    Cause::UpstreamProtocol,
-                    start.elapsed(),
-                );
+                stack
+                    .stats
+                    .record_failure(conn.listener, Cause::UpstreamProtocol, start.elapsed());
                 Cause::UpstreamProtocol.response()
             }
         };
