@@ -19,8 +19,32 @@ const EX_CONFIG: u8 = 78;
     about = "Programmable TLS-terminating reverse proxy with blue-green and canary deployments"
 )]
 struct Cli {
+    /// Format of Switchyard's own log on stderr: `text` (colours only on a terminal) or `json`
+    /// (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the log subscriber: `RUST_LOG` filter (default `info`), stderr.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -134,18 +158,10 @@ enum CertsCommand {
 }
 
 fn main() -> ExitCode {
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never into a file, pipe or journal.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
     // Only fails if another provider was installed first, which nothing here does.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

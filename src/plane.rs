@@ -2,12 +2,27 @@
 //! [`DataPlane`] trait over the proxy's handle, so neither crate depends on the other.
 
 use std::sync::Arc;
-use switchyard_config::Config;
+use switchyard_config::{Config, Figures, Window};
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 use switchyard_proxy::{ProxyHandle, ShownHealth};
 
-/// The proxy, as control drives it.
-pub struct ProxyPlane(pub ProxyHandle);
+/// The proxy, as control drives it, and the metrics registry `GET /metrics` encodes.
+pub struct ProxyPlane(pub ProxyHandle, pub Option<prometheus::Registry>);
+
+impl ProxyPlane {
+    /// A plane over `proxy` with its metrics in a registry of their own (no global default
+    /// registry), or without metrics when `metrics` is false.
+    pub fn new(proxy: ProxyHandle, metrics: bool) -> Result<Self, prometheus::Error> {
+        let registry = if metrics {
+            let r = prometheus::Registry::new();
+            proxy.register_metrics(&r)?;
+            Some(r)
+        } else {
+            None
+        };
+        Ok(Self(proxy, registry))
+    }
+}
 
 impl DataPlane for ProxyPlane {
     fn apply(&self, desired: Arc<Config>) -> BoxFuture<'_, Result<u64, String>> {
@@ -49,6 +64,22 @@ impl DataPlane for ProxyPlane {
                 detail: serde_json::to_value(e).ok(),
             })
             .collect()
+    }
+
+    fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures> {
+        self.0.stack_figures(service, stack, window)
+    }
+
+    fn metrics(&self) -> Option<String> {
+        let families = self.1.as_ref()?.gather();
+        let mut out = String::new();
+        match prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            Ok(()) => Some(out),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode metrics");
+                None
+            }
+        }
     }
 
     fn discovery(&self, service: &str, stack: &str) -> Option<serde_json::Value> {

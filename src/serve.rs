@@ -63,6 +63,9 @@ pub enum ServeError {
         #[source]
         source: Box<switchyard_certs::TlsConfigError>,
     },
+    /// The metrics registry refused the proxy's metrics.
+    #[error("cannot register the metrics")]
+    Metrics(#[source] Box<prometheus::Error>),
     /// The proxy refused the configuration.
     #[error("cannot start the proxy")]
     Proxy(#[from] switchyard_proxy::ApplyError),
@@ -310,7 +313,9 @@ pub async fn serve_until_signal(
     let proxy = spawn_proxy_with(loaded.desired(), bound.listeners, remembered).await?;
     let (saver_stop, saver_rx) = watch::channel(false);
     let saver = health_file::spawn_saver(lock.dir().to_path_buf(), proxy.clone(), saver_rx);
-    let (state, writer) = loaded.spawn(Arc::new(ProxyPlane(proxy.clone())), shutdown_rx.clone());
+    let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())
+        .map_err(|e| ServeError::Metrics(Box::new(e)))?;
+    let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
     let control_addr = bound
         .control
         .local_addr()

@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+mod figures;
 mod model;
 pub mod raw;
 mod service;
@@ -18,6 +19,7 @@ pub use duration::{
     parse_duration_at_most,
 };
 pub use error::{ConfigError, FieldPath, Location, Problem, Segment};
+pub use figures::{Figures, Quantiles, Window};
 pub use model::{
     CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Scheme,
     Sticky, UnknownSni, Weight,

@@ -36,6 +36,18 @@ pub struct File {
     /// The resolver used for DNS-discovered endpoints.
     #[serde(default)]
     pub dns: Option<DnsResolver>,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: the Prometheus endpoint and the traffic metrics behind it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `false` leaves the figures-derived metrics (and `/metrics`) off; default `true`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 /// `[[listeners]]`

@@ -174,9 +174,15 @@ pub struct Config {
     pub(crate) control: ControlSpec,
     pub(crate) tokens: Vec<TokenSpec>,
     pub(crate) dns: DnsSpec,
+    pub(crate) metrics: bool,
 }
 
 impl Config {
+    /// Whether `GET /metrics` serves Prometheus metrics (`[metrics] enabled`, default true).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics
+    }
+
     /// Listeners in configuration order.
     pub fn listeners(&self) -> &[ListenerSpec] {
         &self.listeners

@@ -79,6 +79,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
         control,
         tokens,
         dns,
+        metrics: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
     })
 }
 

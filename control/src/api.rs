@@ -56,6 +56,7 @@ pub(crate) fn routes() -> Vec<Route> {
     vec![
         Route::new(M::GET, "/healthz", probe::healthz),
         Route::new(M::GET, "/readyz", probe::readyz),
+        Route::new(M::GET, "/metrics", probe::metrics),
         Route::new(M::GET, "/v1/openapi.json", crate::openapi::document),
         Route::new(M::GET, "/v1/services", service::list),
         Route::new(M::POST, "/v1/services", service::create),

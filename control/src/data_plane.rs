@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use switchyard_config::Config;
+use switchyard_config::{Config, Figures, Window};
 
 /// A boxed, sendable future, as trait objects need.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +32,16 @@ pub trait DataPlane: Send + Sync + 'static {
     /// The last DNS resolution of a DNS stack (time, outcome, TTL, failures in a row), as the
     /// data plane reports it; `None` for static stacks or when unknown.
     fn discovery(&self, _service: &str, _stack: &str) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Live traffic figures of a stack over `window` (request and error rates, latency
+    /// quantiles, counts), as the proxy measures them; `None` when the stack is unknown to it.
+    fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures>;
+
+    /// The process's metrics in the Prometheus text exposition format, for `GET /metrics`;
+    /// `None` when metrics are turned off (`[metrics] enabled = false`).
+    fn metrics(&self) -> Option<String> {
         None
     }
 }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use switchyard_config::Config;
+use switchyard_config::{Config, Figures, Window};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -24,6 +24,8 @@ pub(crate) struct FakeDataPlane {
     pub(crate) generation: AtomicU64,
     pub(crate) refuse: Mutex<Option<String>>,
     pub(crate) endpoints: Mutex<HashMap<(String, String), Vec<EndpointStatus>>>,
+    /// Figures served for (service, stack, window), as a test sets them.
+    pub(crate) figures: Mutex<HashMap<(String, String, Window), Figures>>,
 }
 
 impl FakeDataPlane {
@@ -58,6 +60,14 @@ impl DataPlane for FakeDataPlane {
             .get(&(service.to_owned(), stack.to_owned()))
             .cloned()
             .unwrap_or_default()
+    }
+
+    fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures> {
+        self.figures
+            .lock()
+            .expect("not poisoned")
+            .get(&(service.to_owned(), stack.to_owned(), window))
+            .cloned()
     }
 }
 

@@ -26,6 +26,7 @@ use crate::error::{ApiError, ErrorBody};
     paths(
         probe::healthz,
         probe::readyz,
+        probe::metrics,
         document,
         service::list,
         service::create,

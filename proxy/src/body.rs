@@ -8,6 +8,7 @@
 //! hands its connection back to the pool once the body has ended.
 
 use crate::endpoint::EndpointState;
+use crate::traffic::{Done, StackStats};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -38,18 +39,25 @@ pin_project! {
             #[pin]
             gap: Sleep,
             gap_len: Duration,
+            stats: Arc<StackStats>,
         },
     }
 }
 
 impl UpstreamBody {
     /// The client's body after its first frame, with the gap timer started now.
-    pub(crate) fn client(first: Frame<Bytes>, rest: Incoming, gap_len: Duration) -> Self {
+    pub(crate) fn client(
+        first: Frame<Bytes>,
+        rest: Incoming,
+        gap_len: Duration,
+        stats: Arc<StackStats>,
+    ) -> Self {
         Self::Client {
             first: Some(first),
             rest,
             gap: tokio::time::sleep(gap_len),
             gap_len,
+            stats,
         }
     }
 }
@@ -88,12 +96,17 @@ impl Body for UpstreamBody {
                 rest,
                 mut gap,
                 gap_len,
+                stats,
             } => {
                 if let Some(f) = first.take() {
+                    stats.record_bytes_in(f.data_ref().map_or(0, |d| d.len() as u64));
                     return Poll::Ready(Some(Ok(f)));
                 }
                 if let Poll::Ready(r) = Pin::new(rest).poll_frame(cx) {
                     gap.as_mut().reset(Instant::now() + *gap_len);
+                    if let Some(Ok(f)) = &r {
+                        stats.record_bytes_in(f.data_ref().map_or(0, |d| d.len() as u64));
+                    }
                     return Poll::Ready(r.map(|r| r.map_err(Into::into)));
                 }
                 ready!(gap.poll(cx));
@@ -149,6 +162,8 @@ enum Kind {
     Upstream {
         inner: Incoming,
         lease: Option<Lease>,
+        /// Records the total latency and bytes when the body ends or is dropped.
+        done: Option<Done>,
     },
 }
 
@@ -164,14 +179,18 @@ impl ProxyBody {
     }
 
     /// An endpoint's body; `lease` returns its connection to the pool at the end.
-    pub(crate) fn upstream(inner: Incoming, lease: Option<Lease>) -> Self {
+    pub(crate) fn upstream(inner: Incoming, lease: Option<Lease>, done: Option<Done>) -> Self {
         if inner.is_end_stream() {
             if let Some(l) = lease {
                 l.release();
             }
-            return Self(Kind::Upstream { inner, lease: None });
+            return Self(Kind::Upstream {
+                inner,
+                lease: None,
+                done,
+            });
         }
-        Self(Kind::Upstream { inner, lease })
+        Self(Kind::Upstream { inner, lease, done })
     }
 }
 
@@ -185,8 +204,14 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, lease } => {
+            Kind::Upstream { inner, lease, done } => {
                 let r = ready!(Pin::new(&mut *inner).poll_frame(cx));
+                if let (Some(d), Some(Ok(f))) = (done.as_mut(), &r) {
+                    d.add(f.data_ref().map_or(0, |b| b.len()));
+                }
+                if r.is_none() || inner.is_end_stream() {
+                    drop(done.take());
+                }
                 match &r {
                     None => {
                         if let Some(l) = lease.take() {

@@ -11,9 +11,8 @@ use crate::endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
-use crate::snapshot::{
-    ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StackStats, StickyKey,
-};
+use crate::snapshot::{ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StickyKey};
+use crate::traffic::StackStats;
 use http::HeaderName;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -126,6 +125,13 @@ fn upstream_tls(svc: &ServiceSpec, st: &StackSpec, host: &str) -> Result<Upstrea
 }
 
 impl Registry {
+    /// Takes the per-second sample of every stack's traffic figures.
+    pub(crate) fn tick_stats(&self, now: tokio::time::Instant) {
+        for stats in self.stacks.values() {
+            stats.tick(now);
+        }
+    }
+
     /// Builds generation `generation` of the snapshot and forgets state no longer referenced.
     pub(crate) fn build(
         &mut self,
@@ -231,7 +237,11 @@ impl Registry {
                     svc.slow_start_of(st),
                     distinct,
                 ));
-                let stats = self.stacks.entry(skey.clone()).or_default().clone();
+                let stats = self
+                    .stacks
+                    .entry(skey.clone())
+                    .or_insert_with(|| Arc::new(StackStats::new(config.listeners().len())))
+                    .clone();
                 live_stacks.insert(skey);
                 stacks.push(StackRoute {
                     name: st.name().clone(),

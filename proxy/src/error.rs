@@ -36,6 +36,41 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause, in the order of [`Cause::index`].
+    pub const ALL: [Cause; 12] = [
+        Self::NoRoute,
+        Self::NoStack,
+        Self::UnknownStack,
+        Self::NoHealthyEndpoint,
+        Self::ConnectFailed,
+        Self::UpstreamTls,
+        Self::UpstreamTimeout,
+        Self::UpstreamError,
+        Self::BadRequest,
+        Self::HeadersTooLarge,
+        Self::RequestBodyTimeout,
+        Self::UpstreamProtocol,
+    ];
+
+    /// Position in [`Cause::ALL`] (a per-cause counter array's index).
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Self::NoRoute => 0,
+            Self::NoStack => 1,
+            Self::UnknownStack => 2,
+            Self::NoHealthyEndpoint => 3,
+            Self::ConnectFailed => 4,
+            Self::UpstreamTls => 5,
+            Self::UpstreamTimeout => 6,
+            Self::UpstreamError => 7,
+            Self::BadRequest => 8,
+            Self::HeadersTooLarge => 9,
+            Self::RequestBodyTimeout => 10,
+            Self::UpstreamProtocol => 11,
+        }
+    }
+
     /// The status sent to the client.
     pub fn status(self) -> StatusCode {
         match self {

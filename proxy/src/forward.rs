@@ -10,8 +10,10 @@ use crate::endpoint::EndpointState;
 use crate::error::Cause;
 use crate::headers::{self, X_REQUEST_ID};
 use crate::pool::{self, Sender};
+use crate::request_id;
 use crate::select;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
+use crate::traffic::Done;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -20,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_config::LoadBalancing;
+use tokio::time::Instant;
 use tracing::debug;
 
 /// What the request path needs besides the snapshot, fixed for the process.
@@ -28,7 +31,6 @@ pub(crate) struct Settings {
     pub(crate) max_headers: usize,
     pub(crate) max_header_bytes: usize,
     pub(crate) upstream_idle: Duration,
-    pub(crate) request_id_prefix: u64,
 }
 
 /// What the request path knows about the client connection.
@@ -42,13 +44,28 @@ pub(crate) struct ConnInfo {
     pub(crate) ambiguous_framing: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Handles one request end to end.
+/// Handles one request end to end; the response carries the request's id (see
+/// `crate::request_id`).
 pub(crate) async fn handle(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let id = request_id::of(req.headers().get(&X_REQUEST_ID));
+    let mut resp = proxy(snap, settings, conn, req, id.clone()).await;
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp
+}
+
+async fn proxy(
+    snap: Arc<Snapshot>,
+    settings: &Settings,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    id: HeaderValue,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
     if conn
         .ambiguous_framing
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -87,7 +104,9 @@ pub(crate) async fn handle(
         match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
             Err(_) => return Cause::RequestBodyTimeout.response(),
             Ok(None) => UpstreamBody::Empty,
-            Ok(Some(Ok(f))) => UpstreamBody::client(f, body, svc.request_body_timeout),
+            Ok(Some(Ok(f))) => {
+                UpstreamBody::client(f, body, svc.request_body_timeout, stack.stats.clone())
+            }
             Ok(Some(Err(e))) => {
                 debug!(error = %e, "request body framing");
                 return Cause::BadRequest.response();
@@ -108,10 +127,7 @@ pub(crate) async fn handle(
         conn.tls,
         host_value.clone(),
     );
-    parts.headers.insert(
-        X_REQUEST_ID.clone(),
-        headers::request_id(settings.request_id_prefix),
-    );
+    parts.headers.insert(X_REQUEST_ID.clone(), id);
     if svc.preserve_host {
         if let Some(v) = host_value {
             parts.headers.insert(header::HOST, v);
@@ -126,16 +142,15 @@ pub(crate) async fn handle(
     parts.version = Version::HTTP_11;
     let req = Request::from_parts(parts, body);
 
-    stack
-        .stats
-        .requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stack.stats.record_request();
     let (resp, sender, ep) =
         match send_with_retry(svc, stack, ep, req, settings.upstream_idle).await {
             Ok(x) => x,
             Err(cause) => {
                 if !cause.client_fault() {
-                    stack.stats.record_failure();
+                    stack
+                        .stats
+                        .record_failure(conn.listener, cause, start.elapsed());
                 }
                 return cause.response();
             }
@@ -145,7 +160,10 @@ pub(crate) async fn handle(
         return match client_upgrade {
             Some(client) if svc.allows_upgrade(resp.headers()) => {
                 ep.record(true);
-                stack.stats.record_status(status.as_u16());
+                stack
+                    .stats
+                    .record_status(conn.listener, status.as_u16(), start.elapsed());
+                stack.stats.record_done(start.elapsed(), 0);
                 tunnel(client, resp)
             }
             _ => {
@@ -154,13 +172,18 @@ pub(crate) async fn handle(
                 debug!(endpoint = %ep.addr(), "unrequested protocol switch");
                 drop(sender);
                 ep.record(false);
-                stack.stats.record_failure();
+                stack
+                    .stats
+                    .record_failure(conn.listener, Cause::UpstreamProtocol, start.elapsed());
                 Cause::UpstreamProtocol.response()
             }
         };
     }
     ep.record(status.as_u16() < 500);
-    stack.stats.record_status(status.as_u16());
+    stack
+        .stats
+        .record_status(conn.listener, status.as_u16(), start.elapsed());
+    let done = Done::new(stack.stats.clone(), start);
     let (mut parts, body) = resp.into_parts();
     strip_response_headers(&mut parts.headers);
     Response::from_parts(
@@ -171,6 +194,7 @@ pub(crate) async fn handle(
                 sender,
                 endpoint: ep,
             }),
+            Some(done),
         ),
     )
 }
@@ -370,7 +394,10 @@ async fn send(
             ))
             .await
             {
-                Ok(s) => break s,
+                Ok((s, took)) => {
+                    stack.stats.record_connect(took);
+                    break s;
+                }
                 Err(e) => {
                     debug!(endpoint = %ep.addr(), error = %e, "connect failed");
                     let cause = if e.is_tls() {

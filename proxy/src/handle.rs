@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use switchyard_config::{Config, Name};
+use switchyard_config::{Config, Figures, Name, Window};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
@@ -83,6 +83,8 @@ pub struct ProxyHandle {
     commands: mpsc::Sender<Apply>,
     generation: watch::Receiver<u64>,
     listeners: Arc<Vec<ListenerInfo>>,
+    /// Listener names by position in the configuration (metric labels).
+    listener_names: Arc<Vec<String>>,
     shutdown: Arc<watch::Sender<bool>>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -150,7 +152,6 @@ pub async fn spawn_proxy_with(
         max_headers: config.limits().max_headers,
         max_header_bytes: config.limits().max_request_header_bytes,
         upstream_idle: config.timeouts().upstream_idle,
-        request_id_prefix: crate::select::fast_random(),
     };
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
@@ -188,6 +189,11 @@ pub async fn spawn_proxy_with(
             shutdown_rx.clone(),
         ));
     }
+    let names = config
+        .listeners()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
     let writer = Writer {
         shared: shared.clone(),
         registry,
@@ -210,6 +216,7 @@ pub async fn spawn_proxy_with(
         commands: cmd_tx,
         generation: gen_rx,
         listeners: Arc::new(infos),
+        listener_names: Arc::new(names),
         shutdown: Arc::new(shutdown_tx),
         tasks: Arc::new(std::sync::Mutex::new(tasks)),
     })
@@ -240,9 +247,16 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Apply>, mut updates: mpsc::Receiver<Update>) {
         self.checks
             .sync(&self.shared.snapshot.load(), &self.shared, &self.shutdown);
+        // The per-second samples sliding-window figures are computed from.
+        let mut second = tokio::time::interval_at(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
+        );
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
+                now = second.tick() => self.registry.tick_stats(now),
                 m = rx.recv() => match m {
                     Some(m) => self.apply(m, &mut rx).await,
                     None => break,
@@ -362,13 +376,29 @@ impl ProxyHandle {
 
     /// The runtime status of one stack (cheaper than [`ProxyHandle::status`] for one view).
     pub fn stack_status(&self, service: &str, stack: &str) -> Option<crate::status::StackStatus> {
-        let snap = self.snapshot();
-        let st = snap
-            .service(service)?
-            .stacks()
-            .iter()
-            .find(|s| s.name().as_str() == stack)?;
-        Some(crate::status::stack(st))
+        Some(crate::status::stack(self.snapshot().stack(service, stack)?))
+    }
+
+    /// Traffic figures of a stack over `window`; `None` when the current snapshot has no such
+    /// stack.
+    pub fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures> {
+        let now = tokio::time::Instant::now();
+        Some(
+            self.snapshot()
+                .stack(service, stack)?
+                .stats()
+                .figures(window, now),
+        )
+    }
+
+    /// Registers the data plane's metrics (requests, latencies, bytes, proxy errors, weights,
+    /// endpoint health, pools, generation) in `registry`; they are read from the live
+    /// counters at scrape time.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(crate::metrics::ProxyCollector::new(
+            self.shared.clone(),
+            self.listener_names.to_vec(),
+        )))
     }
 
     /// Endpoint states of a stack in the current snapshot.

@@ -1,9 +1,8 @@
 //! Header rewriting between client and endpoint: hop-by-hop removal (RFC 9110 §7.6.1) and the
-//! `X-Forwarded-*` / `X-Request-Id` headers, which are set by the proxy rather than trusted
+//! `X-Forwarded-*` headers, which are set by the proxy rather than trusted
 //! from clients.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -126,21 +125,6 @@ pub(crate) fn set_forwarded(
     };
 }
 
-static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh request id: a per-process random prefix and a sequence number, as 32 hex digits.
-pub(crate) fn request_id(prefix: u64) -> HeaderValue {
-    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
-    let mut buf = [0u8; 32];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, v) in [prefix, n].iter().enumerate() {
-        for j in 0..16 {
-            buf[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 0xf) as usize];
-        }
-    }
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
-}
-
 /// Total bytes of names and values plus per-field framing, as counted for the header limit.
 pub(crate) fn header_block_size(h: &HeaderMap) -> usize {
     h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
@@ -225,13 +209,5 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert!(h.get("http2-settings").is_none());
         assert!(h.get("x-keep").is_some());
-    }
-
-    #[test]
-    fn request_ids_are_unique_hex() {
-        let a = request_id(7);
-        let b = request_id(7);
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
     }
 }

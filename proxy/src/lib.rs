@@ -17,12 +17,15 @@ mod handle;
 mod headers;
 mod health;
 mod listener;
+mod metrics;
 mod outlier;
 mod pool;
+mod request_id;
 mod select;
 mod snapshot;
 mod sniff;
 mod status;
+mod traffic;
 
 pub use body::ProxyBody;
 pub use build::BuildError;
@@ -33,9 +36,10 @@ pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy, spawn_proxy
 pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::Schedule;
-pub use snapshot::{ServiceRoute, Snapshot, StackRoute, StackStats};
+pub use snapshot::{ServiceRoute, Snapshot, StackRoute};
 #[doc(hidden)]
 pub use sniff::{Watched, watch_framing};
 pub use status::{
     CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, ShownHealth, StackStatus,
 };
+pub use traffic::StackStats;

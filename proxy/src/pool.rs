@@ -44,6 +44,11 @@ impl Pool {
         }
     }
 
+    /// Connections waiting in the pool now.
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.len()
+    }
+
     /// An idle connection that is still open and was idle less than `max_idle`.
     pub(crate) fn take(&self, max_idle: Duration) -> Option<Sender> {
         while let Some(c) = self.idle.pop() {
@@ -113,12 +118,13 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-/// Opens a new connection to `addr` within `timeout`.
+/// Opens a new connection to `addr` within `timeout`; also returns how long that took.
 pub(crate) async fn connect(
     addr: SocketAddr,
     tls: Option<&UpstreamTls>,
     timeout: Duration,
-) -> Result<Sender, ConnectError> {
+) -> Result<(Sender, Duration), ConnectError> {
+    let start = tokio::time::Instant::now();
     let work = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -137,9 +143,10 @@ pub(crate) async fn connect(
             }
         }
     };
-    tokio::time::timeout(timeout, work)
+    let sender = tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| ConnectError::Timeout { addr })?
+        .map_err(|_| ConnectError::Timeout { addr })??;
+    Ok((sender, start.elapsed()))
 }
 
 async fn handshake<S>(addr: SocketAddr, io: S) -> Result<Sender, ConnectError>

@@ -10,10 +10,11 @@ use crate::endpoint::EndpointState;
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
+use crate::traffic::StackStats;
 use http::{HeaderMap, HeaderName};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use switchyard_config::{DnsSource, HealthCheckSpec, LoadBalancing, Name};
 
@@ -122,28 +123,6 @@ impl ServiceRoute {
     }
 }
 
-/// Traffic figures of one stack, carried across snapshots (for metrics and canary analysis).
-#[derive(Debug, Default)]
-pub struct StackStats {
-    /// Requests routed to the stack.
-    pub requests: AtomicU64,
-    /// Responses by class: 1xx..5xx at indices 1..=5; index 0 counts proxy-side failures.
-    pub responses: [AtomicU64; 6],
-}
-
-impl StackStats {
-    #[inline]
-    pub(crate) fn record_status(&self, status: u16) {
-        let class = usize::from(status / 100).min(5);
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn record_failure(&self) {
-        self.responses[0].fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// A stack as the request path sees it.
 #[derive(Debug)]
 pub struct StackRoute {
@@ -199,6 +178,14 @@ impl Snapshot {
     /// A service by name.
     pub fn service(&self, name: &str) -> Option<&Arc<ServiceRoute>> {
         self.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// A stack of a service by names.
+    pub fn stack(&self, service: &str, stack: &str) -> Option<&StackRoute> {
+        self.service(service)?
+            .stacks
+            .iter()
+            .find(|s| s.name.as_str() == stack)
     }
 
     /// The service for a request on listener `listener` (its index in the configuration), by

@@ -1,7 +1,10 @@
-//! Liveness and readiness probes; no token needed.
+//! Liveness and readiness probes and the Prometheus scrape endpoint; no token needed (they
+//! are read by orchestrators and scrapers that hold no API token, and reveal no secret).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::ControlState;
@@ -37,4 +40,28 @@ pub(crate) async fn readyz(
         status: "ready".to_owned(),
         generation: state.generation(),
     }))
+}
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "probes",
+    description = "Prometheus metrics in the text exposition format (version 0.0.4). No token needed, as Prometheus scrapers expect; 404 when `[metrics] enabled = false`.",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are turned off", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn metrics(
+    State(state): State<ControlState>,
+) -> Result<impl IntoResponse, ApiError> {
+    let text = state
+        .data_plane()
+        .metrics()
+        .ok_or_else(|| ApiError::NotFound("metrics are turned off".to_owned()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }

@@ -122,7 +122,7 @@ pub(super) async fn check(
         let mut sender = match reused.take() {
             Some(s) => s,
             None => match pool::connect(probe.addr, tls.as_ref(), spec.timeout).await {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(e) => {
                     debug!(error = %e, "health check connect failed");
                     return (CheckOutcome::ConnectFailed, 0);
