@@ -114,7 +114,8 @@ async fn an_unavailable_stack_share_goes_to_the_others_in_proportion() {
             ("b", "v2", 1, vec![b.addr]),
             ("c", "v3", 1, vec![c.addr]),
         ],
-        "",
+        // The test sets health by hand: no check (not even the default TCP one) may undo it.
+        "health_check = { kind = \"none\" }",
         "",
     );
     let cfg =
