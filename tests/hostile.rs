@@ -195,11 +195,11 @@ async fn duplicate_or_conflicting_host_is_refused_before_routing() {
     // One Host, or an authority that agrees with it, goes through.
     let ok = raw_exchange(
         addr,
-        b"GET http://a.test/x HTTP/1.1\r\nHost: A.test\r\n\r\nGET /y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        b"GET http://a.test/x HTTP/1.1\r\nHost: A.test\r\n\r\nGET http://a.test:80/z HTTP/1.1\r\nHost: a.test\r\n\r\nGET /y HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(ok.matches("HTTP/1.1 200").count(), 2, "{ok}");
-    assert_eq!(up.requests(), 2);
+    assert_eq!(ok.matches("HTTP/1.1 200").count(), 3, "{ok}");
+    assert_eq!(up.requests(), 3);
 }
 
 /// An HTTP/1.1 upstream that counts accepted connections, requests whose body arrived in full,

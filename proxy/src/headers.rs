@@ -99,10 +99,45 @@ pub(crate) fn request_host<'a>(
         return Err(AmbiguousHost);
     }
     let authority = uri.authority().map(|a| a.as_str().as_bytes());
+    let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
     match (host, authority) {
-        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => Err(AmbiguousHost),
+        (Some(h), Some(a)) if !same_authority(h, a, default_port) => Err(AmbiguousHost),
         (Some(h), _) => Ok(Some(h)),
         (None, a) => Ok(a),
+    }
+}
+
+/// Whether two `host[:port]` values name the same origin: hosts equal ignoring case, ports
+/// equal once an absent port is read as the scheme's default (`a` and `a:80` agree on http).
+fn same_authority(x: &[u8], y: &[u8], default_port: u16) -> bool {
+    if x.eq_ignore_ascii_case(y) {
+        return true;
+    }
+    let (xh, xp) = split_port(x);
+    let (yh, yp) = split_port(y);
+    xh.eq_ignore_ascii_case(yh)
+        && matches!((xp.or(Some(default_port)), yp.or(Some(default_port))), (Some(a), Some(b)) if a == b)
+}
+
+/// `host[:port]` into the host and the port; a port that is not a number stays part of the
+/// host, so such a value can only ever equal itself. An IPv6 literal keeps its brackets.
+fn split_port(v: &[u8]) -> (&[u8], Option<u16>) {
+    let Some(colon) = v.iter().rposition(|&b| b == b':') else {
+        return (v, None);
+    };
+    if v[..colon].contains(&b':') && !v[..colon].ends_with(b"]") {
+        return (v, None); // a bare IPv6 address: no port
+    }
+    match std::str::from_utf8(&v[colon + 1..])
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        Some(port) => (&v[..colon], Some(port)),
+        None => (v, None),
     }
 }
 
@@ -196,6 +231,32 @@ mod tests {
         assert_eq!(request_host(&h, &absolute), Err(AmbiguousHost));
         h.append(header::HOST, HeaderValue::from_static("b.test"));
         assert_eq!(request_host(&h, &origin), Err(AmbiguousHost));
+    }
+
+    #[test]
+    fn a_default_port_names_the_same_host() {
+        let host = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static(v));
+            h
+        };
+        let cases: &[(&str, &'static str, bool)] = &[
+            ("http://a.test:80/x", "a.test", true),
+            ("http://a.test/x", "A.TEST:80", true),
+            ("https://a.test/x", "a.test:443", true),
+            ("https://a.test/x", "a.test:80", false),
+            ("http://a.test:8080/x", "a.test", false),
+            ("http://a.test:8080/x", "a.test:8080", true),
+            ("http://[::1]:80/x", "[::1]", true),
+            ("http://[::1]:81/x", "[::1]", false),
+            ("http://a.test:80/x", "b.test:80", false),
+        ];
+        for &(uri, h, same) in cases {
+            let uri: http::Uri = uri.parse().expect("uri");
+            let headers = host(h);
+            let got = request_host(&headers, &uri).is_ok();
+            assert_eq!(got, same, "{uri} with Host {h}");
+        }
     }
 
     #[test]
