@@ -353,7 +353,7 @@ async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_th
     green["pre_integration"] = json!([{"http": {"path": "/health", "expect_status": 200}}]);
     green["post_integration"] = json!([{"http": {"path": "/", "expect_body_contains": "v2"}}]);
     let addr = proxy.addr("public");
-    let load = tokio::spawn(async move {
+    let client = tokio::spawn(async move {
         // Bounded: 4 rounds of 200 requests, each round bounded by the client's own timeout.
         let mut seen = Vec::new();
         for _ in 0..4 {
@@ -364,7 +364,7 @@ async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_th
     let id = start(&proxy, service, &green).await;
     let v = finished(&proxy, service, id).await;
     assert_eq!(v["phase"], "succeeded", "{v:#}\n{}", proxy.stderr());
-    let seen = tokio::time::timeout(WAIT, load)
+    let seen = tokio::time::timeout(WAIT, client)
         .await
         .expect("load finishes")
         .expect("load task");
@@ -451,7 +451,7 @@ async fn container_failing_its_healthcheck_is_rolled_back_and_receives_no_reques
     let mut source = container_source(IMAGE_UNHEALTHY, 2);
     source["container"]["health"] = json!("docker");
     let addr = proxy.addr("public");
-    let load = tokio::spawn(async move { load(addr, 300).await });
+    let client = tokio::spawn(async move { load(addr, 300).await });
     let id = start(&proxy, service, &body("bad", "v3", source)).await;
     let v = finished(&proxy, service, id).await;
     assert_eq!(v["phase"], "rolled_back", "{v:#}");
@@ -460,7 +460,7 @@ async fn container_failing_its_healthcheck_is_rolled_back_and_receives_no_reques
         reason.contains("switchyard-test-unhealthy-bad-") && reason.contains("is unhealthy"),
         "{reason}"
     );
-    let seen = tokio::time::timeout(WAIT, load)
+    let seen = tokio::time::timeout(WAIT, client)
         .await
         .expect("load finishes")
         .expect("load task");

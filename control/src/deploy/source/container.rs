@@ -693,10 +693,21 @@ impl Source for ContainerSource {
             }
             // Containers a deployment created but had not reported, or that an earlier
             // Switchyard process started: by label.
-            let labelled = self
+            let labelled = match self
                 .engine
                 .list(&self.owner, &[(LABEL_SERVICE, service), (LABEL_STACK, stack)])
-                .await?;
+                .await
+            {
+                Ok(l) => l,
+                // Nothing was recorded as created: a provision that failed before creating
+                // any container (the Engine unreachable, say). A container created but not yet
+                // recorded is removed as an orphan at the next start.
+                Err(e) if names.is_empty() => {
+                    tracing::warn!(service, stack, error = %chain(&e), "cannot list the stack's containers; none was recorded");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             names.extend(
                 labelled
                     .into_iter()
