@@ -54,7 +54,10 @@ fn engine_or_skip(test: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true but no Docker Engine answers `docker info`: {err}"
     );
-    eprintln!("skipping {test}: no Docker Engine answers `docker info`: {}", err.trim());
+    eprintln!(
+        "skipping {test}: no Docker Engine answers `docker info`: {}",
+        err.trim()
+    );
     false
 }
 
@@ -92,7 +95,10 @@ fn rootfs(root: &Path) {
     let bin = root.join("switchyard");
     std::fs::copy(BIN, &bin).expect("copy binary");
     // Smaller layers; a missing strip only costs disk.
-    let _ = Command::new("strip").arg("--strip-debug").arg(&bin).status();
+    let _ = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(&bin)
+        .status();
     let out = Command::new("ldd").arg(BIN).output().expect("ldd");
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let lib = match line.split_whitespace().collect::<Vec<_>>()[..] {
@@ -259,7 +265,12 @@ async fn finished(proxy: &Proxy, service: &str, id: u64) -> Value {
 
 /// Deploys `stack` of `image` and waits for success.
 async fn deploy_ok(proxy: &Proxy, service: &str, stack: &str, image: &str, version: &str) -> Value {
-    let id = start(proxy, service, &body(stack, version, container_source(image, 2))).await;
+    let id = start(
+        proxy,
+        service,
+        &body(stack, version, container_source(image, 2)),
+    )
+    .await;
     let v = finished(proxy, service, id).await;
     assert_eq!(v["phase"], "succeeded", "{v:#}\n{}", proxy.stderr());
     v
@@ -331,8 +342,7 @@ fn print_timing(v: &Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_the_old_containers()
-{
+async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_the_old_containers() {
     if !engine_or_skip("blue_green_of_two_containers") {
         return;
     }
@@ -345,7 +355,10 @@ async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_th
     let blue = unit_names(&first);
     assert_eq!(
         blue,
-        ["switchyard-test-bluegreen-blue-0", "switchyard-test-bluegreen-blue-1"]
+        [
+            "switchyard-test-bluegreen-blue-0",
+            "switchyard-test-bluegreen-blue-1"
+        ]
     );
     assert_eq!(containers(&cleanup.0), blue);
 
@@ -372,7 +385,9 @@ async fn blue_green_of_two_containers_under_load_loses_no_request_and_removes_th
     assert!(
         seen.iter().all(|s| s == "v1" || s == "v2"),
         "only the containers answered: {:?}",
-        seen.iter().filter(|s| *s != "v1" && *s != "v2").collect::<Vec<_>>()
+        seen.iter()
+            .filter(|s| *s != "v1" && *s != "v2")
+            .collect::<Vec<_>>()
     );
     print_timing(&v);
     let green_names = unit_names(&v);
@@ -405,7 +420,16 @@ async fn canary_of_containers_from_the_client_waits_for_a_manual_promote() {
         .args(["deploy", "--control", &control, "--token-file"])
         .arg(&token)
         .args(["--service", service, "--stack", "green", "--version", "v2"])
-        .args(["--image", IMAGE_V2, "--port", "8080", "--replicas", "2", "--pull", "never"])
+        .args([
+            "--image",
+            IMAGE_V2,
+            "--port",
+            "8080",
+            "--replicas",
+            "2",
+            "--pull",
+            "never",
+        ])
         .args(["--canary", "50:manual,100"])
         .output()
         .await
@@ -421,7 +445,10 @@ async fn canary_of_containers_from_the_client_waits_for_a_manual_promote() {
     assert_eq!(v["phase"], "shifting", "{v:#}");
     let seen = load(proxy.addr("public"), 200).await;
     let v2 = seen.iter().filter(|s| *s == "v2").count();
-    assert!(v2 > 0 && v2 < 200, "both stacks answer at 50%: {v2} of 200 from v2");
+    assert!(
+        v2 > 0 && v2 < 200,
+        "both stacks answer at 50%: {v2} of 200 from v2"
+    );
     let (status, r) = api(
         proxy.control,
         "POST",
@@ -468,7 +495,11 @@ async fn container_failing_its_healthcheck_is_rolled_back_and_receives_no_reques
         seen.iter().all(|s| s == "v0"),
         "the unhealthy containers received no client request: {seen:?}"
     );
-    assert_eq!(containers(&cleanup.0), Vec::<String>::new(), "rolled back: removed");
+    assert_eq!(
+        containers(&cleanup.0),
+        Vec::<String>::new(),
+        "rolled back: removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,7 +516,8 @@ async fn kill_9_mid_canary_then_restart_finishes_and_leaves_no_unknown_container
     let proxy = Proxy::start_in(dir, &conf);
     deploy_ok(&proxy, service, "blue", IMAGE_V1, "v1").await;
     let mut b = body("green", "v2", container_source(IMAGE_V2, 2));
-    b["strategy"] = json!({"canary": {"steps": [{"weight": 30, "pause": "manual"}, {"weight": 100}]}});
+    b["strategy"] =
+        json!({"canary": {"steps": [{"weight": 30, "pause": "manual"}, {"weight": 100}]}});
     let id = start(&proxy, service, &b).await;
     let v = follow(&proxy, service, id, |v| v["step"]["waiting"] == "promote").await;
     assert_eq!(v["phase"], "shifting", "{v:#}");
@@ -530,7 +562,12 @@ async fn docker_kill_of_a_replica_is_followed_by_a_restart() {
     let v = deploy_ok(&proxy, service, "green", IMAGE_V2, "v2").await;
     let victim = unit_names(&v)[0].clone();
     let started_at = |name: &str| {
-        let (ok, out, err) = docker(&["inspect", "--format", "{{.State.StartedAt}} {{.State.Running}}", name]);
+        let (ok, out, err) = docker(&[
+            "inspect",
+            "--format",
+            "{{.State.StartedAt}} {{.State.Running}}",
+            name,
+        ]);
         assert!(ok, "{err}");
         out.trim().to_owned()
     };
@@ -578,7 +615,12 @@ async fn an_unreachable_engine_is_named_in_the_rollback_reason() {
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("bind socket"));
     let extra = format!("[docker]\nhost = \"unix://{}\"\n", socket.display());
     let proxy = start_proxy(service, seed.addr, &extra);
-    let id = start(&proxy, service, &body("green", "v2", container_source(IMAGE_V2, 1))).await;
+    let id = start(
+        &proxy,
+        service,
+        &body("green", "v2", container_source(IMAGE_V2, 1)),
+    )
+    .await;
     let v = finished(&proxy, service, id).await;
     assert_eq!(v["phase"], "rolled_back", "{v:#}");
     let reason = v["reason"].as_str().expect("reason");
@@ -604,13 +646,18 @@ async fn an_unknown_image_and_a_port_never_opened_are_clear_errors() {
     let seed = Upstream::start("v0").await;
     let proxy = start_proxy(service, seed.addr, "");
     let missing = "switchyard-test-nosuch:v1.5";
-    let id = start(&proxy, service, &body("green", "v2", container_source(missing, 1))).await;
+    let id = start(
+        &proxy,
+        service,
+        &body("green", "v2", container_source(missing, 1)),
+    )
+    .await;
     let v = finished(&proxy, service, id).await;
     assert_eq!(v["phase"], "rolled_back", "{v:#}");
     assert!(
-        v["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains(&format!("image {missing} not found locally and pull is \"never\""))),
+        v["reason"].as_str().is_some_and(|r| r.contains(&format!(
+            "image {missing} not found locally and pull is \"never\""
+        ))),
         "{v:#}"
     );
 

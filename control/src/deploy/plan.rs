@@ -208,7 +208,11 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
 /// The fields of a container source.
 fn container(c: &ContainerSpec, problems: &mut Vec<String>) {
     let image = c.image.trim();
-    if image.is_empty() || image.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+    if image.is_empty()
+        || image
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
         problems.push(
             "source.container.image: expected an image reference such as \"auth:v1.4\"".to_owned(),
         );
@@ -564,7 +568,10 @@ mod tests {
         }))
         .expect("shape");
         let plan = validate(&ok).expect("valid");
-        assert!(plan.process, "a restart while provisioning containers rolls back");
+        assert!(
+            plan.process,
+            "a restart while provisioning containers rolls back"
+        );
     }
 
     #[test]

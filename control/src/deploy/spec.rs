@@ -168,9 +168,9 @@ pub(crate) fn parse_memory(text: &str) -> Result<i64, String> {
         Some((i, 'g')) => (&t[..i], 1 << 30),
         _ => (t, 1),
     };
-    let n: i64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: expected bytes or a number with k, m or g, e.g. \"256m\""))?;
+    let n: i64 = digits.parse().map_err(|_| {
+        format!("{text:?}: expected bytes or a number with k, m or g, e.g. \"256m\"")
+    })?;
     let bytes = n
         .checked_mul(unit)
         .ok_or_else(|| format!("{text:?} is too large"))?;

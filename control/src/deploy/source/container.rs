@@ -39,9 +39,7 @@ use crate::data_plane::BoxFuture;
 use crate::deploy::record::Unit;
 use crate::deploy::spec::{ContainerSpec, HealthSource, SourceSpec, parse_memory};
 use crate::error::chain;
-use engine::{
-    Engine, LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK,
-};
+use engine::{Engine, LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK};
 use replica::{Keeper, unix_secs};
 
 /// The Engine's address when neither `[docker] host` nor `DOCKER_HOST` says otherwise.
@@ -252,7 +250,10 @@ impl Replica<'_> {
                 )])
             }),
             network_mode: c.network.clone(),
-            memory: resources.memory.as_deref().and_then(|m| parse_memory(m).ok()),
+            memory: resources
+                .memory
+                .as_deref()
+                .and_then(|m| parse_memory(m).ok()),
             // Validated to (0, 1024] cores: the product fits.
             nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9) as i64),
             ..Default::default()
@@ -277,8 +278,11 @@ impl Replica<'_> {
 /// Whether a replica listens on `endpoint`: a connection is accepted and not closed at once
 /// (the Engine's port proxy accepts and closes when nothing listens behind it).
 async fn open(endpoint: &str) -> bool {
-    let Ok(Ok(mut stream)) =
-        timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(endpoint)).await
+    let Ok(Ok(mut stream)) = timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(endpoint),
+    )
+    .await
     else {
         return false;
     };
@@ -401,8 +405,7 @@ impl ContainerSource {
                 if !keep(&key.0, &key.1) {
                     tracing::warn!(service = %key.0, stack = %key.1, containers = replicas.len(), "container stack no longer in the desired state; removing its containers");
                     for (_, name) in replicas {
-                        if let Err(e) = this.engine.stop_and_remove(&name, EXIT_DRAIN_SECS).await
-                        {
+                        if let Err(e) = this.engine.stop_and_remove(&name, EXIT_DRAIN_SECS).await {
                             tracing::error!(container = %name, error = %chain(&e), "cannot remove an orphaned container");
                         }
                     }
@@ -491,7 +494,12 @@ impl ContainerSource {
                     }
                 }
                 HealthSource::Docker => {
-                    let health = self.engine.inspect(name).await?.state.and_then(|s| s.health);
+                    let health = self
+                        .engine
+                        .inspect(name)
+                        .await?
+                        .state
+                        .and_then(|s| s.health);
                     match health.as_ref().and_then(|h| h.status) {
                         Some(HealthStatusEnum::HEALTHY) => return Ok(()),
                         Some(HealthStatusEnum::UNHEALTHY) => {
@@ -695,7 +703,10 @@ impl Source for ContainerSource {
             // Switchyard process started: by label.
             let labelled = match self
                 .engine
-                .list(&self.owner, &[(LABEL_SERVICE, service), (LABEL_STACK, stack)])
+                .list(
+                    &self.owner,
+                    &[(LABEL_SERVICE, service), (LABEL_STACK, stack)],
+                )
                 .await
             {
                 Ok(l) => l,
@@ -760,6 +771,9 @@ mod tests {
 
     #[test]
     fn containers_are_named_after_service_stack_and_replica() {
-        assert_eq!(container_name("auth", "green", 1), "switchyard-auth-green-1");
+        assert_eq!(
+            container_name("auth", "green", 1),
+            "switchyard-auth-green-1"
+        );
     }
 }

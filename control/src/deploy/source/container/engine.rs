@@ -39,9 +39,8 @@ const ERROR_LOG_LINES: usize = 5;
 const REQUEST_TIMEOUT: u64 = 120;
 
 /// What a container writes, as the Engine streams it.
-pub(super) type LogStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>,
->;
+pub(super) type LogStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, BollardError>> + Send>>;
 
 /// A connection to the Docker Engine, made on first use.
 pub(super) struct Engine {
