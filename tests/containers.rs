@@ -698,3 +698,40 @@ async fn an_unknown_image_and_a_port_never_opened_are_clear_errors() {
         assert!(message.contains(field), "{field} named: {message}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_provisioning_then_restart_rolls_back_and_removes_the_containers() {
+    if !engine_or_skip("kill_9_while_provisioning") {
+        return;
+    }
+    let service = "test-crashstart";
+    let _images = Images::acquire();
+    let cleanup = Cleanup::new(service);
+    let seed = Upstream::start("v0").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = config(service, seed.addr, &dir.path().join("state"), "");
+    let proxy = Proxy::start_in(dir, &conf);
+    // Port 9999 never opens: provisioning waits (up to a minute) with its containers running.
+    let mut source = container_source(IMAGE_V1, 2);
+    source["container"]["port"] = json!(9999);
+    source["container"]["start_timeout"] = json!("60s");
+    let id = start(&proxy, service, &body("green", "v1", source)).await;
+    let v = follow(&proxy, service, id, |v| {
+        v["replicas"].as_array().is_some_and(|r| r.len() == 2)
+            && v["log"].to_string().contains("started container")
+    })
+    .await;
+    assert_eq!(v["phase"], "provisioning", "{v:#}");
+    let dir = proxy.kill9();
+    assert_eq!(containers(&cleanup.0).len(), 2, "they outlive Switchyard");
+    let proxy = Proxy::start_in(dir, &conf);
+    let v = finished(&proxy, service, id).await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}");
+    assert_eq!(
+        containers(&cleanup.0),
+        Vec::<String>::new(),
+        "the rolled-back deployment's containers are removed"
+    );
+    let seen = load(proxy.addr("public"), 20).await;
+    assert!(seen.iter().all(|s| s == "v0"), "{seen:?}");
+}
