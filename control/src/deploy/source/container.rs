@@ -18,29 +18,32 @@
 //! from the labels, so it works after a restart — with the drain timeout as the stop timeout,
 //! then removes it.
 
+mod adopt;
+mod create;
 mod engine;
+mod error;
 mod replica;
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, HealthStatusEnum, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HealthStatusEnum};
 use switchyard_config::raw;
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 use tracing::Instrument;
 
 use super::{Reporter, Source, SourceError, Target};
 use crate::data_plane::BoxFuture;
 use crate::deploy::record::Unit;
-use crate::deploy::spec::{ContainerSpec, HealthSource, SourceSpec, parse_memory};
+use crate::deploy::spec::{ContainerSpec, HealthSource, SourceSpec};
 use crate::error::chain;
-use engine::{Engine, LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK};
-use replica::{Keeper, unix_secs};
+use create::{Replica, free_port, open, published};
+use engine::{Engine, LABEL_SERVICE, LABEL_STACK};
+pub use error::ContainerError;
+use replica::Keeper;
 
 /// The Engine's address when neither `[docker] host` nor `DOCKER_HOST` says otherwise.
 pub(crate) const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -48,117 +51,8 @@ pub(crate) const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 const PROBE: Duration = Duration::from_millis(20);
 /// How often a starting replica's `HEALTHCHECK` status is read.
 const HEALTH_POLL: Duration = Duration::from_millis(50);
-/// How long an open connection must stay silent-and-open to count as a listening replica:
-/// the Engine's port proxy accepts every connection and closes it at once when nothing
-/// listens in the container.
-const OPEN_GRACE: Duration = Duration::from_millis(50);
 /// Drain time for containers removed at start (their stack is gone) or on exit (demo).
 const EXIT_DRAIN_SECS: i32 = 5;
-
-/// Why the container source failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainerError {
-    /// The Engine did not answer.
-    #[error("cannot reach the Docker Engine at {host}")]
-    Unreachable {
-        /// Where it was looked for.
-        host: String,
-        /// The cause.
-        #[source]
-        source: bollard::errors::Error,
-    },
-    /// The image is not there and may not be pulled.
-    #[error("image {image} not found locally and pull is \"never\"")]
-    ImageMissing {
-        /// The image.
-        image: String,
-    },
-    /// Pulling the image failed.
-    #[error("cannot pull image {image}")]
-    Pull {
-        /// The image.
-        image: String,
-        /// The cause.
-        #[source]
-        source: bollard::errors::Error,
-    },
-    /// The Engine refused a request.
-    #[error("cannot {action} {name}")]
-    Engine {
-        /// What was asked, e.g. `create container`.
-        action: &'static str,
-        /// The container or image.
-        name: String,
-        /// The Engine's answer.
-        #[source]
-        source: bollard::errors::Error,
-    },
-    /// A container of that name exists and is not this Switchyard's.
-    #[error("container name {name} is taken by a container this Switchyard did not start")]
-    NameTaken {
-        /// The name.
-        name: String,
-    },
-    /// A replica never opened its port.
-    #[error(
-        "replica {container} did not open port {port} within {timeout:?}; its last log lines: {logs}"
-    )]
-    NotListening {
-        /// The container.
-        container: String,
-        /// The port inside the container.
-        port: u16,
-        /// The start timeout.
-        timeout: Duration,
-        /// Its last log lines.
-        logs: String,
-    },
-    /// A replica's `HEALTHCHECK` failed.
-    #[error("replica {container} is unhealthy ({detail}); its last log lines: {logs}")]
-    Unhealthy {
-        /// The container.
-        container: String,
-        /// The health check's last output.
-        detail: String,
-        /// Its last log lines.
-        logs: String,
-    },
-    /// `"health": "docker"` for an image without a `HEALTHCHECK`.
-    #[error(
-        "image {image} has no HEALTHCHECK; use \"health\": \"switchyard\" to check it with the stack's health check"
-    )]
-    NoHealthcheck {
-        /// The image.
-        image: String,
-    },
-    /// No free loopback port could be had.
-    #[error("cannot pick a free loopback port")]
-    Port(#[source] std::io::Error),
-    /// The Engine reported no address for a replica.
-    #[error("the Engine reports no address of {container} on network {network}")]
-    NoAddress {
-        /// The container.
-        container: String,
-        /// The network.
-        network: String,
-    },
-}
-
-impl ContainerError {
-    /// Whether the Engine answered "no such container".
-    fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Self::Engine {
-                source: bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    ..
-                },
-                ..
-            }
-        )
-    }
-}
 
 type Key = (String, String);
 
@@ -203,95 +97,6 @@ pub(crate) struct ContainerSource {
 /// The name of replica `n` of `service`/`stack`.
 pub(crate) fn container_name(service: &str, stack: &str, n: usize) -> String {
     format!("switchyard-{service}-{stack}-{n}")
-}
-
-fn free_port() -> Result<u16, ContainerError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(ContainerError::Port)?;
-    Ok(l.local_addr().map_err(ContainerError::Port)?.port())
-}
-
-/// What replica `n` is created from.
-struct Replica<'a> {
-    target: &'a Target<'a>,
-    spec: &'a ContainerSpec,
-    n: usize,
-    host_port: u16,
-    owner: &'a str,
-}
-
-impl Replica<'_> {
-    fn body(&self) -> ContainerCreateBody {
-        let (t, c) = (self.target, self.spec);
-        let port = c.port.to_string();
-        let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
-        labels.extend([
-            (LABEL_SERVICE.to_owned(), t.service.to_owned()),
-            (LABEL_STACK.to_owned(), t.spec.stack.clone()),
-            (LABEL_DEPLOYMENT.to_owned(), t.deployment.to_string()),
-            (LABEL_REPLICA.to_owned(), self.n.to_string()),
-            (LABEL_OWNER.to_owned(), self.owner.to_owned()),
-        ]);
-        let mut env: BTreeMap<String, String> = c.env.clone();
-        env.insert("SWITCHYARD_PORT".into(), port.clone());
-        env.insert("SWITCHYARD_SERVICE".into(), t.service.to_owned());
-        env.insert("SWITCHYARD_STACK".into(), t.spec.stack.clone());
-        env.insert("SWITCHYARD_VERSION".into(), t.spec.version.clone());
-        let key = format!("{port}/tcp");
-        let publish = c.publish.unwrap_or(true);
-        let resources = c.resources.clone().unwrap_or_default();
-        let host_config = HostConfig {
-            port_bindings: publish.then(|| {
-                HashMap::from([(
-                    key.clone(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".to_owned()),
-                        host_port: Some(self.host_port.to_string()),
-                    }]),
-                )])
-            }),
-            network_mode: c.network.clone(),
-            memory: resources
-                .memory
-                .as_deref()
-                .and_then(|m| parse_memory(m).ok()),
-            // Validated to (0, 1024] cores: the product fits.
-            nano_cpus: resources.cpus.map(|cpus| (cpus * 1e9) as i64),
-            ..Default::default()
-        };
-        ContainerCreateBody {
-            image: Some(c.image.clone()),
-            cmd: (!c.command.is_empty()).then(|| {
-                c.command
-                    .iter()
-                    .map(|a| a.replace("{port}", &port))
-                    .collect()
-            }),
-            env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(labels),
-            exposed_ports: Some(vec![key]),
-            host_config: Some(host_config),
-            ..Default::default()
-        }
-    }
-}
-
-/// Whether a replica listens on `endpoint`: a connection is accepted and not closed at once
-/// (the Engine's port proxy accepts and closes when nothing listens behind it).
-async fn open(endpoint: &str) -> bool {
-    let Ok(Ok(mut stream)) = timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect(endpoint),
-    )
-    .await
-    else {
-        return false;
-    };
-    let mut byte = [0u8; 1];
-    match timeout(OPEN_GRACE, stream.read(&mut byte)).await {
-        Err(_) => true,
-        Ok(Ok(n)) => n > 0,
-        Ok(Err(_)) => false,
-    }
 }
 
 impl ContainerSource {
@@ -352,100 +157,6 @@ impl ContainerSource {
             reporter,
             units,
         }
-    }
-
-    /// Keeps again, after a restart, the containers of this owner found on the Engine: those
-    /// of stacks `keep` accepts are supervised (their reports go nowhere until a resumed
-    /// deployment attaches), the others are stopped and removed. `expected` says whether
-    /// saved deployments used containers (an unreachable Engine is then worth a warning).
-    pub(crate) fn adopt(
-        self: &Arc<Self>,
-        keep: impl Fn(&str, &str) -> bool + Send + 'static,
-        expected: bool,
-    ) {
-        let this = self.clone();
-        let task = async move {
-            let found = match this.engine.list(&this.owner, &[]).await {
-                Ok(found) => found,
-                Err(e) if expected => {
-                    tracing::warn!(error = %chain(&e), "cannot list this Switchyard's containers; container stacks are not supervised until the next start");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %chain(&e), "no Docker Engine; no container stack to adopt");
-                    return;
-                }
-            };
-            let mut stacks: BTreeMap<Key, Vec<(usize, String)>> = BTreeMap::new();
-            for c in found {
-                let labels = c.labels.unwrap_or_default();
-                let (Some(service), Some(stack)) =
-                    (labels.get(LABEL_SERVICE), labels.get(LABEL_STACK))
-                else {
-                    continue;
-                };
-                let n = labels
-                    .get(LABEL_REPLICA)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                let Some(name) = c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                else {
-                    continue;
-                };
-                stacks
-                    .entry((service.clone(), stack.clone()))
-                    .or_default()
-                    .push((n, name));
-            }
-            for (key, mut replicas) in stacks {
-                replicas.sort();
-                if !keep(&key.0, &key.1) {
-                    tracing::warn!(service = %key.0, stack = %key.1, containers = replicas.len(), "container stack no longer in the desired state; removing its containers");
-                    for (_, name) in replicas {
-                        if let Err(e) = this.engine.stop_and_remove(&name, EXIT_DRAIN_SECS).await {
-                            tracing::error!(container = %name, error = %chain(&e), "cannot remove an orphaned container");
-                        }
-                    }
-                    continue;
-                }
-                let mut units = Vec::new();
-                for (_, name) in &replicas {
-                    let endpoint = match this.engine.inspect(name).await {
-                        Ok(info) => published(&info).unwrap_or_default(),
-                        Err(_) => String::new(),
-                    };
-                    if let Err(e) = this.engine.start(name).await {
-                        tracing::warn!(container = %name, error = %chain(&e), "cannot start a stopped replica; its keeper retries");
-                    }
-                    units.push(Unit {
-                        endpoint,
-                        pid: None,
-                        start_ticks: None,
-                        container: Some(name.clone()),
-                    });
-                    tracing::info!(container = %name, "container replica re-adopted");
-                }
-                let replicas = replicas.into_iter().map(|(_, name)| (name, None)).collect();
-                let mut registry = this.registry();
-                let reporter = registry
-                    .attached
-                    .remove(&key)
-                    .unwrap_or_else(Reporter::detached);
-                if reporter.is_open() {
-                    let (r, u) = (reporter.clone(), units.clone());
-                    tokio::spawn(async move { r.units(u).await });
-                }
-                let running = this.keep(&key, replicas, units, reporter, unix_secs());
-                if let Some(old) = registry.running.insert(key, running) {
-                    tokio::spawn(old.end());
-                }
-                drop(registry);
-            }
-        };
-        tokio::spawn(task.instrument(tracing::info_span!("container_adoption")));
     }
 
     /// Ends the supervision of every container stack as Switchyard exits: containers keep
@@ -643,23 +354,6 @@ impl ContainerSource {
         }
         Ok(target.stack(endpoints, None))
     }
-}
-
-/// The 127.0.0.1 address the Engine bound for the container's exposed port.
-fn published(info: &bollard::models::ContainerInspectResponse) -> Option<String> {
-    let ports = info.network_settings.as_ref()?.ports.as_ref()?;
-    ports.values().flatten().flatten().find_map(|b| {
-        let ip = b.host_ip.as_deref().unwrap_or("127.0.0.1");
-        let port = b.host_port.as_deref().filter(|p| !p.is_empty())?;
-        Some(format!(
-            "{}:{port}",
-            if ip.is_empty() || ip == "0.0.0.0" {
-                "127.0.0.1"
-            } else {
-                ip
-            }
-        ))
-    })
 }
 
 /// Seconds of the stop timeout for `drain` (rounded up; the Engine takes whole seconds).
