@@ -126,10 +126,23 @@ pub struct DeployArgs {
     /// Command to start, split on spaces; `{port}` is each replica's port.
     #[arg(long, conflicts_with = "endpoints")]
     pub(crate) process: Option<String>,
-    /// Replicas of --process.
+    /// An image to run as containers on the Docker Engine, e.g. `auth:v1.4` (needs --port).
+    #[arg(long, conflicts_with_all = ["process", "endpoints"], requires = "port")]
+    pub(crate) image: Option<String>,
+    /// The port the --image containers serve on, inside the container.
+    #[arg(long, requires = "image")]
+    pub(crate) port: Option<u16>,
+    /// When --image is pulled: never, if_missing (default) or always.
+    #[arg(long, requires = "image", value_parser = ["never", "if_missing", "always"])]
+    pub(crate) pull: Option<String>,
+    /// Who decides an --image replica is healthy: switchyard (default) or docker (its
+    /// HEALTHCHECK).
+    #[arg(long, requires = "image", value_parser = ["switchyard", "docker"])]
+    pub(crate) health: Option<String>,
+    /// Replicas of --process or --image.
     #[arg(long)]
     pub(crate) replicas: Option<u32>,
-    /// KEY=VALUE for --process (repeatable).
+    /// KEY=VALUE for --process or --image (repeatable).
     #[arg(long = "env")]
     pub(crate) env: Vec<String>,
     /// An endpoint started elsewhere (repeatable), instead of --process.

@@ -39,6 +39,19 @@ pub struct File {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// The Docker Engine that container stacks run on.
+    #[serde(default)]
+    pub docker: Option<Docker>,
+}
+
+/// `[docker]`: the Docker Engine of container stacks.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Docker {
+    /// The Engine's address, `unix:///var/run/docker.sock` (or `tcp://HOST:PORT`); default
+    /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus endpoint and the traffic metrics behind it.

@@ -175,9 +175,15 @@ pub struct Config {
     pub(crate) tokens: Vec<TokenSpec>,
     pub(crate) dns: DnsSpec,
     pub(crate) metrics: bool,
+    pub(crate) docker_host: Option<String>,
 }
 
 impl Config {
+    /// The Docker Engine of container stacks (`[docker] host`), when the file sets it.
+    pub fn docker_host(&self) -> Option<&str> {
+        self.docker_host.as_deref()
+    }
+
     /// Whether `GET /metrics` serves Prometheus metrics (`[metrics] enabled`, default true).
     pub fn metrics_enabled(&self) -> bool {
         self.metrics

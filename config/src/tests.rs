@@ -379,3 +379,28 @@ fn request_body_timeout_has_a_default_and_a_per_service_override() {
         Some(std::time::Duration::from_millis(300))
     );
 }
+
+#[test]
+fn docker_host_is_a_unix_socket_or_tcp_address_and_an_error_names_its_line() {
+    let c = parse(
+        &format!("{GOOD}\n[docker]\nhost = \"unix:///run/docker.sock\"\n"),
+        Path::new("/etc/sy.toml"),
+    )
+    .expect("valid");
+    assert_eq!(c.docker_host(), Some("unix:///run/docker.sock"));
+    assert_eq!(
+        parse(GOOD, Path::new("/etc/sy.toml"))
+            .expect("valid")
+            .docker_host(),
+        None
+    );
+    let text = format!("{GOOD}\n[docker]\nhost = \"docker.sock\"\n");
+    let p = problems(&text);
+    assert_eq!(p[0].field.to_string(), "docker.host");
+    assert_eq!(
+        p[0].location.map(|l| l.line),
+        Some(text.lines().count()),
+        "{p:?}"
+    );
+    assert!(p[0].message.contains("unix:///"), "{}", p[0].message);
+}

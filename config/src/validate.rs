@@ -66,6 +66,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
         }
     }
     check_listen_policy(&control, &tokens, &root.key("control").key("listen"), p);
+    let docker_host = docker_host(raw.docker.as_ref(), &root.key("docker").key("host"), p);
 
     if !p.is_empty() {
         return None;
@@ -80,7 +81,27 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
         tokens,
         dns,
         metrics: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
+        docker_host,
     })
+}
+
+/// `[docker] host`: a `unix://` socket path or a `tcp://`/`http://` address.
+fn docker_host(d: Option<&raw::Docker>, at: &FieldPath, p: &mut Problems) -> Option<String> {
+    let host = d?.host.as_ref()?;
+    let ok = host
+        .strip_prefix("unix://")
+        .is_some_and(|path| path.starts_with('/'))
+        || ["tcp://", "http://"]
+            .iter()
+            .any(|s| host.strip_prefix(s).is_some_and(|a| !a.is_empty()));
+    if !ok {
+        p.push(
+            at,
+            "expected unix:///path/to/docker.sock or tcp://HOST:PORT",
+        );
+        return None;
+    }
+    Some(host.clone())
 }
 
 /// Validates one service on its own (listener references are checked by [`check_services`]).

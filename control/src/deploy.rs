@@ -31,9 +31,10 @@ pub use record::{
     Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
 };
 pub use source::SourceError;
+pub use source::container::ContainerError;
 pub use spec::{
-    CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec, SourceSpec,
-    StepSpec, StrategySpec,
+    CheckSpec, ContainerSpec, DeploymentSpec, HealthSource, HttpCheckSpec, JsonExpectation,
+    ProcessSpec, PullPolicy, ResourcesSpec, RetireSpec, SourceSpec, StepSpec, StrategySpec,
 };
 pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
 
@@ -53,6 +54,7 @@ use crate::store::now;
 use driver::{Channels, CommandMsg, Driver};
 use process::ProcessSource;
 use record::Waiting as Wait;
+use source::container::ContainerSource;
 use source::{Source, StaticSource};
 
 /// Events a deployment's followers receive.
@@ -79,17 +81,21 @@ struct Entry {
 pub(crate) struct Deployments {
     entries: Mutex<BTreeMap<(String, u64), Entry>>,
     processes: Arc<ProcessSource>,
+    containers: Arc<ContainerSource>,
     statics: Arc<StaticSource>,
     base_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
 }
 
-/// What the process source needs: where to record stacks and write replica logs, and what
+/// What the process and container sources need: where to record stacks and write replica
+/// logs, the Docker Engine and the owner label of containers (the state folder), and what
 /// Switchyard's exit does to replicas.
 pub(crate) struct ProcessOptions {
     pub(crate) store: Arc<dyn crate::store::Store>,
     pub(crate) log_dir: PathBuf,
     pub(crate) stop_on_exit: bool,
+    pub(crate) docker_host: Option<String>,
+    pub(crate) owner: String,
 }
 
 impl Deployments {
@@ -98,8 +104,17 @@ impl Deployments {
         shutdown: watch::Receiver<bool>,
         processes: ProcessOptions,
     ) -> Self {
+        let docker_host = processes
+            .docker_host
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| source::container::DEFAULT_DOCKER_HOST.to_owned());
         Self {
             entries: Mutex::new(BTreeMap::new()),
+            containers: Arc::new(ContainerSource::new(
+                docker_host,
+                processes.owner,
+                processes.stop_on_exit,
+            )),
             processes: Arc::new(ProcessSource::new(
                 processes.store,
                 processes.log_dir,
@@ -149,23 +164,52 @@ impl Deployments {
                 })
         };
         self.processes.adopt(records, keep);
+        // Containers: the Engine is their record; those of stacks still wanted are kept.
+        let wanted: Vec<(String, String)> = desired
+            .services()
+            .iter()
+            .flat_map(|s| {
+                s.stacks()
+                    .iter()
+                    .map(|st| (s.name().to_string(), st.name().to_string()))
+            })
+            .chain(
+                deployments
+                    .iter()
+                    .filter(|d| !d.phase.is_terminal())
+                    .map(|d| (d.service.clone(), d.spec.stack.clone())),
+            )
+            .collect();
+        let expected = deployments
+            .iter()
+            .any(|d| matches!(d.spec.source, SourceSpec::Container(_)));
+        self.containers.adopt(
+            move |service, stack| wanted.iter().any(|(s, st)| s == service && st == stack),
+            expected,
+        );
     }
 
     /// As Switchyard exits: ends the supervision of every replica (stopping them only when
     /// asked to at start).
     pub(crate) async fn shutdown_processes(&self) {
         self.processes.shutdown().await;
+        self.containers.shutdown().await;
     }
 
-    /// Stops the replicas of a process stack being retired (its current processes, whoever
-    /// started them, and `units` as a deployment recorded them); nothing for other stacks.
+    /// Stops the replicas of a process or container stack being retired (its current
+    /// processes or containers, whoever started them, and `units` as a deployment recorded
+    /// them); nothing for other stacks. `spec` is the deployment that made the stack, if known.
     pub(crate) async fn release_stack(
         &self,
         service: &str,
         stack: &str,
+        spec: Option<&DeploymentSpec>,
         units: &[Unit],
         drain: std::time::Duration,
     ) -> Result<(), SourceError> {
+        if spec.is_some_and(|s| matches!(s.source, SourceSpec::Container(_))) {
+            return self.containers.release(service, stack, units, drain).await;
+        }
         self.processes.release(service, stack, units, drain).await
     }
 
@@ -187,6 +231,7 @@ impl Deployments {
     pub(crate) fn source_for(&self, spec: &DeploymentSpec) -> Arc<dyn Source> {
         match spec.source {
             SourceSpec::Process(_) => self.processes.clone(),
+            SourceSpec::Container(_) => self.containers.clone(),
             SourceSpec::Endpoints(_) | SourceSpec::Dns(_) => self.statics.clone(),
         }
     }

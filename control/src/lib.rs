@@ -41,10 +41,11 @@ pub use auth::{ANONYMOUS, Caller, generate_token};
 pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
-    Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
-    DeploymentSummary, DeploymentView, HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec,
-    ProcessStackRecord, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec,
-    Unit, UnitView, Waiting,
+    Before, CheckResult, CheckSpec, ContainerError, ContainerSpec, DeploymentList,
+    DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView, HealthSource,
+    HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec, ProcessStackRecord, PullPolicy,
+    ResourcesSpec, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit,
+    UnitView, Waiting,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;

@@ -117,6 +117,11 @@ impl ControlBuilder {
             store: self.store.clone(),
             log_dir: self.seed.control().state_dir.join("replicas"),
             stop_on_exit: self.stop_replicas_on_exit,
+            docker_host: self.seed.docker_host().map(str::to_owned),
+            owner: std::fs::canonicalize(&self.seed.control().state_dir)
+                .unwrap_or_else(|_| self.seed.control().state_dir.clone())
+                .to_string_lossy()
+                .into_owned(),
         };
         Ok(LoadedState {
             published: Published {

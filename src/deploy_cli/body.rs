@@ -85,14 +85,26 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
     if let Some(v) = &args.version {
         spec["version"] = json!(v);
     }
-    if let Some(p) = &args.process {
-        let mut env = serde_json::Map::new();
-        for kv in &args.env {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| CliError::Usage(format!("--env {kv}: expected KEY=VALUE")))?;
-            env.insert(k.to_owned(), json!(v));
+    let mut env = serde_json::Map::new();
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--env {kv}: expected KEY=VALUE")))?;
+        env.insert(k.to_owned(), json!(v));
+    }
+    if let Some(image) = &args.image {
+        let mut c = json!({"image": image, "replicas": args.replicas.unwrap_or(1), "env": env});
+        if let Some(p) = args.port {
+            c["port"] = json!(p);
         }
+        if let Some(p) = &args.pull {
+            c["pull"] = json!(p);
+        }
+        if let Some(h) = &args.health {
+            c["health"] = json!(h);
+        }
+        spec["source"] = json!({ "container": c });
+    } else if let Some(p) = &args.process {
         let command: Vec<&str> = p.split_whitespace().collect();
         spec["source"] = json!({"process": {"command": command, "replicas": args.replicas.unwrap_or(1), "env": env}});
     } else if !args.endpoints.is_empty() {

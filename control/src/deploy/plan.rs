@@ -14,7 +14,9 @@ use switchyard_config::{
 };
 
 use super::source::Target;
-use super::spec::{CheckSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec};
+use super::spec::{
+    CheckSpec, ContainerSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec, parse_memory,
+};
 use crate::change::routable;
 use crate::error::ApiError;
 
@@ -23,7 +25,7 @@ const REPLICA_PLACEHOLDER: &str = "127.0.0.1:1";
 
 /// Default time for every endpoint of the new stack to become healthy.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default time for a process replica to accept connections.
+/// Default time for a process or container replica to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default per-request timeout of an http check.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,6 +155,15 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
                 &mut problems,
             );
         }
+        SourceSpec::Container(c) => {
+            container(c, &mut problems);
+            start_timeout = duration(
+                "source.container.start_timeout",
+                c.start_timeout.as_ref(),
+                START_TIMEOUT,
+                &mut problems,
+            );
+        }
     }
     let steps = steps(&spec.strategy, &mut problems);
     let pre = checks("pre_integration", &spec.pre_integration, &mut problems);
@@ -187,8 +198,68 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         drain,
         healthy_timeout,
         start_timeout,
-        process: matches!(spec.source, SourceSpec::Process(_)),
+        process: matches!(
+            spec.source,
+            SourceSpec::Process(_) | SourceSpec::Container(_)
+        ),
     })
+}
+
+/// The fields of a container source.
+fn container(c: &ContainerSpec, problems: &mut Vec<String>) {
+    let image = c.image.trim();
+    if image.is_empty()
+        || image
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        problems.push(
+            "source.container.image: expected an image reference such as \"auth:v1.4\"".to_owned(),
+        );
+    }
+    let replicas = c.replicas.unwrap_or(1);
+    if !(1..=MAX_REPLICAS).contains(&replicas) {
+        problems.push(format!(
+            "source.container.replicas: {replicas} out of range: expected 1 to {MAX_REPLICAS}"
+        ));
+    }
+    if c.port == 0 {
+        problems.push("source.container.port: expected a port from 1 to 65535".to_owned());
+    }
+    for k in c.env.keys() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            problems.push(format!(
+                "source.container.env: {k:?} is not a variable name"
+            ));
+        }
+    }
+    for k in c.labels.keys() {
+        if k.is_empty() || k.starts_with("switchyard.") {
+            problems.push(format!(
+                "source.container.labels: {k:?}: expected a label name outside the reserved switchyard.* prefix"
+            ));
+        }
+    }
+    if c.network.as_ref().is_some_and(|n| n.trim().is_empty()) {
+        problems.push("source.container.network: expected a network name".to_owned());
+    }
+    if c.publish == Some(false) && c.network.as_deref().is_none_or(|n| n == "host") {
+        problems.push("source.container.publish: false needs a \"network\" whose container addresses Switchyard reaches (not the default bridge or host)".to_owned());
+    }
+    if let Some(r) = &c.resources {
+        if let Some(m) = &r.memory {
+            if let Err(e) = parse_memory(m) {
+                problems.push(format!("source.container.resources.memory: {e}"));
+            }
+        }
+        if let Some(cpus) = r.cpus {
+            if !(cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0) {
+                problems.push(format!(
+                    "source.container.resources.cpus: {cpus} out of range: expected more than 0 and at most 1024"
+                ));
+            }
+        }
+    }
 }
 
 /// The stack the deployment will register, checked now by the rules of every stack write
@@ -202,6 +273,7 @@ pub(crate) fn stack(
 ) -> Result<raw::Stack, ApiError> {
     let target = Target {
         service,
+        deployment: 0,
         spec,
         base_dir: base_dir.to_path_buf(),
         start_timeout: START_TIMEOUT,
@@ -209,7 +281,9 @@ pub(crate) fn stack(
     let stack = match &spec.source {
         SourceSpec::Endpoints(eps) => target.stack(eps.clone(), None),
         SourceSpec::Dns(dns) => target.stack(Vec::new(), Some(dns.clone())),
-        SourceSpec::Process(_) => target.stack(vec![REPLICA_PLACEHOLDER.to_owned()], None),
+        SourceSpec::Process(_) | SourceSpec::Container(_) => {
+            target.stack(vec![REPLICA_PLACEHOLDER.to_owned()], None)
+        }
     };
     let checked = stack_from_raw(&stack, base_dir).map_err(|problems| {
         let lines: Vec<String> = problems
@@ -460,6 +534,53 @@ mod tests {
         assert_eq!(w["n"], 2500);
         assert_eq!(w["a"] + w["b"], 7500);
         assert_eq!(w["a"], 5000);
+    }
+
+    #[test]
+    fn a_container_source_is_checked_field_by_field() {
+        let spec: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2",
+            "source": {"container": {"image": "auth v1", "replicas": 0, "port": 0,
+                "labels": {"switchyard.stack": "x"}, "publish": false,
+                "resources": {"memory": "1k", "cpus": 0.0}, "start_timeout": "soon"}}
+        }))
+        .expect("shape");
+        let problems = validate(&spec).expect_err("invalid");
+        for field in [
+            "source.container.image",
+            "source.container.replicas",
+            "source.container.port",
+            "source.container.labels",
+            "source.container.publish",
+            "source.container.resources.memory",
+            "source.container.resources.cpus",
+            "source.container.start_timeout",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(field)),
+                "{field} in {problems:?}"
+            );
+        }
+        let ok: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2",
+            "source": {"container": {"image": "auth:v1.4", "replicas": 2, "port": 8080,
+                "pull": "never", "health": "docker", "resources": {"memory": "256m", "cpus": 0.5}}}
+        }))
+        .expect("shape");
+        let plan = validate(&ok).expect("valid");
+        assert!(
+            plan.process,
+            "a restart while provisioning containers rolls back"
+        );
+    }
+
+    #[test]
+    fn memory_limits_read_bytes_and_suffixes() {
+        assert_eq!(parse_memory("256m"), Ok(256 << 20));
+        assert_eq!(parse_memory("1G"), Ok(1 << 30));
+        assert_eq!(parse_memory("8388608"), Ok(8 << 20));
+        assert!(parse_memory("5m").is_err());
+        assert!(parse_memory("lots").is_err());
     }
 
     #[test]

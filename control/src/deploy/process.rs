@@ -231,6 +231,7 @@ impl ProcessSource {
                         endpoint: unit.endpoint.clone(),
                         pid: None,
                         start_ticks: None,
+                        container: None,
                     },
                     |r| r.unit(&unit.endpoint),
                 ));

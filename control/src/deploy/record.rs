@@ -106,7 +106,7 @@ impl Before {
     }
 }
 
-/// One thing a source started for the new stack: a process replica.
+/// One thing a source started for the new stack: a process or container replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unit {
@@ -117,6 +117,9 @@ pub struct Unit {
     /// The kernel's start time of the process (Linux), so a reused PID is never signalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ticks: Option<u64>,
+    /// The container's name, for a container replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// The durable record of one process stack's replicas, kept by the process source for as

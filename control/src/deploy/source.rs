@@ -3,10 +3,13 @@
 //! A source provisions the stack (starts whatever it needs and returns the stack to register
 //! with the proxy) and releases it (stops what it started: drain, then force). Endpoints
 //! started elsewhere and DNS names need nothing started ([`StaticSource`]); the embedded
-//! process source starts replicas ([`super::process::ProcessSource`]). A container engine or
-//! Kubernetes would be further implementations: report the units it starts through the
+//! process source starts replicas ([`super::process::ProcessSource`]), the container source
+//! runs them on the Docker Engine ([`container::ContainerSource`]). Kubernetes would be a
+//! further implementation: report the units it starts through the
 //! [`Reporter`] as soon as they exist (so they are persisted before any wait), and release
 //! them from the persisted units alone (so a release works after a restart).
+
+pub(crate) mod container;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +65,9 @@ pub enum SourceError {
     /// The record of the stack's replicas could not be saved.
     #[error("cannot record the stack's replicas")]
     Record(#[source] crate::store::StoreError),
+    /// The container source failed (the Engine, the image, or a replica).
+    #[error(transparent)]
+    Container(#[from] container::ContainerError),
     /// Processes that would not stop.
     #[error("processes still running after SIGKILL: {pids:?}")]
     Survivors {
@@ -127,6 +133,8 @@ impl Reporter {
 #[derive(Debug)]
 pub(crate) struct Target<'a> {
     pub(crate) service: &'a str,
+    /// The deployment's id (containers are labelled with it).
+    pub(crate) deployment: u64,
     pub(crate) spec: &'a DeploymentSpec,
     pub(crate) base_dir: PathBuf,
     pub(crate) start_timeout: Duration,
@@ -187,8 +195,9 @@ impl Source for StaticSource {
             Ok(match &target.spec.source {
                 SourceSpec::Endpoints(eps) => target.stack(eps.clone(), None),
                 SourceSpec::Dns(dns) => target.stack(Vec::new(), Some(dns.clone())),
-                // Never chosen for process specs; an empty stack would fail health anyway.
-                SourceSpec::Process(_) => target.stack(Vec::new(), None),
+                // Never chosen for process or container specs; an empty stack would fail
+                // health anyway.
+                SourceSpec::Process(_) | SourceSpec::Container(_) => target.stack(Vec::new(), None),
             })
         })
     }

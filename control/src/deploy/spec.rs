@@ -61,6 +61,124 @@ pub enum SourceSpec {
     Dns(raw::Dns),
     /// Replicas of a command that Switchyard starts on free loopback ports.
     Process(ProcessSpec),
+    /// Containers of an image that Switchyard starts through the Docker Engine.
+    Container(ContainerSpec),
+}
+
+/// A container source: replicas of an image, run by the Docker Engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"image": "auth:v1.4", "replicas": 2, "port": 8080}))]
+pub struct ContainerSpec {
+    /// The image, e.g. `auth:v1.4`.
+    pub image: String,
+    /// How many replicas (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
+    pub replicas: Option<u32>,
+    /// The port the container serves on, inside the container.
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: u16,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Arguments replacing the image's `CMD` (`{port}` is replaced by `port`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// When the image is pulled: `never`, `if_missing` (default) or `always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullPolicy>,
+    /// The network the containers join (default the Engine's `bridge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Extra container labels (`switchyard.*` is reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Memory and CPU limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSpec>,
+    /// Who decides a replica is healthy: `switchyard` (default: the port opens, then the
+    /// stack's health check) or `docker` (the image's `HEALTHCHECK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSource>,
+    /// `true` (default): `port` is published on 127.0.0.1 and the endpoints are those
+    /// addresses; `false`: the endpoints are the containers' own addresses on `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<bool>,
+    /// Time for a replica to open its port (and pass its `HEALTHCHECK`) (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<String>,
+}
+
+/// When a container source pulls its image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Never: the image must be there.
+    Never,
+    /// Only when the Engine does not have it.
+    #[default]
+    IfMissing,
+    /// Before every deployment.
+    Always,
+}
+
+impl PullPolicy {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::IfMissing => "if_missing",
+            Self::Always => "always",
+        }
+    }
+}
+
+/// Who decides that a container replica is healthy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthSource {
+    /// The port opens, then the stack's own health check.
+    #[default]
+    Switchyard,
+    /// The image's `HEALTHCHECK`, as the Engine reports it.
+    Docker,
+}
+
+/// Resource limits of each container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// Memory limit: bytes, or a number with `k`, `m` or `g`, e.g. `256m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 1024.0)]
+    pub cpus: Option<f64>,
+}
+
+/// Bytes of a memory limit such as `256m`, `1g`, `512k` or `1048576`.
+pub(crate) fn parse_memory(text: &str) -> Result<i64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 'k')) => (&t[..i], 1i64 << 10),
+        Some((i, 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: i64 = digits.parse().map_err(|_| {
+        format!("{text:?}: expected bytes or a number with k, m or g, e.g. \"256m\"")
+    })?;
+    let bytes = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    // The Engine refuses less than 6 MiB.
+    if bytes < 6 << 20 {
+        return Err(format!("{text:?} is below the Engine's minimum of 6m"));
+    }
+    Ok(bytes)
 }
 
 /// A process source.

@@ -74,6 +74,9 @@ pub struct UnitView {
     pub endpoint: String,
     /// Its process id.
     pub pid: Option<u32>,
+    /// Its container's name, for a container replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// A deployment in a list.
@@ -156,6 +159,7 @@ impl DeploymentView {
                 .map(|u| UnitView {
                     endpoint: u.endpoint.clone(),
                     pid: u.pid,
+                    container: u.container.clone(),
                 })
                 .collect(),
             checks: rec.checks.clone(),

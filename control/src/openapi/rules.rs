@@ -28,6 +28,8 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "StickyBody",
     "DeploymentSpec",
     "ProcessSpec",
+    "ContainerSpec",
+    "ResourcesSpec",
     "StepSpec",
     "CheckSpec",
     "HttpCheckSpec",

@@ -53,6 +53,7 @@ impl Driver {
     pub(super) fn provision(&self) -> impl Future<Output = Event> + Send + 'static {
         let source = self.state.deployments().source_for(&self.rec.spec);
         let service = self.rec.service.clone();
+        let deployment = self.rec.id;
         let spec = self.rec.spec.clone();
         let base_dir = self.state.deployments().base_dir().to_path_buf();
         let start_timeout = self.plan.start_timeout;
@@ -60,6 +61,7 @@ impl Driver {
         async move {
             let target = Target {
                 service: &service,
+                deployment,
                 spec: &spec,
                 base_dir,
                 start_timeout,
@@ -234,16 +236,21 @@ impl Driver {
             }
             // Its current replicas if it is a process stack (supervised, or recorded by
             // whoever restarted them), plus the units its deployment saw.
-            let units = self
+            let (spec, units) = self
                 .state
                 .deployments()
                 .units_of(self.service(), &name)
-                .map(|(_, units)| units)
-                .unwrap_or_default();
+                .map_or((None, Vec::new()), |(spec, units)| (Some(spec), units));
             if let Err(e) = self
                 .state
                 .deployments()
-                .release_stack(self.service(), &name, &units, self.plan.drain)
+                .release_stack(
+                    self.service(),
+                    &name,
+                    spec.as_ref(),
+                    &units,
+                    self.plan.drain,
+                )
                 .await
             {
                 left.push(format!("stack {name}: {}", chain(&e)));

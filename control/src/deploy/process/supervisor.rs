@@ -79,6 +79,7 @@ impl Replica {
                 Self::Child(_) => pid.and_then(start_ticks),
                 Self::Adopted { ticks, .. } => *ticks,
             },
+            container: None,
         }
     }
 
