@@ -15,27 +15,36 @@
 
 mod check;
 mod driver;
+pub(crate) mod dry_run;
+mod gate;
 mod machine;
+mod outbound;
 mod plan;
 mod process;
 mod record;
+mod rolling;
 mod source;
 mod spec;
 pub(crate) mod store;
 mod view;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
 
+pub use dry_run::{DryRunView, PlannedPhase};
+pub use gate::GateSpec;
 pub use record::{
     Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
 };
+pub use rolling::RollingSpec;
 pub use source::SourceError;
 pub use spec::{
     CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec, SourceSpec,
     StepSpec, StrategySpec,
 };
-pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
+pub use view::{DeploymentList, DeploymentSummary, DeploymentView, GateView, StepView, UnitView};
+pub use webhook::WebhookStatus;
 
 pub(crate) use machine::Command;
 pub(crate) use plan::validate as validate_spec;
@@ -82,6 +91,7 @@ pub(crate) struct Deployments {
     statics: Arc<StaticSource>,
     base_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
+    idempotent: tokio::sync::Mutex<()>,
 }
 
 /// What the process source needs: where to record stacks and write replica logs, and what
@@ -108,6 +118,7 @@ impl Deployments {
             statics: Arc::new(StaticSource),
             base_dir,
             shutdown,
+            idempotent: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -240,15 +251,16 @@ impl Deployments {
         }
     }
 
-    /// Validates and starts a deployment of `service`.
-    pub(crate) async fn start(
+    /// Everything [`start`](Self::start) checks before it hands out an id (the dry run's
+    /// checks too): the plan, and the service's revision when it passed.
+    pub(crate) fn admit(
         &self,
         state: &ControlState,
-        caller: &str,
         service: &str,
         if_match: Option<u64>,
-        spec: DeploymentSpec,
-    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        spec: &DeploymentSpec,
+    ) -> Result<(plan::Plan, u64), ApiError> {
+        let spec = spec.clone();
         let published = state.published();
         let current = published
             .config
@@ -271,7 +283,10 @@ impl Deployments {
         };
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
-        if current.stack(&spec.stack).is_some() {
+        let rolling = plan.rolling.is_some();
+        if rolling {
+            self.admit_rolling(current, &spec)?;
+        } else if current.stack(&spec.stack).is_some() {
             return Err(ApiError::Conflict(format!(
                 "stack {:?} exists already in service {service:?}: deploy under another name, or delete it first",
                 spec.stack
@@ -303,30 +318,68 @@ impl Deployments {
         let time = now();
         // A dry run of the write that will register the stack: whatever it would refuse is
         // refused now, not after provisioning.
-        crate::change::plan(
-            &published.config,
-            &published.records,
-            service,
-            None,
-            &crate::change::Change::AddStack(Box::new(stack)),
-            &self.base_dir,
-            &time,
-        )?;
-        let rec = {
-            let entries = self.entries();
-            let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
-            let mut last = 0;
-            for ((_, id), e) in mine {
-                last = last.max(*id);
-                let r = e.record.borrow();
-                if !r.phase.is_terminal() {
-                    return Err(ApiError::Conflict(format!(
-                        "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
-                        r.id,
-                        r.phase.as_str()
-                    )));
-                }
+        if !rolling {
+            crate::change::plan(
+                &published.config,
+                &published.records,
+                service,
+                None,
+                &crate::change::Change::AddStack(Box::new(stack)),
+                &self.base_dir,
+                &time,
+            )?;
+        }
+        self.last_id(service)?;
+        Ok((plan, revision))
+    }
+
+    /// The highest deployment id of `service` (0 for none); a conflict while one is in
+    /// progress.
+    fn last_id(&self, service: &str) -> Result<u64, ApiError> {
+        let entries = self.entries();
+        let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
+        let mut last = 0;
+        for ((_, id), e) in mine {
+            last = last.max(*id);
+            let r = e.record.borrow();
+            if !r.phase.is_terminal() {
+                return Err(ApiError::Conflict(format!(
+                    "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
+                    r.id,
+                    r.phase.as_str()
+                )));
             }
+        }
+        Ok(last)
+    }
+
+    /// Serialises requests carrying an `Idempotency-Key` (look-up, start, remember), so two
+    /// retries racing each other cannot both start a deployment.
+    pub(crate) fn idempotency_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.idempotent
+    }
+
+    /// Validates and starts a deployment of `service`.
+    pub(crate) async fn start(
+        &self,
+        state: &ControlState,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
+        mut spec: DeploymentSpec,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        self.complete_rolling(service, &mut spec);
+        self.admit(state, service, if_match, &spec)?;
+        let published = state.published();
+        let current = published
+            .config
+            .service(service)
+            .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))?;
+        let record = published.records.get(service);
+        let revision = record.map_or(0, |r| r.revision);
+        let time = now();
+        let rec = {
+            let last = self.last_id(service)?;
             DeploymentRecord {
                 id: last + 1,
                 service: service.to_owned(),
@@ -355,6 +408,7 @@ impl Deployments {
                 reason: None,
                 left: None,
                 log: Vec::new(),
+                webhooks: Vec::new(),
             }
         };
         // Registered before the save so a second request is refused meanwhile; removed

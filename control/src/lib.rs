@@ -42,9 +42,10 @@ pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
-    DeploymentSummary, DeploymentView, HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec,
-    ProcessStackRecord, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec,
-    Unit, UnitView, Waiting,
+    DeploymentSummary, DeploymentView, DryRunView, GateSpec, GateView, HttpCheckSpec,
+    JsonExpectation, LogLine, Phase, PlannedPhase, ProcessSpec, ProcessStackRecord, RetireSpec,
+    RollingSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit, UnitView,
+    Waiting, WebhookStatus,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;
@@ -54,8 +55,8 @@ pub use state::{
     BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
 };
 pub use store::{
-    FileStore, HistoryEntry, Origin, Promotion, STATE_FORMAT, SavedState, ServiceRecord, Store,
-    StoreError,
+    FileStore, HistoryEntry, IDEMPOTENCY_TTL, IdempotencyRecord, Origin, Promotion, STATE_FORMAT,
+    SavedState, ServiceRecord, Store, StoreError,
 };
 pub use view::{
     DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,
