@@ -885,3 +885,68 @@ async fn a_failing_batch_rolls_the_update_back() {
     assert_eq!((r.status, r.version()), (200, "v1.3".to_owned()));
     assert!(proxy.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_interrupted_by_kill_9_rolls_back_cleanly_on_restart() {
+    let reaper = support::Reaper::default();
+    let config = rolling_setup();
+    let proxy = Proxy::start(&config);
+    let old = four_replicas(&proxy, &reaper).await;
+    let before = desired(&app_stack(&proxy).await);
+    let (status, v) = post_deployment(&proxy, "", &[], &rolling("v1.4", "10m", &[])).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_u64().expect("id");
+    let mid = wait_for(&proxy, id, "the pause after batch 1", |v| {
+        v["step"]["waiting"] == "timer" || is_terminal(v)
+    })
+    .await;
+    let new = pids(&mid);
+    reaper.add(new.clone());
+    assert_eq!(new.len(), 1, "{mid:#}");
+    let dir = proxy.kill9();
+    let proxy = Proxy::start_in(dir, &config);
+    let v = wait_end(&proxy, id).await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("restarted during a rolling update")),
+        "{v:#}"
+    );
+    assert_eq!(desired(&app_stack(&proxy).await), before);
+    assert!(!support::pid_alive(new[0]), "the new replica still runs");
+    assert_eq!(old.iter().filter(|p| support::pid_alive(**p)).count(), 3);
+    let mut c = Client::connect(proxy.addr("public")).await;
+    for _ in 0..20 {
+        let r = c
+            .request("GET", "/", &[("host", HOST)], bytes::Bytes::new())
+            .await;
+        assert_eq!((r.status, r.version()), (200, "v1.3".to_owned()));
+    }
+    // The replica started again on its endpoint is recorded: the stack's record lists four
+    // live processes, none of them the new version's.
+    let record = std::fs::read_to_string(
+        proxy
+            .dir
+            .path()
+            .join("switchyard-state/replicas/web/app/stack.json"),
+    )
+    .expect("stack record");
+    let record: Value = serde_json::from_str(&record).expect("json");
+    assert_eq!(record["version"], "v1.3");
+    let recorded: Vec<u32> = record["units"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .filter_map(|u| u["pid"].as_u64())
+        .map(|p| u32::try_from(p).expect("pid"))
+        .collect();
+    reaper.add(recorded.clone());
+    assert_eq!(recorded.len(), 4);
+    assert!(
+        recorded
+            .iter()
+            .all(|p| support::pid_alive(*p) && *p != new[0])
+    );
+    assert!(proxy.stop().success());
+}
