@@ -950,3 +950,121 @@ async fn a_rolling_update_interrupted_by_kill_9_rolls_back_cleanly_on_restart() 
     );
     assert!(proxy.stop().success());
 }
+
+/// Runs the `switchyard` client with the ci token against `proxy`.
+async fn client(proxy: &Proxy, args: &[&str]) -> std::process::Output {
+    let token = proxy.dir.path().join("ci.token");
+    std::fs::write(&token, CI).expect("token file");
+    let control = format!("http://{}", proxy.control);
+    let mut all: Vec<&str> = vec![args[0], "--control", &control, "--token-file"];
+    let token = token.to_string_lossy().into_owned();
+    all.push(&token);
+    all.extend(&args[1..]);
+    tokio::process::Command::new(BIN)
+        .args(&all)
+        .output()
+        .await
+        .expect("run the client")
+}
+
+#[tokio::test]
+async fn the_client_dry_runs_retries_with_a_key_and_prints_the_gate_it_waits_at() {
+    let gate = Receiver::start(Answer::Status(202, "later")).await;
+    let blue = Upstream::start("v1.3").await;
+    let green = Upstream::start("v1.4").await;
+    let proxy = Proxy::start(&setup(&[("blue", "v1.3", 100, vec![blue.addr])], ""));
+    let green_addr = green.addr.to_string();
+    let gate_flag = format!("shift={},timeout=1m,interval=50ms", gate.url("/ok"));
+    let base = [
+        "deploy",
+        "--service",
+        "web",
+        "--stack",
+        "green",
+        "--version",
+        "v1.4",
+        "--endpoint",
+        &green_addr,
+        "--canary",
+        "50:manual,100",
+        "--gate",
+        &gate_flag,
+    ];
+    let dry = client(&proxy, &[&base[..], &["--dry-run"]].concat()).await;
+    let out = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(out.contains("nothing changed"), "{out}");
+    assert!(
+        out.contains("weights: blue=50 green=50  then pause manual"),
+        "{out}"
+    );
+    assert!(out.contains("wait for http://"), "{out}");
+    assert!(list(&proxy).await.is_empty(), "a dry run started nothing");
+
+    let keyed = [&base[..], &["--idempotency-key", "job-7", "--wait"]].concat();
+    let mut first = tokio::process::Command::new(BIN);
+    let token = proxy.dir.path().join("ci.token");
+    std::fs::write(&token, CI).expect("token file");
+    let control = format!("http://{}", proxy.control);
+    first
+        .args([
+            keyed[0],
+            "--control",
+            &control,
+            "--token-file",
+            &token.to_string_lossy(),
+        ])
+        .args(&keyed[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut waiting = first.spawn().expect("client");
+    let stderr = waiting.stderr.take().expect("stderr");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let gate_line = tokio::time::timeout(support::WAIT, async {
+        while let Some(l) = lines.next_line().await.expect("read") {
+            if l.contains("waiting at gate shift") {
+                return l;
+            }
+        }
+        panic!("the client never printed the gate");
+    })
+    .await
+    .expect("the gate line within the bound");
+    assert!(gate_line.contains(&gate.url("/ok")), "{gate_line}");
+    // Keep reading, so the client never writes into a closed pipe.
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // A retry with the same key names the running deployment instead of starting another.
+    let again = client(
+        &proxy,
+        &[&base[..], &["--idempotency-key", "job-7"]].concat(),
+    )
+    .await;
+    let out = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{out}");
+    assert!(
+        out.contains("started before with this idempotency key"),
+        "{out}"
+    );
+    assert_eq!(list(&proxy).await.len(), 1);
+
+    // Approve; the waiting client sees the deployment through to the manual step, then abort.
+    gate.answer(Answer::Status(200, "ok"));
+    let id = list(&proxy).await[0]["id"].as_u64().expect("id");
+    wait_for(&proxy, id, "the manual step", |v| {
+        v["step"]["waiting"] == "promote"
+    })
+    .await;
+    command(&proxy, id, "abort").await;
+    let out = tokio::time::timeout(support::WAIT, waiting.wait_with_output())
+        .await
+        .expect("the client ends")
+        .expect("client output");
+    assert_eq!(out.status.code(), Some(3), "rolled back after the abort");
+    drain.await.expect("stderr reader");
+    assert!(proxy.stop().success());
+}

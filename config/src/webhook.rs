@@ -262,4 +262,26 @@ mod tests {
             .collect();
         assert_eq!(fields, ["url", "events[0]", "secret_env"]);
     }
+
+    #[test]
+    fn file_errors_name_the_line_and_the_webhook_field() {
+        let text = "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\n[control]\nlisten = \"127.0.0.1:0\"\n\n[[control.webhooks]]\nurl = \"http://127.0.0.1:8088/ok\"\n\n[[control.webhooks]]\nurl = \"https://hooks.example/x\"\nevents = [\"deployment.*\", \"deploy.done\"]\n";
+        let e = crate::parse(text, std::path::Path::new("sy.toml"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            e.contains("sy.toml:12:7: control.webhooks[1].url: invalid URL"),
+            "{e}"
+        );
+        assert!(
+            e.contains("control.webhooks[1].events[1]: unknown event"),
+            "{e}"
+        );
+        let ok = text
+            .replace("https://hooks.example/x", "http://hooks.example/x")
+            .replace(", \"deploy.done\"", "");
+        let c = crate::parse(&ok, std::path::Path::new("sy.toml")).expect("valid");
+        assert_eq!(c.control().webhooks.len(), 2);
+        assert_eq!(c.control().webhooks[1].url().port(), 80);
+    }
 }

@@ -104,7 +104,7 @@ pub(crate) fn payload(event: &str, rec: &DeploymentRecord, steps: usize) -> serd
     let shifted = matches!(
         rec.phase,
         Phase::Shifting | Phase::PostIntegration | Phase::Retiring | Phase::Succeeded
-    );
+    ) || !rec.weights.is_empty();
     serde_json::json!({
         "event": event,
         "deployment": rec.id,
@@ -365,5 +365,60 @@ impl Delivery {
             }
         }
         Err(format!("{last} (after {ATTEMPTS} tries)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::spec::DeploymentSpec;
+    use serde_json::Value;
+
+    fn rec() -> DeploymentRecord {
+        let spec: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "stack": "green", "version": "v2", "source": {"endpoints": ["127.0.0.1:1"]}
+        }))
+        .expect("spec");
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "service": "web", "spec": spec, "created_by": "ci",
+            "created_at": "t", "updated_at": "t", "finished_at": null,
+            "phase": "provisioning", "step": 0, "waiting": "work", "paused": false,
+            "pending": false, "retire_started": false, "epoch": 0, "weights": {},
+            "before": {"revision": 1, "origin": "file",
+                "spec": {"name": "web", "listeners": ["public"]}, "promotions": {}},
+            "stack": null, "units": [], "checks": [], "reason": null, "left": null, "log": []
+        }))
+        .expect("record")
+    }
+
+    #[test]
+    fn transitions_become_events_in_order() {
+        let a = rec();
+        let mut b = a.clone();
+        b.epoch = 1;
+        assert_eq!(events(&a, &b), ["deployment.started"]);
+        let mut c = b.clone();
+        c.phase = Phase::Shifting;
+        c.epoch = 2;
+        assert_eq!(events(&b, &c), ["deployment.phase", "deployment.step"]);
+        let mut d = c.clone();
+        d.step = 1;
+        d.paused = true;
+        assert_eq!(events(&c, &d), ["deployment.step", "deployment.paused"]);
+        let mut e = d.clone();
+        e.paused = false;
+        e.waiting = Waiting::Gate;
+        assert_eq!(events(&d, &e), ["deployment.resumed", "deployment.gate"]);
+        let mut f = e.clone();
+        f.phase = Phase::RolledBack;
+        assert_eq!(events(&e, &f), ["deployment.rolled_back"]);
+        assert!(events(&f, &f).is_empty());
+        let note = payload("deployment.step", &d, 2);
+        assert_eq!(note["step"], 2, "1-based");
+        assert_eq!(note["label"], "shifting(2/2)");
+        assert_eq!(
+            payload("deployment.rolled_back", &f, 2)["step"],
+            Value::Null
+        );
     }
 }
