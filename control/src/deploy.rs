@@ -8,7 +8,11 @@
 //! persists every record (through the [`Store`](crate::Store)) before acting on it. On start,
 //! deployments found in flight resume from their persisted phase or roll back (see
 //! `machine`). The new stack's endpoints come from a `source` (endpoints, DNS, or processes
-//! Switchyard starts itself); checks are in `check`.
+//! Switchyard starts itself); checks are in `check`. Around that core: `webhook` (signed notes
+//! of each transition, delivered by tasks the driver owns), `gate` (approval points the
+//! machine waits at), `rolling` (a process stack's replicas replaced in place, batch by
+//! batch), `dry_run` (every check and the plan, changing nothing); `outbound` is the one HTTP
+//! client they and the checks share.
 //!
 //! This module never changes the desired state itself: every change goes through the writer
 //! as an API write would, named after the token that started the deployment.
