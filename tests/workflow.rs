@@ -757,6 +757,7 @@ async fn a_rolling_update_of_four_replicas_loses_no_request_and_keeps_four_healt
             samples
         })
     };
+    let clock = tokio::time::Instant::now();
     let (status, v) = post_deployment(&proxy, "", &[], &{
         let mut b = rolling("v1.4", "200ms", &[]);
         b["pre_integration"] = json!([{"http": {"path": "/", "expect_body_contains": "v1.4"}}]);
@@ -769,6 +770,10 @@ async fn a_rolling_update_of_four_replicas_loses_no_request_and_keeps_four_healt
     let id = v["id"].as_u64().expect("id");
     let done = wait_end(&proxy, id).await;
     assert_eq!(done["phase"], "succeeded", "{done:#}");
+    eprintln!(
+        "rolling update of 4 process replicas, batch 1, interval 200ms, 1 pre- and 1 post-integration check: POST to succeeded in {} ms",
+        clock.elapsed().as_millis()
+    );
     let new = pids(&done);
     reaper.add(new.clone());
     // A few more requests after the last batch, then stop.
@@ -789,6 +794,10 @@ async fn a_rolling_update_of_four_replicas_loses_no_request_and_keeps_four_healt
         assert!(failed.is_empty(), "failed requests: {failed:?}");
     }
     assert!(total > 0);
+    eprintln!(
+        "{total} requests during the update, none failed; {} stack views sampled",
+        samples.len()
+    );
     assert!(!samples.is_empty());
     let fewest = samples.iter().map(|(h, _)| *h).min().expect("samples");
     assert!(
