@@ -873,6 +873,25 @@ async fn a_failing_batch_rolls_the_update_back() {
     let proxy = Proxy::start(&rolling_setup());
     four_replicas(&proxy, &reaper).await;
     let before = desired(&app_stack(&proxy).await);
+    // The dry run of a rolling update lists its batches; one of a stack that does not exist
+    // is refused.
+    let (status, plan) =
+        post_deployment(&proxy, "?dry_run=true", &[], &rolling("v1.4", "1s", &[])).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["strategy"], "rolling");
+    let batches: Vec<&str> = plan["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter(|p| p["phase"] == "shifting")
+        .map(|p| p["detail"].as_str().expect("detail"))
+        .collect();
+    assert_eq!(batches.len(), 4, "{plan:#}");
+    assert!(batches[1].starts_with("replicas 1..2 of app"), "{plan:#}");
+    let mut other = rolling("v1.4", "1s", &[]);
+    other["stack"] = json!("nope");
+    let (status, v) = post_deployment(&proxy, "?dry_run=true", &[], &other).await;
+    assert_eq!(status, 400, "{v}");
     // The new version never becomes healthy: its /health answers 503.
     let never = proxy.dir.path().join("never-created");
     let never = never.to_str().expect("utf-8 path");
