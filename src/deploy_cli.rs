@@ -166,6 +166,27 @@ pub struct DeployArgs {
     /// Drain time of the previous stack's processes.
     #[arg(long)]
     pub(crate) drain_timeout: Option<String>,
+    /// Rolling update of the live process stack --stack: replicas replaced N at a time.
+    #[arg(long, conflicts_with_all = ["canary", "blue_green"])]
+    pub(crate) rolling_batch_size: Option<u32>,
+    /// Rolling update: time between two batches (default 5s).
+    #[arg(long, conflicts_with_all = ["canary", "blue_green"])]
+    pub(crate) rolling_interval: Option<String>,
+    /// Rolling update: start each batch's new replicas before stopping old ones (the
+    /// default; `--start-first=false` stops old ones first).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", conflicts_with_all = ["canary", "blue_green"])]
+    pub(crate) start_first: Option<bool>,
+    /// An approval gate, `BEFORE=URL[,timeout=D][,interval=D]` with BEFORE `shift`, `step:N`
+    /// or `promote` (repeatable): the deployment waits until URL answers 200; 403 rolls back.
+    #[arg(long = "gate")]
+    pub(crate) gates: Vec<String>,
+    /// Makes a retried call safe: the same key and body return the deployment the first call
+    /// started (keys are remembered 24 h).
+    #[arg(long)]
+    pub(crate) idempotency_key: Option<String>,
+    /// Validate everything and print the plan (phases and weights); change nothing.
+    #[arg(long, conflicts_with = "wait")]
+    pub(crate) dry_run: bool,
     /// Follow the deployment to its end; the exit code tells how it ended.
     #[arg(long)]
     pub(crate) wait: bool,
@@ -209,12 +230,34 @@ async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
     let spec = body::body(&args)?;
     let client = Client::new(&args.conn)?;
     let path = format!("/v1/services/{}/deployments", args.service);
-    let started = client.json("POST", &path, Some(&spec)).await?;
+    if args.dry_run {
+        let plan = client
+            .json("POST", &format!("{path}?dry_run=true"), Some(&spec))
+            .await?;
+        print_plan(&plan);
+        return Ok(EXIT_SUCCEEDED);
+    }
+    let key: Vec<(&str, &str)> = args
+        .idempotency_key
+        .as_deref()
+        .map(|k| ("idempotency-key", k))
+        .into_iter()
+        .collect();
+    let started = client.json_with("POST", &path, Some(&spec), &key).await?;
     let id = started["id"].as_u64().unwrap_or(0);
-    println!(
-        "deployment {id} of {} started: stack {} version {}",
-        args.service, started["stack"], started["version"]
-    );
+    let phase = started["phase"].as_str().unwrap_or("");
+    if phase == "provisioning" {
+        println!(
+            "deployment {id} of {} started: stack {} version {}",
+            args.service, started["stack"], started["version"]
+        );
+    } else {
+        println!(
+            "deployment {id} of {} (started before with this idempotency key) is {}",
+            args.service,
+            started["label"].as_str().unwrap_or(phase)
+        );
+    }
     if !args.wait {
         return Ok(EXIT_SUCCEEDED);
     }
@@ -298,6 +341,42 @@ async fn deploy(args: DeployArgs) -> Result<u8, CliError> {
     Ok(code)
 }
 
+/// A dry run's answer: each phase with its weights and pause, then what was verified.
+fn print_plan(plan: &Value) {
+    println!(
+        "dry run: deployment of stack {} version {} to {} ({}); nothing changed",
+        plan["stack"].as_str().unwrap_or("?"),
+        plan["version"].as_str().unwrap_or("?"),
+        plan["service"].as_str().unwrap_or("?"),
+        plan["strategy"].as_str().unwrap_or("?")
+    );
+    for p in plan["phases"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let mut line = format!(
+            "  {:<18} {}",
+            p["label"].as_str().unwrap_or("?"),
+            p["detail"].as_str().unwrap_or("")
+        );
+        if p["weights"].is_object() {
+            line.push_str(&format!("  weights: {}", weights_text(&p["weights"])));
+        }
+        if let Some(pause) = p["pause"].as_str() {
+            line.push_str(&format!("  then pause {pause}"));
+        }
+        println!("{line}");
+    }
+    for v in plan["verified"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        println!("  verified: {}", v.as_str().unwrap_or(""));
+    }
+}
+
 fn weights_text(v: &Value) -> String {
     v.as_object()
         .map(|m| {
@@ -330,6 +409,15 @@ fn state_text(v: &Value, service: &str) -> String {
     } else {
         String::new()
     };
+    let gate = match v["gate"].as_object() {
+        Some(g) => format!(
+            " (waiting at gate {}: {} answers 200, up to {}; pass it: switchyard promote --service {service})",
+            g["before"].as_str().unwrap_or("?"),
+            g["url"].as_str().unwrap_or("?"),
+            g["timeout"].as_str().unwrap_or("?")
+        ),
+        None => String::new(),
+    };
     let waiting = match v["step"]["waiting"].as_str() {
         Some("promote") => {
             format!(" (waiting for promote: switchyard promote --service {service})")
@@ -338,7 +426,7 @@ fn state_text(v: &Value, service: &str) -> String {
         _ => String::new(),
     };
     format!(
-        "{}{waiting}{paused}  weights: {}",
+        "{}{gate}{waiting}{paused}  weights: {}",
         v["label"].as_str().unwrap_or("?"),
         weights_text(&v["weights"])
     )

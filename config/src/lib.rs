@@ -13,6 +13,7 @@ mod service;
 mod settings;
 mod shape;
 mod validate;
+mod webhook;
 
 pub use duration::{
     EXPECTED_DURATION, MAX_PERIOD, MAX_TIMEOUT, expected_duration, format_duration, parse_duration,
@@ -30,6 +31,7 @@ pub use service::{
 };
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};
+pub use webhook::{HttpUrl, WEBHOOK_EVENTS, WebhookSpec, webhook};
 
 use error::Problems;
 use std::path::Path;

@@ -389,6 +389,23 @@ pub struct Control {
     /// Optional TLS for the control API.
     #[serde(default)]
     pub tls: Option<ListenerTls>,
+    /// Webhooks told of every deployment's transitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// `[[control.webhooks]]`, or one entry of a deployment's `"webhooks"`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `http://host:port/path` to POST to.
+    pub url: String,
+    /// Event patterns such as `deployment.*` (default) or `deployment.rolled_back`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Environment variable of the Switchyard process holding the HMAC secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
 }
 
 /// `[[tokens]]`

@@ -110,6 +110,8 @@ pub struct ControlSpec {
     pub state_dir: PathBuf,
     /// Optional TLS for the control API.
     pub tls: Option<ListenerTls>,
+    /// Webhooks told of every deployment's transitions.
+    pub webhooks: Vec<crate::WebhookSpec>,
 }
 
 /// A control API role, from least to most powerful.

@@ -369,10 +369,29 @@ fn control(c: Option<&raw::Control>, at: &FieldPath, base: &Path, p: &mut Proble
         .tls
         .as_ref()
         .map(|t| listener_tls(t, &at.key("tls"), base, p));
+    let mut webhooks = Vec::new();
+    for (i, w) in c.webhooks.iter().enumerate() {
+        match crate::webhook::webhook(w) {
+            Ok(w) => webhooks.push(w),
+            Err(problems) => {
+                for (field, message) in problems {
+                    let hook = at.key("webhooks").index(i);
+                    let path = match field.split_once('[') {
+                        Some((k, n)) => hook
+                            .key(k)
+                            .index(n.trim_end_matches(']').parse().unwrap_or(0)),
+                        None => hook.key(&field),
+                    };
+                    p.push(&path, message);
+                }
+            }
+        }
+    }
     ControlSpec {
         listen,
         state_dir,
         tls,
+        webhooks,
     }
 }
 

@@ -8,35 +8,48 @@
 //! persists every record (through the [`Store`](crate::Store)) before acting on it. On start,
 //! deployments found in flight resume from their persisted phase or roll back (see
 //! `machine`). The new stack's endpoints come from a `source` (endpoints, DNS, or processes
-//! Switchyard starts itself); checks are in `check`.
+//! Switchyard starts itself); checks are in `check`. Around that core: `webhook` (signed notes
+//! of each transition, delivered by tasks the driver owns), `gate` (approval points the
+//! machine waits at), `rolling` (a process stack's replicas replaced in place, batch by
+//! batch), `dry_run` (every check and the plan, changing nothing); `outbound` is the one HTTP
+//! client they and the checks share.
 //!
 //! This module never changes the desired state itself: every change goes through the writer
 //! as an API write would, named after the token that started the deployment.
 
 mod check;
 mod driver;
+pub(crate) mod dry_run;
+mod gate;
 mod machine;
+mod outbound;
 mod plan;
 mod process;
 mod record;
+mod rolling;
 mod source;
 mod spec;
 pub(crate) mod store;
 mod view;
+mod webhook;
 
 #[cfg(test)]
 mod tests;
 
+pub use dry_run::{DryRunView, PlannedPhase};
+pub use gate::GateSpec;
 pub use record::{
     Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
 };
+pub use rolling::RollingSpec;
 pub use source::SourceError;
 pub use source::container::ContainerError;
 pub use spec::{
     CheckSpec, ContainerSpec, DeploymentSpec, HealthSource, HttpCheckSpec, JsonExpectation,
     ProcessSpec, PullPolicy, ResourcesSpec, RetireSpec, SourceSpec, StepSpec, StrategySpec,
 };
-pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
+pub use view::{DeploymentList, DeploymentSummary, DeploymentView, GateView, StepView, UnitView};
+pub use webhook::WebhookStatus;
 
 pub(crate) use machine::Command;
 pub(crate) use plan::validate as validate_spec;
@@ -85,6 +98,7 @@ pub(crate) struct Deployments {
     statics: Arc<StaticSource>,
     base_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
+    idempotent: tokio::sync::Mutex<()>,
 }
 
 /// What the process and container sources need: where to record stacks and write replica
@@ -123,6 +137,7 @@ impl Deployments {
             statics: Arc::new(StaticSource),
             base_dir,
             shutdown,
+            idempotent: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -285,15 +300,16 @@ impl Deployments {
         }
     }
 
-    /// Validates and starts a deployment of `service`.
-    pub(crate) async fn start(
+    /// Everything [`start`](Self::start) checks before it hands out an id (the dry run's
+    /// checks too): the plan, and the service's revision when it passed.
+    pub(crate) fn admit(
         &self,
         state: &ControlState,
-        caller: &str,
         service: &str,
         if_match: Option<u64>,
-        spec: DeploymentSpec,
-    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        spec: &DeploymentSpec,
+    ) -> Result<(plan::Plan, u64), ApiError> {
+        let spec = spec.clone();
         let published = state.published();
         let current = published
             .config
@@ -316,7 +332,10 @@ impl Deployments {
         };
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
-        if current.stack(&spec.stack).is_some() {
+        let rolling = plan.rolling.is_some();
+        if rolling {
+            self.admit_rolling(current, &spec)?;
+        } else if current.stack(&spec.stack).is_some() {
             return Err(ApiError::Conflict(format!(
                 "stack {:?} exists already in service {service:?}: deploy under another name, or delete it first",
                 spec.stack
@@ -348,30 +367,68 @@ impl Deployments {
         let time = now();
         // A dry run of the write that will register the stack: whatever it would refuse is
         // refused now, not after provisioning.
-        crate::change::plan(
-            &published.config,
-            &published.records,
-            service,
-            None,
-            &crate::change::Change::AddStack(Box::new(stack)),
-            &self.base_dir,
-            &time,
-        )?;
-        let rec = {
-            let entries = self.entries();
-            let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
-            let mut last = 0;
-            for ((_, id), e) in mine {
-                last = last.max(*id);
-                let r = e.record.borrow();
-                if !r.phase.is_terminal() {
-                    return Err(ApiError::Conflict(format!(
-                        "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
-                        r.id,
-                        r.phase.as_str()
-                    )));
-                }
+        if !rolling {
+            crate::change::plan(
+                &published.config,
+                &published.records,
+                service,
+                None,
+                &crate::change::Change::AddStack(Box::new(stack)),
+                &self.base_dir,
+                &time,
+            )?;
+        }
+        self.last_id(service)?;
+        Ok((plan, revision))
+    }
+
+    /// The highest deployment id of `service` (0 for none); a conflict while one is in
+    /// progress.
+    fn last_id(&self, service: &str) -> Result<u64, ApiError> {
+        let entries = self.entries();
+        let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
+        let mut last = 0;
+        for ((_, id), e) in mine {
+            last = last.max(*id);
+            let r = e.record.borrow();
+            if !r.phase.is_terminal() {
+                return Err(ApiError::Conflict(format!(
+                    "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
+                    r.id,
+                    r.phase.as_str()
+                )));
             }
+        }
+        Ok(last)
+    }
+
+    /// Serialises requests carrying an `Idempotency-Key` (look-up, start, remember), so two
+    /// retries racing each other cannot both start a deployment.
+    pub(crate) fn idempotency_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.idempotent
+    }
+
+    /// Validates and starts a deployment of `service`.
+    pub(crate) async fn start(
+        &self,
+        state: &ControlState,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
+        mut spec: DeploymentSpec,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        self.complete_rolling(service, &mut spec);
+        self.admit(state, service, if_match, &spec)?;
+        let published = state.published();
+        let current = published
+            .config
+            .service(service)
+            .ok_or_else(|| ApiError::NotFound(format!("no service {service:?}")))?;
+        let record = published.records.get(service);
+        let revision = record.map_or(0, |r| r.revision);
+        let time = now();
+        let rec = {
+            let last = self.last_id(service)?;
             DeploymentRecord {
                 id: last + 1,
                 service: service.to_owned(),
@@ -400,6 +457,7 @@ impl Deployments {
                 reason: None,
                 left: None,
                 log: Vec::new(),
+                webhooks: Vec::new(),
             }
         };
         // Registered before the save so a second request is refused meanwhile; removed

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// A stack would have nothing to route to: no endpoint and no DNS source.
     #[error("{0}")]
     NoEndpoints(String),
+    /// An `Idempotency-Key` came back with another body than the request that used it first.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// `If-Match` named another revision than the current one.
     #[error("service {service:?} is at revision {current}, not {expected}")]
     RevisionMismatch {
@@ -107,9 +110,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::InvalidBody(_) | Self::NoEndpoints(_) | Self::ApplyFailed(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::InvalidBody(_)
+            | Self::NoEndpoints(_)
+            | Self::IdempotencyKeyReused(_)
+            | Self::ApplyFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
@@ -137,6 +141,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::NoTraffic(_) => "no_traffic",
             Self::NoEndpoints(_) => "no_endpoints",
+            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::RevisionMismatch { .. } => "revision_mismatch",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",

@@ -42,10 +42,11 @@ pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     Before, CheckResult, CheckSpec, ContainerError, ContainerSpec, DeploymentList,
-    DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView, HealthSource,
-    HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec, ProcessStackRecord, PullPolicy,
-    ResourcesSpec, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit,
-    UnitView, Waiting,
+    DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView, DryRunView, GateSpec,
+    GateView, HealthSource, HttpCheckSpec, JsonExpectation, LogLine, Phase, PlannedPhase,
+    ProcessSpec, ProcessStackRecord, PullPolicy, ResourcesSpec, RetireSpec, RollingSpec,
+    SourceError, SourceSpec, StepSpec, StepView, StrategySpec, Unit, UnitView, Waiting,
+    WebhookStatus,
 };
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use json::BODY_LIMIT;
@@ -55,8 +56,8 @@ pub use state::{
     BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
 };
 pub use store::{
-    FileStore, HistoryEntry, Origin, Promotion, STATE_FORMAT, SavedState, ServiceRecord, Store,
-    StoreError,
+    FileStore, HistoryEntry, IDEMPOTENCY_TTL, IdempotencyRecord, Origin, Promotion, STATE_FORMAT,
+    SavedState, ServiceRecord, Store, StoreError,
 };
 pub use view::{
     DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,

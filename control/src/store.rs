@@ -63,6 +63,50 @@ pub trait Store: Send + Sync + 'static {
         service: &'a str,
         stack: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The remembered `Idempotency-Key` `key` of `service`, if one was saved and has not
+    /// expired ([`IDEMPOTENCY_TTL`]).
+    fn load_idempotency_key<'a>(
+        &'a self,
+        service: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, StoreError>>;
+    /// Remembers one `Idempotency-Key` (and may forget expired ones); resolves once durable.
+    fn save_idempotency_key<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// How long an `Idempotency-Key` of a deployment request is remembered.
+pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A remembered `Idempotency-Key`: which deployment a request with it started, and a digest
+/// of the request's body, so a retry with another body is told apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyRecord {
+    /// The service deployed to.
+    pub service: String,
+    /// The key as the client sent it.
+    pub key: String,
+    /// Hex SHA-256 of the request body as decoded (so whitespace does not matter).
+    pub body_sha256: String,
+    /// The deployment the first request started.
+    pub deployment: u64,
+    /// When the first request was answered (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+impl IdempotencyRecord {
+    /// Whether the record is older than [`IDEMPOTENCY_TTL`] at `now` (unreadable times count
+    /// as expired).
+    pub fn expired(&self, now: time::OffsetDateTime) -> bool {
+        time::OffsetDateTime::parse(
+            &self.created_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_or(true, |at| now - at > IDEMPOTENCY_TTL)
+    }
 }
 
 /// A store operation that failed.

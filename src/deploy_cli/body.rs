@@ -69,6 +69,27 @@ fn checks(flag: &str, values: &[String]) -> Result<Vec<Value>, CliError> {
     Ok(out)
 }
 
+/// Parses `BEFORE=URL[,timeout=D][,interval=D]` into a gate.
+fn gate(text: &str) -> Result<Value, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--gate {text}: expected BEFORE=URL[,timeout=D][,interval=D], e.g. \"step:2=http://ci.internal/approve,timeout=10m\""
+        ))
+    };
+    let (before, rest) = text.split_once('=').ok_or_else(bad)?;
+    let mut parts = rest.split(',');
+    let url = parts.next().filter(|u| !u.is_empty()).ok_or_else(bad)?;
+    let mut gate = json!({"before": before.trim(), "url": url.trim()});
+    for p in parts {
+        match p.split_once('=') {
+            Some(("timeout", d)) => gate["timeout"] = json!(d.trim()),
+            Some(("interval", d)) => gate["interval"] = json!(d.trim()),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(gate)
+}
+
 pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
     let mut spec = match &args.spec {
         Some(path) => {
@@ -114,6 +135,31 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
         spec["strategy"] = canary_steps(c)?;
     } else if args.blue_green {
         spec["strategy"] = json!({"blue_green": {}});
+    } else if args.rolling_batch_size.is_some()
+        || args.rolling_interval.is_some()
+        || args.start_first.is_some()
+    {
+        let mut rolling = serde_json::Map::new();
+        if let Some(n) = args.rolling_batch_size {
+            rolling.insert("batch_size".into(), json!(n));
+        }
+        if let Some(d) = &args.rolling_interval {
+            rolling.insert("interval".into(), json!(d));
+        }
+        if let Some(b) = args.start_first {
+            rolling.insert("start_first".into(), json!(b));
+        }
+        spec["strategy"] = json!({ "rolling": rolling });
+        // The stack keeps its replica count unless --replicas says otherwise.
+        if args.replicas.is_none() {
+            if let Some(p) = spec["source"]["process"].as_object_mut() {
+                p.remove("replicas");
+            }
+        }
+    }
+    if !args.gates.is_empty() {
+        let gates: Result<Vec<Value>, CliError> = args.gates.iter().map(|g| gate(g)).collect();
+        spec["gates"] = json!(gates?);
     }
     if !args.pre_checks.is_empty() {
         spec["pre_integration"] = json!(checks("--pre-check", &args.pre_checks)?);
@@ -140,6 +186,21 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gate_flag_becomes_a_gate() {
+        assert_eq!(
+            gate("step:2=http://127.0.0.1:9/ok,timeout=5m").expect("valid"),
+            json!({"before": "step:2", "url": "http://127.0.0.1:9/ok", "timeout": "5m"})
+        );
+        assert_eq!(
+            gate("shift=http://h/").expect("valid"),
+            json!({"before": "shift", "url": "http://h/"})
+        );
+        for bad in ["shift", "shift=", "shift=http://h/,ttl=1s"] {
+            assert!(gate(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn canary_flag_becomes_steps() {

@@ -61,6 +61,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
+        extra: &[(&str, &str)],
     ) -> Result<hyper::Response<Incoming>, CliError> {
         let connect = |e: String| CliError::Connect(format!("{}: {e}", self.authority));
         let tcp = TcpStream::connect(&self.authority)
@@ -76,6 +77,9 @@ impl Client {
             .header(hyper::header::HOST, &self.authority);
         if let Some(t) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
         }
         let bytes = match body {
             Some(b) => {
@@ -100,7 +104,18 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, CliError> {
-        let resp = self.send(method, path, body).await?;
+        self.json_with(method, path, body, &[]).await
+    }
+
+    /// [`json`](Self::json) with extra request headers (`Idempotency-Key`).
+    pub(crate) async fn json_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        extra: &[(&str, &str)],
+    ) -> Result<serde_json::Value, CliError> {
+        let resp = self.send(method, path, body, extra).await?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -123,7 +138,7 @@ impl Client {
 
     /// Opens a server-sent event stream.
     pub(crate) async fn events(&self, path: &str) -> Result<Events, CliError> {
-        let resp = self.send("GET", path, None).await?;
+        let resp = self.send("GET", path, None, &[]).await?;
         let status = resp.status().as_u16();
         if status != 200 {
             let bytes = resp

@@ -12,32 +12,65 @@ use futures_util::Stream;
 use switchyard_config::Role;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{ApiPath, existing_service, if_match};
+mod idempotency;
+
+pub(crate) use idempotency::PATTERN as IDEMPOTENCY_KEY_PATTERN;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiPath, ApiQuery, existing_service, if_match};
 use crate::auth::Caller;
+use crate::deploy::dry_run::dry_run;
 use crate::deploy::{
     Command, DeploymentList, DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView,
-    Feed,
+    DryRunView, Feed,
 };
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, chain};
 use crate::json;
 use crate::state::ControlState;
+use crate::store::{IdempotencyRecord, now};
 
 fn not_found(service: &str, id: u64) -> ApiError {
     ApiError::NotFound(format!("no deployment {id} of service {service:?}"))
 }
 
+/// `POST /v1/services/{service}/deployments` options.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StartQuery {
+    /// Validate the whole request (and look at the commands and DNS names it names) and
+    /// answer 200 with the plan, changing nothing.
+    dry_run: Option<bool>,
+}
+
+/// What a 200 answer to a start carries: the deployment an earlier request with the same
+/// `Idempotency-Key` started, or a dry run's plan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum StartAnswer {
+    /// The deployment started by the first request with this key.
+    Deployment(Box<DeploymentView>),
+    /// `?dry_run=true`: the plan.
+    DryRun(Box<DryRunView>),
+}
+
 #[utoipa::path(
     post, path = "/v1/services/{service}/deployments", tag = "deployments",
     operation_id = "start_deployment",
-    description = "Starts a deployment (role deploy): provisions the new stack next to the live one, checks it directly, shifts traffic (blue-green or canary steps), checks it through the public listener, retires the previous stacks; any failure rolls back to exactly the state before. One deployment per service at a time.",
+    description = "Starts a deployment (role deploy): provisions the new stack next to the live one, checks it directly, shifts traffic (blue-green or canary steps), checks it through the public listener, retires the previous stacks; any failure rolls back to exactly the state before. One deployment per service at a time. With `Idempotency-Key`, a retry with the same key and body answers 200 with the deployment the first request started (keys are remembered 24 h); the same key with another body is refused (422). With `?dry_run=true` the request is validated in full (also: the commands exist and are executable, DNS names resolve) and the plan is returned; nothing changes.",
     params(
         ("service" = String, Path, description = "Service name"),
         ("If-Match" = Option<String>, Header, description = "Expected revision of the service"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A key of the client's choosing (1 to 255 visible ASCII characters) that makes retries safe"),
+        StartQuery,
     ),
     request_body = DeploymentSpec,
     responses(
         (status = 201, description = "Started", body = DeploymentView),
-        (status = 400, description = "Malformed JSON or an invalid value; the message names the field", body = ErrorBody),
+        (status = 200, description = "A retry with a known Idempotency-Key: the deployment it started (DeploymentView); or a dry run: the plan (DryRunView)", body = StartAnswer),
+        (status = 400, description = "Malformed JSON, an invalid value or header; the message names the field", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
         (status = 404, description = "No such service", body = ErrorBody),
@@ -45,7 +78,7 @@ fn not_found(service: &str, id: u64) -> ApiError {
         (status = 412, description = "Revision mismatch", body = ErrorBody),
         (status = 413, description = "Body larger than 64 KiB", body = ErrorBody),
         (status = 415, description = "Body not JSON", body = ErrorBody),
-        (status = 422, description = "Unknown field or wrong type", body = ErrorBody),
+        (status = 422, description = "Unknown field or wrong type, or an Idempotency-Key used before with another body", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -53,16 +86,57 @@ pub(crate) async fn start(
     State(state): State<ControlState>,
     caller: Caller,
     ApiPath(service): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StartQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Deploy, Some(&service))?;
     existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
+    let key = idempotency::key(request.headers())?;
     let spec: DeploymentSpec = json::read(request).await?;
-    let rec = state
-        .deployments()
+    if query.dry_run.unwrap_or(false) {
+        let plan = dry_run(&state, &service, if_match, &spec).await?;
+        return Ok(Json(StartAnswer::DryRun(Box::new(plan))).into_response());
+    }
+    let Some(key) = key else {
+        let rec = state
+            .deployments()
+            .start(&state, caller.name(), &service, if_match, spec)
+            .await?;
+        return Ok((StatusCode::CREATED, Json(DeploymentView::of(&rec))).into_response());
+    };
+    let digest = idempotency::digest(&spec)?;
+    let deployments = state.deployments().clone();
+    let _one_at_a_time = deployments.idempotency_gate().lock().await;
+    let known = state
+        .store()
+        .load_idempotency_key(&service, &key)
+        .await
+        .map_err(ApiError::internal)?;
+    if let Some(found) = known {
+        let id = idempotency::replay(&found, &digest)?;
+        let rec = deployments
+            .get(&service, id)
+            .ok_or_else(|| not_found(&service, id))?;
+        tracing::info!(service = %service, id, token = caller.name(), "deployment request repeated with its Idempotency-Key");
+        return Ok(
+            Json(StartAnswer::Deployment(Box::new(DeploymentView::of(&rec)))).into_response(),
+        );
+    }
+    let rec = deployments
         .start(&state, caller.name(), &service, if_match, spec)
         .await?;
+    let remembered = IdempotencyRecord {
+        service: service.clone(),
+        key,
+        body_sha256: digest,
+        deployment: rec.id,
+        created_at: now(),
+    };
+    if let Err(e) = state.store().save_idempotency_key(&remembered).await {
+        // The deployment runs either way; only a retry of this request would not find it.
+        tracing::error!(service = %service, id = rec.id, error = %chain(&e), "cannot remember the Idempotency-Key");
+    }
     Ok((StatusCode::CREATED, Json(DeploymentView::of(&rec))).into_response())
 }
 

@@ -13,13 +13,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::outbound::send;
 use super::plan::Check;
 use super::record::CheckResult;
 use super::source::Reporter;
@@ -27,8 +25,6 @@ use crate::store::now;
 
 /// How long a finished command's output may still be read.
 const PIPE_WAIT: Duration = Duration::from_secs(1);
-/// Largest answer body read by a check.
-const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Where checks send their requests.
 #[derive(Debug, Clone)]
@@ -149,43 +145,20 @@ async fn one(
     else {
         return Err("not an http check".to_owned());
     };
-    let exchange = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect failed: {e}"))?;
-        let (mut sender, conn) = http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("handshake failed: {e}"))?;
-        let conn = tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method.clone())
-            .uri(path.as_str())
-            .header(hyper::header::HOST, host);
-        if let Some((name, stack)) = pin {
-            req = req.header(name, stack);
-        }
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.clone())))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
-        let code = resp.status().as_u16();
-        let bytes = Limited::new(resp.into_body(), BODY_LIMIT)
-            .collect()
-            .await
-            .map_err(|e| format!("cannot read the answer: {e}"))?
-            .to_bytes();
-        conn.abort();
-        Ok::<_, String>((code, bytes))
-    };
-    let (code, bytes) = timeout(*limit, exchange)
-        .await
-        .map_err(|_| format!("no answer within {limit:?}"))??;
+    let mut req = hyper::Request::builder()
+        .method(method.clone())
+        .uri(path.as_str())
+        .header(hyper::header::HOST, host);
+    if let Some((name, stack)) = pin {
+        req = req.header(name, stack);
+    }
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.clone())))
+        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let (code, bytes) = send(&addr.ip().to_string(), addr.port(), req, *limit).await?;
     if code != *status {
         return Err(format!("status {code}, expected {status}"));
     }

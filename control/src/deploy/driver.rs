@@ -8,6 +8,8 @@
 //! the deployment. If a record cannot be persisted the driver stops acting: the last persisted
 //! phase is resumed on the next start.
 
+mod hooks;
+mod rolling;
 mod work;
 
 pub(crate) use work::public_listener;
@@ -69,6 +71,7 @@ pub(crate) struct Driver {
     shutdown: watch::Receiver<bool>,
     halted: bool,
     log_dirty: bool,
+    hooks: Option<super::webhook::Webhooks>,
 }
 
 /// What a driver is started with.
@@ -88,6 +91,8 @@ impl Driver {
     ) -> Self {
         let (inbox_tx, inbox) = mpsc::channel(64);
         let (report_tx, reports) = mpsc::channel(1024);
+        let reporter = Reporter::new(report_tx);
+        let hooks = hooks::spawn(&state, &plan, &rec, &reporter, &shutdown);
         Self {
             state,
             rec,
@@ -97,12 +102,13 @@ impl Driver {
             inbox_tx,
             inbox,
             reports,
-            reporter: Reporter::new(report_tx),
+            reporter,
             commands: channels.commands,
             tasks: Vec::new(),
             shutdown,
             halted: false,
             log_dirty: false,
+            hooks: Some(hooks),
         }
     }
 
@@ -151,6 +157,7 @@ impl Driver {
                     let _ = self.feed.send(Feed::Log(line));
                 }
                 Next::Tick => {
+                    self.take_hook_status();
                     if std::mem::take(&mut self.log_dirty) {
                         self.publish.send_replace(Arc::new(self.rec.clone()));
                     }
@@ -160,6 +167,7 @@ impl Driver {
         self.abort_tasks();
         self.publish.send_replace(Arc::new(self.rec.clone()));
         tracing::info!(phase = self.rec.phase.as_str(), "deployment driver stopped");
+        self.last_deliveries().await;
     }
 
     /// Runs `event` and whatever the actions it causes lead to.
@@ -194,7 +202,10 @@ impl Driver {
             if next.epoch != self.rec.epoch {
                 self.abort_tasks();
             }
-            self.rec = next;
+            let before = std::mem::replace(&mut self.rec, next);
+            if let Some(h) = &self.hooks {
+                h.transition(&before, &self.rec);
+            }
             if moved {
                 tracing::info!(
                     phase = %self.rec.phase_label(self.plan.steps.len()),
@@ -233,6 +244,9 @@ impl Driver {
     }
 
     async fn perform(&mut self, action: Action) -> Option<Event> {
+        if let Some(done) = self.perform_rolling(&action).await {
+            return done;
+        }
         match action {
             Action::Provision => {
                 let work = self.provision();
@@ -262,6 +276,13 @@ impl Driver {
             }
             Action::Retire => Some(self.retire().await),
             Action::RollBack => Some(self.roll_back().await),
+            Action::Gate => {
+                let work = self.gate();
+                self.background(work);
+                None
+            }
+            // Only rolling updates replace batches (handled above).
+            Action::RollBatch(_) => None,
         }
     }
 }

@@ -47,6 +47,11 @@ pub(crate) enum Event {
     RolledBack,
     /// The rollback could not complete; what is left.
     RollbackIncomplete(String),
+    /// The gate the deployment waits at answered 200.
+    GateApproved,
+    /// A rolling update prepared its first batch (provisioning) or replaced a batch
+    /// (shifting); the new replicas so far.
+    Batched(Vec<Unit>),
     /// An operator's command.
     Command(Command),
 }
@@ -96,6 +101,10 @@ pub(crate) enum Action {
     /// Restore the service and stop the new stack (inline): `RolledBack` or
     /// `RollbackIncomplete`.
     RollBack,
+    /// Ask the gate guarding the next advance (background): `GateApproved` or `Failed`.
+    Gate,
+    /// Replace batch `n` of a rolling update (background): `WeightsSet` or `Failed`.
+    RollBatch(usize),
 }
 
 /// Why a command was refused.
@@ -164,6 +173,14 @@ impl Machine<'_> {
                 self.actions.push(Action::Register(stack));
             }
             Event::Registered if phase == Phase::Provisioning => self.advance(),
+            Event::Batched(units) if phase == Phase::Provisioning => {
+                self.rec.units = units;
+                self.advance();
+            }
+            Event::Batched(units) if phase == Phase::Shifting => {
+                self.rec.units = units;
+                self.after_weights();
+            }
             Event::Healthy if self.rec.waiting == Waiting::Health => {
                 self.log("the new stack is healthy again; continuing".to_owned());
                 self.rec.waiting = Waiting::Work;
@@ -202,6 +219,10 @@ impl Machine<'_> {
                     self.roll_back(reason);
                 }
             }
+            Event::GateApproved if self.rec.waiting == Waiting::Gate => {
+                self.log(format!("gate {} approved", self.gate_label()));
+                self.advance();
+            }
             Event::RolledBack if phase == Phase::RollingBack => self.finish(Phase::RolledBack),
             Event::RollbackIncomplete(left) if phase == Phase::RollingBack => {
                 self.log(format!("rollback incomplete: {left}"));
@@ -238,6 +259,16 @@ impl Machine<'_> {
                         self.advance();
                     }
                 }
+                Ok(())
+            }
+            Command::Promote
+                if self.rec.waiting == Waiting::Gate && phase != Phase::RollingBack =>
+            {
+                if self.rec.paused {
+                    return refuse("the deployment is paused; resume it first");
+                }
+                self.log(format!("gate {} passed by promote", self.gate_label()));
+                self.advance();
                 Ok(())
             }
             Command::Promote => {
@@ -282,6 +313,27 @@ impl Machine<'_> {
             "switchyard restarted; deployment found in {}",
             self.rec.phase_label(self.plan.steps.len())
         ));
+        // A gate is asked again once the phase's work is redone.
+        if self.rec.waiting == Waiting::Gate {
+            self.rec.waiting = Waiting::Work;
+        }
+        // Replicas of a rolling update were being replaced unsupervised: put the old ones back.
+        if self.plan.rolling.is_some()
+            && matches!(
+                phase,
+                Phase::Provisioning
+                    | Phase::WaitingHealthy
+                    | Phase::PreIntegration
+                    | Phase::Shifting
+                    | Phase::PostIntegration
+            )
+        {
+            self.roll_back(
+                "switchyard restarted during a rolling update; the old replicas are restored"
+                    .to_owned(),
+            );
+            return;
+        }
         if self.plan.process && phase == Phase::Provisioning {
             self.roll_back(
                 "switchyard restarted during provisioning; the new stack's processes were not all started".to_owned(),
@@ -323,6 +375,10 @@ impl Machine<'_> {
             Phase::WaitingHealthy => Action::WaitHealthy,
             Phase::PreIntegration => Action::Check { post: false },
             Phase::PostIntegration => Action::Check { post: true },
+            Phase::Shifting if self.plan.rolling.is_some() => {
+                self.rec.waiting = Waiting::Work;
+                Action::RollBatch(self.rec.step)
+            }
             Phase::Shifting => {
                 let percent = self.plan.steps[self.rec.step].percent;
                 let weights = split(&self.rec.before.weights(), &self.plan.stack, percent);
@@ -366,6 +422,17 @@ impl Machine<'_> {
             self.log("held by pause".to_owned());
             return;
         }
+        // A gate guards the advance unless the deployment waited at it already (approved,
+        // or passed by promote).
+        if self.rec.waiting != Waiting::Gate {
+            if let Some(g) = super::gate::before_next(self.plan, self.rec.phase, self.rec.step) {
+                self.rec.waiting = Waiting::Gate;
+                self.rec.epoch += 1;
+                self.log(format!("waiting at gate {} for {}", g.label, g.url));
+                self.actions.push(Action::Gate);
+                return;
+            }
+        }
         let steps = self.plan.steps.len();
         match self.rec.phase {
             Phase::Provisioning => self.enter(Phase::WaitingHealthy),
@@ -385,6 +452,11 @@ impl Machine<'_> {
             }
             Phase::Succeeded | Phase::RollingBack | Phase::RolledBack | Phase::Failed => {}
         }
+    }
+
+    fn gate_label(&self) -> String {
+        super::gate::before_next(self.plan, self.rec.phase, self.rec.step)
+            .map_or_else(|| "?".to_owned(), |g| g.label.clone())
     }
 
     fn enter_step(&mut self, index: usize) {

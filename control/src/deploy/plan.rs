@@ -100,6 +100,12 @@ pub(crate) struct Plan {
     /// Whether the source starts processes (they do not survive a restart of Switchyard
     /// supervised, so an interrupted deployment rolls back).
     pub(crate) process: bool,
+    /// The request's own webhooks (those of the configuration are added by the driver).
+    pub(crate) webhooks: Vec<switchyard_config::WebhookSpec>,
+    /// Approval gates.
+    pub(crate) gates: Vec<super::gate::Gate>,
+    /// A rolling update: the batches (one step each).
+    pub(crate) rolling: Option<super::rolling::Rolling>,
 }
 
 fn duration(
@@ -165,7 +171,23 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
             );
         }
     }
-    let steps = steps(&spec.strategy, &mut problems);
+    let mut rolling = None;
+    let steps = match &spec.strategy {
+        StrategySpec::Rolling(r) => {
+            let replicas = match &spec.source {
+                SourceSpec::Process(p) => Some(p.replicas.unwrap_or(1)),
+                _ => None,
+            };
+            match super::rolling::validate(r, replicas, &mut problems) {
+                Some((r, steps)) => {
+                    rolling = Some(r);
+                    steps
+                }
+                None => Vec::new(),
+            }
+        }
+        other => steps(other, &mut problems),
+    };
     let pre = checks("pre_integration", &spec.pre_integration, &mut problems);
     let post = checks("post_integration", &spec.post_integration, &mut problems);
     let retire_after = duration(
@@ -186,6 +208,24 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         HEALTHY_TIMEOUT,
         &mut problems,
     );
+    let mut webhooks = Vec::new();
+    for (i, w) in spec.webhooks.iter().enumerate() {
+        match switchyard_config::webhook(w) {
+            Ok(w) => webhooks.push(w),
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .map(|(field, message)| format!("webhooks[{i}].{field}: {message}")),
+            ),
+        }
+    }
+    let gates = super::gate::validate(&spec.gates, steps.len(), &mut problems);
+    // A rolling update has nothing left to keep as standby: the old replicas are gone.
+    let retire_after = if rolling.is_some() {
+        Duration::ZERO
+    } else {
+        retire_after
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -202,6 +242,9 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
             spec.source,
             SourceSpec::Process(_) | SourceSpec::Container(_)
         ),
+        webhooks,
+        gates,
+        rolling,
     })
 }
 
@@ -321,6 +364,7 @@ fn steps(strategy: &StrategySpec, problems: &mut Vec<String>) -> Vec<Step> {
             }];
         }
         StrategySpec::Canary { steps } => steps,
+        StrategySpec::Rolling(_) => return Vec::new(),
     };
     if raw.is_empty() {
         problems.push("strategy.canary.steps: expected at least one step".to_owned());

@@ -20,6 +20,7 @@
 mod launch;
 mod log;
 mod pid;
+mod rolling;
 mod supervisor;
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ use launch::{Launch, free_port, launch, port_of};
 use log::{LOG_LIMIT, LogFile};
 use pid::{alive, terminate_pid};
 use supervisor::{Control, Replica, Supervisor};
+
+pub(crate) use rolling::stop_unit;
 
 use super::record::{ProcessStackRecord, Unit};
 use super::source::{Reporter, Source, SourceError, Target};

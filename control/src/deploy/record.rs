@@ -79,6 +79,8 @@ pub enum Waiting {
     Promote,
     /// After a restart: the new stack to be healthy again before the phase's work resumes.
     Health,
+    /// An approval gate: its URL to answer 200 (or an operator's `promote`).
+    Gate,
 }
 
 /// The service as it was before the deployment: what a rollback restores.
@@ -223,6 +225,9 @@ pub struct DeploymentRecord {
     pub left: Option<String>,
     /// The latest log lines.
     pub log: Vec<LogLine>,
+    /// How deliveries to each webhook went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<super::webhook::WebhookStatus>,
 }
 
 impl DeploymentRecord {

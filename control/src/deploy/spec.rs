@@ -28,7 +28,8 @@ pub struct DeploymentSpec {
     pub version: String,
     /// Where the new stack's endpoints come from.
     pub source: SourceSpec,
-    /// How traffic moves: `{"blue_green": {}}` (default) or `{"canary": {"steps": [...]}}`.
+    /// How traffic moves: `{"blue_green": {}}` (default), `{"canary": {"steps": [...]}}`, or
+    /// `{"rolling": {...}}` (then `stack` names the live process stack to update in place).
     #[serde(default)]
     pub strategy: StrategySpec,
     /// Checks against the new stack's endpoints directly, before any user request reaches it.
@@ -48,6 +49,13 @@ pub struct DeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::openapi::body::HealthCheckBody>)]
     pub health_check: Option<raw::HealthCheck>,
+    /// Webhooks told of this deployment's transitions, besides `[[control.webhooks]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<crate::openapi::body::WebhookBody>)]
+    pub webhooks: Vec<raw::Webhook>,
+    /// Approval gates: points where the deployment waits for a URL to answer 200.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<super::gate::GateSpec>,
 }
 
 /// The new stack's source.
@@ -213,6 +221,8 @@ pub enum StrategySpec {
         /// The steps; weights rise and the last is 100.
         steps: Vec<StepSpec>,
     },
+    /// The live process stack's replicas replaced batch by batch, inside the same stack.
+    Rolling(super::rolling::RollingSpec),
 }
 
 impl Default for StrategySpec {

@@ -50,6 +50,22 @@ pub struct DeploymentView {
     pub finished_at: Option<String>,
     /// The latest log lines.
     pub log: Vec<LogLine>,
+    /// The approval gate the deployment waits at, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateView>,
+    /// How deliveries to each webhook went.
+    pub webhooks: Vec<super::WebhookStatus>,
+}
+
+/// An approval gate being waited at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GateView {
+    /// `shift`, `step:N` or `promote`.
+    pub before: String,
+    /// The URL asked.
+    pub url: String,
+    /// How long it may take to answer.
+    pub timeout: String,
 }
 
 /// A canary step.
@@ -115,6 +131,18 @@ fn steps(rec: &DeploymentRecord) -> Vec<super::plan::Step> {
     validate(&rec.spec).map(|p| p.steps).unwrap_or_default()
 }
 
+fn gate(rec: &DeploymentRecord) -> Option<GateView> {
+    if rec.waiting != super::Waiting::Gate || rec.phase.is_terminal() {
+        return None;
+    }
+    let plan = validate(&rec.spec).ok()?;
+    super::gate::before_next(&plan, rec.phase, rec.step).map(|g| GateView {
+        before: g.label.clone(),
+        url: g.url.to_string(),
+        timeout: switchyard_config::format_duration(g.timeout),
+    })
+}
+
 impl DeploymentView {
     /// The full view of `rec`.
     pub fn of(rec: &DeploymentRecord) -> Self {
@@ -170,6 +198,8 @@ impl DeploymentView {
             updated_at: rec.updated_at.clone(),
             finished_at: rec.finished_at.clone(),
             log: rec.log.clone(),
+            gate: gate(rec),
+            webhooks: rec.webhooks.clone(),
         }
     }
 }

@@ -182,3 +182,21 @@ pub(crate) struct StickyBody {
     /// Header whose value keeps a user on one stack.
     header: Option<String>,
 }
+
+/// A webhook, as in `[[control.webhooks]]`: a deployment's transitions are POSTed to it.
+#[derive(ToSchema)]
+pub(crate) struct WebhookBody {
+    /// `http://host:port/path` to POST each note to.
+    #[schema(pattern = "^http://")]
+    url: String,
+    /// Event patterns: `deployment.*` (default), `deployment.started`, `deployment.phase`,
+    /// `deployment.step`, `deployment.paused`, `deployment.resumed`, `deployment.gate`,
+    /// `deployment.analysis`, `deployment.succeeded`, `deployment.rolled_back`,
+    /// `deployment.failed`; a trailing `*` matches any suffix.
+    #[schema(required = false)]
+    events: Vec<String>,
+    /// Environment variable of the Switchyard process holding the HMAC-SHA256 secret the body
+    /// is signed with (`X-Switchyard-Signature: sha256=<hex>`).
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$")]
+    secret_env: Option<String>,
+}

@@ -37,6 +37,9 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "RetireSpec",
     "SourceSpec",
     "StrategySpec",
+    "WebhookBody",
+    "GateSpec",
+    "RollingSpec",
 ];
 
 /// Completes `doc` (the serialized derived document).
@@ -153,6 +156,11 @@ fn parameter(param: &mut Value) {
         }
         // `api::if_match`.
         ("header", "If-Match") => json!({"type": "string", "pattern": IF_MATCH_PATTERN}),
+        // `api::deployment::idempotency::key`.
+        ("header", "Idempotency-Key") => json!({
+            "type": "string",
+            "pattern": crate::api::deployment::IDEMPOTENCY_KEY_PATTERN,
+        }),
         // `api::history::list`.
         ("query", "limit") => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
         _ => return,

@@ -10,10 +10,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{HistoryEntry, STATE_FORMAT, SavedState, Store, StoreError};
+use super::{HistoryEntry, IdempotencyRecord, STATE_FORMAT, SavedState, Store, StoreError};
 use crate::data_plane::BoxFuture;
 use crate::deploy::{DeploymentRecord, ProcessStackRecord};
 
+mod idempotency;
 mod replicas;
 
 const STATE_FILE: &str = "state.json";
@@ -273,6 +274,25 @@ impl Store for FileStore {
         let dir = self.dir.clone();
         let (service, stack) = (service.to_owned(), stack.to_owned());
         Box::pin(blocking(move || replicas::remove(&dir, &service, &stack)))
+    }
+
+    fn load_idempotency_key<'a>(
+        &'a self,
+        service: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, StoreError>> {
+        let dir = self.dir.clone();
+        let (service, key) = (service.to_owned(), key.to_owned());
+        Box::pin(blocking(move || idempotency::load(&dir, &service, &key)))
+    }
+
+    fn save_idempotency_key<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        let record = record.clone();
+        Box::pin(blocking(move || idempotency::save(&dir, &record)))
     }
 }
 

@@ -53,6 +53,7 @@ fn record(spec: DeploymentSpec) -> DeploymentRecord {
         reason: None,
         left: None,
         log: Vec::new(),
+        webhooks: Vec::new(),
     }
 }
 
@@ -268,4 +269,94 @@ fn a_restart_waits_for_health_then_resumes_the_step_and_rolls_back_only_a_provis
             .unwrap_or("")
             .contains("restarted during provisioning")
     );
+}
+
+fn gated(strategy: serde_json::Value, gates: serde_json::Value) -> Run {
+    let mut s = spec(strategy, false);
+    s.gates = serde_json::from_value(gates).expect("gates");
+    let plan = validate(&s).expect("valid plan");
+    Run {
+        rec: record(s),
+        plan,
+    }
+}
+
+#[test]
+fn a_gate_holds_the_step_until_approved_and_promote_passes_it() {
+    let mut r = gated(
+        serde_json::json!({"canary": {"steps": [{"weight": 10}, {"weight": 50}, {"weight": 100}]}}),
+        serde_json::json!([{"before": "step:2", "url": "http://127.0.0.1:9/"}, {"before": "promote", "url": "http://127.0.0.1:9/p"}]),
+    );
+    r.drive_to_shifting();
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Gate]);
+    assert_eq!((r.rec.step, r.rec.waiting), (0, Waiting::Gate));
+    let epoch = r.rec.epoch;
+    assert_eq!(
+        r.on(Event::GateApproved),
+        vec![Action::SetWeights(weights(&[("blue", 50), ("green", 50)]))]
+    );
+    assert!(r.rec.epoch > epoch);
+    assert_eq!(r.rec.step, 1);
+    // No gate before step 3; one before retiring, which promote passes.
+    assert_eq!(
+        r.on(Event::WeightsSet),
+        vec![Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))]
+    );
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Gate]);
+    assert_eq!(r.rec.phase, Phase::Shifting);
+    let a = r.command(Command::Promote).expect("promote passes a gate");
+    assert_eq!(a, vec![Action::Timer(Duration::ZERO)]);
+    assert_eq!(r.rec.phase, Phase::Retiring);
+}
+
+#[test]
+fn a_rejected_gate_rolls_back_and_a_restart_asks_it_again() {
+    let mut r = gated(
+        serde_json::json!({"blue_green": {}}),
+        serde_json::json!([{"before": "shift", "url": "http://127.0.0.1:9/"}]),
+    );
+    r.on(Event::Begin { resumed: false });
+    r.on(Event::Provisioned(Box::new(Run::stack())));
+    r.on(Event::Registered);
+    r.on(Event::Healthy);
+    assert_eq!(r.on(passed()), vec![Action::Gate]);
+    // Restarted while waiting: the phase's work is redone, then the gate is asked again.
+    let mut restarted = Run {
+        rec: r.rec.clone(),
+        plan: r.plan.clone(),
+    };
+    assert_eq!(
+        restarted.on(Event::Begin { resumed: true }),
+        vec![Action::WaitHealthy]
+    );
+    assert_eq!(
+        restarted.on(Event::Healthy),
+        vec![Action::Check { post: false }]
+    );
+    assert_eq!(restarted.on(passed()), vec![Action::Gate]);
+    let a = r.on(Event::Failed("gate shift rejected: no".into()));
+    assert_eq!(a, vec![Action::RollBack]);
+    assert!(
+        r.rec
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("rejected: no")
+    );
+}
+
+#[test]
+fn gates_must_name_a_step_of_the_strategy() {
+    let mut s = spec(serde_json::json!({"blue_green": {}}), false);
+    s.gates = serde_json::from_value(serde_json::json!([
+        {"before": "step:2", "url": "http://127.0.0.1:9/"},
+        {"before": "later", "url": "https://x/"},
+        {"before": "shift", "url": "http://h/", "timeout": "25h"},
+    ]))
+    .expect("gates");
+    let problems = validate(&s).expect_err("invalid").join("\n");
+    assert!(problems.contains("gates[0].before"), "{problems}");
+    assert!(problems.contains("gates[1].before"), "{problems}");
+    assert!(problems.contains("gates[1].url"), "{problems}");
+    assert!(problems.contains("gates[2].timeout"), "{problems}");
 }
