@@ -13,27 +13,32 @@
 //! This module never changes the desired state itself: every change goes through the writer
 //! as an API write would, named after the token that started the deployment.
 
+mod analysis;
 mod check;
 mod driver;
 mod machine;
 mod plan;
 mod process;
 mod record;
+mod shadow;
 mod source;
 mod spec;
+mod standby;
 pub(crate) mod store;
 mod view;
 
 #[cfg(test)]
 mod tests;
 
+pub use analysis::{AnalysisRecord, AnalysisWindow, WindowFigures};
 pub use record::{
-    Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
+    Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Standby, Unit,
+    Waiting,
 };
 pub use source::SourceError;
 pub use spec::{
-    CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation, ProcessSpec, RetireSpec, SourceSpec,
-    StepSpec, StrategySpec,
+    AnalysisSpec, BaselineSpec, CheckSpec, DeploymentSpec, HttpCheckSpec, JsonExpectation,
+    ProcessSpec, RetireSpec, SourceSpec, StepSpec, StrategySpec,
 };
 pub use view::{DeploymentList, DeploymentSummary, DeploymentView, StepView, UnitView};
 
@@ -82,6 +87,8 @@ pub(crate) struct Deployments {
     statics: Arc<StaticSource>,
     base_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
+    /// Held by a standby's retirement and by a rollback, so they never overlap.
+    standby_lock: tokio::sync::Mutex<()>,
 }
 
 /// What the process source needs: where to record stacks and write replica logs, and what
@@ -108,6 +115,7 @@ impl Deployments {
             statics: Arc::new(StaticSource),
             base_dir,
             shutdown,
+            standby_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -231,12 +239,20 @@ impl Deployments {
 
     /// Registers the saved deployments and resumes (or rolls back) those in flight.
     pub(crate) fn resume(&self, state: &ControlState, records: Vec<DeploymentRecord>) {
+        let mut standby = Vec::new();
         for rec in records {
             let resumed = !rec.phase.is_terminal();
             if resumed {
                 tracing::warn!(service = %rec.service, id = rec.id, phase = rec.phase.as_str(), "resuming an interrupted deployment");
+            } else if rec.standby.is_some() {
+                standby.push(rec.clone());
             }
             self.launch(state, rec, resumed);
+        }
+        // Once every deployment is registered (a retirement waits for a running one). The
+        // retirement time is in the record: a restart keeps it.
+        for rec in standby {
+            self.schedule_standby(state, &rec);
         }
     }
 
@@ -248,6 +264,20 @@ impl Deployments {
         service: &str,
         if_match: Option<u64>,
         spec: DeploymentSpec,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        self.start_as(state, caller, service, if_match, spec, None)
+            .await
+    }
+
+    /// [`start`](Self::start), for a rollback when `undo_of` names the deployment it undoes.
+    async fn start_as(
+        &self,
+        state: &ControlState,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
+        spec: DeploymentSpec,
+        undo_of: Option<u64>,
     ) -> Result<Arc<DeploymentRecord>, ApiError> {
         let published = state.published();
         let current = published
@@ -355,6 +385,10 @@ impl Deployments {
                 reason: None,
                 left: None,
                 log: Vec::new(),
+                analysis: Default::default(),
+                standby: None,
+                undone_by: None,
+                undo_of,
             }
         };
         // Registered before the save so a second request is refused meanwhile; removed

@@ -41,6 +41,9 @@ pub use auth::{ANONYMOUS, Caller, generate_token};
 pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
+    AnalysisRecord, AnalysisSpec, AnalysisWindow, BaselineSpec, Standby, WindowFigures,
+};
+pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
     DeploymentSummary, DeploymentView, HttpCheckSpec, JsonExpectation, LogLine, Phase, ProcessSpec,
     ProcessStackRecord, RetireSpec, SourceError, SourceSpec, StepSpec, StepView, StrategySpec,

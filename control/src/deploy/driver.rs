@@ -8,9 +8,11 @@
 //! the deployment. If a record cannot be persisted the driver stops acting: the last persisted
 //! phase is resumed on the next start.
 
+mod analyse;
+mod shadow;
 mod work;
 
-pub(crate) use work::public_listener;
+pub(crate) use work::{public_listener, retire_stack, wait_idle};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -69,6 +71,9 @@ pub(crate) struct Driver {
     shutdown: watch::Receiver<bool>,
     halted: bool,
     log_dirty: bool,
+    /// When the latest analysis window ended (the rollback it causes reports how long after
+    /// it the previous weights were served).
+    window_end: Option<tokio::time::Instant>,
 }
 
 /// What a driver is started with.
@@ -103,6 +108,7 @@ impl Driver {
             shutdown,
             halted: false,
             log_dirty: false,
+            window_end: None,
         }
     }
 
@@ -159,6 +165,12 @@ impl Driver {
         }
         self.abort_tasks();
         self.publish.send_replace(Arc::new(self.rec.clone()));
+        if self.rec.phase.is_terminal() && !self.halted {
+            self.state
+                .deployments()
+                .finished(&self.state, &self.rec)
+                .await;
+        }
         tracing::info!(phase = self.rec.phase.as_str(), "deployment driver stopped");
     }
 
@@ -175,6 +187,9 @@ impl Driver {
             }
             if self.halted {
                 break;
+            }
+            if let Event::Analysed { ended, .. } = &event {
+                self.window_end = Some(*ended);
             }
             let (next, actions) = match machine::step(&self.rec, &self.plan, event, &now()) {
                 Ok(x) => x,
@@ -258,6 +273,11 @@ impl Driver {
                     tokio::time::sleep(d).await;
                     Event::TimerFired
                 });
+                None
+            }
+            Action::SetShadow(setting) => Some(self.set_shadow(setting.map(|s| *s)).await),
+            Action::Analyse => {
+                self.analyse();
                 None
             }
             Action::Retire => Some(self.retire().await),

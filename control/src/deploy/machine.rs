@@ -6,16 +6,21 @@
 //! previous stacks are being retired turns into `rolling_back`. Operator commands that make no
 //! sense in the current phase are refused with a reason and change nothing.
 //!
-//! Phases: provisioning → waiting_healthy → pre_integration → shifting (step k of n) →
-//! post_integration → retiring → succeeded; or rolling_back → rolled_back | failed.
+//! Phases: provisioning → waiting_healthy → pre_integration → shadowing (when asked for) →
+//! shifting (step k of n) → post_integration → retiring → succeeded (the previous stacks kept
+//! at weight 0 until `retire_previous.after`, when it is not zero); or rolling_back →
+//! rolled_back | failed. With analysis, a step (and the shadow step) advances once its pause is
+//! over and a window passed; failing windows roll back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use switchyard_config::raw;
 
+use super::analysis::{self, AnalysisWindow, Outcome, Verdict};
 use super::plan::{Pause, Plan, split};
-use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
+use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Standby, Unit, Waiting};
+use super::standby;
 
 /// Something that happened to a deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +42,14 @@ pub(crate) enum Event {
     },
     /// The step's weights are applied.
     WeightsSet,
+    /// The shadow setting is applied (or cleared).
+    ShadowSet,
+    /// An analysis window was judged; `ended` is when its figures were read.
+    Analysed {
+        window: Box<AnalysisWindow>,
+        verdict: Verdict,
+        ended: tokio::time::Instant,
+    },
     /// A pause ended.
     TimerFired,
     /// The previous stacks are retired; `left` names what could not be removed.
@@ -89,8 +102,14 @@ pub(crate) enum Action {
     Check { post: bool },
     /// Set weights (inline): `WeightsSet` or `Failed`.
     SetWeights(BTreeMap<String, u32>),
+    /// Set (or with `None` clear) the service's shadow setting (inline): `ShadowSet` or
+    /// `Failed`.
+    SetShadow(Option<Box<raw::Shadow>>),
     /// Sleep (background): `TimerFired`.
     Timer(Duration),
+    /// Judge the new stack every analysis interval until the step ends (background):
+    /// `Analysed`, again and again.
+    Analyse,
     /// Remove the previous stacks (inline): `Retired`.
     Retire,
     /// Restore the service and stop the new stack (inline): `RolledBack` or
@@ -187,6 +206,20 @@ impl Machine<'_> {
                 }
             }
             Event::WeightsSet if phase == Phase::Shifting => self.after_weights(),
+            Event::ShadowSet if phase == Phase::Shadowing && self.rec.waiting == Waiting::Work => {
+                self.shadowing();
+            }
+            Event::Analysed {
+                window, verdict, ..
+            } if matches!(phase, Phase::Shifting | Phase::Shadowing) => {
+                self.analysed(*window, &verdict);
+            }
+            Event::TimerFired
+                if self.rec.waiting == Waiting::Timer
+                    && matches!(phase, Phase::Shifting | Phase::Shadowing) =>
+            {
+                self.step_done();
+            }
             Event::TimerFired if self.rec.waiting == Waiting::Timer => self.advance(),
             Event::Retired { left } if phase == Phase::Retiring => {
                 if let Some(l) = &left {
@@ -241,8 +274,11 @@ impl Machine<'_> {
                 Ok(())
             }
             Command::Promote => {
-                if phase != Phase::Shifting
-                    || !matches!(self.rec.waiting, Waiting::Timer | Waiting::Promote)
+                if !matches!(phase, Phase::Shifting | Phase::Shadowing)
+                    || !matches!(
+                        self.rec.waiting,
+                        Waiting::Timer | Waiting::Promote | Waiting::Analysis
+                    )
                 {
                     return refuse(&format!(
                         "the deployment is in {} and not waiting at a pause",
@@ -291,7 +327,7 @@ impl Machine<'_> {
         self.rec.epoch += 1;
         if matches!(
             phase,
-            Phase::PreIntegration | Phase::Shifting | Phase::PostIntegration
+            Phase::PreIntegration | Phase::Shadowing | Phase::Shifting | Phase::PostIntegration
         ) {
             self.rec.waiting = Waiting::Health;
             self.log("waiting for the new stack to be healthy again".to_owned());
@@ -322,6 +358,15 @@ impl Machine<'_> {
             },
             Phase::WaitingHealthy => Action::WaitHealthy,
             Phase::PreIntegration => Action::Check { post: false },
+            Phase::Shadowing => {
+                let setting = self
+                    .plan
+                    .shadow
+                    .as_ref()
+                    .map(|s| Box::new(s.setting.clone()));
+                self.rec.waiting = Waiting::Work;
+                Action::SetShadow(setting)
+            }
             Phase::PostIntegration => Action::Check { post: true },
             Phase::Shifting => {
                 let percent = self.plan.steps[self.rec.step].percent;
@@ -332,6 +377,10 @@ impl Machine<'_> {
                 Action::SetWeights(weights)
             }
             Phase::Retiring if self.rec.retire_started => Action::Retire,
+            Phase::Retiring if !self.plan.retire_after.is_zero() => {
+                self.keep_standby();
+                return;
+            }
             Phase::Retiring => {
                 self.rec.waiting = Waiting::Timer;
                 Action::Timer(self.plan.retire_after)
@@ -343,8 +392,12 @@ impl Machine<'_> {
     }
 
     fn after_weights(&mut self) {
+        if self.plan.analysis.is_some() {
+            self.rec.analysis.passed = false;
+            self.actions.push(Action::Analyse);
+        }
         match self.plan.steps[self.rec.step].pause {
-            Pause::None => self.advance(),
+            Pause::None => self.step_done(),
             Pause::For(d) => {
                 self.rec.waiting = Waiting::Timer;
                 self.actions.push(Action::Timer(d));
@@ -359,6 +412,52 @@ impl Machine<'_> {
         }
     }
 
+    /// The step's pause (or the shadow step's duration) is over: advance, unless its analysis
+    /// gate still waits for a passing
+    /// window (a dry run never holds; the 100 % step has no baseline left and does not hold
+    /// either: its windows are judged during its pause).
+    fn step_done(&mut self) {
+        let shadow = self.rec.phase == Phase::Shadowing;
+        let gated = self.plan.analysis.as_ref().is_some_and(|a| !a.dry_run)
+            && (shadow || self.plan.steps[self.rec.step].percent < 100);
+        if gated && !self.rec.analysis.passed {
+            self.rec.waiting = Waiting::Analysis;
+            if shadow {
+                self.log("the shadow step waits for a passing analysis window".to_owned());
+            } else {
+                self.log(format!(
+                    "step {} waits for a passing analysis window",
+                    self.rec.step.saturating_add(1)
+                ));
+            }
+            return;
+        }
+        self.advance();
+    }
+
+    /// A judged analysis window: recorded, and counted into a rollback or a step's advance.
+    fn analysed(&mut self, window: AnalysisWindow, verdict: &Verdict) {
+        let Some(spec) = self.plan.analysis.as_ref() else {
+            return;
+        };
+        let dry = if spec.dry_run { " (dry run)" } else { "" };
+        self.log(format!(
+            "analysis {}{dry}: {}: {}",
+            window.step,
+            verdict.as_str(),
+            verdict.detail()
+        ));
+        match analysis::tally(&mut self.rec.analysis, spec, window, verdict) {
+            Outcome::Wait => {}
+            Outcome::Pass if self.rec.waiting == Waiting::Analysis => {
+                self.rec.waiting = Waiting::Work;
+                self.advance();
+            }
+            Outcome::Pass => {}
+            Outcome::RollBack(reason) => self.roll_back(reason),
+        }
+    }
+
     /// Moves to the next phase or step, unless paused (then the advance waits for resume).
     fn advance(&mut self) {
         if self.rec.paused {
@@ -369,9 +468,14 @@ impl Machine<'_> {
         let steps = self.plan.steps.len();
         match self.rec.phase {
             Phase::Provisioning => self.enter(Phase::WaitingHealthy),
-            Phase::WaitingHealthy if self.plan.pre.is_empty() => self.enter_step(0),
+            Phase::WaitingHealthy if self.plan.pre.is_empty() => self.enter_first_step(),
             Phase::WaitingHealthy => self.enter(Phase::PreIntegration),
-            Phase::PreIntegration => self.enter_step(0),
+            Phase::PreIntegration => self.enter_first_step(),
+            Phase::Shadowing => {
+                self.log("shadow traffic ends".to_owned());
+                self.actions.push(Action::SetShadow(None));
+                self.enter_step(0);
+            }
             Phase::Shifting if self.rec.step + 1 < steps => self.enter_step(self.rec.step + 1),
             Phase::Shifting if self.plan.post.is_empty() => self.enter(Phase::Retiring),
             Phase::Shifting => self.enter(Phase::PostIntegration),
@@ -385,6 +489,55 @@ impl Machine<'_> {
             }
             Phase::Succeeded | Phase::RollingBack | Phase::RolledBack | Phase::Failed => {}
         }
+    }
+
+    /// Succeeds with the previous stacks left at weight 0 until `retire_previous.after` has
+    /// passed (the registry retires them then, unless a rollback switched back to them).
+    fn keep_standby(&mut self) {
+        let stacks: Vec<String> = self
+            .rec
+            .before
+            .weights()
+            .into_iter()
+            .filter(|(n, w)| *w > 0 && *n != self.plan.stack)
+            .map(|(n, _)| n)
+            .collect();
+        if !stacks.is_empty() {
+            let until = standby::later(self.now, self.plan.retire_after);
+            self.log(format!(
+                "previous stacks {} stay at weight 0 until {until}; a rollback switches back to them until then",
+                stacks.join(", ")
+            ));
+            self.rec.standby = Some(Standby { stacks, until });
+        }
+        self.finish(Phase::Succeeded);
+    }
+
+    /// The shadow step when there is one, else the first weight step.
+    fn enter_first_step(&mut self) {
+        if self.plan.shadow.is_some() {
+            self.enter(Phase::Shadowing);
+        } else {
+            self.enter_step(0);
+        }
+    }
+
+    /// The shadow setting is live: mirror for the step's duration, judged when asked.
+    fn shadowing(&mut self) {
+        let Some(s) = self.plan.shadow.as_ref() else {
+            return;
+        };
+        self.log(format!(
+            "mirroring {}% of the live requests to the new stack for {}",
+            s.setting.percent,
+            switchyard_config::format_duration(s.duration)
+        ));
+        if self.plan.analysis.is_some() {
+            self.rec.analysis.passed = false;
+            self.actions.push(Action::Analyse);
+        }
+        self.rec.waiting = Waiting::Timer;
+        self.actions.push(Action::Timer(s.duration));
     }
 
     fn enter_step(&mut self, index: usize) {

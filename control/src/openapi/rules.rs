@@ -36,6 +36,9 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "RetireSpec",
     "SourceSpec",
     "StrategySpec",
+    "AnalysisSpec",
+    "BaselineSpec",
+    "ShadowStepSpec",
 ];
 
 /// Completes `doc` (the serialized derived document).
