@@ -209,7 +209,8 @@ async fn a_canary_answering_30_percent_500s_rolls_back_at_the_first_window_with_
         logged(&v, "weights blue=0 green=100").is_none(),
         "never shifted past the failing step: {v:#}"
     );
-    let served = logged(&v, "previous weights served").expect("rollback timing logged");
+    let served = logged(&v, "previous weights served")
+        .unwrap_or_else(|| panic!("rollback timing not logged: {v:#}"));
     eprintln!("measurement: {served}");
     assert_eq!(comparable(service(&proxy).await), before);
     // Every answer came from an upstream: the new stack's 500s while it had traffic, no

@@ -191,6 +191,19 @@ impl Driver {
             if let Event::Analysed { ended, .. } = &event {
                 self.window_end = Some(*ended);
             }
+            // What the actions just performed reported (a rollback's weights and timing) goes
+            // into the record this event saves; the last transition would otherwise end the
+            // driver before its loop reads them.
+            while let Ok(report) = self.reports.try_recv() {
+                match report {
+                    Report::Log(line) => {
+                        self.rec.push_log(line.clone());
+                        // No subscriber is fine.
+                        let _ = self.feed.send(Feed::Log(line));
+                    }
+                    Report::Units(units) => queue.push_back(Event::Units(units)),
+                }
+            }
             let (next, actions) = match machine::step(&self.rec, &self.plan, event, &now()) {
                 Ok(x) => x,
                 Err(r) if first => return Err(r),
