@@ -562,6 +562,8 @@ async fn deploy_client_exits_0_on_success_and_3_on_rollback() {
         "/health=200",
         "--post-check",
         "GET /=200",
+        "--retire-after",
+        "0s",
         "--wait",
     ]);
     let out = cli(&args).await;
