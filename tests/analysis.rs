@@ -256,6 +256,27 @@ async fn a_dry_run_records_the_failing_verdict_and_does_not_roll_back() {
     assert!(v["reason"].is_null());
     let line = logged(&v, "analysis 1/2 (dry run): fail: error rate 0.3").expect("logged verdict");
     assert!(line.contains(" > 0.01 over "), "{line}");
+    // `switchyard status` shows the latest window.
+    let token = proxy.dir.path().join("ci.token");
+    std::fs::write(&token, format!("{CI}\n")).expect("token file");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["status", "--control", &format!("http://{}", proxy.control)])
+        .args([
+            "--token-file",
+            token.to_str().expect("utf-8"),
+            "--service",
+            "web",
+        ])
+        .output()
+        .await
+        .expect("run status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "analysis of deployment {id} at 1/2: fail (error rate 0.3"
+        )),
+        "{text}"
+    );
     let (status, v) = api(
         proxy.control,
         "POST",

@@ -88,6 +88,9 @@ fn window(step: &str) -> AnalysisWindow {
     }
 }
 
+/// A name, the analysis, and each window's verdict with what it must lead to.
+type TallyCase<'a> = (&'a str, serde_json::Value, Vec<(&'a Verdict, Outcome)>);
+
 #[test]
 fn tally_table() {
     let fail = Verdict::Fail("error rate 0.31 > 0.01 over 412 requests in 10s".into());
@@ -95,7 +98,7 @@ fn tally_table() {
     let none = Verdict::Inconclusive("too few requests: 3 < 50 in 10s".into());
     let rb = |s: &str| Outcome::RollBack(s.to_owned());
     #[rustfmt::skip]
-    let cases: Vec<(&str, serde_json::Value, Vec<(&Verdict, Outcome)>)> = vec![
+    let cases: Vec<TallyCase<'_>> = vec![
         ("the first failure rolls back", serde_json::json!({"max_error_rate": 0.01}),
             vec![(&fail, rb("analysis failed at 1/2: error rate 0.31 > 0.01 over 412 requests in 10s"))]),
         ("failure_limit counts every failing window", serde_json::json!({"max_error_rate": 0.01, "failure_limit": 2}),
