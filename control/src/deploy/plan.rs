@@ -169,8 +169,14 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
             analysis: Some(a), ..
         } => analysis::validate("strategy.canary.analysis", a, &mut problems),
         StrategySpec::BlueGreen {
-            analysis: Some(a), ..
-        } => analysis::validate("strategy.blue_green.analysis", a, &mut problems),
+            analysis: Some(a),
+            shadow,
+        } => {
+            if shadow.is_none() {
+                problems.push("strategy.blue_green.analysis: judges a shadow step; add \"shadow\" (or use a canary)".to_owned());
+            }
+            analysis::validate("strategy.blue_green.analysis", a, &mut problems)
+        }
         _ => None,
     };
     let shadow = shadow::step(spec, &mut problems);
