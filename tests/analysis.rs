@@ -315,7 +315,10 @@ async fn a_slow_canary_with_its_p99_above_the_bound_rolls_back() {
         reason.starts_with("analysis failed at 1/2: p99 ") && reason.contains("ms > 100ms over "),
         "{reason}"
     );
-    assert_eq!(verdicts(&v), ["fail"]);
+    // A slow version completes few requests: a window may be inconclusive first, never a pass.
+    let judged = verdicts(&v);
+    assert_eq!(judged.last().map(String::as_str), Some("fail"), "{v:#}");
+    assert!(!judged.iter().any(|s| s == "pass"), "{v:#}");
     assert_eq!(comparable(service(&proxy).await), before);
     assert!(answers.iter().flatten().all(|(s, _)| *s == 200));
     assert!(proxy.stop().success());
