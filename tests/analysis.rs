@@ -3,8 +3,9 @@
 //! analysis rolling back on errors and on latency, a dry run that only records, too little
 //! traffic being inconclusive rather than a pass; and undo after success: `rollback` within
 //! `retire_previous.after` switching back under load with no failed request, re-deploying the
-//! previous stack once it was retired, refused while a deployment runs, and the retirement
-//! time surviving a `kill -9`.
+//! previous stack once it was retired, refused while a deployment runs, the retirement time
+//! surviving a `kill -9`, process replicas kept then stopped; and a shadow step against a failing
+//! version (it needs the proxy's mirroring, `proxy/src/shadow.rs`, from the traffic work).
 
 mod support;
 
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::{Client, Proxy, Upstream, api, config, sha256_hex, wait_json};
+use support::{Client, Proxy, Reaper, Upstream, api, config, pid_alive, sha256_hex, wait_json};
 
 const CI: &str = "ci-secret";
 const OPS: &str = "ops-secret";
@@ -645,5 +646,71 @@ async fn a_shadow_step_against_a_failing_version_rolls_back_and_every_client_ans
         green.requests()
     );
     assert_eq!(comparable(service(&proxy).await), before);
+    assert!(proxy.stop().success());
+}
+
+fn process(version: &str) -> Value {
+    json!({"process": {"command": [env!("CARGO_BIN_EXE_switchyard"), "demo-upstream", "--bind",
+        "127.0.0.1:{port}", "--version", version], "replicas": 1}})
+}
+
+fn pids(v: &Value) -> Vec<u32> {
+    v["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter_map(|r| r["pid"].as_u64())
+        .map(|p| u32::try_from(p).expect("pid"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_of_a_process_deployment_serves_the_kept_replicas_and_stops_the_newer_ones() {
+    let reaper = Reaper::default();
+    let proxy = Proxy::start(&setup(&[], ""));
+    let blue = start(
+        &proxy,
+        &json!({"stack": "blue", "version": "v1", "source": process("v1"),
+            "retire_previous": {"after": "0s", "drain_timeout": "5s"}}),
+    )
+    .await;
+    let blue_pids = pids(&wait_end(&proxy, blue, "succeeded").await);
+    reaper.add(blue_pids.clone());
+    let green = start(
+        &proxy,
+        &json!({"stack": "green", "version": "v2", "source": process("v2"),
+            "retire_previous": {"drain_timeout": "5s"}}),
+    )
+    .await;
+    let green_pids = pids(&wait_end(&proxy, green, "succeeded").await);
+    reaper.add(green_pids.clone());
+    assert_eq!((blue_pids.len(), green_pids.len()), (1, 1));
+    assert!(
+        pid_alive(blue_pids[0]),
+        "the previous replicas keep running"
+    );
+
+    let (status, undo) = api(
+        proxy.control,
+        "POST",
+        "/v1/services/web/rollback",
+        Some(CI),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{undo}");
+    assert!(
+        !pid_alive(green_pids[0]),
+        "the newer stack's replica is stopped"
+    );
+    assert!(pid_alive(blue_pids[0]));
+    assert_eq!(weights(&service(&proxy).await), [("blue".to_owned(), 100)]);
+    let mut c = Client::connect(proxy.addr("public")).await;
+    for _ in 0..10 {
+        let r = c
+            .request("GET", "/", &[("host", HOST)], bytes::Bytes::new())
+            .await;
+        assert_eq!((r.status, r.version()), (200, "v1".to_owned()));
+    }
     assert!(proxy.stop().success());
 }
