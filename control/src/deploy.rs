@@ -25,6 +25,7 @@ mod source;
 mod spec;
 mod standby;
 pub(crate) mod store;
+mod undo;
 mod view;
 
 #[cfg(test)]

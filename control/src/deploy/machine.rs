@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use switchyard_config::raw;
 
-use super::analysis::{self, AnalysisWindow, Outcome, Verdict};
+use super::analysis::{AnalysisWindow, Verdict};
 use super::plan::{Pause, Plan, split};
-use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Standby, Unit, Waiting};
-use super::standby;
+use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
 
 /// Something that happened to a deployment.
 #[derive(Debug, Clone, PartialEq)]
@@ -412,52 +411,6 @@ impl Machine<'_> {
         }
     }
 
-    /// The step's pause (or the shadow step's duration) is over: advance, unless its analysis
-    /// gate still waits for a passing
-    /// window (a dry run never holds; the 100 % step has no baseline left and does not hold
-    /// either: its windows are judged during its pause).
-    fn step_done(&mut self) {
-        let shadow = self.rec.phase == Phase::Shadowing;
-        let gated = self.plan.analysis.as_ref().is_some_and(|a| !a.dry_run)
-            && (shadow || self.plan.steps[self.rec.step].percent < 100);
-        if gated && !self.rec.analysis.passed {
-            self.rec.waiting = Waiting::Analysis;
-            if shadow {
-                self.log("the shadow step waits for a passing analysis window".to_owned());
-            } else {
-                self.log(format!(
-                    "step {} waits for a passing analysis window",
-                    self.rec.step.saturating_add(1)
-                ));
-            }
-            return;
-        }
-        self.advance();
-    }
-
-    /// A judged analysis window: recorded, and counted into a rollback or a step's advance.
-    fn analysed(&mut self, window: AnalysisWindow, verdict: &Verdict) {
-        let Some(spec) = self.plan.analysis.as_ref() else {
-            return;
-        };
-        let dry = if spec.dry_run { " (dry run)" } else { "" };
-        self.log(format!(
-            "analysis {}{dry}: {}: {}",
-            window.step,
-            verdict.as_str(),
-            verdict.detail()
-        ));
-        match analysis::tally(&mut self.rec.analysis, spec, window, verdict) {
-            Outcome::Wait => {}
-            Outcome::Pass if self.rec.waiting == Waiting::Analysis => {
-                self.rec.waiting = Waiting::Work;
-                self.advance();
-            }
-            Outcome::Pass => {}
-            Outcome::RollBack(reason) => self.roll_back(reason),
-        }
-    }
-
     /// Moves to the next phase or step, unless paused (then the advance waits for resume).
     fn advance(&mut self) {
         if self.rec.paused {
@@ -489,55 +442,6 @@ impl Machine<'_> {
             }
             Phase::Succeeded | Phase::RollingBack | Phase::RolledBack | Phase::Failed => {}
         }
-    }
-
-    /// Succeeds with the previous stacks left at weight 0 until `retire_previous.after` has
-    /// passed (the registry retires them then, unless a rollback switched back to them).
-    fn keep_standby(&mut self) {
-        let stacks: Vec<String> = self
-            .rec
-            .before
-            .weights()
-            .into_iter()
-            .filter(|(n, w)| *w > 0 && *n != self.plan.stack)
-            .map(|(n, _)| n)
-            .collect();
-        if !stacks.is_empty() {
-            let until = standby::later(self.now, self.plan.retire_after);
-            self.log(format!(
-                "previous stacks {} stay at weight 0 until {until}; a rollback switches back to them until then",
-                stacks.join(", ")
-            ));
-            self.rec.standby = Some(Standby { stacks, until });
-        }
-        self.finish(Phase::Succeeded);
-    }
-
-    /// The shadow step when there is one, else the first weight step.
-    fn enter_first_step(&mut self) {
-        if self.plan.shadow.is_some() {
-            self.enter(Phase::Shadowing);
-        } else {
-            self.enter_step(0);
-        }
-    }
-
-    /// The shadow setting is live: mirror for the step's duration, judged when asked.
-    fn shadowing(&mut self) {
-        let Some(s) = self.plan.shadow.as_ref() else {
-            return;
-        };
-        self.log(format!(
-            "mirroring {}% of the live requests to the new stack for {}",
-            s.setting.percent,
-            switchyard_config::format_duration(s.duration)
-        ));
-        if self.plan.analysis.is_some() {
-            self.rec.analysis.passed = false;
-            self.actions.push(Action::Analyse);
-        }
-        self.rec.waiting = Waiting::Timer;
-        self.actions.push(Action::Timer(s.duration));
     }
 
     fn enter_step(&mut self, index: usize) {
@@ -581,6 +485,8 @@ fn describe_endpoints(stack: &raw::Stack) -> String {
         None => stack.endpoints.join(", "),
     }
 }
+
+mod gate;
 
 #[cfg(test)]
 mod tests;
