@@ -91,6 +91,17 @@ pub enum DeployCommand {
     /// Roll a deployment back.
     #[command(after_help = EXIT_CODES)]
     Abort(Target),
+    /// Restore the service as before its latest successful deployment: switches back to the
+    /// previous stack while it is kept at weight 0, or re-deploys it once it was retired.
+    #[command(after_help = EXIT_CODES)]
+    Rollback {
+        /// Where the control API is.
+        #[command(flatten)]
+        conn: Connection,
+        /// The service.
+        #[arg(long)]
+        service: String,
+    },
 }
 
 /// Which deployment an operator command is for.
@@ -160,9 +171,22 @@ pub struct DeployArgs {
     /// A post-integration check, `[METHOD] PATH=STATUS` (repeatable).
     #[arg(long = "post-check", num_args = 1..=2)]
     pub(crate) post_checks: Vec<String>,
-    /// How long the previous stack stays as standby after the cutover.
+    /// How long the previous stack stays at weight 0 after the cutover, so `switchyard
+    /// rollback` switches back at once (default 10m).
     #[arg(long)]
     pub(crate) retire_after: Option<String>,
+    /// Canary analysis: the window length (e.g. 10s); needs --canary.
+    #[arg(long)]
+    pub(crate) analysis_interval: Option<String>,
+    /// Canary analysis: the highest error rate of a window, 0..1; needs --canary.
+    #[arg(long)]
+    pub(crate) analysis_max_error_rate: Option<f64>,
+    /// Canary analysis: the highest p99 of a window (e.g. 300ms); needs --canary.
+    #[arg(long)]
+    pub(crate) analysis_max_p99: Option<String>,
+    /// Canary analysis: judge and record but never hold a step or roll back.
+    #[arg(long)]
+    pub(crate) analysis_dry_run: bool,
     /// Drain time of the previous stack's processes.
     #[arg(long)]
     pub(crate) drain_timeout: Option<String>,
@@ -212,6 +236,7 @@ pub fn run(command: DeployCommand) -> ExitCode {
             DeployCommand::Pause(t) => operate(t, "pause").await,
             DeployCommand::Resume(t) => operate(t, "resume").await,
             DeployCommand::Abort(t) => operate(t, "abort").await,
+            DeployCommand::Rollback { conn, service } => rollback(&conn, &service).await,
         }
     });
     match result {
@@ -423,6 +448,7 @@ fn state_text(v: &Value, service: &str) -> String {
             format!(" (waiting for promote: switchyard promote --service {service})")
         }
         Some("timer") => " (pause)".to_owned(),
+        Some("analysis") => " (waiting for a passing analysis window)".to_owned(),
         _ => String::new(),
     };
     format!(
@@ -558,6 +584,63 @@ async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
                 d["created_at"].as_str().unwrap_or("?")
             );
         }
+        if let Some(d) = deployments.first() {
+            print_latest(name, d);
+        }
+    }
+    Ok(EXIT_SUCCEEDED)
+}
+
+/// The latest deployment's analysis window, why it rolled back, and its standby.
+fn print_latest(service: &str, d: &Value) {
+    if let Some(w) = d["analysis"].as_object() {
+        println!(
+            "  analysis of deployment {} at {}: {} ({})",
+            d["id"],
+            w["step"].as_str().unwrap_or("?"),
+            w["verdict"].as_str().unwrap_or("?"),
+            w["detail"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(reason) = d["reason"].as_str() {
+        println!(
+            "  deployment {} {}: {reason}",
+            d["id"],
+            d["phase"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(s) = d["standby"].as_object() {
+        let stacks: Vec<&str> = s["stacks"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!(
+            "  previous {} kept at weight 0 until {}: `switchyard rollback --service {service}` switches back",
+            stacks.join(", "),
+            s["until"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+async fn rollback(conn: &Connection, service: &str) -> Result<u8, CliError> {
+    let client = Client::new(conn)?;
+    let v = client
+        .json("POST", &format!("/v1/services/{service}/rollback"), None)
+        .await?;
+    let id = v["id"].as_u64().unwrap_or(0);
+    let undone = v["undo_of"].as_u64().unwrap_or(0);
+    if v["phase"] == "succeeded" {
+        println!(
+            "deployment {id}: rolled back deployment {undone}; weights: {}",
+            weights_text(&v["weights"])
+        );
+    } else {
+        println!(
+            "deployment {id}: re-deploying stack {} version {} to roll back deployment {undone}: {}",
+            v["stack"].as_str().unwrap_or("?"),
+            v["version"].as_str().unwrap_or("?"),
+            state_text(&v, service)
+        );
     }
     Ok(EXIT_SUCCEEDED)
 }

@@ -2,7 +2,7 @@
 //! [`DataPlane`] trait over the proxy's handle, so neither crate depends on the other.
 
 use std::sync::Arc;
-use switchyard_config::{Config, Figures, Window};
+use switchyard_config::{Config, Figures, Reading, Window};
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 use switchyard_proxy::{ProxyHandle, ShownHealth};
 
@@ -68,6 +68,10 @@ impl DataPlane for ProxyPlane {
 
     fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures> {
         self.0.stack_figures(service, stack, window)
+    }
+
+    fn stack_reading(&self, service: &str, stack: &str) -> Option<Reading> {
+        self.0.stack_reading(service, stack)
     }
 
     fn metrics(&self) -> Option<String> {

@@ -253,7 +253,8 @@ async fn canary_follows_a_timed_and_a_manual_step_and_promote_finishes_it() {
     let id = start(
         &proxy,
         json!({"stack": "green", "version": "v1.4", "source": {"endpoints": [green.addr.to_string()]},
-            "strategy": {"canary": {"steps": [{"weight": 10, "pause": "200ms"}, {"weight": 50, "pause": "manual"}, {"weight": 100}]}}}),
+            "strategy": {"canary": {"steps": [{"weight": 10, "pause": "200ms"}, {"weight": 50, "pause": "manual"}, {"weight": 100}]}},
+            "retire_previous": {"after": "0s"}}),
     )
     .await;
     let v = wait_promote(&proxy, id).await;
@@ -561,6 +562,8 @@ async fn deploy_client_exits_0_on_success_and_3_on_rollback() {
         "/health=200",
         "--post-check",
         "GET /=200",
+        "--retire-after",
+        "0s",
         "--wait",
     ]);
     let out = cli(&args).await;

@@ -202,7 +202,7 @@ async fn usage_errors_exit_2_and_help_lists_every_exit_code() {
         "error: --pre-check \"health\": expected [METHOD] PATH=STATUS, e.g. \"/health=200\" or \"POST /warm=204\"\n"
     );
 
-    for command in ["deploy", "status", "promote", "abort"] {
+    for command in ["deploy", "status", "promote", "abort", "rollback"] {
         let out = cli(&[command, "--help"]).await;
         assert_eq!(out.status.code(), Some(0));
         let help = String::from_utf8_lossy(&out.stdout);

@@ -11,7 +11,9 @@ mod model;
 pub mod raw;
 mod service;
 mod settings;
+mod shadow;
 mod shape;
+mod size;
 mod validate;
 mod webhook;
 
@@ -20,7 +22,7 @@ pub use duration::{
     parse_duration_at_most,
 };
 pub use error::{ConfigError, FieldPath, Location, Problem, Segment};
-pub use figures::{Figures, Quantiles, Window};
+pub use figures::{Figures, Quantiles, Reading, Window, quantiles};
 pub use model::{
     CertPaths, Endpoint, HostPattern, ListenerSpec, ListenerTls, LoadBalancing, Name, Scheme,
     Sticky, UnknownSni, Weight,
@@ -30,6 +32,8 @@ pub use service::{
     ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
+pub use shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
+pub use size::{EXPECTED_SIZE, format_size, parse_size, parse_size_at_most};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};
 pub use webhook::{HttpUrl, WEBHOOK_EVENTS, WebhookSpec, webhook};
 

@@ -119,6 +119,11 @@ pub(crate) fn routes() -> Vec<Route> {
             "/v1/services/{service}/deployments/{id}/abort",
             deployment::abort,
         ),
+        Route::new(
+            M::POST,
+            "/v1/services/{service}/rollback",
+            deployment::rollback,
+        ),
     ]
 }
 

@@ -47,6 +47,8 @@ pub(crate) enum Change {
         force: bool,
         allow_no_traffic: bool,
     },
+    /// Set or clear the service's shadow setting (a deployment's shadow step).
+    SetShadow(Option<Box<raw::Shadow>>),
     /// Put the service back exactly as recorded, ownership and promotions included (a
     /// deployment's rollback).
     Restore {
@@ -67,6 +69,7 @@ impl Change {
             Self::SetEndpoints { .. } => "set_endpoints",
             Self::DeleteStack { .. } => "delete_stack",
             Self::Restore { .. } => "restore_service",
+            Self::SetShadow(_) => "set_shadow",
         }
     }
 
@@ -199,6 +202,10 @@ pub(crate) fn plan(
         (Change::DeleteStack { stack, force, .. }, Some(cur)) => {
             Some(delete_stack(cur, stack, *force)?)
         }
+        (Change::SetShadow(shadow), Some(cur)) => Some(
+            cur.with_shadow(shadow.as_deref().cloned())
+                .map_err(|p| ApiError::Invalid(describe(&p)))?,
+        ),
         (Change::Restore { spec, .. }, Some(_)) => {
             Some(service_from_raw(spec, base_dir).map_err(|p| ApiError::Invalid(describe(&p)))?)
         }

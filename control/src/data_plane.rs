@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use switchyard_config::{Config, Figures, Window};
+use switchyard_config::{Config, Figures, Reading, Window};
 
 /// A boxed, sendable future, as trait objects need.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,6 +38,10 @@ pub trait DataPlane: Send + Sync + 'static {
     /// Live traffic figures of a stack over `window` (request and error rates, latency
     /// quantiles, counts), as the proxy measures them; `None` when the stack is unknown to it.
     fn stack_figures(&self, service: &str, stack: &str, window: Window) -> Option<Figures>;
+
+    /// The cumulative traffic counters of a stack as of now (canary analysis takes the
+    /// difference of two readings, one interval apart); `None` when the stack is unknown to it.
+    fn stack_reading(&self, service: &str, stack: &str) -> Option<Reading>;
 
     /// The process's metrics in the Prometheus text exposition format, for `GET /metrics`;
     /// `None` when metrics are turned off (`[metrics] enabled = false`).

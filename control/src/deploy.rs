@@ -17,6 +17,7 @@
 //! This module never changes the desired state itself: every change goes through the writer
 //! as an API write would, named after the token that started the deployment.
 
+mod analysis;
 mod check;
 mod driver;
 pub(crate) mod dry_run;
@@ -27,26 +28,32 @@ mod plan;
 mod process;
 mod record;
 mod rolling;
+mod shadow;
 mod source;
 mod spec;
+mod standby;
 pub(crate) mod store;
+mod undo;
 mod view;
 mod webhook;
 
 #[cfg(test)]
 mod tests;
 
+pub use analysis::{AnalysisRecord, AnalysisWindow, WindowFigures};
 pub use dry_run::{DryRunView, PlannedPhase};
 pub use gate::GateSpec;
 pub use record::{
-    Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Unit, Waiting,
+    Before, CheckResult, DeploymentRecord, LogLine, Phase, ProcessStackRecord, Standby, Unit,
+    Waiting,
 };
 pub use rolling::RollingSpec;
 pub use source::SourceError;
 pub use source::container::ContainerError;
 pub use spec::{
-    CheckSpec, ContainerSpec, DeploymentSpec, HealthSource, HttpCheckSpec, JsonExpectation,
-    ProcessSpec, PullPolicy, ResourcesSpec, RetireSpec, SourceSpec, StepSpec, StrategySpec,
+    AnalysisSpec, BaselineSpec, CheckSpec, ContainerSpec, DeploymentSpec, HealthSource,
+    HttpCheckSpec, JsonExpectation, ProcessSpec, PullPolicy, ResourcesSpec, RetireSpec, SourceSpec,
+    StepSpec, StrategySpec,
 };
 pub use view::{DeploymentList, DeploymentSummary, DeploymentView, GateView, StepView, UnitView};
 pub use webhook::WebhookStatus;
@@ -99,6 +106,8 @@ pub(crate) struct Deployments {
     base_dir: PathBuf,
     shutdown: watch::Receiver<bool>,
     idempotent: tokio::sync::Mutex<()>,
+    /// Held by a standby's retirement and by a rollback, so they never overlap.
+    standby_lock: tokio::sync::Mutex<()>,
 }
 
 /// What the process and container sources need: where to record stacks and write replica
@@ -138,6 +147,7 @@ impl Deployments {
             base_dir,
             shutdown,
             idempotent: tokio::sync::Mutex::new(()),
+            standby_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -291,12 +301,20 @@ impl Deployments {
 
     /// Registers the saved deployments and resumes (or rolls back) those in flight.
     pub(crate) fn resume(&self, state: &ControlState, records: Vec<DeploymentRecord>) {
+        let mut standby = Vec::new();
         for rec in records {
             let resumed = !rec.phase.is_terminal();
             if resumed {
                 tracing::warn!(service = %rec.service, id = rec.id, phase = rec.phase.as_str(), "resuming an interrupted deployment");
+            } else if rec.standby.is_some() {
+                standby.push(rec.clone());
             }
             self.launch(state, rec, resumed);
+        }
+        // Once every deployment is registered (a retirement waits for a running one). The
+        // retirement time is in the record: a restart keeps it.
+        for rec in standby {
+            self.schedule_standby(state, &rec);
         }
     }
 
@@ -415,7 +433,21 @@ impl Deployments {
         caller: &str,
         service: &str,
         if_match: Option<u64>,
+        spec: DeploymentSpec,
+    ) -> Result<Arc<DeploymentRecord>, ApiError> {
+        self.start_as(state, caller, service, if_match, spec, None)
+            .await
+    }
+
+    /// [`start`](Self::start), for a rollback when `undo_of` names the deployment it undoes.
+    async fn start_as(
+        &self,
+        state: &ControlState,
+        caller: &str,
+        service: &str,
+        if_match: Option<u64>,
         mut spec: DeploymentSpec,
+        undo_of: Option<u64>,
     ) -> Result<Arc<DeploymentRecord>, ApiError> {
         self.complete_rolling(service, &mut spec);
         self.admit(state, service, if_match, &spec)?;
@@ -458,6 +490,10 @@ impl Deployments {
                 left: None,
                 log: Vec::new(),
                 webhooks: Vec::new(),
+                analysis: Default::default(),
+                standby: None,
+                undone_by: None,
+                undo_of,
             }
         };
         // Registered before the save so a second request is refused meanwhile; removed

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use switchyard_config::{Config, Figures, Window};
+use switchyard_config::{Config, Figures, Reading, Window};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -26,6 +26,8 @@ pub(crate) struct FakeDataPlane {
     pub(crate) endpoints: Mutex<HashMap<(String, String), Vec<EndpointStatus>>>,
     /// Figures served for (service, stack, window), as a test sets them.
     pub(crate) figures: Mutex<HashMap<(String, String, Window), Figures>>,
+    /// Cumulative readings served for (service, stack), as a test sets them.
+    pub(crate) readings: Mutex<HashMap<(String, String), Reading>>,
 }
 
 impl FakeDataPlane {
@@ -67,6 +69,14 @@ impl DataPlane for FakeDataPlane {
             .lock()
             .expect("not poisoned")
             .get(&(service.to_owned(), stack.to_owned(), window))
+            .cloned()
+    }
+
+    fn stack_reading(&self, service: &str, stack: &str) -> Option<Reading> {
+        self.readings
+            .lock()
+            .expect("not poisoned")
+            .get(&(service.to_owned(), stack.to_owned()))
             .cloned()
     }
 }

@@ -41,6 +41,9 @@ pub use auth::{ANONYMOUS, Caller, generate_token};
 pub use body::{BodyKind, check_body};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
+    AnalysisRecord, AnalysisSpec, AnalysisWindow, BaselineSpec, Standby, WindowFigures,
+};
+pub use deploy::{
     Before, CheckResult, CheckSpec, ContainerError, ContainerSpec, DeploymentList,
     DeploymentRecord, DeploymentSpec, DeploymentSummary, DeploymentView, DryRunView, GateSpec,
     GateView, HealthSource, HttpCheckSpec, JsonExpectation, LogLine, Phase, PlannedPhase,

@@ -45,6 +45,7 @@ use crate::error::{ApiError, ErrorBody};
         deployment::pause,
         deployment::resume,
         deployment::abort,
+        deployment::rollback,
     ),
     modifiers(&BearerAuth),
 )]

@@ -10,7 +10,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha256};
-use switchyard_config::{Config, Figures, Window};
+use switchyard_config::{Config, Figures, Reading, Window};
 use switchyard_control::{
     BoxFuture, ControlBuilder, DataPlane, EndpointStatus, FileStore, PublicListener, spawn_control,
 };
@@ -39,6 +39,10 @@ impl DataPlane for RecordingDataPlane {
     }
 
     fn stack_figures(&self, _: &str, _: &str, _: Window) -> Option<Figures> {
+        None
+    }
+
+    fn stack_reading(&self, _: &str, _: &str) -> Option<Reading> {
         None
     }
 }

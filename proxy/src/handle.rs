@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use switchyard_config::{Config, Figures, Name, Window};
+use switchyard_config::{Config, Figures, Name, Reading, Window};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
@@ -389,6 +389,12 @@ impl ProxyHandle {
                 .stats()
                 .figures(window, now),
         )
+    }
+
+    /// The cumulative traffic counters of a stack as of now; `None` when the current snapshot
+    /// has no such stack.
+    pub fn stack_reading(&self, service: &str, stack: &str) -> Option<Reading> {
+        Some(self.snapshot().stack(service, stack)?.stats().reading())
     }
 
     /// Registers the data plane's metrics (requests, latencies, bytes, proxy errors, weights,

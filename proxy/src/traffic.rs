@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_config::{Figures, Quantiles, Window};
+use switchyard_config::{Figures, Quantiles, Reading, Window};
 use tokio::time::Instant;
 
 /// Upper bounds of the latency buckets in microseconds: 1, 1.5, 2, 2.5, 3, 4, 5, 6 and 8 per
@@ -280,6 +280,33 @@ impl StackStats {
         ring.push_back(sample);
     }
 
+    /// The cumulative counters as of now, from which control computes figures over any span
+    /// ([`Reading::since`]).
+    pub fn reading(&self) -> Reading {
+        let s = self.sample(Instant::now());
+        let mut proxy_errors = BTreeMap::new();
+        for (i, cause) in Cause::ALL.iter().enumerate() {
+            if s.errors[i] > 0 {
+                proxy_errors.insert(cause.label().to_owned(), s.errors[i]);
+            }
+        }
+        Reading {
+            requests: s.requests,
+            responses: [
+                s.classes[0] + s.classes[1],
+                s.classes[2],
+                s.classes[3],
+                s.classes[4],
+            ],
+            proxy_errors,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            bounds_us: &BOUNDS_US,
+            headers: s.headers.to_vec(),
+            latency: s.total.to_vec(),
+        }
+    }
+
     /// Figures over `window`: the counters now minus the sample `window` ticks ago (or the
     /// oldest one while the stack is younger than the window).
     pub fn figures(&self, window: Window, now: Instant) -> Figures {
@@ -365,34 +392,7 @@ impl Drop for Done {
 /// p50/p90/p99 of a bucketed latency, interpolated linearly inside the bucket holding the rank;
 /// the overflow bucket reports its lower bound (10 s).
 pub(crate) fn quantiles(buckets: &[u64; LATENCY_BUCKETS]) -> Quantiles {
-    let n: u64 = buckets.iter().sum();
-    let q = |p: f64| -> Option<f64> {
-        if n == 0 {
-            return None;
-        }
-        let rank = (p * n as f64).ceil().max(1.0);
-        let mut seen = 0u64;
-        for (i, &c) in buckets.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            if (seen + c) as f64 >= rank {
-                let lo = if i == 0 { 0 } else { BOUNDS_US[i - 1] } as f64;
-                let Some(&hi) = BOUNDS_US.get(i) else {
-                    return Some(lo / 1e6);
-                };
-                let frac = (rank - seen as f64) / c as f64;
-                return Some((lo + (hi as f64 - lo) * frac) / 1e6);
-            }
-            seen += c;
-        }
-        None
-    };
-    Quantiles {
-        p50: q(0.50),
-        p90: q(0.90),
-        p99: q(0.99),
-    }
+    switchyard_config::quantiles(&BOUNDS_US, buckets)
 }
 
 #[cfg(test)]

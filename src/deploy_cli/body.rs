@@ -90,6 +90,42 @@ fn gate(text: &str) -> Result<Value, CliError> {
     Ok(gate)
 }
 
+/// The `--analysis-*` flags into the canary strategy's `analysis`.
+fn analysis(args: &DeployArgs, spec: &mut Value) -> Result<(), CliError> {
+    let fields = [
+        (
+            "interval",
+            args.analysis_interval.as_ref().map(|v| json!(v)),
+        ),
+        (
+            "max_error_rate",
+            args.analysis_max_error_rate.map(|v| json!(v)),
+        ),
+        ("max_p99", args.analysis_max_p99.as_ref().map(|v| json!(v))),
+        ("dry_run", args.analysis_dry_run.then_some(json!(true))),
+    ];
+    if fields.iter().all(|(_, v)| v.is_none()) {
+        return Ok(());
+    }
+    let Some(canary) = spec
+        .get_mut("strategy")
+        .and_then(|s| s.get_mut("canary"))
+        .and_then(Value::as_object_mut)
+    else {
+        return Err(CliError::Usage(
+            "--analysis-* judges canary steps: pass --canary (or a canary strategy in --spec)"
+                .to_owned(),
+        ));
+    };
+    let analysis = canary.entry("analysis").or_insert_with(|| json!({}));
+    for (k, v) in fields {
+        if let Some(v) = v {
+            analysis[k] = v;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
     let mut spec = match &args.spec {
         Some(path) => {
@@ -167,6 +203,7 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
     if !args.post_checks.is_empty() {
         spec["post_integration"] = json!(checks("--post-check", &args.post_checks)?);
     }
+    analysis(args, &mut spec)?;
     if let Some(a) = &args.retire_after {
         spec["retire_previous"]["after"] = json!(a);
     }

@@ -141,6 +141,42 @@ pub(crate) async fn start(
 }
 
 #[utoipa::path(
+    post, path = "/v1/services/{service}/rollback", tag = "deployments",
+    operation_id = "rollback_service",
+    description = "Restores the service as before its latest successful deployment (role deploy): while the previous stacks are still kept at weight 0 (`retire_previous.after`, default 10m), one atomic switch back to their weights, then the newer stack removed (200, finished); once they were retired, a deployment of the previous stack's persisted spec (201, started). Recorded as a deployment with `undo_of`. Refused while a deployment runs.",
+    params(("service" = String, Path, description = "Service name")),
+    responses(
+        (status = 200, description = "Switched back; the rollback's record", body = DeploymentView),
+        (status = 201, description = "Re-deploying the previous stack; the new deployment", body = DeploymentView),
+        (status = 400, description = "Invalid name", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
+        (status = 404, description = "No such service", body = ErrorBody),
+        (status = 409, description = "A deployment is in progress, or there is nothing to roll back", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn rollback(
+    State(state): State<ControlState>,
+    caller: Caller,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    caller.authorize(Role::Deploy, Some(&service))?;
+    existing_service(&state, &service)?;
+    tracing::info!(service = %service, token = caller.name(), "rollback requested");
+    let (rec, started) = state
+        .deployments()
+        .undo(&state, caller.name(), &service)
+        .await?;
+    let status = if started {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(DeploymentView::of(&rec))).into_response())
+}
+
+#[utoipa::path(
     get, path = "/v1/services/{service}/deployments", tag = "deployments",
     operation_id = "list_deployments",
     description = "The service's deployments, newest first: who started each, when, and how it ended.",

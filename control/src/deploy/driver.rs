@@ -8,11 +8,13 @@
 //! the deployment. If a record cannot be persisted the driver stops acting: the last persisted
 //! phase is resumed on the next start.
 
+mod analyse;
 mod hooks;
 mod rolling;
+mod shadow;
 mod work;
 
-pub(crate) use work::public_listener;
+pub(crate) use work::{public_listener, retire_stack, wait_idle};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -72,6 +74,9 @@ pub(crate) struct Driver {
     halted: bool,
     log_dirty: bool,
     hooks: Option<super::webhook::Webhooks>,
+    /// When the latest analysis window ended (the rollback it causes reports how long after
+    /// it the previous weights were served).
+    window_end: Option<tokio::time::Instant>,
 }
 
 /// What a driver is started with.
@@ -109,6 +114,7 @@ impl Driver {
             halted: false,
             log_dirty: false,
             hooks: Some(hooks),
+            window_end: None,
         }
     }
 
@@ -166,6 +172,12 @@ impl Driver {
         }
         self.abort_tasks();
         self.publish.send_replace(Arc::new(self.rec.clone()));
+        if self.rec.phase.is_terminal() && !self.halted {
+            self.state
+                .deployments()
+                .finished(&self.state, &self.rec)
+                .await;
+        }
         tracing::info!(phase = self.rec.phase.as_str(), "deployment driver stopped");
         self.last_deliveries().await;
     }
@@ -183,6 +195,22 @@ impl Driver {
             }
             if self.halted {
                 break;
+            }
+            if let Event::Analysed { ended, .. } = &event {
+                self.window_end = Some(*ended);
+            }
+            // What the actions just performed reported (a rollback's weights and timing) goes
+            // into the record this event saves; the last transition would otherwise end the
+            // driver before its loop reads them.
+            while let Ok(report) = self.reports.try_recv() {
+                match report {
+                    Report::Log(line) => {
+                        self.rec.push_log(line.clone());
+                        // No subscriber is fine.
+                        let _ = self.feed.send(Feed::Log(line));
+                    }
+                    Report::Units(units) => queue.push_back(Event::Units(units)),
+                }
             }
             let (next, actions) = match machine::step(&self.rec, &self.plan, event, &now()) {
                 Ok(x) => x,
@@ -272,6 +300,11 @@ impl Driver {
                     tokio::time::sleep(d).await;
                     Event::TimerFired
                 });
+                None
+            }
+            Action::SetShadow(setting) => Some(self.set_shadow(setting.map(|s| *s)).await),
+            Action::Analyse => {
+                self.analyse();
                 None
             }
             Action::Retire => Some(self.retire().await),

@@ -90,7 +90,7 @@ pub(crate) async fn dry_run(
         stack: spec.stack.clone(),
         version: spec.version.clone(),
         strategy: match spec.strategy {
-            StrategySpec::BlueGreen {} => "blue_green",
+            StrategySpec::BlueGreen { .. } => "blue_green",
             StrategySpec::Canary { .. } => "canary",
             StrategySpec::Rolling(_) => "rolling",
         }

@@ -6,14 +6,18 @@
 //! previous stacks are being retired turns into `rolling_back`. Operator commands that make no
 //! sense in the current phase are refused with a reason and change nothing.
 //!
-//! Phases: provisioning → waiting_healthy → pre_integration → shifting (step k of n) →
-//! post_integration → retiring → succeeded; or rolling_back → rolled_back | failed.
+//! Phases: provisioning → waiting_healthy → pre_integration → shadowing (when asked for) →
+//! shifting (step k of n) → post_integration → retiring → succeeded (the previous stacks kept
+//! at weight 0 until `retire_previous.after`, when it is not zero); or rolling_back →
+//! rolled_back | failed. With analysis, a step (and the shadow step) advances once its pause is
+//! over and a window passed; failing windows roll back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use switchyard_config::raw;
 
+use super::analysis::{AnalysisWindow, Verdict};
 use super::plan::{Pause, Plan, split};
 use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Unit, Waiting};
 
@@ -37,6 +41,14 @@ pub(crate) enum Event {
     },
     /// The step's weights are applied.
     WeightsSet,
+    /// The shadow setting is applied (or cleared).
+    ShadowSet,
+    /// An analysis window was judged; `ended` is when its figures were read.
+    Analysed {
+        window: Box<AnalysisWindow>,
+        verdict: Verdict,
+        ended: tokio::time::Instant,
+    },
     /// A pause ended.
     TimerFired,
     /// The previous stacks are retired; `left` names what could not be removed.
@@ -94,8 +106,14 @@ pub(crate) enum Action {
     Check { post: bool },
     /// Set weights (inline): `WeightsSet` or `Failed`.
     SetWeights(BTreeMap<String, u32>),
+    /// Set (or with `None` clear) the service's shadow setting (inline): `ShadowSet` or
+    /// `Failed`.
+    SetShadow(Option<Box<raw::Shadow>>),
     /// Sleep (background): `TimerFired`.
     Timer(Duration),
+    /// Judge the new stack every analysis interval until the step ends (background):
+    /// `Analysed`, again and again.
+    Analyse,
     /// Remove the previous stacks (inline): `Retired`.
     Retire,
     /// Restore the service and stop the new stack (inline): `RolledBack` or
@@ -204,6 +222,20 @@ impl Machine<'_> {
                 }
             }
             Event::WeightsSet if phase == Phase::Shifting => self.after_weights(),
+            Event::ShadowSet if phase == Phase::Shadowing && self.rec.waiting == Waiting::Work => {
+                self.shadowing();
+            }
+            Event::Analysed {
+                window, verdict, ..
+            } if matches!(phase, Phase::Shifting | Phase::Shadowing) => {
+                self.analysed(*window, &verdict);
+            }
+            Event::TimerFired
+                if self.rec.waiting == Waiting::Timer
+                    && matches!(phase, Phase::Shifting | Phase::Shadowing) =>
+            {
+                self.step_done();
+            }
             Event::TimerFired if self.rec.waiting == Waiting::Timer => self.advance(),
             Event::Retired { left } if phase == Phase::Retiring => {
                 if let Some(l) = &left {
@@ -272,8 +304,11 @@ impl Machine<'_> {
                 Ok(())
             }
             Command::Promote => {
-                if phase != Phase::Shifting
-                    || !matches!(self.rec.waiting, Waiting::Timer | Waiting::Promote)
+                if !matches!(phase, Phase::Shifting | Phase::Shadowing)
+                    || !matches!(
+                        self.rec.waiting,
+                        Waiting::Timer | Waiting::Promote | Waiting::Analysis
+                    )
                 {
                     return refuse(&format!(
                         "the deployment is in {} and not waiting at a pause",
@@ -343,7 +378,7 @@ impl Machine<'_> {
         self.rec.epoch += 1;
         if matches!(
             phase,
-            Phase::PreIntegration | Phase::Shifting | Phase::PostIntegration
+            Phase::PreIntegration | Phase::Shadowing | Phase::Shifting | Phase::PostIntegration
         ) {
             self.rec.waiting = Waiting::Health;
             self.log("waiting for the new stack to be healthy again".to_owned());
@@ -374,6 +409,15 @@ impl Machine<'_> {
             },
             Phase::WaitingHealthy => Action::WaitHealthy,
             Phase::PreIntegration => Action::Check { post: false },
+            Phase::Shadowing => {
+                let setting = self
+                    .plan
+                    .shadow
+                    .as_ref()
+                    .map(|s| Box::new(s.setting.clone()));
+                self.rec.waiting = Waiting::Work;
+                Action::SetShadow(setting)
+            }
             Phase::PostIntegration => Action::Check { post: true },
             Phase::Shifting if self.plan.rolling.is_some() => {
                 self.rec.waiting = Waiting::Work;
@@ -388,6 +432,10 @@ impl Machine<'_> {
                 Action::SetWeights(weights)
             }
             Phase::Retiring if self.rec.retire_started => Action::Retire,
+            Phase::Retiring if !self.plan.retire_after.is_zero() => {
+                self.keep_standby();
+                return;
+            }
             Phase::Retiring => {
                 self.rec.waiting = Waiting::Timer;
                 Action::Timer(self.plan.retire_after)
@@ -399,8 +447,12 @@ impl Machine<'_> {
     }
 
     fn after_weights(&mut self) {
+        if self.plan.analysis.is_some() {
+            self.rec.analysis.passed = false;
+            self.actions.push(Action::Analyse);
+        }
         match self.plan.steps[self.rec.step].pause {
-            Pause::None => self.advance(),
+            Pause::None => self.step_done(),
             Pause::For(d) => {
                 self.rec.waiting = Waiting::Timer;
                 self.actions.push(Action::Timer(d));
@@ -436,9 +488,14 @@ impl Machine<'_> {
         let steps = self.plan.steps.len();
         match self.rec.phase {
             Phase::Provisioning => self.enter(Phase::WaitingHealthy),
-            Phase::WaitingHealthy if self.plan.pre.is_empty() => self.enter_step(0),
+            Phase::WaitingHealthy if self.plan.pre.is_empty() => self.enter_first_step(),
             Phase::WaitingHealthy => self.enter(Phase::PreIntegration),
-            Phase::PreIntegration => self.enter_step(0),
+            Phase::PreIntegration => self.enter_first_step(),
+            Phase::Shadowing => {
+                self.log("shadow traffic ends".to_owned());
+                self.actions.push(Action::SetShadow(None));
+                self.enter_step(0);
+            }
             Phase::Shifting if self.rec.step + 1 < steps => self.enter_step(self.rec.step + 1),
             Phase::Shifting if self.plan.post.is_empty() => self.enter(Phase::Retiring),
             Phase::Shifting => self.enter(Phase::PostIntegration),
@@ -500,6 +557,8 @@ fn describe_endpoints(stack: &raw::Stack) -> String {
         None => stack.endpoints.join(", "),
     }
 }
+
+mod gate;
 
 #[cfg(test)]
 mod tests;

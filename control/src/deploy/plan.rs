@@ -13,6 +13,8 @@ use switchyard_config::{
     FieldPath, MAX_PERIOD, MAX_TIMEOUT, Name, Segment, parse_duration_at_most, raw, stack_from_raw,
 };
 
+use super::analysis::{self, Analysis};
+use super::shadow::{self, ShadowStep};
 use super::source::Target;
 use super::spec::{
     CheckSpec, ContainerSpec, DeploymentSpec, HttpCheckSpec, SourceSpec, StrategySpec, parse_memory,
@@ -31,6 +33,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default timeout of a command check.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time the previous stacks stay at weight 0 after a success (a rollback switches back
+/// to them meanwhile).
+const RETIRE_AFTER: Duration = Duration::from_secs(600);
 /// Default drain time of a retired stack's processes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most replicas one process source may start.
@@ -97,6 +102,10 @@ pub(crate) struct Plan {
     pub(crate) drain: Duration,
     pub(crate) healthy_timeout: Duration,
     pub(crate) start_timeout: Duration,
+    /// Canary analysis, when asked for.
+    pub(crate) analysis: Option<Analysis>,
+    /// The shadow step before the first weight step, when asked for.
+    pub(crate) shadow: Option<ShadowStep>,
     /// Whether the source starts processes (they do not survive a restart of Switchyard
     /// supervised, so an interrupted deployment rolls back).
     pub(crate) process: bool,
@@ -188,12 +197,28 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         }
         other => steps(other, &mut problems),
     };
+    let analysis = match &spec.strategy {
+        StrategySpec::Canary {
+            analysis: Some(a), ..
+        } => analysis::validate("strategy.canary.analysis", a, &mut problems),
+        StrategySpec::BlueGreen {
+            analysis: Some(a),
+            shadow,
+        } => {
+            if shadow.is_none() {
+                problems.push("strategy.blue_green.analysis: judges a shadow step; add \"shadow\" (or use a canary)".to_owned());
+            }
+            analysis::validate("strategy.blue_green.analysis", a, &mut problems)
+        }
+        _ => None,
+    };
+    let shadow = shadow::step(spec, &mut problems);
     let pre = checks("pre_integration", &spec.pre_integration, &mut problems);
     let post = checks("post_integration", &spec.post_integration, &mut problems);
     let retire_after = duration(
         "retire_previous.after",
         spec.retire_previous.after.as_ref(),
-        Duration::ZERO,
+        RETIRE_AFTER,
         &mut problems,
     );
     let drain = duration(
@@ -238,6 +263,8 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         drain,
         healthy_timeout,
         start_timeout,
+        analysis,
+        shadow,
         process: matches!(
             spec.source,
             SourceSpec::Process(_) | SourceSpec::Container(_)
@@ -357,29 +384,41 @@ fn deployment_field(field: &FieldPath) -> String {
 
 fn steps(strategy: &StrategySpec, problems: &mut Vec<String>) -> Vec<Step> {
     let raw = match strategy {
-        StrategySpec::BlueGreen {} => {
+        StrategySpec::BlueGreen { .. } => {
             return vec![Step {
                 percent: 100,
                 pause: Pause::None,
             }];
         }
-        StrategySpec::Canary { steps } => steps,
+        StrategySpec::Canary { steps, .. } => steps,
         StrategySpec::Rolling(_) => return Vec::new(),
     };
-    if raw.is_empty() {
-        problems.push("strategy.canary.steps: expected at least one step".to_owned());
+    if raw.iter().all(|s| s.shadow.is_some()) {
+        problems.push("strategy.canary.steps: expected at least one weight step".to_owned());
         return Vec::new();
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut last = 0;
     for (i, s) in raw.iter().enumerate() {
         let field = format!("strategy.canary.steps[{i}]");
-        let percent = match u32::try_from(s.weight) {
+        // A shadow step is `shadow::step`'s; here only where it may stand.
+        if s.shadow.is_some() {
+            if i != 0 || s.weight.is_some() || s.pause.is_some() {
+                problems.push(format!(
+                    "{field}.shadow: a shadow step stands alone (no weight, no pause) before the first weight step"
+                ));
+            }
+            continue;
+        }
+        let Some(weight) = s.weight else {
+            problems.push(format!("{field}: expected \"weight\" or \"shadow\""));
+            continue;
+        };
+        let percent = match u32::try_from(weight) {
             Ok(w) if (1..=100).contains(&w) && w > last => w,
             _ => {
                 problems.push(format!(
-                    "{field}.weight: {} invalid: expected a percent from 1 to 100, above the previous step's",
-                    s.weight
+                    "{field}.weight: {weight} invalid: expected a percent from 1 to 100, above the previous step's"
                 ));
                 last.max(1)
             }

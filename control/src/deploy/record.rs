@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use switchyard_config::raw;
 
+use super::analysis::AnalysisRecord;
 use super::spec::{DeploymentSpec, ProcessSpec};
 use crate::store::{Origin, Promotion};
 
@@ -27,6 +28,8 @@ pub enum Phase {
     WaitingHealthy,
     /// Checking the new stack directly, before any user request reaches it.
     PreIntegration,
+    /// Copies of live requests go to the new stack too; clients get the live stack's answers.
+    Shadowing,
     /// Moving traffic to the new stack, step by step.
     Shifting,
     /// Checking the new stack through the public listener.
@@ -50,6 +53,7 @@ impl Phase {
             Self::Provisioning => "provisioning",
             Self::WaitingHealthy => "waiting_healthy",
             Self::PreIntegration => "pre_integration",
+            Self::Shadowing => "shadowing",
             Self::Shifting => "shifting",
             Self::PostIntegration => "post_integration",
             Self::Retiring => "retiring",
@@ -81,6 +85,8 @@ pub enum Waiting {
     Health,
     /// An approval gate: its URL to answer 200 (or an operator's `promote`).
     Gate,
+    /// The step's pause is over; a passing analysis window is still missing.
+    Analysis,
 }
 
 /// The service as it was before the deployment: what a rollback restores.
@@ -228,6 +234,29 @@ pub struct DeploymentRecord {
     /// How deliveries to each webhook went.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<super::webhook::WebhookStatus>,
+    /// Canary analysis: every judged window and the counts.
+    #[serde(default, skip_serializing_if = "AnalysisRecord::is_empty")]
+    pub analysis: AnalysisRecord,
+    /// After success: the previous stacks kept at weight 0 (a rollback switches back to them)
+    /// until they are retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<Standby>,
+    /// The deployment that undid this one (`POST /v1/services/{service}/rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_by: Option<u64>,
+    /// The deployment this one undid: it restores the service as before that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_of: Option<u64>,
+}
+
+/// Previous stacks kept at weight 0 after a deployment succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Standby {
+    /// The stacks.
+    pub stacks: Vec<String>,
+    /// When they are retired (RFC 3339, UTC); persisted, so a restart keeps the time.
+    pub until: String,
 }
 
 impl DeploymentRecord {

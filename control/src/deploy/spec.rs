@@ -215,11 +215,22 @@ pub struct ProcessSpec {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StrategySpec {
     /// New stack at weight 0, then one atomic cutover to 100 after the checks.
-    BlueGreen {},
+    BlueGreen {
+        /// Before the cutover: a copy of a share of the live requests goes to the new stack
+        /// too (its answers discarded), judged by `analysis`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shadow: Option<ShadowStepSpec>,
+        /// Judges the shadow step, as a canary's analysis judges its steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<AnalysisSpec>,
+    },
     /// Steps of weights with pauses.
     Canary {
         /// The steps; weights rise and the last is 100.
         steps: Vec<StepSpec>,
+        /// Judge the new stack from the proxy's own figures during the steps and their pauses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<AnalysisSpec>,
     },
     /// The live process stack's replicas replaced batch by batch, inside the same stack.
     Rolling(super::rolling::RollingSpec),
@@ -227,20 +238,105 @@ pub enum StrategySpec {
 
 impl Default for StrategySpec {
     fn default() -> Self {
-        Self::BlueGreen {}
+        Self::BlueGreen {
+            shadow: None,
+            analysis: None,
+        }
     }
 }
 
-/// One canary step.
+/// One canary step: a weight (and a pause), or, first of all, a shadow step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Percent of the traffic on the new stack, 1..=100, above the previous step's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 100)]
-    pub weight: i64,
+    pub weight: Option<i64>,
     /// After the step: a duration such as `60s`, or `manual` to wait for a promote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
+    /// A shadow step instead of a weight (allowed as the first step only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStepSpec>,
+}
+
+/// Shadow traffic before any user request reaches the new stack: a copy of `percent` of the
+/// live requests (of `methods`, with bodies up to `max_body`) goes to the new stack as well for
+/// `duration`; its answers are discarded, clients only ever get the live stack's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowStepSpec {
+    /// Share of the live requests copied, 1..=100.
+    #[schema(minimum = 1, maximum = 100)]
+    pub percent: i64,
+    /// How long, e.g. `30s`.
+    pub duration: String,
+    /// Methods mirrored (default `["GET", "HEAD", "OPTIONS"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Largest request body copied, e.g. `64KiB` (the default; at most `1MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
+}
+
+/// Canary analysis: every `interval` while shifting, the new stack's error rate and p99 over
+/// that interval are judged against thresholds and against the previous stacks' over the same
+/// interval (the baseline). A step advances once its pause is over and a window at its weights
+/// passed; too few requests is inconclusive, never a pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"interval": "10s", "min_requests": 50, "max_error_rate": 0.01, "max_p99": "300ms",
+    "baseline": {"max_error_rate_increase": 0.005, "max_p99_ratio": 1.5},
+    "failure_limit": 1, "max_inconclusive": 3, "on_inconclusive": "fail", "dry_run": false}))]
+pub struct AnalysisSpec {
+    /// Length of each window (default `10s`, at least `100ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Completed requests of the new stack a window needs to be judged (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub min_requests: Option<u64>,
+    /// Highest error rate (5xx answers and proxy errors over completed requests), 0..=1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_error_rate: Option<f64>,
+    /// Highest p99 latency, e.g. `300ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_p99: Option<String>,
+    /// Bounds relative to the previous stacks over the same window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineSpec>,
+    /// Failing windows that roll back (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub failure_limit: Option<u32>,
+    /// Inconclusive windows in a row before `on_inconclusive` decides (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max_inconclusive: Option<u32>,
+    /// `fail` (default: roll back) or `pass` after `max_inconclusive` inconclusive windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(fail|pass)$")]
+    pub on_inconclusive: Option<String>,
+    /// Judge, log and record every window but never hold a step or roll back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// Analysis bounds relative to the previous stacks (judged only when they had `min_requests`
+/// in the window).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineSpec {
+    /// Most the new stack's error rate may exceed the baseline's, 0..=1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
+    pub max_error_rate_increase: Option<f64>,
+    /// Most the new stack's p99 may be as a multiple of the baseline's (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_p99_ratio: Option<f64>,
 }
 
 /// An integration check: exactly one of `http` and `command`.
@@ -307,7 +403,9 @@ pub struct JsonExpectation {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetireSpec {
-    /// How long the previous stacks stay as standby at weight 0 (default `0s`).
+    /// How long the previous stacks stay at weight 0 after a success, with their replicas
+    /// running, so `POST /v1/services/{service}/rollback` switches back at once (default
+    /// `10m`; `0s` retires them as part of the deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
     /// Time between SIGTERM and SIGKILL for their processes, and for their requests in flight

@@ -9,7 +9,8 @@ use crate::fake::{DEPLOY, Fixture, OPERATE, READ, config_text};
 const START: &str = "/v1/services/auth/deployments";
 
 fn body(stack: &str, strategy: serde_json::Value) -> String {
-    json!({"stack": stack, "version": "v2", "source": {"endpoints": ["127.0.0.1:9010"]}, "strategy": strategy})
+    json!({"stack": stack, "version": "v2", "source": {"endpoints": ["127.0.0.1:9010"]}, "strategy": strategy,
+        "retire_previous": {"after": "0s"}})
         .to_string()
 }
 

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::analysis::AnalysisWindow;
 use super::plan::{Pause, validate};
-use super::record::{CheckResult, DeploymentRecord, LogLine, Phase};
+use super::record::{CheckResult, DeploymentRecord, LogLine, Phase, Standby};
 
 /// `GET /v1/services/{service}/deployments/{id}`: one deployment in full.
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,7 +20,8 @@ pub struct DeploymentView {
     pub stack: String,
     /// Its version.
     pub version: String,
-    /// `provisioning`, `waiting_healthy`, `pre_integration`, `shifting`, `post_integration`,
+    /// `provisioning`, `waiting_healthy`, `pre_integration`, `shadowing`, `shifting`,
+    /// `post_integration`,
     /// `retiring`, `succeeded`, `rolling_back`, `rolled_back` or `failed`.
     pub phase: String,
     /// The phase with the step while shifting, e.g. `shifting(2/4)`.
@@ -55,6 +57,15 @@ pub struct DeploymentView {
     pub gate: Option<GateView>,
     /// How deliveries to each webhook went.
     pub webhooks: Vec<super::WebhookStatus>,
+    /// Judged canary analysis windows, oldest first (the latest 100).
+    pub analysis: Vec<AnalysisWindow>,
+    /// After success: the previous stacks kept at weight 0 until they are retired;
+    /// `POST /v1/services/{service}/rollback` switches back to them meanwhile.
+    pub standby: Option<Standby>,
+    /// The deployment that undid this one.
+    pub undone_by: Option<u64>,
+    /// The deployment this one undid.
+    pub undo_of: Option<u64>,
 }
 
 /// An approval gate being waited at.
@@ -79,7 +90,8 @@ pub struct StepView {
     pub percent: u32,
     /// The pause after it: a duration, `manual`, or `null`.
     pub pause: Option<String>,
-    /// `timer` or `promote` while the step waits at its pause.
+    /// `timer` or `promote` while the step waits at its pause, `analysis` while it waits for
+    /// a passing analysis window.
     pub waiting: Option<String>,
 }
 
@@ -118,6 +130,12 @@ pub struct DeploymentSummary {
     pub created_at: String,
     /// When it finished.
     pub finished_at: Option<String>,
+    /// The latest judged analysis window.
+    pub analysis: Option<AnalysisWindow>,
+    /// After success: the previous stacks kept at weight 0 until they are retired.
+    pub standby: Option<Standby>,
+    /// The deployment this one undid.
+    pub undo_of: Option<u64>,
 }
 
 /// `GET /v1/services/{service}/deployments`
@@ -163,6 +181,7 @@ impl DeploymentView {
             waiting: match (rec.phase, rec.waiting) {
                 (Phase::Shifting, super::Waiting::Timer) => Some("timer".to_owned()),
                 (Phase::Shifting, super::Waiting::Promote) => Some("promote".to_owned()),
+                (Phase::Shifting, super::Waiting::Analysis) => Some("analysis".to_owned()),
                 _ => None,
             },
         });
@@ -200,6 +219,10 @@ impl DeploymentView {
             log: rec.log.clone(),
             gate: gate(rec),
             webhooks: rec.webhooks.clone(),
+            analysis: rec.analysis.windows.clone(),
+            standby: rec.standby.clone(),
+            undone_by: rec.undone_by,
+            undo_of: rec.undo_of,
         }
     }
 }
@@ -218,6 +241,9 @@ impl DeploymentSummary {
             created_by: rec.created_by.clone(),
             created_at: rec.created_at.clone(),
             finished_at: rec.finished_at.clone(),
+            analysis: rec.analysis.windows.last().cloned(),
+            standby: rec.standby.clone(),
+            undo_of: rec.undo_of,
         }
     }
 }

@@ -73,6 +73,10 @@ pub(crate) fn events(before: &DeploymentRecord, after: &DeploymentRecord) -> Vec
     if before.epoch == 0 && after.epoch > 0 {
         out.push("deployment.started");
     }
+    // A judged analysis window comes before the phase change it may cause (a rollback).
+    if after.analysis.judged > before.analysis.judged {
+        out.push("deployment.analysis");
+    }
     if after.phase != before.phase {
         out.push(match after.phase {
             Phase::Succeeded => "deployment.succeeded",
@@ -105,7 +109,7 @@ pub(crate) fn payload(event: &str, rec: &DeploymentRecord, steps: usize) -> serd
         rec.phase,
         Phase::Shifting | Phase::PostIntegration | Phase::Retiring | Phase::Succeeded
     ) || !rec.weights.is_empty();
-    serde_json::json!({
+    let mut body = serde_json::json!({
         "event": event,
         "deployment": rec.id,
         "service": rec.service,
@@ -120,7 +124,12 @@ pub(crate) fn payload(event: &str, rec: &DeploymentRecord, steps: usize) -> serd
         "waiting": rec.waiting,
         "reason": rec.reason,
         "at": now(),
-    })
+    });
+    if event == "deployment.analysis" {
+        // The verdict and the figures it was drawn from.
+        body["analysis"] = serde_json::json!(rec.analysis.windows.last());
+    }
+    body
 }
 
 /// One queued note: the event (for errors) and the body to send.
@@ -409,6 +418,13 @@ mod tests {
         e.paused = false;
         e.waiting = Waiting::Gate;
         assert_eq!(events(&d, &e), ["deployment.resumed", "deployment.gate"]);
+        let mut judged = e.clone();
+        judged.analysis.judged = 1;
+        judged.phase = Phase::RollingBack;
+        assert_eq!(
+            events(&e, &judged),
+            ["deployment.analysis", "deployment.phase"]
+        );
         let mut f = e.clone();
         f.phase = Phase::RolledBack;
         assert_eq!(events(&e, &f), ["deployment.rolled_back"]);

@@ -26,6 +26,7 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "CertPairBody",
     "ServiceTimeoutsBody",
     "StickyBody",
+    "ShadowBody",
     "DeploymentSpec",
     "ProcessSpec",
     "ContainerSpec",
@@ -40,6 +41,9 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "WebhookBody",
     "GateSpec",
     "RollingSpec",
+    "AnalysisSpec",
+    "BaselineSpec",
+    "ShadowStepSpec",
 ];
 
 /// Completes `doc` (the serialized derived document).

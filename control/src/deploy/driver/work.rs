@@ -19,6 +19,7 @@ use crate::deploy::check::{self, Context, Target as CheckTarget};
 use crate::deploy::machine::{Event, describe_weights};
 use crate::deploy::source::Target;
 use crate::error::chain;
+use crate::state::ControlState;
 
 /// How often health and in-flight counts are polled.
 const POLL: Duration = Duration::from_millis(20);
@@ -218,42 +219,16 @@ impl Driver {
         for name in old {
             self.reporter
                 .log("deploy", format!("retiring stack {name}"));
-            wait_idle(
-                self.state.data_plane().as_ref(),
+            if let Err(e) = retire_stack(
+                &self.state,
+                &self.rec.created_by,
                 self.service(),
                 &name,
                 self.plan.drain,
             )
-            .await;
-            let change = Change::DeleteStack {
-                stack: name.clone(),
-                force: false,
-                allow_no_traffic: false,
-            };
-            if let Err(e) = self.write(change).await {
-                left.push(format!("stack {name} not removed: {e}"));
-                continue;
-            }
-            // Its current replicas if it is a process stack (supervised, or recorded by
-            // whoever restarted them), plus the units its deployment saw.
-            let (spec, units) = self
-                .state
-                .deployments()
-                .units_of(self.service(), &name)
-                .map_or((None, Vec::new()), |(spec, units)| (Some(spec), units));
-            if let Err(e) = self
-                .state
-                .deployments()
-                .release_stack(
-                    self.service(),
-                    &name,
-                    spec.as_ref(),
-                    &units,
-                    self.plan.drain,
-                )
-                .await
+            .await
             {
-                left.push(format!("stack {name}: {}", chain(&e)));
+                left.push(e);
             }
         }
         Event::Retired {
@@ -294,6 +269,22 @@ impl Driver {
                     };
                     if let Err(e) = self.write(change).await {
                         left.push(format!("weights not restored: {e}"));
+                    } else if let Some(ended) = self.window_end.filter(|_| {
+                        self.rec
+                            .reason
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("analysis"))
+                    }) {
+                        // The write resolves once the proxy routes on the new snapshot.
+                        let ms = ended.elapsed().as_secs_f64() * 1000.0;
+                        tracing::info!(
+                            ms,
+                            "previous weights served after the failing analysis window"
+                        );
+                        self.reporter.log(
+                            "deploy",
+                            format!("previous weights served {ms:.1} ms after the failing analysis window ended"),
+                        );
                     }
                     wait_idle(
                         self.state.data_plane().as_ref(),
@@ -338,8 +329,40 @@ fn deadline_after(limit: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// Retires one previous stack of `service`: waits (up to `drain`) for its requests in flight,
+/// removes it through the writer as `caller`, and stops its replicas if it is a process stack
+/// (its current processes, supervised or recorded by whoever restarted them, plus the units
+/// its deployment saw). `Err` says what is left.
+pub(crate) async fn retire_stack(
+    state: &ControlState,
+    caller: &str,
+    service: &str,
+    name: &str,
+    drain: Duration,
+) -> Result<(), String> {
+    wait_idle(state.data_plane().as_ref(), service, name, drain).await;
+    let change = Change::DeleteStack {
+        stack: name.to_owned(),
+        force: false,
+        allow_no_traffic: false,
+    };
+    state
+        .write(caller, service, None, change)
+        .await
+        .map_err(|e| format!("stack {name} not removed: {e}"))?;
+    let (spec, units) = state
+        .deployments()
+        .units_of(service, name)
+        .map_or((None, Vec::new()), |(spec, units)| (Some(spec), units));
+    state
+        .deployments()
+        .release_stack(service, name, spec.as_ref(), &units, drain)
+        .await
+        .map_err(|e| format!("stack {name}: {}", chain(&e)))
+}
+
 /// Waits (up to `limit`) until no request is in flight on the stack's endpoints.
-async fn wait_idle(dp: &dyn DataPlane, service: &str, stack: &str, limit: Duration) {
+pub(crate) async fn wait_idle(dp: &dyn DataPlane, service: &str, stack: &str, limit: Duration) {
     let deadline = deadline_after(limit);
     while Instant::now() < deadline {
         let busy: u64 = dp

@@ -12,6 +12,7 @@ fn spec(strategy: serde_json::Value, post: bool) -> DeploymentSpec {
         "source": {"endpoints": ["127.0.0.1:9003"]},
         "strategy": strategy,
         "pre_integration": [{"http": {"path": "/health"}}],
+        "retire_previous": {"after": "0s"},
     });
     if post {
         v["post_integration"] = serde_json::json!([{"http": {"path": "/"}}]);
@@ -54,6 +55,10 @@ fn record(spec: DeploymentSpec) -> DeploymentRecord {
         left: None,
         log: Vec::new(),
         webhooks: Vec::new(),
+        analysis: Default::default(),
+        standby: None,
+        undone_by: None,
+        undo_of: None,
     }
 }
 
@@ -281,6 +286,26 @@ fn gated(strategy: serde_json::Value, gates: serde_json::Value) -> Run {
     }
 }
 
+fn window(step: &str) -> Box<crate::deploy::analysis::AnalysisWindow> {
+    Box::new(crate::deploy::analysis::AnalysisWindow {
+        at: NOW.into(),
+        step: step.into(),
+        seconds: 1.0,
+        new: Default::default(),
+        baseline: Default::default(),
+        verdict: String::new(),
+        detail: String::new(),
+    })
+}
+
+fn judged(step: &str, verdict: Verdict) -> Event {
+    Event::Analysed {
+        window: window(step),
+        verdict,
+        ended: tokio::time::Instant::now(),
+    }
+}
+
 #[test]
 fn a_gate_holds_the_step_until_approved_and_promote_passes_it() {
     let mut r = gated(
@@ -359,4 +384,123 @@ fn gates_must_name_a_step_of_the_strategy() {
     assert!(problems.contains("gates[1].before"), "{problems}");
     assert!(problems.contains("gates[1].url"), "{problems}");
     assert!(problems.contains("gates[2].timeout"), "{problems}");
+}
+
+#[test]
+fn with_analysis_a_step_advances_only_after_a_passing_window_and_a_failing_one_rolls_back() {
+    let strategy = serde_json::json!({"canary": {"steps": [{"weight": 20}, {"weight": 50}, {"weight": 100}],
+        "analysis": {"interval": "1s", "max_error_rate": 0.01, "failure_limit": 1}}});
+    let mut r = Run::new(strategy, false);
+    r.drive_to_shifting();
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Analyse]);
+    assert_eq!(
+        r.rec.waiting,
+        Waiting::Analysis,
+        "no pause, but no pass yet"
+    );
+    let a = r.on(judged(
+        "1/3",
+        Verdict::Inconclusive("too few requests".into()),
+    ));
+    assert_eq!(a, vec![]);
+    let a = r.on(judged("1/3", Verdict::Pass("ok".into())));
+    assert_eq!(
+        a,
+        vec![Action::SetWeights(weights(&[("blue", 50), ("green", 50)]))]
+    );
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Analyse]);
+    let a = r.on(judged(
+        "2/3",
+        Verdict::Fail("error rate 0.31 > 0.01 over 412 requests in 10s".into()),
+    ));
+    assert_eq!(a, vec![Action::RollBack]);
+    assert_eq!(
+        r.rec.reason.as_deref(),
+        Some("analysis failed at 2/3: error rate 0.31 > 0.01 over 412 requests in 10s")
+    );
+    let verdicts: Vec<&str> = r
+        .rec
+        .analysis
+        .windows
+        .iter()
+        .map(|w| w.verdict.as_str())
+        .collect();
+    assert_eq!(verdicts, ["inconclusive", "pass", "fail"]);
+}
+
+#[test]
+fn a_dry_run_neither_holds_a_step_nor_rolls_back() {
+    let strategy = serde_json::json!({"canary": {"steps": [{"weight": 20, "pause": "manual"}, {"weight": 100}],
+        "analysis": {"max_error_rate": 0.01, "dry_run": true}}});
+    let mut r = Run::new(strategy, false);
+    r.drive_to_shifting();
+    assert_eq!(r.on(Event::WeightsSet), vec![Action::Analyse]);
+    assert_eq!(r.on(judged("1/2", Verdict::Fail("bad".into()))), vec![]);
+    assert_eq!(r.rec.phase, Phase::Shifting);
+    assert_eq!(r.rec.analysis.failures, 1);
+    assert_eq!(
+        r.command(Command::Promote).expect("promote"),
+        vec![Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))]
+    );
+    // At 100 % with no pause: no gate, straight on.
+    assert_eq!(
+        r.on(Event::WeightsSet),
+        vec![Action::Analyse, Action::Timer(Duration::ZERO)]
+    );
+}
+
+#[test]
+fn a_success_with_retire_after_keeps_the_previous_stack_as_standby_until_then() {
+    let mut r = Run::new(serde_json::json!({"blue_green": {}}), false);
+    r.plan.retire_after = Duration::from_secs(600);
+    r.drive_to_shifting();
+    assert_eq!(r.on(Event::WeightsSet), vec![]);
+    assert_eq!(r.rec.phase, Phase::Succeeded);
+    let standby = r.rec.standby.clone().expect("standby");
+    assert_eq!(standby.stacks, ["blue"]);
+    assert_eq!(standby.until, "2030-01-01T00:10:00Z");
+}
+
+#[test]
+fn a_shadow_step_mirrors_then_clears_the_setting_before_the_first_weight_step() {
+    let strategy = serde_json::json!({"canary": {
+        "steps": [{"shadow": {"percent": 20, "duration": "30s"}}, {"weight": 100}],
+        "analysis": {"max_error_rate": 0.01}}});
+    let mut r = Run::new(strategy, false);
+    let a = r.drive_to_shifting();
+    assert_eq!(r.rec.phase, Phase::Shadowing);
+    let Some(Action::SetShadow(Some(setting))) = a.first() else {
+        panic!("{a:?}");
+    };
+    assert_eq!((setting.stack.as_str(), setting.percent), ("green", 20));
+    assert_eq!(
+        r.on(Event::ShadowSet),
+        vec![Action::Analyse, Action::Timer(Duration::from_secs(30))]
+    );
+    assert_eq!(r.on(Event::TimerFired), vec![]);
+    assert_eq!(r.rec.waiting, Waiting::Analysis);
+    let a = r.on(judged("shadow", Verdict::Pass("ok".into())));
+    assert_eq!(
+        a,
+        vec![
+            Action::SetShadow(None),
+            Action::SetWeights(weights(&[("blue", 0), ("green", 100)]))
+        ]
+    );
+    assert_eq!(r.rec.phase_label(1), "shifting(1/1)");
+
+    let strategy = serde_json::json!({"blue_green": {
+        "shadow": {"percent": 20, "duration": "30s"}, "analysis": {"max_error_rate": 0.01}}});
+    let mut r = Run::new(strategy, false);
+    r.drive_to_shifting();
+    r.on(Event::ShadowSet);
+    let a = r.on(judged(
+        "shadow",
+        Verdict::Fail("error rate 1 > 0.01".into()),
+    ));
+    assert_eq!(a, vec![Action::RollBack]);
+    assert_eq!(
+        r.rec.reason.as_deref(),
+        Some("analysis failed at shadow: error rate 1 > 0.01")
+    );
 }
