@@ -21,7 +21,6 @@ mod process;
 mod record;
 mod source;
 mod spec;
-pub(crate) mod store;
 mod view;
 
 #[cfg(test)]

@@ -3,15 +3,14 @@
 //! A store keeps two things: the [`SavedState`] (every service's record: revision, who owns it,
 //! its raw spec or a tombstone, stack promotions), replaced as a whole on every write, and the
 //! append-only history of [`HistoryEntry`]s. Deployment records and process stack records
-//! (the replicas Switchyard supervises, by PID) are kept through the same trait. `save` and `append_history` resolve only once the
-//! data is durable, because the API acknowledges a write only after that. [`FileStore`] keeps
+//! (the replicas Switchyard supervises, by PID) are kept through the same trait. `save` and
+//! `append_history` resolve only once the data is durable, because the API acknowledges a write only after that. [`FileStore`] keeps
 //! both in a state directory; a shared store (etcd) for several proxies can implement the same
 //! trait later.
 
 mod file;
 
 pub use file::FileStore;
-pub(crate) use file::nested_entries;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
