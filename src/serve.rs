@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
-use switchyard_config::{Config, ListenerTls, UnknownSni};
-use switchyard_control::{ControlState, spawn_control, spawn_control_tls};
+use switchyard_config::{Config, ListenerTls, StoreSpec, UnknownSni};
+use switchyard_control::{
+    ControlState, EtcdStore, FileStore, Store, spawn_control, spawn_control_tls,
+};
 use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy_with};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -72,8 +74,8 @@ pub enum ServeError {
     /// The control plane could not load its state.
     #[error("cannot load the control plane's state")]
     Control(#[from] switchyard_control::BuildError),
-    /// The control state directory could not be opened.
-    #[error("cannot open the state directory")]
+    /// The desired state store (state directory or etcd) could not be opened.
+    #[error("cannot open the desired state store")]
     Store(#[from] switchyard_control::StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
@@ -291,9 +293,15 @@ pub async fn serve_until_signal(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let store = Arc::new(switchyard_control::FileStore::open(
-        &config.control().state_dir,
-    )?);
+    let control_addr = bound
+        .control
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            name: "control".into(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let store = open_store(&config, control_addr).await?;
     let loaded = switchyard_control::ControlBuilder::new(config, store)
         .base_dir(base)
         .stop_replicas_on_exit(bound.stop_replicas_on_exit)
@@ -316,14 +324,6 @@ pub async fn serve_until_signal(
     let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())
         .map_err(|e| ServeError::Metrics(Box::new(e)))?;
     let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
-    let control_addr = bound
-        .control
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            name: "control".into(),
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
     let control = match bound.control_tls {
         None => spawn_control(bound.control, state.clone(), shutdown_rx.clone()),
         Some(tls) => spawn_control_tls(bound.control, tls, state.clone(), shutdown_rx.clone())
@@ -400,6 +400,20 @@ pub async fn serve_until_signal(
         let _ = w.await;
     }
     Ok(())
+}
+
+/// The store `[store]` names: the state folder, or etcd (watching and registered as the
+/// instance whose control API is at `control`).
+async fn open_store(config: &Config, control: SocketAddr) -> Result<Arc<dyn Store>, ServeError> {
+    Ok(match config.store() {
+        StoreSpec::Local => Arc::new(FileStore::open(&config.control().state_dir)?),
+        StoreSpec::Etcd(spec) => {
+            let store = EtcdStore::connect(spec, &control.to_string()).await?;
+            store.start();
+            info!(endpoints = ?spec.endpoints, prefix = %spec.prefix, instance = store.id(), "desired state kept in etcd");
+            Arc::new(store)
+        }
+    })
 }
 
 async fn join_logged(task: tokio::task::JoinHandle<()>, name: &str) {

@@ -379,3 +379,5 @@ fn request_body_timeout_has_a_default_and_a_per_service_override() {
         Some(std::time::Duration::from_millis(300))
     );
 }
+
+mod store;

@@ -21,6 +21,7 @@ mod process;
 mod record;
 mod source;
 mod spec;
+mod takeover;
 mod view;
 
 #[cfg(test)]
@@ -48,7 +49,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::state::ControlState;
-use crate::store::now;
+use crate::store::{DriverLock, now};
 use driver::{Channels, CommandMsg, Driver};
 use process::ProcessSource;
 use record::Waiting as Wait;
@@ -190,8 +191,15 @@ impl Deployments {
         }
     }
 
-    /// Registers `rec` and starts its driver (unless it is finished).
-    fn launch(&self, state: &ControlState, rec: DeploymentRecord, resumed: bool) {
+    /// Registers `rec` and starts its driver (unless it is finished). With a shared store the
+    /// driver holds `lock` (the service's deployment lock) for as long as it runs.
+    fn launch(
+        &self,
+        state: &ControlState,
+        rec: DeploymentRecord,
+        resumed: bool,
+        lock: Option<DriverLock>,
+    ) {
         let plan = plan::validate(&rec.spec);
         let key = (rec.service.clone(), rec.id);
         let terminal = rec.phase.is_terminal();
@@ -218,7 +226,14 @@ impl Deployments {
                     commands,
                 };
                 let d = Driver::new(state.clone(), rec, plan, channels, self.shutdown.clone());
-                tokio::spawn(d.run(resumed).instrument(span));
+                tokio::spawn(
+                    async move {
+                        d.run(resumed).await;
+                        // Released only once the driver stopped acting.
+                        drop(lock);
+                    }
+                    .instrument(span),
+                );
             }
             Err(problems) => {
                 span.in_scope(|| {
@@ -228,15 +243,57 @@ impl Deployments {
         }
     }
 
-    /// Registers the saved deployments and resumes (or rolls back) those in flight.
-    pub(crate) fn resume(&self, state: &ControlState, records: Vec<DeploymentRecord>) {
+    /// Registers the saved deployments and resumes (or rolls back) those in flight. With a
+    /// shared store, deployments in flight are driven by whichever instance takes their lock
+    /// (see `takeover`), this one included.
+    pub(crate) fn resume(self: &Arc<Self>, state: &ControlState, records: Vec<DeploymentRecord>) {
+        if state.store().shared().is_some() {
+            for rec in records {
+                self.observe(rec);
+            }
+            takeover::spawn(self.clone(), state.clone());
+            return;
+        }
         for rec in records {
             let resumed = !rec.phase.is_terminal();
             if resumed {
                 tracing::warn!(service = %rec.service, id = rec.id, phase = rec.phase.as_str(), "resuming an interrupted deployment");
             }
-            self.launch(state, rec, resumed);
+            self.launch(state, rec, resumed, None);
         }
+    }
+
+    /// Shows `rec` (driven by another instance, or finished) to readers, unless this instance
+    /// drives it.
+    fn observe(&self, rec: DeploymentRecord) {
+        let key = (rec.service.clone(), rec.id);
+        let mut entries = self.entries();
+        if let Some(e) = entries.get(&key) {
+            let shown = e.record.borrow();
+            if !e.commands.is_closed()
+                || (shown.updated_at == rec.updated_at && shown.phase == rec.phase)
+            {
+                return;
+            }
+        }
+        let (_, record) = watch::channel(Arc::new(rec));
+        let (commands, _) = mpsc::channel(1);
+        let (feed, _) = broadcast::channel(1);
+        entries.insert(
+            key,
+            Entry {
+                record,
+                commands,
+                feed,
+            },
+        );
+    }
+
+    /// Whether this instance runs the driver of deployment `key`.
+    fn drives(&self, key: &(String, u64)) -> bool {
+        self.entries()
+            .get(key)
+            .is_some_and(|e| !e.commands.is_closed())
     }
 
     /// Validates and starts a deployment of `service`.
@@ -268,6 +325,10 @@ impl Deployments {
             (Err(problems), _) => return Err(ApiError::Invalid(problems.join("; "))),
             (Ok(_), Err(e)) => return Err(e),
         };
+        let shared = state.store().shared();
+        if shared.is_some() && matches!(spec.source, SourceSpec::Process(_)) {
+            return Err(ApiError::InvalidBody("source.process: process replicas belong to the instance that starts them, so with [store] kind = \"etcd\" deploy endpoints or dns stacks".into()));
+        }
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
         if current.stack(&spec.stack).is_some() {
@@ -311,10 +372,43 @@ impl Deployments {
             &self.base_dir,
             &time,
         )?;
+        // With a shared store: the lock first (one driver per service across instances),
+        // then the ids and phases every instance saved.
+        let (lock, stored_last) = match shared {
+            None => (None, 0),
+            Some(shared) => {
+                let lock = shared
+                    .lock_deployment(service)
+                    .await
+                    .map_err(ApiError::from_store)?
+                    .ok_or_else(|| {
+                        ApiError::Conflict(format!(
+                            "a deployment of service {service:?} is in progress on another instance; one deployment per service at a time"
+                        ))
+                    })?;
+                let stored = state
+                    .store()
+                    .load_deployments()
+                    .await
+                    .map_err(ApiError::from_store)?;
+                let mut last = 0;
+                for r in stored.iter().filter(|r| r.service == service) {
+                    last = last.max(r.id);
+                    if !r.phase.is_terminal() {
+                        return Err(ApiError::Conflict(format!(
+                            "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
+                            r.id,
+                            r.phase.as_str()
+                        )));
+                    }
+                }
+                (Some(lock), last)
+            }
+        };
         let rec = {
             let entries = self.entries();
             let mine = entries.range((service.to_owned(), 0)..=(service.to_owned(), u64::MAX));
-            let mut last = 0;
+            let mut last = stored_last;
             for ((_, id), e) in mine {
                 last = last.max(*id);
                 let r = e.record.borrow();
@@ -380,13 +474,13 @@ impl Deployments {
         }
         if let Err(e) = state.store().save_deployment(&rec).await {
             self.entries().remove(&key);
-            return Err(ApiError::internal(e));
+            return Err(ApiError::from_store(e));
         }
         drop(hold);
         tracing::info!(service, id = rec.id, stack = %rec.spec.stack, version = %rec.spec.version, token = caller, "deployment started");
-        let shared = Arc::new(rec.clone());
-        self.launch(state, rec, false);
-        Ok(shared)
+        let started = Arc::new(rec.clone());
+        self.launch(state, rec, false, lock);
+        Ok(started)
     }
 
     /// The latest record of one deployment.

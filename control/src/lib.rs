@@ -35,6 +35,7 @@ mod tls;
 mod view;
 mod writer;
 
+pub use api::instance::InstanceList;
 pub use api::router;
 pub use auth::{ANONYMOUS, Caller, generate_token};
 #[doc(hidden)]
@@ -54,8 +55,9 @@ pub use state::{
     BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
 };
 pub use store::{
-    FileStore, HistoryEntry, Origin, Promotion, STATE_FORMAT, SavedState, ServiceRecord, Store,
-    StoreError,
+    DriverLock, EtcdStore, FileStore, HistoryEntry, InstanceRecord, MigrateError, MigrateReport,
+    Observed, Origin, Promotion, STATE_FORMAT, SavedState, ServiceRecord, SharedStore, Store,
+    StoreError, migrate,
 };
 pub use view::{
     DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,

@@ -189,6 +189,11 @@ pub struct StatusView {
     pub status: String,
     /// The data plane generation control last applied, if any.
     pub generation: Option<u64>,
+    /// With a shared store (etcd): `available`, or `unavailable` while it cannot be reached
+    /// (routing goes on with the last state; writes answer 503 `store_unavailable`). Absent
+    /// for the local store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// The active stack: highest weight, then latest promotion, then first configured.

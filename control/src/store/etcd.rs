@@ -1,0 +1,574 @@
+//! [`EtcdStore`]: the desired state, history and deployments in etcd, shared by several
+//! instances. The only module that uses the etcd client.
+//!
+//! Keys under the configured prefix `P`:
+//! - `P format`: the state format; `P services/<name>`: one [`ServiceRecord`] each (tombstones
+//!   included), so two writers on two services do not collide;
+//! - `P history/<unix ns>-<instance>-<seq>`: one [`HistoryEntry`] each, in time order;
+//! - `P deployments/<service>/<id>`: one [`DeploymentRecord`] each;
+//!   `P replicas/<service>/<stack>`: process stack records;
+//! - `P locks/<service>`: the instance driving that service's deployment, under its lease;
+//! - `P instances/<id>`: each running instance, under its lease.
+//!
+//! Writes from the API are one transaction: compare every changed service key's
+//! `mod_revision` with the one this instance last saw, put the records and the history
+//! entries. The watch (see `watch`) keeps those revisions current and publishes what other
+//! instances wrote. Every request is bounded in time: an unreachable etcd is
+//! [`StoreError::Unavailable`], never a hang. etcd 3.4 or newer (v3 API).
+
+mod lease;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use switchyard_config::EtcdSpec;
+use tokio::sync::watch as channel;
+use tokio::task::JoinHandle;
+
+use super::{
+    DriverLock, HistoryEntry, InstanceRecord, Observed, STATE_FORMAT, SavedState, ServiceRecord,
+    SharedStore, Store, StoreError,
+};
+use crate::data_plane::BoxFuture;
+use crate::deploy::{DeploymentRecord, ProcessStackRecord};
+
+/// The longest any single etcd request may take before etcd counts as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A [`Store`] in etcd.
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the store's tasks share with it.
+struct Inner {
+    client: Client,
+    prefix: String,
+    /// This instance's id (registration, lock values, history keys).
+    id: String,
+    lease_ttl: Duration,
+    /// Every service record this instance knows, with its key's `mod_revision`.
+    cache: Mutex<BTreeMap<String, (ServiceRecord, i64)>>,
+    observed: channel::Sender<Option<Arc<Observed>>>,
+    available: channel::Sender<bool>,
+    /// The registration this instance keeps under its lease.
+    registration: channel::Sender<InstanceRecord>,
+    /// The lease of each deployment lock held, by service.
+    locks: Mutex<BTreeMap<String, i64>>,
+    history_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.inner.prefix)
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().expect("task list lock").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// Waited on too long.
+#[derive(Debug, thiserror::Error)]
+#[error("etcd did not answer within {0:?}")]
+struct TimedOut(Duration);
+
+impl Inner {
+    /// Runs one etcd request, bounded by [`REQUEST_TIMEOUT`]; tracks availability.
+    async fn call<T>(
+        &self,
+        request: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
+        };
+        self.available.send_if_modified(|a| {
+            let now = outcome.is_ok();
+            std::mem::replace(a, now) != now
+        });
+        outcome
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (ServiceRecord, i64)>> {
+        self.cache
+            .lock()
+            .expect("store cache lock is never poisoned")
+    }
+
+    fn locks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, i64>> {
+        self.locks
+            .lock()
+            .expect("lock table lock is never poisoned")
+    }
+
+    /// Records what a listing or event says about a service, unless the cache knows a newer
+    /// revision already.
+    fn remember(&self, name: &str, record: ServiceRecord, revision: i64) {
+        let mut cache = self.cache();
+        match cache.get(name) {
+            Some((_, known)) if *known >= revision => {}
+            _ => {
+                cache.insert(name.to_owned(), (record, revision));
+            }
+        }
+    }
+
+    /// Publishes the cache as the observed state (only when it changed).
+    fn publish(&self) {
+        let observed = {
+            let cache = self.cache();
+            Observed {
+                state: SavedState {
+                    format: STATE_FORMAT,
+                    services: cache
+                        .iter()
+                        .map(|(k, (r, _))| (k.clone(), r.clone()))
+                        .collect(),
+                },
+                revision: cache.values().map(|(_, r)| *r).max().unwrap_or(0),
+            }
+        };
+        self.observed.send_if_modified(|o| {
+            if o.as_deref() == Some(&observed) {
+                return false;
+            }
+            *o = Some(Arc::new(observed));
+            true
+        });
+    }
+
+    async fn get_prefix(&self, rest: &str) -> Result<etcd_client::GetResponse, StoreError> {
+        let mut kv = self.client.kv_client();
+        let key = self.key(rest);
+        self.call(kv.get(key, Some(GetOptions::new().with_prefix())))
+            .await
+    }
+
+    /// Every value under `rest`, decoded, in key order.
+    async fn list<T: DeserializeOwned>(&self, rest: &str) -> Result<Vec<T>, StoreError> {
+        let resp = self.get_prefix(rest).await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| decode(kv.key(), kv.value()))
+            .collect()
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|source| StoreError::CorruptKey {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// A random id for this start of the process, unique among the instances of a store.
+fn instance_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl EtcdStore {
+    /// Connects to the cluster `spec` names (no request is sent yet: an unreachable etcd is
+    /// found by the first read). `address` is this instance's control API address, recorded
+    /// in its registration once [`start`](Self::start) runs.
+    pub async fn connect(spec: &EtcdSpec, address: &str) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        if let Some((user, password)) = &spec.auth {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(tls) = &spec.tls {
+            let mut t = TlsOptions::new();
+            if let Some(ca) = &tls.ca {
+                let pem = std::fs::read(ca).map_err(|source| StoreError::Io {
+                    action: "read",
+                    path: ca.clone(),
+                    source,
+                })?;
+                t = t.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some(id) = &tls.identity {
+                let read = |path: &std::path::PathBuf| {
+                    std::fs::read(path).map_err(|source| StoreError::Io {
+                        action: "read",
+                        path: path.clone(),
+                        source,
+                    })
+                };
+                t = t.identity(Identity::from_pem(read(&id.cert)?, read(&id.key)?));
+            }
+            options = options.with_tls(t);
+        }
+        let client = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            Client::connect(spec.endpoints.clone(), Some(options)),
+        )
+        .await
+        .map_err(|_| unavailable(TimedOut(REQUEST_TIMEOUT)))?
+        .map_err(unavailable)?;
+        let id = instance_id();
+        let registration = InstanceRecord {
+            id: id.clone(),
+            address: address.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generation: None,
+            revision: 0,
+            updated_at: super::now(),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                prefix: spec.prefix.clone(),
+                id,
+                lease_ttl: spec.lease_ttl,
+                cache: Mutex::new(BTreeMap::new()),
+                observed: channel::Sender::new(None),
+                available: channel::Sender::new(true),
+                registration: channel::Sender::new(registration),
+                locks: Mutex::new(BTreeMap::new()),
+                history_seq: AtomicU64::new(0),
+            }),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts watching the prefix (publishing what other instances write) and registering
+    /// this instance under its lease. Call once, on a running tokio runtime.
+    pub fn start(&self) {
+        let mut tasks = self.tasks.lock().expect("task list lock");
+        tasks.push(watch::spawn(self.inner.clone()));
+        tasks.push(lease::spawn_registration(self.inner.clone()));
+    }
+
+    /// This instance's id in the store.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    async fn put_one<T: Serialize>(
+        &self,
+        rest: String,
+        value: &T,
+        what: &'static str,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(value, what)?;
+        let mut kv = self.inner.client.kv_client();
+        self.inner
+            .call(kv.put(self.inner.key(&rest), bytes, None))
+            .await?;
+        Ok(())
+    }
+
+    /// A new history key: wall-clock time orders entries across instances (the entries carry
+    /// their own time too); the instance id and a counter keep keys unique.
+    fn history_key(&self) -> String {
+        let n = self.inner.history_seq.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("history/{nanos:020}-{}-{n:08}", self.inner.id)
+    }
+
+    fn history_ops(&self, history: &[HistoryEntry]) -> Result<Vec<TxnOp>, StoreError> {
+        history
+            .iter()
+            .map(|h| {
+                let key = self.inner.key(&self.history_key());
+                Ok(TxnOp::put(key, encode(h, "history entry")?, None))
+            })
+            .collect()
+    }
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> BoxFuture<'_, Result<Option<SavedState>, StoreError>> {
+        Box::pin(async move {
+            let resp = self.inner.get_prefix("").await?;
+            let services_prefix = self.inner.key("services/");
+            let format_key = self.inner.key("format");
+            let mut format = None;
+            let mut services = BTreeMap::new();
+            for kv in resp.kvs() {
+                let key = String::from_utf8_lossy(kv.key());
+                if key == format_key {
+                    format = Some(decode::<u32>(kv.key(), kv.value())?);
+                } else if let Some(name) = key.strip_prefix(&services_prefix) {
+                    let record: ServiceRecord = decode(kv.key(), kv.value())?;
+                    self.inner.remember(name, record.clone(), kv.mod_revision());
+                    services.insert(name.to_owned(), record);
+                }
+            }
+            if format.is_none() && services.is_empty() {
+                return Ok(None);
+            }
+            let format = format.unwrap_or(STATE_FORMAT);
+            if format > STATE_FORMAT {
+                return Err(StoreError::Format {
+                    path: format_key.into(),
+                    found: format,
+                });
+            }
+            Ok(Some(SavedState { format, services }))
+        })
+    }
+
+    fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut ops = vec![TxnOp::put(
+                self.inner.key("format"),
+                encode(&state.format, "state format")?,
+                None,
+            )];
+            for (name, record) in &state.services {
+                ops.push(TxnOp::put(
+                    self.inner.key(&format!("services/{name}")),
+                    encode(record, "service record")?,
+                    None,
+                ));
+            }
+            let mut kv = self.inner.client.kv_client();
+            let resp = self.inner.call(kv.txn(Txn::new().and_then(ops))).await?;
+            let revision = resp.header().map_or(0, |h| h.revision());
+            for (name, record) in &state.services {
+                self.inner.remember(name, record.clone(), revision);
+            }
+            Ok(())
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        base: &'a SavedState,
+        next: &'a SavedState,
+        history: &'a [HistoryEntry],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let changed: Vec<(&String, &ServiceRecord)> = next
+                .services
+                .iter()
+                .filter(|(name, record)| base.services.get(*name) != Some(*record))
+                .collect();
+            let mut compares = Vec::new();
+            {
+                let cache = self.inner.cache();
+                for (name, _) in &changed {
+                    let key = self.inner.key(&format!("services/{name}"));
+                    match (cache.get(*name), base.services.get(*name)) {
+                        (Some((seen, revision)), Some(planned)) if seen == planned => {
+                            compares.push(Compare::mod_revision(key, CompareOp::Equal, *revision));
+                        }
+                        (None, None) => {
+                            compares.push(Compare::create_revision(key, CompareOp::Equal, 0));
+                        }
+                        // This instance planned from an older state than it has seen.
+                        _ => {
+                            return Err(StoreError::Conflict {
+                                what: format!("service {name:?}"),
+                            });
+                        }
+                    }
+                }
+            }
+            let mut ops = Vec::new();
+            if base.format != next.format {
+                ops.push(TxnOp::put(
+                    self.inner.key("format"),
+                    encode(&next.format, "state format")?,
+                    None,
+                ));
+            }
+            for (name, record) in &changed {
+                ops.push(TxnOp::put(
+                    self.inner.key(&format!("services/{name}")),
+                    encode(*record, "service record")?,
+                    None,
+                ));
+            }
+            ops.extend(self.history_ops(history)?);
+            let mut kv = self.inner.client.kv_client();
+            let resp = self
+                .inner
+                .call(kv.txn(Txn::new().when(compares).and_then(ops)))
+                .await?;
+            if !resp.succeeded() {
+                let names: Vec<&str> = changed.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(StoreError::Conflict {
+                    what: format!("service {}", names.join(", ")),
+                });
+            }
+            let revision = resp.header().map_or(0, |h| h.revision());
+            for (name, record) in changed {
+                self.inner.remember(name, record.clone(), revision);
+            }
+            self.inner.publish();
+            Ok(())
+        })
+    }
+
+    fn append_history<'a>(
+        &'a self,
+        entry: &'a HistoryEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = self.history_key();
+            self.put_one(key, entry, "history entry").await
+        })
+    }
+
+    fn read_history<'a>(
+        &'a self,
+        service: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<HistoryEntry>, StoreError>> {
+        Box::pin(async move {
+            let mut entries: Vec<HistoryEntry> = self.inner.list("history/").await?;
+            entries.retain(|e| service.is_none_or(|s| e.service == s));
+            let skip = entries.len().saturating_sub(limit);
+            entries.drain(..skip);
+            Ok(entries)
+        })
+    }
+
+    fn load_deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut out: Vec<DeploymentRecord> = self.inner.list("deployments/").await?;
+            out.sort_by(|a, b| (&a.service, a.id).cmp(&(&b.service, b.id)));
+            Ok(out)
+        })
+    }
+
+    fn save_deployment<'a>(
+        &'a self,
+        record: &'a DeploymentRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = self
+                .inner
+                .key(&format!("deployments/{}/{:020}", record.service, record.id));
+            let put = TxnOp::put(key, encode(record, "deployment")?, None);
+            let lease = self.inner.locks().get(&record.service).copied();
+            let txn = match lease {
+                // Only the lock holder may write: a driver whose lease expired (this instance
+                // was cut off from etcd) stops at its next transition instead of racing the
+                // instance that took over.
+                Some(lease) => Txn::new()
+                    .when([Compare::lease(
+                        self.inner.key(&format!("locks/{}", record.service)),
+                        CompareOp::Equal,
+                        lease,
+                    )])
+                    .and_then([put]),
+                None => Txn::new().and_then([put]),
+            };
+            let mut kv = self.inner.client.kv_client();
+            let resp = self.inner.call(kv.txn(txn)).await?;
+            if !resp.succeeded() {
+                return Err(StoreError::Conflict {
+                    what: format!("the deployment lock of service {:?}", record.service),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn load_process_stacks(&self) -> BoxFuture<'_, Result<Vec<ProcessStackRecord>, StoreError>> {
+        Box::pin(async move { self.inner.list("replicas/").await })
+    }
+
+    fn save_process_stack<'a>(
+        &'a self,
+        record: &'a ProcessStackRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let key = format!("replicas/{}/{}", record.service, record.stack);
+        Box::pin(async move { self.put_one(key, record, "process stack").await })
+    }
+
+    fn remove_process_stack<'a>(
+        &'a self,
+        service: &'a str,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut kv = self.inner.client.kv_client();
+            let key = self.inner.key(&format!("replicas/{service}/{stack}"));
+            self.inner.call(kv.delete(key, None)).await?;
+            Ok(())
+        })
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+}
+
+impl SharedStore for EtcdStore {
+    fn observed(&self) -> channel::Receiver<Option<Arc<Observed>>> {
+        self.inner.observed.subscribe()
+    }
+
+    fn available(&self) -> channel::Receiver<bool> {
+        self.inner.available.subscribe()
+    }
+
+    fn lock_deployment<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DriverLock>, StoreError>> {
+        Box::pin(lease::lock(self.inner.clone(), service))
+    }
+
+    fn report(&self, generation: Option<u64>, revision: i64) {
+        self.inner.registration.send_if_modified(|r| {
+            if r.generation == generation && r.revision == revision {
+                return false;
+            }
+            r.generation = generation;
+            r.revision = revision;
+            r.updated_at = super::now();
+            true
+        });
+    }
+
+    fn instances(&self) -> BoxFuture<'_, Result<Vec<InstanceRecord>, StoreError>> {
+        Box::pin(async move { self.inner.list("instances/").await })
+    }
+}
+
+/// Puts `value` at `key` under `lease` (0: none).
+fn leased_put(key: String, value: Vec<u8>, lease: i64) -> TxnOp {
+    let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+    TxnOp::put(key, value, options)
+}
