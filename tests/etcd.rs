@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::Command;
 use support::etcd::{self, Etcd, store_table};
-use support::{BlueGreen, Client, Proxy, WAIT, api, config, output_text, sha256_hex, wait_json};
+use support::{BlueGreen, Client, Proxy, WAIT, api, output_text, sha256_hex, wait_json};
 
 const CI: &str = "ci-secret";
 const OPS: &str = "ops-secret";

@@ -126,14 +126,14 @@ impl Etcd {
 
     /// Waits until member `i` logs that it serves clients.
     fn wait_ready(&self, i: usize) {
-        let deadline = std::time::Instant::now() + WAIT;
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
             if text.contains("ready to serve client requests") {
                 return;
             }
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "etcd {} did not become ready: {text}",
                 self.members[i].name
             );
