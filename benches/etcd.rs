@@ -76,7 +76,28 @@ async fn run(changes: usize, write_secs: f64) {
         *lat_us.last().expect("at least one change") as f64 / 1000.0
     );
 
-    let end = Instant::now() + Duration::from_secs_f64(write_secs);
+    let (writes, secs) = writes_for(&mut control, write_secs).await;
+    println!(
+        "control writes through etcd (one client, sequential): {writes} in {secs:.2} s = {:.0}/s",
+        writes as f64 / secs
+    );
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+
+    // The same writes against one instance on its state folder, in the same build.
+    let local = Proxy::start(&bg.config(100, 0, "hosts = [\"web.test\"]\n", ""));
+    let mut control = Client::connect(local.control).await;
+    let (writes, secs) = writes_for(&mut control, write_secs).await;
+    println!(
+        "control writes, local store (same build, for comparison): {writes} in {secs:.2} s = {:.0}/s",
+        writes as f64 / secs
+    );
+    assert!(local.stop().success());
+}
+
+/// Sequential weight changes for `secs` (bounded in count too): (writes, seconds taken).
+async fn writes_for(control: &mut Client, secs: f64) -> (u64, f64) {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
     let started = Instant::now();
     let mut writes = 0u64;
     for i in 0..1_000_000u32 {
@@ -84,16 +105,10 @@ async fn run(changes: usize, write_secs: f64) {
             break;
         }
         let w = i % 100;
-        put_weights(&mut control, w, 100 - w).await;
+        put_weights(control, w, 100 - w).await;
         writes += 1;
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "control writes through etcd (one client, sequential): {writes} in {secs:.2} s = {:.0}/s",
-        writes as f64 / secs
-    );
-    assert!(a.stop().success());
-    assert!(b.stop().success());
+    (writes, started.elapsed().as_secs_f64())
 }
 
 fn main() {
