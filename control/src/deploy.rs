@@ -538,6 +538,14 @@ impl Deployments {
         let word = command.as_str();
         let finished = || {
             let r = entry.record.borrow();
+            if !r.phase.is_terminal() {
+                // Shown here but not driven here: by another instance with a shared store, or
+                // nowhere until a restart resumes it.
+                return ApiError::Conflict(format!(
+                    "cannot {word} here: deployment {id} ({}) has no driver on this instance; with [store] kind = \"etcd\" send the command to the instance driving it (GET /v1/instances)",
+                    r.phase.as_str()
+                ));
+            }
             ApiError::Conflict(format!(
                 "cannot {word}: deployment {id} has {}",
                 r.phase.as_str()

@@ -17,20 +17,18 @@
 //! [`StoreError::Unavailable`], never a hang. etcd 3.4 or newer (v3 API).
 
 mod lease;
+mod session;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
-    TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp,
 };
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use switchyard_config::EtcdSpec;
 use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
@@ -41,32 +39,12 @@ use super::{
 };
 use crate::data_plane::BoxFuture;
 use crate::deploy::{DeploymentRecord, ProcessStackRecord};
-
-/// The longest any single etcd request may take before etcd counts as unavailable.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+use session::{Inner, REQUEST_TIMEOUT, TimedOut, decode, encode, unavailable};
 
 /// A [`Store`] in etcd.
 pub struct EtcdStore {
     inner: Arc<Inner>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// What the store's tasks share with it.
-struct Inner {
-    client: Client,
-    prefix: String,
-    /// This instance's id (registration, lock values, history keys).
-    id: String,
-    lease_ttl: Duration,
-    /// Every service record this instance knows, with its key's `mod_revision`.
-    cache: Mutex<BTreeMap<String, (ServiceRecord, i64)>>,
-    observed: channel::Sender<Option<Arc<Observed>>>,
-    available: channel::Sender<bool>,
-    /// The registration this instance keeps under its lease.
-    registration: channel::Sender<InstanceRecord>,
-    /// The lease of each deployment lock held, by service.
-    locks: Mutex<BTreeMap<String, i64>>,
-    history_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -84,113 +62,6 @@ impl Drop for EtcdStore {
             task.abort();
         }
     }
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
-}
-
-/// Waited on too long.
-#[derive(Debug, thiserror::Error)]
-#[error("etcd did not answer within {0:?}")]
-struct TimedOut(Duration);
-
-impl Inner {
-    /// Runs one etcd request, bounded by [`REQUEST_TIMEOUT`]; tracks availability.
-    async fn call<T>(
-        &self,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
-        };
-        self.available.send_if_modified(|a| {
-            let now = outcome.is_ok();
-            std::mem::replace(a, now) != now
-        });
-        outcome
-    }
-
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (ServiceRecord, i64)>> {
-        self.cache
-            .lock()
-            .expect("store cache lock is never poisoned")
-    }
-
-    fn locks(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, i64>> {
-        self.locks
-            .lock()
-            .expect("lock table lock is never poisoned")
-    }
-
-    /// Records what a listing or event says about a service, unless the cache knows a newer
-    /// revision already.
-    fn remember(&self, name: &str, record: ServiceRecord, revision: i64) {
-        let mut cache = self.cache();
-        match cache.get(name) {
-            Some((_, known)) if *known >= revision => {}
-            _ => {
-                cache.insert(name.to_owned(), (record, revision));
-            }
-        }
-    }
-
-    /// Publishes the cache as the observed state (only when it changed).
-    fn publish(&self) {
-        let observed = {
-            let cache = self.cache();
-            Observed {
-                state: SavedState {
-                    format: STATE_FORMAT,
-                    services: cache
-                        .iter()
-                        .map(|(k, (r, _))| (k.clone(), r.clone()))
-                        .collect(),
-                },
-                revision: cache.values().map(|(_, r)| *r).max().unwrap_or(0),
-            }
-        };
-        self.observed.send_if_modified(|o| {
-            if o.as_deref() == Some(&observed) {
-                return false;
-            }
-            *o = Some(Arc::new(observed));
-            true
-        });
-    }
-
-    async fn get_prefix(&self, rest: &str) -> Result<etcd_client::GetResponse, StoreError> {
-        let mut kv = self.client.kv_client();
-        let key = self.key(rest);
-        self.call(kv.get(key, Some(GetOptions::new().with_prefix())))
-            .await
-    }
-
-    /// Every value under `rest`, decoded, in key order.
-    async fn list<T: DeserializeOwned>(&self, rest: &str) -> Result<Vec<T>, StoreError> {
-        let resp = self.get_prefix(rest).await?;
-        resp.kvs()
-            .iter()
-            .map(|kv| decode(kv.key(), kv.value()))
-            .collect()
-    }
-}
-
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value).map_err(|source| StoreError::CorruptKey {
-        key: String::from_utf8_lossy(key).into_owned(),
-        source,
-    })
-}
-
-fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Encode { what, source })
 }
 
 /// A random id for this start of the process, unique among the instances of a store.
@@ -565,10 +436,4 @@ impl SharedStore for EtcdStore {
     fn instances(&self) -> BoxFuture<'_, Result<Vec<InstanceRecord>, StoreError>> {
         Box::pin(async move { self.inner.list("instances/").await })
     }
-}
-
-/// Puts `value` at `key` under `lease` (0: none).
-fn leased_put(key: String, value: Vec<u8>, lease: i64) -> TxnOp {
-    let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
-    TxnOp::put(key, value, options)
 }

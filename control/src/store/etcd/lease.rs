@@ -10,7 +10,7 @@ use etcd_client::{Compare, CompareOp, Txn};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{Inner, encode, leased_put};
+use super::session::{Inner, encode, leased_put};
 use crate::error::chain;
 use crate::store::{DriverLock, StoreError};
 

@@ -14,7 +14,7 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::{Inner, decode, unavailable};
+use super::session::{Inner, decode, unavailable};
 use crate::error::chain;
 use crate::store::{ServiceRecord, StoreError};
 
