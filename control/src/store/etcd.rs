@@ -156,11 +156,25 @@ impl EtcdStore {
         what: &'static str,
     ) -> Result<(), StoreError> {
         let bytes = encode(value, what)?;
-        let mut kv = self.inner.client.kv_client();
+        let key = self.inner.key(&rest);
         self.inner
-            .call(kv.put(self.inner.key(&rest), bytes, None))
+            .call(|| {
+                let mut kv = self.inner.client.kv_client();
+                let (key, bytes) = (key.clone(), bytes.clone());
+                async move { kv.put(key, bytes, None).await }
+            })
             .await?;
         Ok(())
+    }
+
+    /// Sends `txn` (one attempt; [`Inner::call`] repeats it when it did not reach etcd).
+    fn txn(
+        &self,
+        txn: Txn,
+    ) -> impl std::future::Future<Output = Result<etcd_client::TxnResponse, etcd_client::Error>> + use<>
+    {
+        let mut kv = self.inner.client.kv_client();
+        async move { kv.txn(txn).await }
     }
 
     /// A new history key: wall-clock time orders entries across instances (the entries carry
@@ -230,8 +244,10 @@ impl Store for EtcdStore {
                     None,
                 ));
             }
-            let mut kv = self.inner.client.kv_client();
-            let resp = self.inner.call(kv.txn(Txn::new().and_then(ops))).await?;
+            let resp = self
+                .inner
+                .call(|| self.txn(Txn::new().and_then(ops.clone())))
+                .await?;
             let revision = resp.header().map_or(0, |h| h.revision());
             for (name, record) in &state.services {
                 self.inner.remember(name, record.clone(), revision);
@@ -289,11 +305,8 @@ impl Store for EtcdStore {
                 ));
             }
             ops.extend(self.history_ops(history)?);
-            let mut kv = self.inner.client.kv_client();
-            let resp = self
-                .inner
-                .call(kv.txn(Txn::new().when(compares).and_then(ops)))
-                .await?;
+            let txn = Txn::new().when(compares).and_then(ops);
+            let resp = self.inner.call(|| self.txn(txn.clone())).await?;
             if !resp.succeeded() {
                 let names: Vec<&str> = changed.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(StoreError::Conflict {
@@ -364,8 +377,7 @@ impl Store for EtcdStore {
                     .and_then([put]),
                 None => Txn::new().and_then([put]),
             };
-            let mut kv = self.inner.client.kv_client();
-            let resp = self.inner.call(kv.txn(txn)).await?;
+            let resp = self.inner.call(|| self.txn(txn.clone())).await?;
             if !resp.succeeded() {
                 return Err(StoreError::Conflict {
                     what: format!("the deployment lock of service {:?}", record.service),
@@ -393,9 +405,14 @@ impl Store for EtcdStore {
         stack: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut kv = self.inner.client.kv_client();
             let key = self.inner.key(&format!("replicas/{service}/{stack}"));
-            self.inner.call(kv.delete(key, None)).await?;
+            self.inner
+                .call(|| {
+                    let mut kv = self.inner.client.kv_client();
+                    let key = key.clone();
+                    async move { kv.delete(key, None).await }
+                })
+                .await?;
             Ok(())
         })
     }

@@ -17,8 +17,12 @@ use crate::store::{DriverLock, StoreError};
 /// Grants a lease of the store's TTL.
 async fn grant(inner: &Inner) -> Result<i64, StoreError> {
     let ttl = i64::try_from(inner.lease_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-    let mut client = inner.client.lease_client();
-    let resp = inner.call(client.grant(ttl, None)).await?;
+    let resp = inner
+        .call(|| {
+            let mut client = inner.client.lease_client();
+            async move { client.grant(ttl, None).await }
+        })
+        .await?;
     Ok(resp.id())
 }
 
@@ -27,14 +31,19 @@ async fn grant(inner: &Inner) -> Result<i64, StoreError> {
 async fn keep_alive(inner: &Inner, lease: i64) {
     let period = (inner.lease_ttl / 3).max(Duration::from_millis(300));
     loop {
-        let mut client = inner.client.lease_client();
-        match inner.call(client.keep_alive(lease)).await {
+        let opened = inner
+            .call(|| {
+                let mut client = inner.client.lease_client();
+                async move { client.keep_alive(lease).await }
+            })
+            .await;
+        match opened {
             Ok((mut keeper, mut stream)) => loop {
                 tokio::time::sleep(period).await;
                 if keeper.keep_alive().await.is_err() {
                     break;
                 }
-                match inner.call(stream.message()).await {
+                match inner.call_once(stream.message()).await {
                     Ok(Some(resp)) if resp.ttl() > 0 => {}
                     Ok(Some(_)) => return,
                     Ok(None) | Err(_) => break,
@@ -79,7 +88,7 @@ pub(super) fn spawn_registration(inner: Arc<Inner>) -> JoinHandle<()> {
                         let value = encode(&record, "instance")?;
                         let key = inner.key(&format!("instances/{}", inner.id));
                         let txn = Txn::new().and_then([leased_put(key, value, lease)]);
-                        inner.call(inner.client.kv_client().txn(txn)).await
+                        inner.call(|| txn_once(&inner, txn.clone())).await
                     };
                     if let Err(e) = put.await {
                         tracing::debug!(error = %chain(&e), "cannot refresh the registration");
@@ -119,8 +128,7 @@ impl Drop for LockGuard {
             let inner = self.inner.clone();
             let lease = self.lease;
             handle.spawn(async move {
-                let mut client = inner.client.lease_client();
-                if let Err(e) = inner.call(client.revoke(lease)).await {
+                if let Err(e) = revoke(&inner, lease).await {
                     tracing::debug!(error = %chain(&e), "cannot revoke a deployment lock; it expires on its own");
                 }
             });
@@ -138,7 +146,7 @@ pub(super) async fn lock(
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([leased_put(key, inner.id.clone().into_bytes(), lease)]);
-    let resp = inner.call(inner.client.kv_client().txn(txn)).await;
+    let resp = inner.call(|| txn_once(&inner, txn.clone())).await;
     let won = match resp {
         Ok(r) => r.succeeded(),
         Err(e) => {
@@ -166,7 +174,21 @@ pub(super) async fn lock(
 }
 
 async fn revoke_quietly(inner: &Inner, lease: i64) {
-    let mut client = inner.client.lease_client();
     // An unused lease expires on its own anyway.
-    let _ = inner.call(client.revoke(lease)).await;
+    let _ = revoke(inner, lease).await;
+}
+
+async fn revoke(inner: &Inner, lease: i64) -> Result<(), StoreError> {
+    inner
+        .call(|| {
+            let mut client = inner.client.lease_client();
+            async move { client.revoke(lease).await }
+        })
+        .await
+        .map(drop)
+}
+
+/// One attempt at `txn`.
+async fn txn_once(inner: &Inner, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+    inner.client.kv_client().txn(txn).await
 }

@@ -17,8 +17,25 @@ use tokio::sync::watch as channel;
 
 use crate::store::{InstanceRecord, Observed, STATE_FORMAT, SavedState, ServiceRecord, StoreError};
 
-/// The longest any single etcd request may take before etcd counts as unavailable.
-pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest any single etcd request may take, attempts included, before etcd counts as
+/// unavailable.
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest one attempt may take: a request stuck on a connection to a member that just
+/// died is sent again (to a live member) well before [`REQUEST_TIMEOUT`].
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The pause before sending a request again to another member.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether a failed request never reached a member (so sending it again is safe).
+fn unreached(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        // gRPC UNAVAILABLE (14): the channel had no connection to send it on.
+        etcd_client::Error::GRpcStatus(status) => status.code() as i32 == 14,
+        _ => false,
+    }
+}
 
 /// What the store's tasks share with it.
 pub(super) struct Inner {
@@ -48,16 +65,49 @@ pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> 
 pub(super) struct TimedOut(pub(super) Duration);
 
 impl Inner {
-    /// Runs one etcd request, bounded by [`REQUEST_TIMEOUT`]; tracks availability.
-    pub(super) async fn call<T>(
+    /// Runs one etcd request, bounded by [`REQUEST_TIMEOUT`] in all; tracks availability.
+    /// `request` makes the request afresh for each attempt: a request that did not reach a
+    /// member (connection refused, no member ready: that member is down) is sent again, so
+    /// the balanced client moves on to a live member of the cluster.
+    pub(super) async fn call<T, F>(&self, mut request: impl FnMut() -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let again = tokio::time::Instant::now() + RETRY_PAUSE < deadline;
+            match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), request()).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e)) if unreached(&e) && again => {}
+                Ok(Err(e)) => break Err(unavailable(e)),
+                // Stuck on a connection to a member that went away: another member may
+                // answer. (A commit that went through after all is refused by its own compare
+                // when sent again, and the writer plans again; other writes are idempotent.)
+                Err(_) if again => {}
+                Err(_) => break Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        };
+        self.track(outcome)
+    }
+
+    /// Waits for one answer on an open stream (nothing to send again), bounded like
+    /// [`call`](Self::call).
+    pub(super) async fn call_once<T>(
         &self,
-        request: impl Future<Output = Result<T, etcd_client::Error>>,
+        answer: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
         };
+        self.track(outcome)
+    }
+
+    /// Records whether etcd answered.
+    fn track<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
         self.available.send_if_modified(|a| {
             let now = outcome.is_ok();
             std::mem::replace(a, now) != now
@@ -123,10 +173,13 @@ impl Inner {
         &self,
         rest: &str,
     ) -> Result<etcd_client::GetResponse, StoreError> {
-        let mut kv = self.client.kv_client();
         let key = self.key(rest);
-        self.call(kv.get(key, Some(GetOptions::new().with_prefix())))
-            .await
+        self.call(|| {
+            let mut kv = self.client.kv_client();
+            let key = key.clone();
+            async move { kv.get(key, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await
     }
 
     /// Every value under `rest`, decoded, in key order.

@@ -58,13 +58,16 @@ async fn round(inner: &Inner) -> Result<(), StoreError> {
     }
     inner.publish();
     tracing::debug!(revision, "store listed");
-    let mut client = inner.client.watch_client();
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1)
         .with_progress_notify();
     let mut stream = inner
-        .call(client.watch(prefix.clone(), Some(options)))
+        .call(|| {
+            let mut client = inner.client.watch_client();
+            let (key, options) = (prefix.clone(), options.clone());
+            async move { client.watch(key, Some(options)).await }
+        })
         .await?;
     loop {
         // No time bound here: a quiet watch is fine; the connection's keep-alive ends it
