@@ -301,7 +301,7 @@ pub async fn serve_until_signal(
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
-    let store = open_store(&config, control_addr).await?;
+    let (store, etcd) = open_store(&config, control_addr).await?;
     let loaded = switchyard_control::ControlBuilder::new(config, store)
         .base_dir(base)
         .stop_replicas_on_exit(bound.stop_replicas_on_exit)
@@ -397,6 +397,9 @@ pub async fn serve_until_signal(
         join_logged(saver, "health saver").await;
         drop(lock);
     }
+    if let Some(etcd) = etcd {
+        etcd.leave().await;
+    }
     for w in watchers {
         // A watcher that panicked must not hide a clean shutdown; it was logged already.
         let _ = w.await;
@@ -405,15 +408,22 @@ pub async fn serve_until_signal(
 }
 
 /// The store `[store]` names: the state folder, or etcd (watching and registered as the
-/// instance whose control API is at `control`).
-async fn open_store(config: &Config, control: SocketAddr) -> Result<Arc<dyn Store>, ServeError> {
+/// instance whose control API is at `control`). The etcd store also comes back as itself, for [`EtcdStore::leave`] on a clean stop.
+async fn open_store(
+    config: &Config,
+    control: SocketAddr,
+) -> Result<(Arc<dyn Store>, Option<Arc<EtcdStore>>), ServeError> {
     Ok(match config.store() {
-        StoreSpec::Local => Arc::new(FileStore::open(&config.control().state_dir)?),
+        StoreSpec::Local => (
+            Arc::new(FileStore::open(&config.control().state_dir)?),
+            None,
+        ),
         StoreSpec::Etcd(spec) => {
             let store = EtcdStore::connect(spec, &control.to_string()).await?;
             store.start();
             info!(endpoints = ?spec.endpoints, prefix = %spec.prefix, instance = store.id(), "desired state kept in etcd");
-            Arc::new(store)
+            let store = Arc::new(store);
+            (store.clone(), Some(store))
         }
     })
 }

@@ -142,7 +142,10 @@ async fn a_weight_change_through_one_instance_is_served_by_the_others() {
     }
     let etcd = Etcd::start(1);
     let bg = BlueGreen::start().await;
-    let text = etcd_config(&bg, &etcd, "/switchyard/spread/");
+    // A long lease: an instance that stops cleanly must leave the list at once, not expire.
+    let text = etcd_config(&bg, &etcd, "/switchyard/spread/")
+        .replace("lease_ttl = \"2s\"", "lease_ttl = \"60s\"");
+    assert!(text.contains("lease_ttl = \"60s\""));
     let instances = [
         Proxy::start(&text),
         Proxy::start(&text),
@@ -193,9 +196,19 @@ async fn a_weight_change_through_one_instance_is_served_by_the_others() {
         "{}",
         output_text(&status)
     );
-    for p in instances {
-        assert!(p.stop().success());
-    }
+    // A clean stop leaves the list at once (no waiting for the lease to expire).
+    let [a, b, c] = instances;
+    assert!(a.stop().success());
+    wait_json(
+        c.control,
+        "/v1/instances",
+        Some(OPS),
+        "two instances",
+        |v| v["instances"].as_array().map_or(0, Vec::len) == 2,
+    )
+    .await;
+    assert!(b.stop().success());
+    assert!(c.stop().success());
 }
 
 #[tokio::test]

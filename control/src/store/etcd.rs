@@ -21,7 +21,7 @@ mod session;
 mod watch;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,6 +131,7 @@ impl EtcdStore {
                 registration: channel::Sender::new(registration),
                 locks: Mutex::new(BTreeMap::new()),
                 history_seq: AtomicU64::new(0),
+                registration_lease: AtomicI64::new(0),
             }),
             tasks: Mutex::new(Vec::new()),
         })
@@ -142,6 +143,15 @@ impl EtcdStore {
         let mut tasks = self.tasks.lock().expect("task list lock");
         tasks.push(watch::spawn(self.inner.clone()));
         tasks.push(lease::spawn_registration(self.inner.clone()));
+    }
+
+    /// Ends this instance's watch and registration: the others stop listing it at once.
+    /// Call on a clean stop, after the control plane stopped writing.
+    pub async fn leave(&self) {
+        for task in self.tasks.lock().expect("task list lock").drain(..) {
+            task.abort();
+        }
+        lease::leave(&self.inner).await;
     }
 
     /// This instance's id in the store.

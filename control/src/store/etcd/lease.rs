@@ -4,6 +4,7 @@
 //! is how the other instances learn that it is gone and that a deployment needs a driver.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, Txn};
@@ -80,6 +81,7 @@ pub(super) fn spawn_registration(inner: Arc<Inner>) -> JoinHandle<()> {
                         continue;
                     }
                 };
+                inner.registration_lease.store(lease, Ordering::Relaxed);
                 let keeper = keep_alive(&inner, lease);
                 tokio::pin!(keeper);
                 loop {
@@ -103,6 +105,16 @@ pub(super) fn spawn_registration(inner: Arc<Inner>) -> JoinHandle<()> {
         }
         .instrument(span),
     )
+}
+
+/// Removes this instance's registration at once (a clean stop), rather than after the TTL.
+pub(super) async fn leave(inner: &Inner) {
+    let lease = inner.registration_lease.swap(0, Ordering::Relaxed);
+    if lease != 0 {
+        if let Err(e) = revoke(inner, lease).await {
+            tracing::debug!(error = %chain(&e), "cannot revoke the registration; it expires on its own");
+        }
+    }
 }
 
 /// A held lock: its keep-alive task and the lease, revoked on drop.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub(super) struct Inner {
     /// The lease of each deployment lock held, by service.
     pub(super) locks: Mutex<BTreeMap<String, i64>>,
     pub(super) history_seq: AtomicU64,
+    /// The lease of this instance's registration (0 before the first).
+    pub(super) registration_lease: AtomicI64,
 }
 
 pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
