@@ -168,6 +168,14 @@ async fn a_weight_change_through_one_instance_is_served_by_the_others() {
     )
     .await;
     assert_eq!(v["store"], "etcd");
+    // The service list shows them too.
+    let (_, list) = api(instances[0].control, "GET", "/v1/services", Some(OPS), None).await;
+    assert_eq!(list["instances"]["store"], "etcd", "{list}");
+    assert_eq!(
+        list["instances"]["instances"].as_array().map(Vec::len),
+        Some(3),
+        "{list}"
+    );
     let mut addrs: Vec<String> = v["instances"]
         .as_array()
         .expect("instances")
@@ -283,6 +291,8 @@ async fn with_etcd_down_instances_keep_routing_refuse_writes_and_catch_up_after(
     .await;
     for p in [&a, &b] {
         assert_eq!(served(p).await, "blue", "still routing on the last state");
+        let (status, v) = api(p.control, "GET", "/v1/services/web", Some(OPS), None).await;
+        assert_eq!(status, 200, "reads answer from the last state: {v}");
     }
 
     etcd.restart(0);

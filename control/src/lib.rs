@@ -35,7 +35,6 @@ mod tls;
 mod view;
 mod writer;
 
-pub use api::instance::InstanceList;
 pub use api::router;
 pub use auth::{ANONYMOUS, Caller, generate_token};
 #[doc(hidden)]
@@ -60,6 +59,6 @@ pub use store::{
     StoreError, migrate,
 };
 pub use view::{
-    DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,
-    ServiceSummary, ServiceView, StackSummary, StackView, StatusView, StickyView,
+    DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, InstanceList, RoutingView,
+    ServiceList, ServiceSummary, ServiceView, StackSummary, StackView, StatusView, StickyView,
 };

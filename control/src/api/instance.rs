@@ -2,25 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 use switchyard_config::Role;
-use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::ControlState;
-use crate::store::InstanceRecord;
-
-/// `GET /v1/instances`
-#[derive(Debug, Serialize, ToSchema)]
-pub struct InstanceList {
-    /// `local` (one instance, nothing to list) or `etcd`.
-    pub store: String,
-    /// Every registered instance, by id.
-    pub instances: Vec<InstanceRecord>,
-    /// Whether every instance serves the same desired state (same store revision).
-    pub agree: bool,
-}
+use crate::view::InstanceList;
 
 #[utoipa::path(
     get, path = "/v1/instances", tag = "instances",
@@ -39,18 +26,23 @@ pub(crate) async fn list(
     caller: Caller,
 ) -> Result<Json<InstanceList>, ApiError> {
     caller.authorize(Role::Read, None)?;
+    Ok(Json(current(&state).await?))
+}
+
+/// The instances sharing the store, or an empty local list.
+pub(crate) async fn current(state: &ControlState) -> Result<InstanceList, ApiError> {
     let Some(shared) = state.store().shared() else {
-        return Ok(Json(InstanceList {
+        return Ok(InstanceList {
             store: "local".to_owned(),
             instances: Vec::new(),
             agree: true,
-        }));
+        });
     };
     let instances = shared.instances().await.map_err(ApiError::from_store)?;
     let agree = instances.windows(2).all(|w| w[0].revision == w[1].revision);
-    Ok(Json(InstanceList {
+    Ok(InstanceList {
         store: "etcd".to_owned(),
         instances,
         agree,
-    }))
+    })
 }
