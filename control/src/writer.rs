@@ -2,10 +2,12 @@
 //!
 //! Handlers and reloads send [`Command`]s over a bounded channel and wait on a oneshot reply;
 //! no lock is held across an `.await`. For every write the task plans the change (validation,
-//! `If-Match`), persists the next state durably, has the data plane apply it, appends the
-//! history entry and only then replies. If the data plane refuses, the previous state is
-//! persisted again and nothing changes. Readers never wait for the writer: each accepted state
-//! is published on a `watch` channel as an immutable [`Published`] value.
+//! `If-Match`), persists the next state durably together with its history entry
+//! ([`Store::commit`]), has the data plane apply it and only then replies. If the data plane
+//! refuses, the previous state is persisted again and nothing changes. With a shared store a
+//! lost compare-and-swap plans the write again on the newer state, and states other instances
+//! wrote are applied as the store's watch publishes them. Readers never wait for the writer:
+//! each accepted state is published on a `watch` channel as an immutable [`Published`] value.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
