@@ -642,7 +642,41 @@ async fn rollback(conn: &Connection, service: &str) -> Result<u8, CliError> {
             state_text(&v, service)
         );
     }
+    instances(&client).await?;
     Ok(EXIT_SUCCEEDED)
+}
+
+/// With a shared store: the instances and whether they serve the same state.
+async fn instances(client: &Client) -> Result<(), CliError> {
+    // A token limited to some services may not read the instances; status shows the rest.
+    let Ok(list) = client.json("GET", "/v1/instances", None).await else {
+        return Ok(());
+    };
+    if list["store"] != "etcd" {
+        return Ok(());
+    }
+    let all = list["instances"].as_array().cloned().unwrap_or_default();
+    let agree = if list["agree"] == true {
+        "agree"
+    } else {
+        "DISAGREE"
+    };
+    println!("instances ({}, {agree})", all.len());
+    println!(
+        "  {:<18} {:<22} {:<8} {:>10} {:>10}",
+        "id", "control", "version", "generation", "revision"
+    );
+    for i in &all {
+        println!(
+            "  {:<18} {:<22} {:<8} {:>10} {:>10}",
+            i["id"].as_str().unwrap_or("?"),
+            i["address"].as_str().unwrap_or("?"),
+            i["version"].as_str().unwrap_or("?"),
+            i["generation"],
+            i["revision"],
+        );
+    }
+    Ok(())
 }
 
 async fn operate(t: Target, word: &str) -> Result<u8, CliError> {

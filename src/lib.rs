@@ -11,6 +11,7 @@ pub mod manual;
 pub mod notify;
 mod plane;
 mod serve;
+pub mod store_cli;
 pub mod upgrade;
 
 pub use plane::ProxyPlane;

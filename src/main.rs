@@ -116,8 +116,30 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Desired state store tools.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     #[command(flatten)]
     Client(switchyard::deploy_cli::DeployCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the desired state, history and deployments from one store into an empty other
+    /// one: the state folder (`local`) or the `[store]` etcd of the configuration (`etcd`).
+    Migrate {
+        /// Configuration file naming both stores.
+        #[arg(long)]
+        config: PathBuf,
+        /// The store to copy from.
+        #[arg(long, value_enum)]
+        from: switchyard::store_cli::StoreKind,
+        /// The empty store to copy into.
+        #[arg(long, value_enum)]
+        to: switchyard::store_cli::StoreKind,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +344,21 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client(command) => Ok(switchyard::deploy_cli::run(command)),
+        Command::Store {
+            command: StoreCommand::Migrate { config, from, to },
+        } => {
+            let c = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let rt = runtime(Some(1))?;
+            let r = rt.block_on(switchyard::store_cli::migrate(&c, from, to))?;
+            println!(
+                "migrated services={} history={} deployments={} process_stacks={}",
+                r.services, r.history, r.deployments, r.process_stacks
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Certs { command } => certs(command),
         Command::Token {
             command: TokenCommand::New { name, role },

@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
-use switchyard_config::{Config, ListenerTls, UnknownSni};
-use switchyard_control::{ControlState, spawn_control, spawn_control_tls};
+use switchyard_config::{Config, ListenerTls, StoreSpec, UnknownSni};
+use switchyard_control::{
+    ControlState, EtcdStore, FileStore, Store, spawn_control, spawn_control_tls,
+};
 use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy_with};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -72,8 +74,8 @@ pub enum ServeError {
     /// The control plane could not load its state.
     #[error("cannot load the control plane's state")]
     Control(#[from] switchyard_control::BuildError),
-    /// The control state directory could not be opened.
-    #[error("cannot open the state directory")]
+    /// The desired state store (state directory or etcd) could not be opened.
+    #[error("cannot open the desired state store")]
     Store(#[from] switchyard_control::StoreError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
@@ -291,9 +293,15 @@ pub async fn serve_until_signal(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let store = Arc::new(switchyard_control::FileStore::open(
-        &config.control().state_dir,
-    )?);
+    let control_addr = bound
+        .control
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            name: "control".into(),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let (store, etcd) = open_store(&config, control_addr).await?;
     let loaded = switchyard_control::ControlBuilder::new(config, store)
         .base_dir(base)
         .stop_replicas_on_exit(bound.stop_replicas_on_exit)
@@ -316,14 +324,6 @@ pub async fn serve_until_signal(
     let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())
         .map_err(|e| ServeError::Metrics(Box::new(e)))?;
     let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
-    let control_addr = bound
-        .control
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            name: "control".into(),
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
     let control = match bound.control_tls {
         None => spawn_control(bound.control, state.clone(), shutdown_rx.clone()),
         Some(tls) => spawn_control_tls(bound.control, tls, state.clone(), shutdown_rx.clone())
@@ -333,15 +333,17 @@ pub async fn serve_until_signal(
                 source,
             })?,
     };
+    // Installed before `ready` is announced: a SIGTERM sent right after it must drain, not
+    // kill the process with the default action.
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     on_started(&Started {
         listeners: proxy.listeners().to_vec(),
         control: control_addr,
     });
     let mut offer = Offer::spawn(lock.dir(), bound.sockets);
 
-    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let takeover = loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -395,11 +397,35 @@ pub async fn serve_until_signal(
         join_logged(saver, "health saver").await;
         drop(lock);
     }
+    if let Some(etcd) = etcd {
+        etcd.leave().await;
+    }
     for w in watchers {
         // A watcher that panicked must not hide a clean shutdown; it was logged already.
         let _ = w.await;
     }
     Ok(())
+}
+
+/// The store `[store]` names: the state folder, or etcd (watching and registered as the
+/// instance whose control API is at `control`). The etcd store also comes back as itself, for [`EtcdStore::leave`] on a clean stop.
+async fn open_store(
+    config: &Config,
+    control: SocketAddr,
+) -> Result<(Arc<dyn Store>, Option<Arc<EtcdStore>>), ServeError> {
+    Ok(match config.store() {
+        StoreSpec::Local => (
+            Arc::new(FileStore::open(&config.control().state_dir)?),
+            None,
+        ),
+        StoreSpec::Etcd(spec) => {
+            let store = EtcdStore::connect(spec, &control.to_string()).await?;
+            store.start();
+            info!(endpoints = ?spec.endpoints, prefix = %spec.prefix, instance = store.id(), "desired state kept in etcd");
+            let store = Arc::new(store);
+            (store.clone(), Some(store))
+        }
+    })
 }
 
 async fn join_logged(task: tokio::task::JoinHandle<()>, name: &str) {

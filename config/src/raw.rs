@@ -42,6 +42,9 @@ pub struct File {
     /// The Docker Engine that container stacks run on.
     #[serde(default)]
     pub docker: Option<Docker>,
+    /// Where the desired state is kept (local folder or etcd).
+    #[serde(default)]
+    pub store: Option<Store>,
 }
 
 /// `[docker]`: the Docker Engine of container stacks.
@@ -52,6 +55,48 @@ pub struct Docker {
     /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
     #[serde(default)]
     pub host: Option<String>,
+}
+
+/// `[store]`: where the desired state, the history and the deployments are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// `local` (the state folder, default) or `etcd`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// etcd client URLs, e.g. `["http://127.0.0.1:2379"]`.
+    #[serde(default)]
+    pub endpoints: Option<Vec<String>>,
+    /// Key prefix of this deployment of Switchyard, e.g. `/switchyard/prod/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// etcd user (with `password`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// etcd password (with `user`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// How long a dead instance keeps its registration and deployment locks (`"5s"`).
+    #[serde(default)]
+    pub lease_ttl: Option<String>,
+    /// TLS to etcd.
+    #[serde(default)]
+    pub tls: Option<StoreTls>,
+}
+
+/// `[store.tls]`: TLS to etcd.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreTls {
+    /// PEM CA bundle that signed etcd's certificates.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// PEM client certificate (with `key`).
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// PEM client key (with `cert`).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// `[metrics]`: the Prometheus endpoint and the traffic metrics behind it.

@@ -2,7 +2,7 @@
 //!
 //! Every default lives here, once; the README lists them.
 
-use crate::model::{ListenerSpec, ListenerTls, Name};
+use crate::model::{CertPaths, ListenerSpec, ListenerTls, Name};
 use crate::service::ServiceSpec;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -114,6 +114,40 @@ pub struct ControlSpec {
     pub webhooks: Vec<crate::WebhookSpec>,
 }
 
+/// Where the desired state is kept (`[store]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreSpec {
+    /// The state folder (`[control] state_dir`), one instance.
+    #[default]
+    Local,
+    /// An etcd cluster shared by several instances.
+    Etcd(EtcdSpec),
+}
+
+/// `[store] kind = "etcd"`: the etcd cluster and this deployment's key prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSpec {
+    /// Client URLs (`http://` or `https://`), at least one.
+    pub endpoints: Vec<String>,
+    /// Key prefix, starting and ending with `/`.
+    pub prefix: String,
+    /// User and password, when etcd authentication is on.
+    pub auth: Option<(String, String)>,
+    /// How long a dead instance keeps its registration and deployment locks.
+    pub lease_ttl: Duration,
+    /// TLS to etcd (when the endpoints are `https://`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS to etcd: the CA to trust and an optional client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// PEM CA bundle (`None`: the system's roots are not loaded; give the CA).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub identity: Option<CertPaths>,
+}
+
 /// A control API role, from least to most powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -178,6 +212,7 @@ pub struct Config {
     pub(crate) dns: DnsSpec,
     pub(crate) metrics: bool,
     pub(crate) docker_host: Option<String>,
+    pub(crate) store: StoreSpec,
 }
 
 impl Config {
@@ -222,6 +257,10 @@ impl Config {
     /// Control API settings.
     pub fn control(&self) -> &ControlSpec {
         &self.control
+    }
+    /// Where the desired state is kept.
+    pub fn store(&self) -> &StoreSpec {
+        &self.store
     }
     /// The resolver settings of DNS-discovered endpoints.
     pub fn dns(&self) -> &DnsSpec {

@@ -496,3 +496,5 @@ fn shadow_follows_its_stack_and_is_set_through_the_model() {
     assert_eq!(blue_only.shadow(), None);
     assert_eq!(blue_only.to_raw().shadow, None);
 }
+
+mod store;

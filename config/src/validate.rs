@@ -13,6 +13,7 @@ mod health;
 mod links;
 mod resolver;
 mod service;
+mod store;
 
 pub(crate) use links::check_services;
 use links::{check_listen_policy, check_listener_references, check_routes};
@@ -54,6 +55,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
     let limits = limits(raw.limits.as_ref(), &root.key("limits"), p);
     let control = control(raw.control.as_ref(), &root.key("control"), base, p);
     let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), p);
+    let store = store::store(raw.store.as_ref(), &root.key("store"), base, p);
     let mut tokens = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
         if let Some(t) = token(t, &root.key("tokens").index(i), p) {
@@ -83,6 +85,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
         dns,
         metrics: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
         docker_host,
+        store,
     })
 }
 

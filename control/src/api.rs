@@ -8,6 +8,7 @@
 
 pub(crate) mod deployment;
 pub(crate) mod history;
+pub(crate) mod instance;
 pub(crate) mod probe;
 pub(crate) mod service;
 pub(crate) mod stack;
@@ -79,6 +80,7 @@ pub(crate) fn routes() -> Vec<Route> {
             stack::remove,
         ),
         Route::new(M::GET, "/v1/history", history::list),
+        Route::new(M::GET, "/v1/instances", instance::list),
         Route::new(
             M::POST,
             "/v1/services/{service}/deployments",

@@ -32,7 +32,7 @@ mod shadow;
 mod source;
 mod spec;
 mod standby;
-pub(crate) mod store;
+mod takeover;
 mod undo;
 mod view;
 mod webhook;
@@ -70,7 +70,7 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::state::ControlState;
-use crate::store::now;
+use crate::store::{DriverLock, now};
 use driver::{Channels, CommandMsg, Driver};
 use process::ProcessSource;
 use record::Waiting as Wait;
@@ -261,8 +261,15 @@ impl Deployments {
         }
     }
 
-    /// Registers `rec` and starts its driver (unless it is finished).
-    fn launch(&self, state: &ControlState, rec: DeploymentRecord, resumed: bool) {
+    /// Registers `rec` and starts its driver (unless it is finished). With a shared store the
+    /// driver holds `lock` (the service's deployment lock) for as long as it runs.
+    fn launch(
+        &self,
+        state: &ControlState,
+        rec: DeploymentRecord,
+        resumed: bool,
+        lock: Option<DriverLock>,
+    ) {
         let plan = plan::validate(&rec.spec);
         let key = (rec.service.clone(), rec.id);
         let terminal = rec.phase.is_terminal();
@@ -289,7 +296,14 @@ impl Deployments {
                     commands,
                 };
                 let d = Driver::new(state.clone(), rec, plan, channels, self.shutdown.clone());
-                tokio::spawn(d.run(resumed).instrument(span));
+                tokio::spawn(
+                    async move {
+                        d.run(resumed).await;
+                        // Released only once the driver stopped acting.
+                        drop(lock);
+                    }
+                    .instrument(span),
+                );
             }
             Err(problems) => {
                 span.in_scope(|| {
@@ -299,8 +313,17 @@ impl Deployments {
         }
     }
 
-    /// Registers the saved deployments and resumes (or rolls back) those in flight.
-    pub(crate) fn resume(&self, state: &ControlState, records: Vec<DeploymentRecord>) {
+    /// Registers the saved deployments and resumes (or rolls back) those in flight. With a
+    /// shared store, deployments in flight are driven by whichever instance takes their lock
+    /// (see `takeover`), this one included.
+    pub(crate) fn resume(self: &Arc<Self>, state: &ControlState, records: Vec<DeploymentRecord>) {
+        if state.store().shared().is_some() {
+            for rec in records {
+                self.observe(rec);
+            }
+            takeover::spawn(self.clone(), state.clone());
+            return;
+        }
         let mut standby = Vec::new();
         for rec in records {
             let resumed = !rec.phase.is_terminal();
@@ -309,13 +332,46 @@ impl Deployments {
             } else if rec.standby.is_some() {
                 standby.push(rec.clone());
             }
-            self.launch(state, rec, resumed);
+            self.launch(state, rec, resumed, None);
         }
         // Once every deployment is registered (a retirement waits for a running one). The
         // retirement time is in the record: a restart keeps it.
         for rec in standby {
             self.schedule_standby(state, &rec);
         }
+    }
+
+    /// Shows `rec` (driven by another instance, or finished) to readers, unless this instance
+    /// drives it.
+    fn observe(&self, rec: DeploymentRecord) {
+        let key = (rec.service.clone(), rec.id);
+        let mut entries = self.entries();
+        if let Some(e) = entries.get(&key) {
+            let shown = e.record.borrow();
+            if !e.commands.is_closed()
+                || (shown.updated_at == rec.updated_at && shown.phase == rec.phase)
+            {
+                return;
+            }
+        }
+        let (_, record) = watch::channel(Arc::new(rec));
+        let (commands, _) = mpsc::channel(1);
+        let (feed, _) = broadcast::channel(1);
+        entries.insert(
+            key,
+            Entry {
+                record,
+                commands,
+                feed,
+            },
+        );
+    }
+
+    /// Whether this instance runs the driver of deployment `key`.
+    fn drives(&self, key: &(String, u64)) -> bool {
+        self.entries()
+            .get(key)
+            .is_some_and(|e| !e.commands.is_closed())
     }
 
     /// Everything [`start`](Self::start) checks before it hands out an id (the dry run's
@@ -348,6 +404,10 @@ impl Deployments {
             (Err(problems), _) => return Err(ApiError::Invalid(problems.join("; "))),
             (Ok(_), Err(e)) => return Err(e),
         };
+        let shared = state.store().shared();
+        if shared.is_some() && matches!(spec.source, SourceSpec::Process(_)) {
+            return Err(ApiError::InvalidBody("source.process: process replicas belong to the instance that starts them, so with [store] kind = \"etcd\" deploy endpoints or dns stacks".into()));
+        }
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
         let rolling = plan.rolling.is_some();
@@ -459,8 +519,41 @@ impl Deployments {
         let record = published.records.get(service);
         let revision = record.map_or(0, |r| r.revision);
         let time = now();
+        // With a shared store: the lock first (one driver per service across instances),
+        // then the ids and phases every instance saved.
+        let (lock, stored_last) = match state.store().shared() {
+            None => (None, 0),
+            Some(shared) => {
+                let lock = shared
+                    .lock_deployment(service)
+                    .await
+                    .map_err(ApiError::from_store)?
+                    .ok_or_else(|| {
+                        ApiError::Conflict(format!(
+                            "a deployment of service {service:?} is in progress on another instance; one deployment per service at a time"
+                        ))
+                    })?;
+                let stored = state
+                    .store()
+                    .load_deployments()
+                    .await
+                    .map_err(ApiError::from_store)?;
+                let mut last = 0;
+                for r in stored.iter().filter(|r| r.service == service) {
+                    last = last.max(r.id);
+                    if !r.phase.is_terminal() {
+                        return Err(ApiError::Conflict(format!(
+                            "deployment {} of service {service:?} is in progress ({}); one deployment per service at a time",
+                            r.id,
+                            r.phase.as_str()
+                        )));
+                    }
+                }
+                (Some(lock), last)
+            }
+        };
         let rec = {
-            let last = self.last_id(service)?;
+            let last = self.last_id(service)?.max(stored_last);
             DeploymentRecord {
                 id: last + 1,
                 service: service.to_owned(),
@@ -520,13 +613,13 @@ impl Deployments {
         }
         if let Err(e) = state.store().save_deployment(&rec).await {
             self.entries().remove(&key);
-            return Err(ApiError::internal(e));
+            return Err(ApiError::from_store(e));
         }
         drop(hold);
         tracing::info!(service, id = rec.id, stack = %rec.spec.stack, version = %rec.spec.version, token = caller, "deployment started");
-        let shared = Arc::new(rec.clone());
-        self.launch(state, rec, false);
-        Ok(shared)
+        let started = Arc::new(rec.clone());
+        self.launch(state, rec, false, lock);
+        Ok(started)
     }
 
     /// The latest record of one deployment.
@@ -584,6 +677,14 @@ impl Deployments {
         let word = command.as_str();
         let finished = || {
             let r = entry.record.borrow();
+            if !r.phase.is_terminal() {
+                // Shown here but not driven here: by another instance with a shared store, or
+                // nowhere until a restart resumes it.
+                return ApiError::Conflict(format!(
+                    "cannot {word} here: deployment {id} ({}) has no driver on this instance; with [store] kind = \"etcd\" send the command to the instance driving it (GET /v1/instances)",
+                    r.phase.as_str()
+                ));
+            }
             ApiError::Conflict(format!(
                 "cannot {word}: deployment {id} has {}",
                 r.phase.as_str()

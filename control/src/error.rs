@@ -81,6 +81,12 @@ pub enum ApiError {
     /// The control plane is shutting down or its writer stopped.
     #[error("control plane unavailable")]
     Unavailable,
+    /// The shared store (etcd) cannot be reached: the write was not made. Routing goes on
+    /// with the last state.
+    #[error(
+        "the desired state store is unavailable; the write was not made (the proxy keeps routing on the last state)"
+    )]
+    StoreUnavailable,
     /// The process is not ready to serve (readiness probe).
     #[error("not ready")]
     NotReady,
@@ -122,7 +128,9 @@ impl ApiError {
             Self::RevisionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::NotReady | Self::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -147,6 +155,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ApplyFailed(_) => "apply_failed",
             Self::Unavailable => "unavailable",
+            Self::StoreUnavailable => "store_unavailable",
             Self::NotReady => "not_ready",
             Self::Internal(_) => "internal",
         }
@@ -155,6 +164,18 @@ impl ApiError {
     /// Wraps an internal cause.
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Internal(Box::new(e))
+    }
+
+    /// A store failure as the client sees it: an unreachable shared store is 503
+    /// `store_unavailable` (logged here, once), anything else internal.
+    pub(crate) fn from_store(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(_) => {
+                tracing::warn!(error = %chain(&e), "write refused: the store is unavailable");
+                Self::StoreUnavailable
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

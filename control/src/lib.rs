@@ -6,15 +6,16 @@
 //! module), [`LoadedState::spawn`] starts the one writer task that owns the desired state,
 //! [`router`] / [`spawn_control`] serve the API, and [`reseed`] re-merges on a reload. Control
 //! never depends on the proxy: it drives it through the [`DataPlane`] trait, and it keeps its
-//! state behind the [`Store`] trait ([`FileStore`] by default).
+//! state behind the [`Store`] trait ([`FileStore`] by default, [`EtcdStore`] for several
+//! instances).
 //!
 //! Deployments (the `deploy` module) start a new stack next to the live one, check it, shift
 //! traffic, and retire the previous stack or roll back exactly; they change the desired state
 //! only through the writer.
 //!
 //! Every write runs the same steps, in the writer task: authorize → validate fully (no effect
-//! on error) → `If-Match` → build the next state → persist durably → apply to the data plane →
-//! append history → reply.
+//! on error) → `If-Match` → build the next state → persist it durably with its history entry
+//! (one compare-and-swap transaction on etcd) → apply to the data plane → reply.
 
 mod api;
 mod auth;
@@ -59,10 +60,11 @@ pub use state::{
     BuildError, ControlBuilder, ControlState, LoadedState, ReseedError, WriterHandle, reseed,
 };
 pub use store::{
-    FileStore, HistoryEntry, IDEMPOTENCY_TTL, IdempotencyRecord, Origin, Promotion, STATE_FORMAT,
-    SavedState, ServiceRecord, Store, StoreError,
+    DriverLock, EtcdStore, FileStore, HistoryEntry, IDEMPOTENCY_TTL, IdempotencyRecord,
+    InstanceRecord, MigrateError, MigrateReport, Observed, Origin, Promotion, STATE_FORMAT,
+    SavedState, ServiceRecord, SharedStore, Store, StoreError, migrate,
 };
 pub use view::{
-    DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, RoutingView, ServiceList,
-    ServiceSummary, ServiceView, StackSummary, StackView, StatusView, StickyView,
+    DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, InstanceList, RoutingView,
+    ServiceList, ServiceSummary, ServiceView, StackSummary, StackView, StatusView, StickyView,
 };

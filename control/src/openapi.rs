@@ -12,7 +12,7 @@ use switchyard_config::Role;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{deployment, history, probe, service, stack};
+use crate::api::{deployment, history, instance, probe, service, stack};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -37,6 +37,7 @@ use crate::error::{ApiError, ErrorBody};
         stack::set_endpoints,
         stack::remove,
         history::list,
+        instance::list,
         deployment::start,
         deployment::list,
         deployment::show,

@@ -91,19 +91,38 @@ impl ControlBuilder {
     /// Reads the saved state and merges it with the file; persists the merge when it changed
     /// anything, with a history entry per service the file changed.
     pub async fn load(self) -> Result<LoadedState, BuildError> {
-        let saved = self.store.load().await?.unwrap_or_default();
         let time = now();
-        let merged = merge(&self.seed, &saved.services, &self.base_dir, &time)?;
-        if merged.records != saved.services || saved.format != STATE_FORMAT {
-            let state = SavedState {
-                format: STATE_FORMAT,
-                services: merged.records.clone(),
-            };
-            self.store.save(&state).await?;
-            for h in seed_history(&merged.changed, &time) {
-                self.store.append_history(&h).await?;
+        let mut attempts = 0;
+        // With a shared store several instances may seed at once: the loser of the
+        // compare-and-swap merges again with what the winner wrote.
+        let (merged, revision) = loop {
+            let saved = self.store.load().await?.unwrap_or_default();
+            let merged = merge(&self.seed, &saved.services, &self.base_dir, &time)?;
+            if merged.records != saved.services || saved.format != STATE_FORMAT {
+                let state = SavedState {
+                    format: STATE_FORMAT,
+                    services: merged.records.clone(),
+                };
+                let history = seed_history(&merged.changed, &time);
+                match self.store.commit(&saved, &state, &history).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict { .. }) if attempts < 5 => {
+                        attempts += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-        }
+            let revision = match self.store.shared() {
+                Some(shared) => shared
+                    .observed()
+                    .borrow()
+                    .as_ref()
+                    .map_or(0, |o| o.revision),
+                None => 0,
+            };
+            break (merged, revision);
+        };
         let deployments = self.store.load_deployments().await?;
         let process_stacks = self.store.load_process_stacks().await?;
         tracing::info!(
@@ -129,6 +148,8 @@ impl ControlBuilder {
                 records: merged.records,
                 generation: None,
             },
+            seed: self.seed,
+            revision,
             store: self.store,
             base_dir: self.base_dir,
             deployments,
@@ -155,6 +176,8 @@ impl ControlBuilder {
 /// The merged desired state, before the writer runs.
 pub struct LoadedState {
     published: Published,
+    seed: Config,
+    revision: i64,
     store: Arc<dyn Store>,
     base_dir: PathBuf,
     deployments: Vec<DeploymentRecord>,
@@ -192,6 +215,8 @@ impl LoadedState {
             data_plane: data_plane.clone(),
             base_dir: self.base_dir,
             publish,
+            seed: self.seed,
+            revision: self.revision,
         };
         let task = tokio::spawn(
             writer
@@ -283,6 +308,11 @@ impl ControlState {
     /// Whether `/readyz` answers ready.
     pub fn is_ready(&self) -> bool {
         *self.inner.ready.borrow()
+    }
+
+    /// Whether the shared store answers (`None` for the local store).
+    pub fn store_available(&self) -> Option<bool> {
+        self.inner.store.shared().map(|s| *s.available().borrow())
     }
 
     pub(crate) fn published(&self) -> Arc<Published> {

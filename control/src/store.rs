@@ -3,21 +3,27 @@
 //! A store keeps two things: the [`SavedState`] (every service's record: revision, who owns it,
 //! its raw spec or a tombstone, stack promotions), replaced as a whole on every write, and the
 //! append-only history of [`HistoryEntry`]s. Deployment records and process stack records
-//! (the replicas Switchyard supervises, by PID) are kept through the same trait. `save` and `append_history` resolve only once the
-//! data is durable, because the API acknowledges a write only after that. [`FileStore`] keeps
-//! both in a state directory; a shared store (etcd) for several proxies can implement the same
-//! trait later.
+//! (the replicas Switchyard supervises, by PID) are kept through the same trait. `save` and
+//! `append_history` resolve only once the data is durable, because the API acknowledges a write only after that. [`FileStore`] keeps
+//! both in a state directory, for one instance. [`EtcdStore`] keeps them in etcd for several
+//! instances: its writes are compare-and-swap transactions ([`Store::commit`]) and it tells
+//! every instance what the others wrote through [`SharedStore`].
 
+mod etcd;
 mod file;
+mod migrate;
 
+pub use etcd::EtcdStore;
 pub use file::FileStore;
-pub(crate) use file::nested_entries;
+pub use migrate::{MigrateError, MigrateReport, migrate};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use switchyard_config::raw;
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use crate::data_plane::BoxFuture;
@@ -75,6 +81,32 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         record: &'a IdempotencyRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Replaces `base` (the state the writer planned from) with `next` and appends `history`,
+    /// as one durable step. A shared store refuses with [`StoreError::Conflict`] when another
+    /// writer changed a service that differs between the two since `base` was read, so no
+    /// update is lost; the local store has one writer and saves, then appends.
+    fn commit<'a>(
+        &'a self,
+        base: &'a SavedState,
+        next: &'a SavedState,
+        history: &'a [HistoryEntry],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        // One writer: nothing can have changed `base` behind its back.
+        let _ = base;
+        Box::pin(async move {
+            self.save(next).await?;
+            for entry in history {
+                self.append_history(entry).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// What a store shared by several instances adds; `None` for a store of one instance.
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        None
+    }
 }
 
 /// How long an `Idempotency-Key` of a deployment request is remembered.
@@ -107,6 +139,74 @@ impl IdempotencyRecord {
         )
         .map_or(true, |at| now - at > IDEMPOTENCY_TTL)
     }
+}
+
+/// A store several instances share: what the others wrote, whether it answers, one driver per
+/// deployment, and who the instances are.
+pub trait SharedStore: Send + Sync {
+    /// The latest state in the store as this instance's watch saw it (`None` before the first
+    /// listing).
+    fn observed(&self) -> watch::Receiver<Option<Arc<Observed>>>;
+    /// Whether the store answers (`false` while it is unreachable).
+    fn available(&self) -> watch::Receiver<bool>;
+    /// Tries to become the one driver of the deployments of `service`: `None` while another
+    /// instance holds the lock. Dropping the lock releases it; if this instance dies, it
+    /// expires after the lease time and another instance takes over.
+    fn lock_deployment<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DriverLock>, StoreError>>;
+    /// Records what this instance now serves (its registration is refreshed with it).
+    fn report(&self, generation: Option<u64>, revision: i64);
+    /// Every registered instance, by id.
+    fn instances(&self) -> BoxFuture<'_, Result<Vec<InstanceRecord>, StoreError>>;
+}
+
+/// The state a shared store holds, as seen at `revision` (the newest change among its
+/// services: equal revisions mean equal states).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The state.
+    pub state: SavedState,
+    /// The store's revision of its newest service record.
+    pub revision: i64,
+}
+
+/// A held deployment lock; dropping it releases the lock.
+pub struct DriverLock {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl DriverLock {
+    /// A lock whose release is `guard`'s drop.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl std::fmt::Debug for DriverLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverLock")
+    }
+}
+
+/// One running instance as registered in a shared store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceRecord {
+    /// Random id, new on every start.
+    pub id: String,
+    /// Its control API address.
+    pub address: String,
+    /// The Switchyard version it runs.
+    pub version: String,
+    /// The data plane generation it serves (`null` before its first change).
+    pub generation: Option<u64>,
+    /// The store revision of the desired state it serves (see [`Observed::revision`]).
+    pub revision: i64,
+    /// When it last reported (RFC 3339, UTC).
+    pub updated_at: String,
 }
 
 /// A store operation that failed.
@@ -152,6 +252,25 @@ pub enum StoreError {
     /// A blocking task of the store died.
     #[error("store task failed")]
     Task(#[source] tokio::task::JoinError),
+    /// The shared store cannot be reached (or refused the request).
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another instance changed the state first (compare-and-swap lost, or the deployment
+    /// lock is no longer this instance's).
+    #[error("another instance changed {what} first")]
+    Conflict {
+        /// What changed.
+        what: String,
+    },
+    /// A value in the shared store cannot be read back.
+    #[error("corrupt value under key {key}")]
+    CorruptKey {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The whole desired state as persisted.

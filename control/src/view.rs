@@ -12,7 +12,7 @@ use switchyard_config::{DnsSource, ServiceSpec, StackSpec, Sticky};
 use utoipa::ToSchema;
 
 use crate::data_plane::{DataPlane, EndpointState, EndpointStatus};
-use crate::store::{HistoryEntry, Origin, ServiceRecord};
+use crate::store::{HistoryEntry, InstanceRecord, Origin, ServiceRecord};
 use crate::writer::Published;
 
 /// `GET /v1/services`
@@ -20,6 +20,21 @@ use crate::writer::Published;
 pub struct ServiceList {
     /// The services the token may see, in configuration order.
     pub services: Vec<ServiceSummary>,
+    /// With `[store] kind = "etcd"`: the instances sharing the store and whether they serve
+    /// the same state (absent for the local store, or while etcd is unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<InstanceList>,
+}
+
+/// `GET /v1/instances`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceList {
+    /// `local` (one instance, nothing to list) or `etcd`.
+    pub store: String,
+    /// Every registered instance, by id.
+    pub instances: Vec<InstanceRecord>,
+    /// Whether every instance serves the same desired state (same store revision).
+    pub agree: bool,
 }
 
 /// A service in the list.
@@ -189,6 +204,11 @@ pub struct StatusView {
     pub status: String,
     /// The data plane generation control last applied, if any.
     pub generation: Option<u64>,
+    /// With a shared store (etcd): `available`, or `unavailable` while it cannot be reached
+    /// (routing goes on with the last state; writes answer 503 `store_unavailable`). Absent
+    /// for the local store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 /// The active stack: highest weight, then latest promotion, then first configured.

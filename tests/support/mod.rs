@@ -17,6 +17,8 @@ use std::time::Duration;
 use switchyard::demo::{DemoUpstream, DemoUpstreamHandle, spawn_demo_upstream};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod etcd;
+
 /// Upper bound for any wait in a test: a failure bound, never a delay.
 pub const WAIT: Duration = Duration::from_secs(20);
 

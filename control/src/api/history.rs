@@ -63,7 +63,7 @@ pub(crate) async fn list(
         .store()
         .read_history(query.service.as_deref(), fetch)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::from_store)?;
     if !all {
         entries.retain(|e| caller.may_see(&e.service));
         let skip = entries.len().saturating_sub(limit);

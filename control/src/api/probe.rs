@@ -19,12 +19,13 @@ pub(crate) async fn healthz(State(state): State<ControlState>) -> Json<StatusVie
     Json(StatusView {
         status: "ok".to_owned(),
         generation: state.generation(),
+        store: store_status(&state),
     })
 }
 
 #[utoipa::path(
     get, path = "/readyz", tag = "probes",
-    description = "The desired state is loaded and the listeners are bound. No token needed.",
+    description = "The desired state is loaded and the listeners are bound. No token needed. With `[store] kind = \"etcd\"`, `store` says whether etcd answers; an unreachable etcd does not make the instance unready (it keeps routing on the last state).",
     responses(
         (status = 200, description = "Ready", body = StatusView),
         (status = 503, description = "Not ready", body = ErrorBody),
@@ -39,7 +40,17 @@ pub(crate) async fn readyz(
     Ok(Json(StatusView {
         status: "ready".to_owned(),
         generation: state.generation(),
+        store: store_status(&state),
     }))
+}
+
+/// What the probes say about a shared store. An unreachable etcd does not make the instance
+/// unready: it keeps routing on the last state, and failing every instance's probe at once
+/// would take the whole fleet out of a load balancer.
+fn store_status(state: &ControlState) -> Option<String> {
+    state
+        .store_available()
+        .map(|up| if up { "available" } else { "unavailable" }.to_owned())
 }
 
 #[utoipa::path(

@@ -71,7 +71,16 @@ pub(crate) async fn list(
         .filter(|s| caller.may_see(s.name().as_str()))
         .map(|s| view::summary(&published, dp, s))
         .collect();
-    Ok(Json(ServiceList { services }))
+    // Reads keep answering while etcd is away, without waiting on it: the instances are
+    // left out then.
+    let instances = match state.store_available() {
+        Some(true) => super::instance::current(&state).await.ok(),
+        Some(false) | None => None,
+    };
+    Ok(Json(ServiceList {
+        services,
+        instances,
+    }))
 }
 
 #[utoipa::path(

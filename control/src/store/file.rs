@@ -6,7 +6,7 @@
 //! leave at most a torn last history line, which [`FileStore::open`] terminates and readers skip.
 //! Blocking file I/O runs on tokio's blocking pool, never on the runtime's workers.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -14,10 +14,14 @@ use super::{HistoryEntry, IdempotencyRecord, STATE_FORMAT, SavedState, Store, St
 use crate::data_plane::BoxFuture;
 use crate::deploy::{DeploymentRecord, ProcessStackRecord};
 
+mod atomic;
+mod deployments;
 mod idempotency;
 mod replicas;
 
 const STATE_FILE: &str = "state.json";
+/// The temporary file [`atomic::write`] leaves only while replacing the state.
+#[cfg(test)]
 const STATE_TMP: &str = "state.json.tmp";
 const HISTORY_FILE: &str = "history.jsonl";
 
@@ -39,7 +43,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
 /// Every entry two levels under `top` (`top/<a>/<b>`, `<a>` folders only), in no particular
 /// order; nothing when `top` does not exist. The deployment and process stack records are
 /// kept in such trees.
-pub(crate) fn nested_entries(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
+fn nested_entries(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let firsts = match fs::read_dir(top) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -120,18 +124,7 @@ impl FileStore {
     }
 
     fn save_blocking(dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let tmp = dir.join(STATE_TMP);
-        let path = dir.join(STATE_FILE);
-        let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(io("write", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
-        // The rename is durable only once the directory entry is.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("sync directory", dir))
+        atomic::write(&dir.join(STATE_FILE), bytes)
     }
 
     fn append_blocking(dir: &Path, line: &[u8]) -> Result<(), StoreError> {
@@ -146,9 +139,7 @@ impl FileStore {
             .and_then(|()| file.sync_data())
             .map_err(io("append to", &path))?;
         if created {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("sync directory", dir))?;
+            atomic::sync_dir(dir)?;
         }
         Ok(())
     }
@@ -201,12 +192,7 @@ impl Store for FileStore {
     fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
         let dir = self.dir.clone();
         Box::pin(async move {
-            let mut bytes =
-                serde_json::to_vec_pretty(state).map_err(|source| StoreError::Encode {
-                    what: "desired state",
-                    source,
-                })?;
-            bytes.push(b'\n');
+            let bytes = atomic::pretty_json(state, "desired state")?;
             blocking(move || Self::save_blocking(&dir, &bytes)).await
         })
     }
@@ -240,7 +226,7 @@ impl Store for FileStore {
 
     fn load_deployments(&self) -> BoxFuture<'_, Result<Vec<DeploymentRecord>, StoreError>> {
         let dir = self.dir.clone();
-        Box::pin(blocking(move || crate::deploy::store::load_all(&dir)))
+        Box::pin(blocking(move || deployments::load_all(&dir)))
     }
 
     fn save_deployment<'a>(
@@ -249,7 +235,7 @@ impl Store for FileStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let dir = self.dir.clone();
         let record = record.clone();
-        Box::pin(blocking(move || crate::deploy::store::save(&dir, &record)))
+        Box::pin(blocking(move || deployments::save(&dir, &record)))
     }
 
     fn load_process_stacks(&self) -> BoxFuture<'_, Result<Vec<ProcessStackRecord>, StoreError>> {
