@@ -20,6 +20,7 @@ mod api;
 mod auth;
 mod body;
 mod change;
+mod dashboard;
 mod data_plane;
 mod deploy;
 mod error;
@@ -32,6 +33,7 @@ mod server;
 mod state;
 mod store;
 mod tls;
+mod ui;
 mod view;
 mod writer;
 
@@ -39,6 +41,7 @@ pub use api::router;
 pub use auth::{ANONYMOUS, Caller, generate_token};
 #[doc(hidden)]
 pub use body::{BodyKind, check_body};
+pub use dashboard::{DashboardService, DashboardSnapshot, FiguresView, StackFigures};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     Before, CheckResult, CheckSpec, DeploymentList, DeploymentRecord, DeploymentSpec,
