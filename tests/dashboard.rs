@@ -95,7 +95,7 @@ const STACKS_SHOWN: &str = r#"(() => {
 })()"#;
 
 /// The phase the page shows for `web`'s deployment.
-const PHASE_SHOWN: &str = r#"(document.querySelector('[data-service="web"] [data-field="phase"]') || {}).textContent || null"#;
+const PHASE_SHOWN: &str = r#"((document.querySelector('[data-service="web"] [data-field="phase"]') || {}).textContent || null)"#;
 
 /// The action buttons the page offers.
 const ACTIONS_SHOWN: &str =

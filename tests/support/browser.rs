@@ -68,7 +68,13 @@ impl Drop for Cdp {
 }
 
 impl Cdp {
-    async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+    /// Sends a command and waits for its answer; `Err` carries chromium's refusal.
+    async fn call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({"id": id, "method": method, "params": params});
         if let Some(s) = session {
@@ -86,10 +92,10 @@ impl Cdp {
             .await
             .unwrap_or_else(|_| panic!("chromium did not answer {method} within {WAIT:?}"))
             .unwrap_or_else(|_| panic!("chromium closed the connection during {method}"));
-        if let Some(e) = answer.get("error") {
-            panic!("chromium refused {method}: {e}");
+        match answer.get("error") {
+            Some(e) => Err(format!("chromium refused {method}: {e}")),
+            None => Ok(answer["result"].clone()),
         }
-        answer["result"].clone()
     }
 }
 
@@ -175,7 +181,8 @@ impl Browser {
         let target = self
             .cdp
             .call(None, "Target.createTarget", json!({"url": "about:blank"}))
-            .await;
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let target_id = target["targetId"].as_str().expect("targetId").to_owned();
         let attached = self
             .cdp
@@ -184,7 +191,8 @@ impl Browser {
                 "Target.attachToTarget",
                 json!({"targetId": target_id, "flatten": true}),
             )
-            .await;
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let page = Page {
             cdp: self.cdp.clone(),
             session: attached["sessionId"]
@@ -200,8 +208,14 @@ impl Browser {
         )
         .await;
         page.call("Page.navigate", json!({"url": url})).await;
-        page.wait_for("document.readyState === 'complete'", "the page to load")
-            .await;
+        page.wait_for(
+            &format!(
+                "location.href === {} && document.readyState === 'complete'",
+                json!(url)
+            ),
+            "the page to load",
+        )
+        .await;
         page
     }
 }
@@ -245,44 +259,58 @@ fn devtools_url(child: &mut Child) -> String {
 
 impl Page {
     async fn call(&self, method: &str, params: Value) -> Value {
-        self.cdp.call(Some(&self.session), method, params).await
+        self.cdp
+            .call(Some(&self.session), method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise): its value as JSON, or why not
+    /// (a thrown exception, or no page to run in while one is loading).
+    async fn try_eval(&self, expression: &str) -> Result<Value, String> {
+        let r = self
+            .cdp
+            .call(
+                Some(&self.session),
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await?;
+        match r.get("exceptionDetails") {
+            Some(e) => Err(format!("{expression}\nthrew: {e}")),
+            None => Ok(r["result"]["value"].clone()),
+        }
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns its value as JSON;
     /// a thrown exception fails the test.
     pub async fn eval(&self, expression: &str) -> Value {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await;
-        if let Some(e) = r.get("exceptionDetails") {
-            panic!("{expression}\nthrew: {e}");
-        }
-        r["result"]["value"].clone()
+        self.try_eval(expression)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Polls `expression` until it is truthy (not `null`, `false`, `0` or `""`), failing after
-    /// [`WAIT`] with `what` and the last value; returns that value.
+    /// [`WAIT`] with `what` and the last value; returns that value. An evaluation error (the
+    /// tab is between two documents, an element not there yet) counts as not yet.
     pub async fn wait_for(&self, expression: &str, what: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
-        let mut last = Value::Null;
+        let mut last = Err("never evaluated".to_owned());
         while tokio::time::Instant::now() < deadline {
-            last = self.eval(expression).await;
+            last = self.try_eval(expression).await;
             let truthy = match &last {
-                Value::Null | Value::Bool(false) => false,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
+                Err(_) | Ok(Value::Null | Value::Bool(false)) => false,
+                Ok(Value::Number(n)) => n.as_f64() != Some(0.0),
+                Ok(Value::String(s)) => !s.is_empty(),
+                Ok(_) => true,
             };
             if truthy {
-                return last;
+                return last.expect("truthy means evaluated");
             }
             // A poll interval, bounded by the deadline above; the page's state is what is awaited.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("timed out waiting for {what}; last value: {last}");
+        panic!("timed out waiting for {what}; last: {last:?}");
     }
 
     /// Types `text` into the element `selector` as keyboard input would.

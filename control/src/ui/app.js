@@ -183,8 +183,15 @@
     },
   };
 
-  function colorOf(service, index) {
-    return PALETTE[index % PALETTE.length];
+  // A stack keeps its colour for as long as the page is open, whatever stacks come and go.
+  const colors = new Map();
+  function colorOf(service, stack) {
+    const key = service + '/' + stack;
+    if (!colors.has(key)) {
+      const used = [...colors.keys()].filter((k) => k.startsWith(service + '/')).length;
+      colors.set(key, PALETTE[used % PALETTE.length]);
+    }
+    return colors.get(key);
   }
 
   // ---- rendering ----
@@ -259,7 +266,7 @@
 
     const total = s.stacks.reduce((sum, st) => sum + st.weight, 0);
     const deploying = entry.deployment && !isTerminal(entry.deployment.phase) ? entry.deployment.stack : null;
-    put(card.stacks,...s.stacks.map((st, i) => {
+    put(card.stacks, ...s.stacks.map((st) => {
       const f = entry.figures.find((x) => x.stack === st.name) || {};
       const m = f.last_1m;
       const share = total > 0 ? st.weight / total : 0;
@@ -286,7 +293,7 @@
             h('span', { class: 'dot' }),
             h('span', { class: 'mono', text: ep.address }),
             h('span', { class: 'state', 'data-field': 'health', text: ep.state })))));
-      el.style.setProperty('--c', colorOf(s.name, i));
+      el.style.setProperty('--c', colorOf(s.name, st.name));
       return el;
     }));
 
@@ -314,7 +321,7 @@
             h('td', { text: d.finished_at ? fmt.time(d.finished_at) : '–' }),
             h('td', { text: d.reason || '' }))))));
     } else {
-      put(card.history,);
+      put(card.history);
     }
   }
 
@@ -337,11 +344,11 @@
     const now = Date.now();
     const lines = [];
     let max = 0;
-    entry.service.stacks.forEach((st, i) => {
+    entry.service.stacks.forEach((st) => {
       const points = series.get(entry.service.name + '/' + st.name) || [];
       const values = points.map((p) => [p.t, pick(p)]).filter(([, v]) => typeof v === 'number');
       for (const [, v] of values) max = Math.max(max, v);
-      lines.push({ color: colorOf(entry.service.name, i), values, name: st.name });
+      lines.push({ color: colorOf(entry.service.name, st.name), values, name: st.name });
     });
     const top = max > 0 ? max * 1.15 : 1;
     const svg = h('svg:svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': title });
@@ -353,10 +360,11 @@
         const y = H - (v / top) * (H - 4) - 2;
         return x.toFixed(1) + ',' + y.toFixed(1);
       });
-      if (pts.length === 1) pts.unshift('0,' + pts[0].split(',')[1]);
-      const poly = h('svg:polyline', { points: pts.join(' ') });
-      poly.style.setProperty('stroke', line.color);
-      svg.append(poly);
+      const mark = pts.length === 1
+        ? h('svg:circle', { cx: pts[0].split(',')[0], cy: pts[0].split(',')[1], r: 2.5 })
+        : h('svg:polyline', { points: pts.join(' ') });
+      mark.style.setProperty(pts.length === 1 ? 'fill' : 'stroke', line.color);
+      svg.append(mark);
     }
     return h('div', { class: 'chart' },
       h('div', { class: 'chart-head' }, h('span', { text: title }), h('span', { text: 'max ' + show(max) })),
