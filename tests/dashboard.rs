@@ -102,7 +102,7 @@ const ACTIONS_SHOWN: &str =
     r#"[...document.querySelectorAll('[data-action]')].map((b) => b.dataset.action)"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_shows_the_canary_live_and_promote_finishes_it() {
+async fn dashboard_shows_the_canary_live_and_its_buttons_pause_resume_and_promote_it() {
     let Some(browser) = Browser::launch().await else {
         return;
     };
@@ -231,6 +231,26 @@ async fn dashboard_shows_the_canary_live_and_promote_finishes_it() {
             .await,
         "read"
     );
+
+    // Pause and resume from the page: the API holds the deployment, the page offers what fits.
+    ops.click(r#"[data-service="web"] button[data-action="pause"]"#)
+        .await;
+    ops.wait_for(
+        &format!("JSON.stringify({ACTIONS_SHOWN}) === '[\"resume\",\"abort\"]'"),
+        "resume instead of promote and pause while paused",
+    )
+    .await;
+    let (_, v) = api(proxy.control, "GET", &deployment, Some(CI), None).await;
+    assert_eq!(v["paused"], true, "{v:#}");
+    ops.click(r#"[data-service="web"] button[data-action="resume"]"#)
+        .await;
+    ops.wait_for(
+        &format!("JSON.stringify({ACTIONS_SHOWN}) === '[\"promote\",\"pause\",\"abort\"]'"),
+        "promote offered again after resume",
+    )
+    .await;
+    let (_, v) = api(proxy.control, "GET", &deployment, Some(CI), None).await;
+    assert_eq!(v["paused"], false, "{v:#}");
 
     // Promote from the page: the deployment finishes, on the page and in the API.
     ops.click(r#"[data-service="web"] button[data-action="promote"]"#)
