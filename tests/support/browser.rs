@@ -130,6 +130,11 @@ impl Browser {
                 "--no-default-browser-check",
                 "--hide-scrollbars",
                 "--mute-audio",
+                // Two tabs are open at once: the one in the background must keep running
+                // (reading its feed, taking input) as a visible one does.
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
                 "--window-size=1280,1000",
@@ -315,6 +320,7 @@ impl Page {
 
     /// Types `text` into the element `selector` as keyboard input would.
     pub async fn type_into(&self, selector: &str, text: &str) {
+        self.call("Page.bringToFront", json!({})).await;
         let found = self
             .eval(&format!(
                 "(() => {{ const e = document.querySelector({}); if (!e) return false; e.focus(); return true; }})()",
@@ -325,8 +331,10 @@ impl Page {
         self.call("Input.insertText", json!({"text": text})).await;
     }
 
-    /// Clicks the middle of the element `selector` with real mouse events.
+    /// Clicks the middle of the element `selector` with real mouse events (the tab is brought
+    /// to the front first, as a person would look at it).
     pub async fn click(&self, selector: &str) {
+        self.call("Page.bringToFront", json!({})).await;
         let rect = self
             .eval(&format!(
                 "(() => {{ const e = document.querySelector({}); if (!e) return null; e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
