@@ -29,10 +29,11 @@ use super::WAIT;
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
-/// Where Chromium is, if installed: `$CHROMIUM`, or `chromium` / `chromium-browser` on `PATH`.
+/// Where Chromium is, if installed: `$CHROMIUM` (when it names a file), or `chromium` /
+/// `chromium-browser` on `PATH`.
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
