@@ -213,7 +213,10 @@ impl Browser {
             json!({"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await;
-        page.call("Page.navigate", json!({"url": url})).await;
+        let nav = page.call("Page.navigate", json!({"url": url})).await;
+        if let Some(e) = nav.get("errorText") {
+            panic!("chromium could not load {url}: {e}");
+        }
         page.wait_for(
             &format!(
                 "location.href === {} && document.readyState === 'complete'",
@@ -316,7 +319,10 @@ impl Page {
             // A poll interval, bounded by the deadline above; the page's state is what is awaited.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("timed out waiting for {what}; last: {last:?}");
+        let page = self
+            .try_eval("location.href + '\\n' + (document.body ? document.body.innerText.slice(0, 500) : '(no body)')")
+            .await;
+        panic!("timed out waiting for {what}; last: {last:?}\nthe page: {page:?}");
     }
 
     /// Types `text` into the element `selector` as keyboard input would.
