@@ -443,6 +443,8 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         switchyard::serve_until_signal(config, origin, lock, bound, |s| {
             print_started(s);
             println!();
+            println!("Dashboard: http://{}/ui/  (live stacks, traffic and deployments)", s.control);
+            println!();
             println!("Try:");
             println!("  curl -s http://127.0.0.1:8080/hello                          # 90% blue v1.3, 10% green v1.4");
             println!("  curl -s -H 'x-switchyard-stack: green' http://127.0.0.1:8080/  # pinned to green");

@@ -749,6 +749,13 @@ fn demo_ctrl_c_stops_every_replica_it_started() {
         }
     }
     let control = control.expect("the demo printed its control address and ready");
+    let dashboard = std::iter::from_fn(|| rx.recv_timeout(WAIT).ok())
+        .find_map(|l| l.strip_prefix("Dashboard: ").map(str::to_owned))
+        .expect("the demo prints its dashboard's URL");
+    assert!(
+        dashboard.starts_with(&format!("http://{control}/ui/ ")),
+        "{dashboard}"
+    );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let pids = rt.block_on(async {
         let body = json!({"stack": "red", "version": "v2", "source": process_source("v2", 2, &[]),

@@ -6,6 +6,7 @@
 //! (403) → read and decode the body (413, 415, 400, 422) → hand the change to the writer, which
 //! validates it against the current state and answers 404/400/409/412 or applies it.
 
+pub(crate) mod dashboard;
 pub(crate) mod deployment;
 pub(crate) mod history;
 pub(crate) mod instance;
@@ -59,6 +60,11 @@ pub(crate) fn routes() -> Vec<Route> {
         Route::new(M::GET, "/readyz", probe::readyz),
         Route::new(M::GET, "/metrics", probe::metrics),
         Route::new(M::GET, "/v1/openapi.json", crate::openapi::document),
+        Route::new(M::GET, "/ui/", crate::ui::index),
+        Route::new(M::GET, "/ui/app.js", crate::ui::script),
+        Route::new(M::GET, "/ui/style.css", crate::ui::style),
+        Route::new(M::GET, "/v1/whoami", dashboard::whoami),
+        Route::new(M::GET, "/v1/dashboard/events", dashboard::events),
         Route::new(M::GET, "/v1/services", service::list),
         Route::new(M::POST, "/v1/services", service::create),
         Route::new(M::GET, "/v1/services/{service}", service::show),

@@ -39,6 +39,11 @@ impl Caller {
         self.role
     }
 
+    /// The service globs the token is limited to; empty means every service.
+    pub(crate) fn services(&self) -> &[String] {
+        &self.services
+    }
+
     /// Checks the caller has at least `need` and, when a service is concerned, may touch it.
     pub(crate) fn authorize(&self, need: Role, service: Option<&str>) -> Result<(), ApiError> {
         if self.role < need {

@@ -21,6 +21,7 @@ mod api;
 mod auth;
 mod body;
 mod change;
+mod dashboard;
 mod data_plane;
 mod deploy;
 mod error;
@@ -33,6 +34,7 @@ mod server;
 mod state;
 mod store;
 mod tls;
+mod ui;
 mod view;
 mod writer;
 
@@ -40,6 +42,7 @@ pub use api::router;
 pub use auth::{ANONYMOUS, Caller, generate_token};
 #[doc(hidden)]
 pub use body::{BodyKind, check_body};
+pub use dashboard::{DashboardService, DashboardSnapshot, FiguresView, StackFigures};
 pub use data_plane::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 pub use deploy::{
     AnalysisRecord, AnalysisSpec, AnalysisWindow, BaselineSpec, Standby, WindowFigures,

@@ -12,7 +12,7 @@ use switchyard_config::Role;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{deployment, history, instance, probe, service, stack};
+use crate::api::{dashboard, deployment, history, instance, probe, service, stack};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
@@ -28,6 +28,11 @@ use crate::error::{ApiError, ErrorBody};
         probe::readyz,
         probe::metrics,
         document,
+        crate::ui::index,
+        crate::ui::script,
+        crate::ui::style,
+        dashboard::whoami,
+        dashboard::events,
         service::list,
         service::create,
         service::show,

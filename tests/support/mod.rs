@@ -2,6 +2,8 @@
 //! start real upstreams (the built-in demo upstream), and a small keep-alive HTTP client.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;

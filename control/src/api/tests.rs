@@ -3,6 +3,7 @@
 
 mod authz;
 mod contract;
+mod dashboard;
 mod inputs;
 mod persist;
 mod writes;

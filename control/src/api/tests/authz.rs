@@ -36,6 +36,8 @@ fn calls() -> Vec<Call> {
     add(M::GET, "/v1/openapi.json", None, Some(Role::Read), None);
     add(M::GET, "/v1/services", None, Some(Role::Read), None);
     add(M::GET, "/v1/history", None, Some(Role::Read), None);
+    add(M::GET, "/v1/whoami", None, Some(Role::Read), None);
+    add(M::GET, "/ui/", None, None, None);
     for svc in ["auth", "web"] {
         let (stack, weights) = if svc == "auth" {
             ("green", r#"{"weights":{"green":0}}"#)
@@ -174,7 +176,7 @@ async fn every_route_checks_token_role_and_service() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 20 * 7);
+    assert_eq!(checked, 22 * 7);
     assert_eq!(f.dp.applied_count(), 0);
 }
 
