@@ -83,7 +83,7 @@ connect = \"1 sec\"
             "{file}:3:14: services[0].listeners[0]: unknown listener \"nowhere\": expected one of []"
         ),
         format!(
-            "{file}:4:1: services[0].colour: unknown key `colour`: expected one of `name`, `listeners`, `hosts`, `path_prefix`, `load_balancing`, `pin_header`, `sticky`, `preserve_host`, `timeouts`, `upgrades`, `health_check`, `fail_open`, `outlier_detection`, `slow_start`, `stacks`"
+            "{file}:4:1: services[0].colour: unknown key `colour`: expected one of `name`, `listeners`, `hosts`, `path_prefix`, `load_balancing`, `pin_header`, `sticky`, `preserve_host`, `timeouts`, `upgrades`, `health_check`, `fail_open`, `outlier_detection`, `slow_start`, `shadow`, `stacks`"
         ),
         format!(
             "{file}:8:10: services[0].stacks[0].weight: expected an integer from 0 to 10000, found 1.5"

@@ -128,6 +128,9 @@ pub struct Service {
     /// Default slow-start window for the service's stacks, e.g. `30s`; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_start: Option<String>,
+    /// Shadow traffic: copies of a share of the live requests go to one stack as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
     /// The deployed versions of the service.
     #[serde(default)]
     pub stacks: Vec<Stack>,
@@ -143,6 +146,23 @@ pub struct Sticky {
     /// Header whose value keeps a user on one stack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+}
+
+/// `shadow = { stack = "green", percent = 20 }`: a copy of that share of the live requests
+/// (mirrored methods, bodies up to `max_body`) goes to `stack` too; its answers are discarded.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Shadow {
+    /// The stack receiving the copies; one of the service's stacks.
+    pub stack: String,
+    /// Share of the live requests copied, 1..=100.
+    pub percent: i64,
+    /// Methods mirrored (default `["GET", "HEAD", "OPTIONS"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Largest request body copied, a size such as `64KiB` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
 }
 
 /// `[[services.stacks]]`

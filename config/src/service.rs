@@ -218,6 +218,7 @@ pub struct ServiceSpec {
     pub(crate) fail_open: bool,
     pub(crate) outlier_detection: OutlierSpec,
     pub(crate) slow_start: Option<Duration>,
+    pub(crate) shadow: Option<crate::shadow::ShadowSpec>,
     pub(crate) stacks: Vec<StackSpec>,
     pub(crate) raw: crate::raw::Service,
 }
@@ -293,6 +294,10 @@ impl ServiceSpec {
     pub fn slow_start(&self) -> Option<Duration> {
         self.slow_start
     }
+    /// Shadow traffic: which stack receives copies of live requests; `None` when off.
+    pub fn shadow(&self) -> Option<&crate::shadow::ShadowSpec> {
+        self.shadow.as_ref()
+    }
     /// The health check configured for `stack`: its own, else the service's.
     pub fn health_check_of<'a>(&'a self, stack: &'a StackSpec) -> Option<&'a HealthCheckSpec> {
         stack.health_check().or(self.health_check())
@@ -332,7 +337,8 @@ impl ServiceSpec {
         raw.stacks = self.stacks.iter().map(StackSpec::to_raw).collect();
         raw
     }
-    /// The same service with `stacks` replacing its stacks (names must be unique).
+    /// The same service with `stacks` replacing its stacks (names must be unique). A shadow
+    /// setting whose stack is not among them is dropped: mirroring ends with its stack.
     pub fn with_stacks(&self, stacks: Vec<StackSpec>) -> Result<Self, String> {
         let mut seen = std::collections::HashSet::new();
         for s in &stacks {
@@ -341,10 +347,39 @@ impl ServiceSpec {
             }
         }
         let mut svc = self.clone();
+        if svc
+            .shadow
+            .as_ref()
+            .is_some_and(|sh| !stacks.iter().any(|s| s.name == sh.stack))
+        {
+            svc.shadow = None;
+            svc.raw.shadow = None;
+        }
         svc.stacks = stacks;
         // `raw` holds the service without its stacks (as validation builds it; `to_raw` adds
         // them), so a changed service equals the same service parsed again.
         svc.raw.stacks.clear();
+        Ok(svc)
+    }
+    /// The same service with another shadow setting (`None` turns mirroring off), validated
+    /// as in the file: the stack must be one of the service's, the percent 1..=100, the
+    /// methods tokens. Problems name fields under `shadow`.
+    pub fn with_shadow(
+        &self,
+        shadow: Option<crate::raw::Shadow>,
+    ) -> Result<Self, Vec<crate::error::Problem>> {
+        let mut p = crate::error::Problems::default();
+        let at = crate::error::FieldPath::root().key("shadow");
+        let names: Vec<&str> = self.stacks.iter().map(|s| s.name.as_str()).collect();
+        let spec = shadow
+            .as_ref()
+            .and_then(|sh| crate::validate::shadow(sh, &names, &at, &mut p));
+        if !p.is_empty() {
+            return Err(crate::validate::unlocated(p));
+        }
+        let mut svc = self.clone();
+        svc.shadow = spec;
+        svc.raw.shadow = shadow;
         Ok(svc)
     }
 }

@@ -379,3 +379,92 @@ fn request_body_timeout_has_a_default_and_a_per_service_override() {
         Some(std::time::Duration::from_millis(300))
     );
 }
+
+#[test]
+fn shadow_defaults_and_problems_name_their_fields() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(c.service("auth").expect("service").shadow(), None);
+    let with = |shadow: &str| {
+        GOOD.replace(
+            "sticky = { cookie = \"sid\" }",
+            &format!("sticky = {{ cookie = \"sid\" }}\nshadow = {shadow}"),
+        )
+    };
+    let c = parse(
+        &with("{ stack = \"green\", percent = 20 }"),
+        Path::new("/etc/sy.toml"),
+    )
+    .expect("valid");
+    let s = c.service("auth").expect("service");
+    let sh = s.shadow().expect("shadow");
+    assert_eq!(sh.stack().as_str(), "green");
+    assert_eq!(sh.percent(), 20);
+    assert_eq!(sh.methods(), DEFAULT_SHADOW_METHODS);
+    assert!(sh.mirrors("GET") && !sh.mirrors("POST") && !sh.mirrors("get"));
+    assert_eq!(sh.max_body(), DEFAULT_SHADOW_MAX_BODY);
+    assert_eq!(s.to_raw().shadow.expect("raw shadow").percent, 20);
+
+    let c = parse(
+        &with("{ stack = \"green\", percent = 100, methods = [\"GET\", \"PUT\"], max_body = \"1MiB\" }"),
+        Path::new("/etc/sy.toml"),
+    )
+    .expect("valid");
+    let sh = c.service("auth").expect("service").shadow().cloned();
+    let sh = sh.expect("shadow");
+    assert_eq!(sh.methods(), ["GET", "PUT"]);
+    assert_eq!(sh.max_body(), 1 << 20);
+
+    let p = problems(&with(
+        "{ stack = \"red\", percent = 0, methods = [\"G ET\"], max_body = \"1TB\" }",
+    ));
+    let fields: Vec<String> = p.iter().map(|p| p.field.to_string()).collect();
+    assert_eq!(
+        fields,
+        [
+            "services[0].shadow.stack",
+            "services[0].shadow.percent",
+            "services[0].shadow.methods[0]",
+            "services[0].shadow.max_body",
+        ],
+        "{p:?}"
+    );
+    assert!(p.iter().all(|p| p.location.map(|l| l.line) == Some(13)));
+    assert!(p[0].message.contains("expected one of the service's stacks (blue, green)"));
+    assert!(p[1].message.contains("expected an integer from 1 to 100"));
+    let p = problems(&with("{ stack = \"green\", percent = \"x\" }"));
+    assert_eq!(
+        p[0].to_string(),
+        "services[0].shadow.percent: expected an integer from 1 to 100, found \"x\""
+    );
+    let p = problems(&with("{ stack = \"green\", percent = 5, mirror = true }"));
+    assert!(p[0].message.contains("unknown key `mirror`"), "{p:?}");
+}
+
+#[test]
+fn shadow_follows_its_stack_and_is_set_through_the_model() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    let s = c.service("auth").expect("service");
+    let raw_shadow = |stack: &str, percent| raw::Shadow {
+        stack: stack.into(),
+        percent,
+        methods: None,
+        max_body: None,
+    };
+    let on = s
+        .with_shadow(Some(raw_shadow("green", 50)))
+        .expect("valid shadow");
+    assert_eq!(on.shadow().map(|sh| sh.percent()), Some(50));
+    assert_eq!(on.to_raw().shadow, Some(raw_shadow("green", 50)));
+    let e = s
+        .with_shadow(Some(raw_shadow("red", 101)))
+        .expect_err("invalid");
+    let fields: Vec<String> = e.iter().map(|p| p.field.to_string()).collect();
+    assert_eq!(fields, ["shadow.stack", "shadow.percent"]);
+    assert_eq!(on.with_shadow(None).expect("off"), *s);
+    // Removing the shadow stack ends mirroring; keeping it keeps the setting.
+    let kept = on.with_stacks(s.stacks().to_vec()).expect("same stacks");
+    assert!(kept.shadow().is_some());
+    let blue_only = on.with_stacks(s.stacks()[..1].to_vec()).expect("blue only");
+    assert_eq!(blue_only.shadow(), None);
+    assert_eq!(blue_only.to_raw().shadow, None);
+}

@@ -16,6 +16,7 @@ mod service;
 
 pub(crate) use links::check_services;
 use links::{check_listen_policy, check_listener_references, check_routes};
+pub(crate) use service::shadow;
 use service::{service_at, stack_at};
 
 /// Validates a whole file into `p`. `base` resolves relative paths (the config file's folder).

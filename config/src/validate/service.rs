@@ -1,8 +1,8 @@
-//! Services and stacks: names, listeners, hosts, path prefix, load balancing, pinning,
+//! Services and stacks: names, listeners, hosts, path prefix, load balancing, pinning, shadow,
 //! stickiness, timeouts, and each stack's weight, endpoints, DNS source and upstream TLS.
 
 use super::health::{health_check, outlier, slow_start};
-use super::{name, optional_duration, resolve};
+use super::{integer, name, optional_duration, resolve};
 use crate::duration::MAX_TIMEOUT;
 use crate::error::{FieldPath, Problems};
 use crate::model::{CertPaths, Endpoint, HostPattern, LoadBalancing, Name, Sticky, Weight};
@@ -10,6 +10,8 @@ use crate::raw;
 use crate::service::{
     DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
+use crate::shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
+use crate::size::{EXPECTED_SIZE, format_size, parse_size_at_most};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -215,6 +217,11 @@ pub(super) fn service_at(
             stacks.push(spec);
         }
     }
+    let names: Vec<&str> = s.stacks.iter().map(|st| st.name.as_str()).collect();
+    let shadow = s
+        .shadow
+        .as_ref()
+        .and_then(|sh| shadow(sh, &names, &at.key("shadow"), p));
     let mut raw = s.clone();
     raw.stacks.clear();
     Some(ServiceSpec {
@@ -234,6 +241,7 @@ pub(super) fn service_at(
         fail_open: s.fail_open.unwrap_or(false),
         outlier_detection,
         slow_start,
+        shadow,
         stacks,
         raw,
     })
@@ -264,6 +272,71 @@ fn upgrades(v: Option<&[String]>, at: &FieldPath, p: &mut Problems) -> Vec<Strin
         }
     }
     out
+}
+
+/// `shadow = { stack, percent, methods, max_body }`: `stack` must be one of `stacks` (the
+/// service's stack names).
+pub(crate) fn shadow(
+    sh: &raw::Shadow,
+    stacks: &[&str],
+    at: &FieldPath,
+    p: &mut Problems,
+) -> Option<ShadowSpec> {
+    let stack = name(&sh.stack, &at.key("stack"), p).and_then(|n| {
+        if stacks.contains(&n.as_str()) {
+            Some(n)
+        } else {
+            p.push(
+                &at.key("stack"),
+                format!(
+                    "unknown stack {:?}: expected one of the service's stacks ({})",
+                    sh.stack,
+                    stacks.join(", ")
+                ),
+            );
+            None
+        }
+    });
+    let percent = integer(sh.percent, &at.key("percent"), 1, 100, p);
+    let methods = match &sh.methods {
+        None => DEFAULT_SHADOW_METHODS
+            .iter()
+            .map(|&m| m.to_owned())
+            .collect(),
+        Some(v) => {
+            if v.is_empty() {
+                p.push(&at.key("methods"), "expected at least one method");
+            }
+            let mut out: Vec<String> = Vec::with_capacity(v.len());
+            for (i, m) in v.iter().enumerate() {
+                if !is_token(m) {
+                    p.push(
+                        &at.key("methods").index(i),
+                        format!("invalid method {m:?}: expected a token such as \"GET\""),
+                    );
+                } else if !out.contains(m) {
+                    out.push(m.clone());
+                }
+            }
+            out
+        }
+    };
+    p.expect(
+        &at.key("max_body"),
+        format!("{EXPECTED_SIZE}, at most {}", format_size(MAX_SHADOW_BODY)),
+    );
+    let max_body = match &sh.max_body {
+        None => Some(DEFAULT_SHADOW_MAX_BODY),
+        Some(s) => parse_size_at_most(s, MAX_SHADOW_BODY)
+            .map_err(|e| p.push(&at.key("max_body"), e))
+            .ok(),
+    };
+    Some(ShadowSpec {
+        stack: stack?,
+        percent: u8::try_from(percent?).ok()?,
+        methods,
+        max_body: max_body?,
+    })
 }
 
 /// An HTTP token (RFC 9110 §5.6.2), as header and cookie names must be.

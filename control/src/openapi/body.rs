@@ -43,6 +43,8 @@ pub(crate) struct ServiceBody {
     outlier_detection: Option<OutlierDetectionBody>,
     /// Slow-start window for new endpoints, a duration such as `30s`.
     slow_start: Option<String>,
+    /// Shadow traffic: copies of a share of the live requests go to one stack as well.
+    shadow: Option<ShadowBody>,
     /// The stacks; each needs at least one endpoint or a DNS source.
     #[schema(required = false)]
     stacks: Vec<StackBody>,
@@ -172,6 +174,23 @@ pub(crate) struct ServiceTimeoutsBody {
     upstream_response: Option<String>,
     /// The longest gap between two reads of a request body (408 on expiry).
     request_body: Option<String>,
+}
+
+/// Shadow traffic: a copy of `percent` of the live requests (methods listed, bodies up to
+/// `max_body`) goes to `stack` as well; its answers are discarded.
+#[derive(ToSchema)]
+pub(crate) struct ShadowBody {
+    /// The stack receiving the copies: one of the service's stacks.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    stack: String,
+    /// Share of the live requests copied.
+    #[schema(minimum = 1, maximum = 100)]
+    percent: i64,
+    /// Methods mirrored (default `["GET", "HEAD", "OPTIONS"]`), HTTP tokens.
+    #[schema(min_items = 1)]
+    methods: Option<Vec<String>>,
+    /// Largest request body copied, a size such as `64KiB` (the default), at most `1MiB`.
+    max_body: Option<String>,
 }
 
 /// Sticky stack selection: exactly one of `cookie` and `header`.

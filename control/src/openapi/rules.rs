@@ -26,6 +26,7 @@ const REQUEST_SCHEMAS: &[&str] = &[
     "CertPairBody",
     "ServiceTimeoutsBody",
     "StickyBody",
+    "ShadowBody",
     "DeploymentSpec",
     "ProcessSpec",
     "StepSpec",

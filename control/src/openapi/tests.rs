@@ -113,6 +113,7 @@ fn body_schemas_name_exactly_the_raw_fields() {
         ("CertPairBody", fields_of::<raw::CertPair>()),
         ("ServiceTimeoutsBody", fields_of::<raw::ServiceTimeouts>()),
         ("StickyBody", fields_of::<raw::Sticky>()),
+        ("ShadowBody", fields_of::<raw::Shadow>()),
     ];
     for (schema, raw_fields) in nested {
         assert_eq!(documented_fields(&doc, schema), raw_fields, "{schema}");
