@@ -30,8 +30,8 @@ pub use service::{
     CheckKind, DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, HealthCheckSpec, OutlierSpec,
     ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
-pub use shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
 pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
+pub use shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
 pub use size::{EXPECTED_SIZE, format_size, parse_size, parse_size_at_most};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};
 

@@ -429,7 +429,10 @@ fn shadow_defaults_and_problems_name_their_fields() {
         "{p:?}"
     );
     assert!(p.iter().all(|p| p.location.map(|l| l.line) == Some(13)));
-    assert!(p[0].message.contains("expected one of the service's stacks (blue, green)"));
+    assert!(
+        p[0].message
+            .contains("expected one of the service's stacks (blue, green)")
+    );
     assert!(p[1].message.contains("expected an integer from 1 to 100"));
     let p = problems(&with("{ stack = \"green\", percent = \"x\" }"));
     assert_eq!(
