@@ -149,7 +149,7 @@ async fn proxy(
             stack,
             conn.listener,
             settings.upstream_idle,
-            &parts,
+            &mut parts,
             body,
         ),
     };

@@ -8,7 +8,7 @@
 //! waits for the whole body in a background task and goes out from there. A copy that cannot
 //! be made is dropped and counted ([`crate::traffic::ShadowCounters`]). A service without a
 //! shadow setting pays one branch per request (`forward`). Copies carry `x-switchyard-shadow:
-//! 1`. Requests whose live stack is the shadow stack (pinned to it, or weighted onto it) and
+//! 1`; in a service with a shadow setting, a client's own header of that name is removed. Requests whose live stack is the shadow stack (pinned to it, or weighted onto it) and
 //! upgrade requests are not copied. Copies are not retried.
 //!
 //! Layer: below `forward` (which calls [`mirror`]), above `attempt`, `select` and `snapshot`.
@@ -35,16 +35,18 @@ pub(crate) const X_SWITCHYARD_SHADOW: HeaderName = HeaderName::from_static("x-sw
 
 /// Mirrors the live request (`parts` as it goes upstream, `body`), routed to `live`, when the
 /// service's shadow setting `sh` selects it: starts the copy's task and returns the body to send
-/// live, teed when there is a body to copy. Otherwise returns `body` untouched.
+/// live, teed when there is a body to copy. Otherwise returns `body` untouched. Either way a
+/// client's own `x-switchyard-shadow` is removed, so the mark is the proxy's alone.
 pub(crate) fn mirror(
     svc: &Arc<ServiceRoute>,
     sh: &ShadowRoute,
     live: &StackRoute,
     listener: usize,
     idle: Duration,
-    parts: &Parts,
+    parts: &mut Parts,
     body: UpstreamBody,
 ) -> UpstreamBody {
+    parts.headers.remove(&X_SWITCHYARD_SHADOW);
     let shadow = &svc.stacks[sh.stack];
     if std::ptr::eq(live, shadow)
         || !sh.methods.contains(&parts.method)
