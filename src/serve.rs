@@ -333,15 +333,17 @@ pub async fn serve_until_signal(
                 source,
             })?,
     };
+    // Before `ready` is announced: a SIGTERM right after it must stop the process cleanly, not
+    // kill it by the signal's default action.
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     on_started(&Started {
         listeners: proxy.listeners().to_vec(),
         control: control_addr,
     });
     let mut offer = Offer::spawn(lock.dir(), bound.sockets);
 
-    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let takeover = loop {
         tokio::select! {
             _ = hup.recv() => {
