@@ -35,6 +35,21 @@ fn snapshot(rt: &tokio::runtime::Runtime, hosts: usize) -> Arc<Snapshot> {
     })
 }
 
+/// One service `web` with sticky users (`x-user`) over a 95/5 canary.
+fn sticky_snapshot(rt: &tokio::runtime::Runtime) -> Arc<Snapshot> {
+    let text = "[[listeners]]\nname = \"public\"\nbind = \"127.0.0.1:0\"\n\
+        [[services]]\nname = \"web\"\nlisteners = [\"public\"]\nsticky = { header = \"x-user\" }\n\
+        [[services.stacks]]\nname = \"blue\"\nweight = 95\nendpoints = [\"127.0.0.1:10000\", \"127.0.0.1:10001\"]\n\
+        [[services.stacks]]\nname = \"green\"\nweight = 5\nendpoints = [\"127.0.0.1:10002\"]\n";
+    let config = switchyard_config::parse(text, Path::new("bench.toml")).expect("valid config");
+    rt.block_on(async {
+        let proxy = spawn_proxy(Arc::new(config), Vec::new())
+            .await
+            .expect("proxy");
+        proxy.snapshot()
+    })
+}
+
 fn route_lookup(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut g = c.benchmark_group("route_lookup");
@@ -97,6 +112,13 @@ fn selection(c: &mut Criterion) {
     });
     g.bench_function("pinned_stack_and_endpoint", |b| {
         b.iter(|| svc.choose(black_box(&pinned)).is_ok())
+    });
+    let sticky = sticky_snapshot(&rt);
+    let web = sticky.service("web").expect("service").clone();
+    let mut user = HeaderMap::new();
+    user.insert("x-user", "user-1234567".parse().expect("value"));
+    g.bench_function("sticky_stack_and_endpoint", |b| {
+        b.iter(|| web.choose(black_box(&user)).is_ok())
     });
     g.finish();
 }

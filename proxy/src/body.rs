@@ -3,8 +3,9 @@
 //! [`UpstreamBody`] is what goes to an endpoint: nothing, or the client's streaming body with
 //! its first frame already read (the proxy reads one frame before choosing an endpoint so
 //! malformed framing never reaches an upstream) and a gap timer pinned in place, so the
-//! request-body timeout allocates nothing either. [`ProxyBody`] is
-//! what goes back to the client: a short error body, or the endpoint's streaming body, which
+//! request-body timeout allocates nothing either. A request mirrored to a shadow stack wraps that
+//! body in a [`Tee`] (one allocation, only then), and the copy goes out as a `Full` body.
+//! [`ProxyBody`] is what goes back to the client: a short error body, or the endpoint's streaming body, which
 //! hands its connection back to the pool once the body has ended.
 
 use crate::endpoint::EndpointState;
@@ -41,6 +42,13 @@ pin_project! {
             gap_len: Duration,
             stats: Arc<StackStats>,
         },
+        /// A body read in full beforehand: a shadow copy's (`crate::shadow`).
+        Full { data: Option<Bytes> },
+        /// The client's body, also copied for a shadow request as it passes (see [`Tee`]).
+        Teed {
+            inner: Pin<Box<UpstreamBody>>,
+            tee: Tee,
+        },
     }
 }
 
@@ -59,6 +67,72 @@ impl UpstreamBody {
             gap_len,
             stats,
         }
+    }
+}
+
+/// What a [`Tee`] hands over: the whole body, or `None` when it grew past the bound.
+pub(crate) type Teed = Option<Bytes>;
+
+/// The copy of a request body a shadow request is waiting for: every data frame the live
+/// request passes on is also kept here (a reference-counted `Bytes`, no copy of the data) until
+/// the body ends, then the whole body is handed to the shadow task. It never holds the live
+/// body back. Past `max` bytes the copy is given up (`None` is handed over); on a body error,
+/// or when dropped before the end, the shadow task sees its sender gone.
+#[derive(Debug)]
+pub(crate) struct Tee {
+    parts: Vec<Bytes>,
+    len: u64,
+    max: u64,
+    done: Option<tokio::sync::oneshot::Sender<Teed>>,
+}
+
+impl Tee {
+    /// A tee of at most `max` bytes delivering to `done`.
+    pub(crate) fn new(max: u64, done: tokio::sync::oneshot::Sender<Teed>) -> Self {
+        Self {
+            parts: Vec::new(),
+            len: 0,
+            max,
+            done: Some(done),
+        }
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        if self.done.is_none() {
+            return;
+        }
+        self.len += data.len() as u64;
+        if self.len > self.max {
+            if let Some(done) = self.done.take() {
+                // The shadow task may be gone; nothing to tell it then.
+                let _ = done.send(None);
+            }
+            self.parts = Vec::new();
+        } else if !data.is_empty() {
+            self.parts.push(data.clone());
+        }
+    }
+
+    fn give_up(&mut self) {
+        self.done = None;
+        self.parts = Vec::new();
+    }
+
+    fn finish(&mut self) {
+        let Some(done) = self.done.take() else { return };
+        let body = match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.pop().unwrap_or_default(),
+            _ => {
+                let mut b = bytes::BytesMut::with_capacity(self.len as usize);
+                for p in self.parts.drain(..) {
+                    b.extend_from_slice(&p);
+                }
+                b.freeze()
+            }
+        };
+        // The shadow task may be gone (dropped with its runtime); nothing to do then.
+        let _ = done.send(Some(body));
     }
 }
 
@@ -112,6 +186,23 @@ impl Body for UpstreamBody {
                 ready!(gap.poll(cx));
                 Poll::Ready(Some(Err(RequestBodyTimeout.into())))
             }
+            UpstreamBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            UpstreamBodyProj::Teed { inner, tee } => {
+                let r = ready!(inner.as_mut().poll_frame(cx));
+                match &r {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            tee.push(d);
+                        }
+                        if inner.is_end_stream() {
+                            tee.finish();
+                        }
+                    }
+                    None => tee.finish(),
+                    Some(Err(_)) => tee.give_up(),
+                }
+                Poll::Ready(r)
+            }
         }
     }
 
@@ -119,6 +210,8 @@ impl Body for UpstreamBody {
         match self {
             Self::Empty => true,
             Self::Client { first, rest, .. } => first.is_none() && rest.is_end_stream(),
+            Self::Full { data } => data.is_none(),
+            Self::Teed { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -138,6 +231,10 @@ impl Body for UpstreamBody {
                 }
                 out
             }
+            Self::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Self::Teed { inner, .. } => inner.size_hint(),
         }
     }
 }
@@ -243,5 +340,49 @@ impl Body for ProxyBody {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::sync::oneshot;
+
+    fn teed(data: &'static [u8], max: u64) -> (UpstreamBody, oneshot::Receiver<Teed>) {
+        let (tx, rx) = oneshot::channel();
+        let body = UpstreamBody::Teed {
+            inner: Box::pin(UpstreamBody::Full {
+                data: Some(Bytes::from_static(data)),
+            }),
+            tee: Tee::new(max, tx),
+        };
+        (body, rx)
+    }
+
+    #[tokio::test]
+    async fn a_tee_passes_the_body_on_and_hands_over_a_copy_at_its_end() {
+        let (body, rx) = teed(b"hello", 5);
+        let passed = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&passed[..], b"hello");
+        assert_eq!(
+            rx.await.expect("handed over"),
+            Some(Bytes::from_static(b"hello"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tee_past_its_bound_gives_up_the_copy_but_not_the_body() {
+        let (body, rx) = teed(b"hello!", 5);
+        let passed = body.collect().await.expect("body").to_bytes();
+        assert_eq!(&passed[..], b"hello!");
+        assert_eq!(rx.await.expect("told"), None);
+    }
+
+    #[tokio::test]
+    async fn a_tee_dropped_before_the_end_hands_over_nothing() {
+        let (body, rx) = teed(b"hello", 5);
+        drop(body);
+        assert!(rx.await.is_err());
     }
 }

@@ -11,8 +11,10 @@ use crate::endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
-use crate::snapshot::{ListenerRoutes, RouteList, ServiceRoute, Snapshot, StackRoute, StickyKey};
-use crate::traffic::StackStats;
+use crate::snapshot::{
+    ListenerRoutes, RouteList, ServiceRoute, ShadowRoute, Snapshot, StackRoute, StickyKey,
+};
+use crate::traffic::{ShadowCounters, StackStats};
 use http::HeaderName;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub(crate) struct Registry {
     /// (a later endpoint is new and starts as its check says).
     pub(crate) remembered: RememberedHealth,
     stacks: HashMap<(String, String), Arc<StackStats>>,
+    /// Shadow copy counters by service.
+    shadows: HashMap<String, Arc<ShadowCounters>>,
     policies: HashMap<(String, String), Arc<StackPolicy>>,
 }
 
@@ -247,6 +251,7 @@ impl Registry {
                     name: st.name().clone(),
                     version: st.version().to_owned(),
                     weight: st.weight().get(),
+                    sticky_seed: crate::select::stable_hash(st.name().as_str().as_bytes()),
                     endpoints,
                     cursor: AtomicUsize::new(0),
                     tls,
@@ -262,6 +267,26 @@ impl Registry {
                 Sticky::Header(h) => StickyKey::Header(
                     HeaderName::from_bytes(h.as_bytes()).expect("validated header name"),
                 ),
+            });
+            let shadow = svc.shadow().and_then(|sh| {
+                // Validation ties the shadow stack to the service's stacks.
+                let stack = stacks.iter().position(|s| s.name == *sh.stack())?;
+                let counters = self
+                    .shadows
+                    .entry(svc.name().to_string())
+                    .or_default()
+                    .clone();
+                Some(ShadowRoute {
+                    stack,
+                    percent: sh.percent(),
+                    methods: sh
+                        .methods()
+                        .iter()
+                        .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                        .collect(),
+                    max_body: sh.max_body(),
+                    counters,
+                })
             });
             services.push(Arc::new(ServiceRoute {
                 name: svc.name().clone(),
@@ -280,11 +305,18 @@ impl Registry {
                     .unwrap_or(timeouts.upstream_response),
                 request_body_timeout: svc.request_body_timeout().unwrap_or(timeouts.request_body),
                 upgrades: svc.upgrades().iter().map(|u| u.as_str().into()).collect(),
+                shadow,
             }));
         }
         self.endpoints.retain(|k, _| live_eps.contains(k));
         self.stacks.retain(|k, _| live_stacks.contains(k));
         self.policies.retain(|k, _| live_stacks.contains(k));
+        self.shadows.retain(|k, _| {
+            config
+                .services()
+                .iter()
+                .any(|s| s.name().as_str() == k.as_str())
+        });
         for (policy, outlier, slow_start, distinct) in policy_updates {
             policy.update(&outlier, slow_start, distinct);
         }

@@ -5,13 +5,15 @@
 //! on another endpoint of the same stack, as is a request a dead pooled connection handed back
 //! unsent; nothing else is retried, because the endpoint may have acted on it.
 
-use crate::body::{Lease, ProxyBody, RequestBodyTimeout, UpstreamBody};
+use crate::attempt;
+use crate::body::{Lease, ProxyBody, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
 use crate::headers::{self, X_REQUEST_ID};
-use crate::pool::{self, Sender};
+use crate::pool::Sender;
 use crate::request_id;
 use crate::select;
+use crate::shadow;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::Done;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
@@ -21,7 +23,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_config::LoadBalancing;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -140,6 +141,18 @@ async fn proxy(
         parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_11;
+    let body = match &svc.shadow {
+        None => body,
+        Some(sh) => shadow::mirror(
+            svc,
+            sh,
+            stack,
+            conn.listener,
+            settings.upstream_idle,
+            &mut parts,
+            body,
+        ),
+    };
     let req = Request::from_parts(parts, body);
 
     stack.stats.record_request();
@@ -222,9 +235,9 @@ fn strip_response_headers(h: &mut HeaderMap) {
 }
 
 impl ServiceRoute {
-    /// Chooses the stack (pinned, sticky or by schedule) and an available endpoint in it. A
-    /// stack without an available endpoint gives its turn to the next stack in the schedule, so
-    /// its share goes to the others in proportion to their weights.
+    /// Chooses the stack (pinned, sticky by weighted rendezvous hashing, or by schedule) and an
+    /// available endpoint in it. A stack without an available endpoint gives its turn to the
+    /// other stacks in proportion to their weights (a sticky key to its next best stack).
     pub fn choose(&self, h: &HeaderMap) -> Result<(&StackRoute, &Arc<EndpointState>), Cause> {
         choose(self, h)
     }
@@ -240,66 +253,71 @@ fn choose<'s>(
             .iter()
             .find(|s| s.name.as_str().as_bytes() == pinned.as_bytes())
             .ok_or(Cause::UnknownStack)?;
-        return endpoint(svc, stack, false)
+        return select::endpoint(svc, stack, false)
             .map(|e| (stack, e))
             .ok_or(Cause::NoHealthyEndpoint);
     }
     let schedule = svc.schedule.as_ref().ok_or(Cause::NoStack)?;
-    let position = match sticky_value(svc, h) {
-        Some(v) => select::stable_hash(v) as usize,
-        None => schedule.next_position(),
+    let key = sticky_value(svc, h).map(select::stable_hash);
+    let first = match key {
+        // Weighted rendezvous hashing: monotone in the weights (see `crate::select`).
+        Some(k) => select::sticky_pick(k, &svc.stacks, sticky_seed_weight, |_, _| true)
+            .ok_or(Cause::NoStack)?,
+        None => schedule.stack_at(schedule.next_position()),
     };
-    let first = schedule.stack_at(position);
-    if let Some(e) = endpoint(svc, &svc.stacks[first], false) {
+    if let Some(e) = select::endpoint(svc, &svc.stacks[first], false) {
         return Ok((&svc.stacks[first], e));
     }
-    // Degraded: the scheduled stack has no available endpoint. Its share goes to the other
-    // stacks in proportion to their weights (deterministically for sticky users).
+    // Degraded: the chosen stack has no available endpoint. Its share goes to the other
+    // stacks in proportion to their weights (deterministically for sticky users: the next
+    // best rendezvous score, so no other user moves).
     let eligible = |i: usize, s: &StackRoute| {
         i != first && s.weight > 0 && s.endpoints.iter().any(|e| e.is_available())
     };
-    let total: u64 = svc
-        .stacks
-        .iter()
-        .enumerate()
-        .filter(|(i, s)| eligible(*i, s))
-        .map(|(_, s)| u64::from(s.weight))
-        .sum();
-    if total > 0 {
-        let seed = if svc.sticky.is_some() {
-            (position as u64).rotate_left(29)
-        } else {
-            select::fast_random()
-        };
-        let mut r = seed % total;
-        let mut fallback = None;
-        for (i, stack) in svc
+    if let Some(k) = key {
+        if let Some(i) = select::sticky_pick(k, &svc.stacks, sticky_seed_weight, eligible) {
+            if let Some(e) = select::endpoint(svc, &svc.stacks[i], false) {
+                return Ok((&svc.stacks[i], e));
+            }
+        }
+    } else {
+        let total: u64 = svc
             .stacks
             .iter()
             .enumerate()
             .filter(|(i, s)| eligible(*i, s))
-        {
-            let w = u64::from(stack.weight);
-            if r < w {
-                if let Some(e) = endpoint(svc, stack, false) {
-                    return Ok((stack, e));
+            .map(|(_, s)| u64::from(s.weight))
+            .sum();
+        if total > 0 {
+            let mut r = select::fast_random() % total;
+            for stack in svc
+                .stacks
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| eligible(*i, s))
+                .map(|(_, s)| s)
+            {
+                let w = u64::from(stack.weight);
+                if r < w {
+                    if let Some(e) = select::endpoint(svc, stack, false) {
+                        return Ok((stack, e));
+                    }
                 }
+                r = r.saturating_sub(w);
             }
-            r = r.saturating_sub(w);
-            fallback = fallback.or(Some(i));
         }
-        // Availability changed under us: take any stack that still has an endpoint.
-        for stack in &svc.stacks[fallback.unwrap_or(0)..] {
-            if stack.weight > 0 {
-                if let Some(e) = endpoint(svc, stack, false) {
-                    return Ok((stack, e));
-                }
+    }
+    // Availability changed under us: take any stack that still has an endpoint.
+    for stack in &svc.stacks {
+        if stack.weight > 0 {
+            if let Some(e) = select::endpoint(svc, stack, false) {
+                return Ok((stack, e));
             }
         }
     }
     if svc.fail_open {
-        let stack = &svc.stacks[schedule.stack_at(position)];
-        if let Some(e) = endpoint(svc, stack, true) {
+        let stack = &svc.stacks[first];
+        if let Some(e) = select::endpoint(svc, stack, true) {
             return Ok((stack, e));
         }
     }
@@ -307,16 +325,8 @@ fn choose<'s>(
 }
 
 #[inline]
-fn endpoint<'s>(
-    svc: &ServiceRoute,
-    stack: &'s StackRoute,
-    ignore_health: bool,
-) -> Option<&'s Arc<EndpointState>> {
-    match svc.load_balancing {
-        _ if ignore_health => select::round_robin(&stack.endpoints, &stack.cursor, true),
-        LoadBalancing::RoundRobin => select::round_robin(&stack.endpoints, &stack.cursor, false),
-        LoadBalancing::LeastRequest => select::least_request(&stack.endpoints, &stack.cursor),
-    }
+fn sticky_seed_weight(s: &StackRoute) -> (u64, u32) {
+    (s.sticky_seed, s.weight)
 }
 
 fn sticky_value<'h>(svc: &ServiceRoute, h: &'h HeaderMap) -> Option<&'h [u8]> {
@@ -342,7 +352,7 @@ async fn send_with_retry(
     idle: Duration,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
-    match send(svc, stack, ep, req, idle).await {
+    match attempt::send(svc, stack, ep, req, idle).await {
         Ok((r, s)) => Ok((r, s, ep.clone())),
         Err((cause, None)) => {
             ep.record(!cause.endpoint_failure());
@@ -359,70 +369,13 @@ async fn send_with_retry(
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match send(svc, stack, next, req, idle).await {
+            match attempt::send(svc, stack, next, req, idle).await {
                 Ok((r, s)) => Ok((r, s, next.clone())),
                 Err((c, _)) => {
                     next.record(!c.endpoint_failure());
                     Err(c)
                 }
             }
-        }
-    }
-}
-
-/// One attempt. On failure, hands the request back when it was never sent.
-async fn send(
-    svc: &ServiceRoute,
-    stack: &StackRoute,
-    ep: &EndpointState,
-    req: Request<UpstreamBody>,
-    idle: Duration,
-) -> Result<(Response<Incoming>, Sender), (Cause, Option<Request<UpstreamBody>>)> {
-    let mut sender = loop {
-        match ep.pool().take(idle) {
-            Some(mut s) => {
-                if s.ready().await.is_ok() {
-                    break s;
-                }
-            }
-            // Boxed: the connect future (TCP + TLS + handshake) is large and rarely
-            // taken; inline it would grow every request's future.
-            None => match Box::pin(pool::connect(
-                ep.addr(),
-                stack.tls.as_ref(),
-                svc.connect_timeout,
-            ))
-            .await
-            {
-                Ok((s, took)) => {
-                    stack.stats.record_connect(took);
-                    break s;
-                }
-                Err(e) => {
-                    debug!(endpoint = %ep.addr(), error = %e, "connect failed");
-                    let cause = if e.is_tls() {
-                        Cause::UpstreamTls
-                    } else {
-                        Cause::ConnectFailed
-                    };
-                    return Err((cause, Some(req)));
-                }
-            },
-        }
-    };
-    match tokio::time::timeout(svc.response_timeout, sender.try_send_request(req)).await {
-        Err(_) => Err((Cause::UpstreamTimeout, None)),
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(mut e)) => {
-            if RequestBodyTimeout::is_cause_of(e.error()) {
-                // The client stalled mid-body: the upstream connection is closed with the
-                // aborted request (hyper ends it on a body error), and nothing is retried.
-                debug!(endpoint = %ep.addr(), "request body timed out");
-                return Err((Cause::RequestBodyTimeout, None));
-            }
-            debug!(endpoint = %ep.addr(), error = %e.error(), "upstream request failed");
-            let req = e.take_message();
-            Err((Cause::UpstreamError, req))
         }
     }
 }

@@ -7,6 +7,7 @@
 //! share; DNS-discovered endpoints arrive as rebuilds from per-stack discovery tasks;
 //! [`ProxyHandle::status`] shows both.
 
+mod attempt;
 mod body;
 mod build;
 mod discovery;
@@ -22,6 +23,7 @@ mod outlier;
 mod pool;
 mod request_id;
 mod select;
+mod shadow;
 mod snapshot;
 mod sniff;
 mod status;
@@ -35,11 +37,11 @@ pub use error::Cause;
 pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy, spawn_proxy_with};
 pub use health::CheckOutcome;
 pub use listener::BoundListener;
-pub use select::Schedule;
+pub use select::{Schedule, stable_hash, sticky_pick};
 pub use snapshot::{ServiceRoute, Snapshot, StackRoute};
 #[doc(hidden)]
 pub use sniff::{Watched, watch_framing};
 pub use status::{
     CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, ShownHealth, StackStatus,
 };
-pub use traffic::StackStats;
+pub use traffic::{SHADOW_IN_FLIGHT, ShadowCounters, StackStats};

@@ -83,6 +83,18 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
         MetricType::GAUGE,
         &[],
     ),
+    (
+        "switchyard_shadow_copies_total",
+        "Shadow copies of live requests sent to the service's shadow stack.",
+        MetricType::COUNTER,
+        &["service", "stack"],
+    ),
+    (
+        "switchyard_shadow_dropped_total",
+        "Shadow copies not sent, by reason: queue_full, body_too_large, body_incomplete.",
+        MetricType::COUNTER,
+        &["service", "reason"],
+    ),
 ];
 
 /// The data plane's metrics, read from the live snapshot at scrape time.
@@ -287,6 +299,29 @@ impl Collector for ProxyCollector {
             MetricType::GAUGE,
             snap.generation() as f64,
         ));
+        for svc in snap.services() {
+            let Some((stack, counters)) = svc.shadow() else {
+                continue;
+            };
+            let service = svc.name().as_str();
+            let (copies, full, too_large, incomplete) = counters.counts();
+            out[11].push(value_metric(
+                labels(l(11), &[service, stack.name().as_str()]),
+                MetricType::COUNTER,
+                copies as f64,
+            ));
+            for (reason, n) in [
+                ("queue_full", full),
+                ("body_too_large", too_large),
+                ("body_incomplete", incomplete),
+            ] {
+                out[12].push(value_metric(
+                    labels(l(12), &[service, reason]),
+                    MetricType::COUNTER,
+                    n as f64,
+                ));
+            }
+        }
         FAMILIES
             .iter()
             .zip(out)

@@ -10,7 +10,7 @@ use crate::endpoint::EndpointState;
 use crate::outlier::StackPolicy;
 use crate::pool::UpstreamTls;
 use crate::select::Schedule;
-use crate::traffic::StackStats;
+use crate::traffic::{ShadowCounters, StackStats};
 use http::{HeaderMap, HeaderName};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,6 +68,21 @@ pub(crate) enum StickyKey {
     Header(HeaderName),
 }
 
+/// A service's shadow setting as the request path sees it (see `crate::shadow`).
+#[derive(Debug)]
+pub(crate) struct ShadowRoute {
+    /// Index of the shadow stack in the service's stacks.
+    pub(crate) stack: usize,
+    /// Share of requests copied, 1..=100.
+    pub(crate) percent: u8,
+    /// Methods mirrored.
+    pub(crate) methods: Box<[http::Method]>,
+    /// Largest body copied, in bytes.
+    pub(crate) max_body: u64,
+    /// Copies in flight and dropped, carried across snapshots.
+    pub(crate) counters: Arc<ShadowCounters>,
+}
+
 /// A service as the request path sees it.
 #[derive(Debug)]
 pub struct ServiceRoute {
@@ -84,6 +99,8 @@ pub struct ServiceRoute {
     pub(crate) request_body_timeout: Duration,
     /// `Upgrade` protocol names tunnelled to the endpoints, lowercase.
     pub(crate) upgrades: Box<[Box<str>]>,
+    /// Shadow traffic; `None` (the common case) costs the request path one branch.
+    pub(crate) shadow: Option<ShadowRoute>,
 }
 
 impl ServiceRoute {
@@ -95,6 +112,12 @@ impl ServiceRoute {
     /// Stacks.
     pub fn stacks(&self) -> &[StackRoute] {
         &self.stacks
+    }
+
+    /// The shadow stack and its counters, when the service mirrors traffic.
+    pub fn shadow(&self) -> Option<(&StackRoute, &Arc<ShadowCounters>)> {
+        let sh = self.shadow.as_ref()?;
+        Some((&self.stacks[sh.stack], &sh.counters))
     }
 
     /// Whether every protocol an `Upgrade` header in `h` names is one the service tunnels
@@ -129,6 +152,8 @@ pub struct StackRoute {
     pub(crate) name: Name,
     pub(crate) version: String,
     pub(crate) weight: u32,
+    /// `select::stable_hash` of the name: the stack's side of sticky rendezvous scores.
+    pub(crate) sticky_seed: u64,
     pub(crate) endpoints: Vec<Arc<EndpointState>>,
     pub(crate) cursor: AtomicUsize,
     pub(crate) tls: Option<UpstreamTls>,

@@ -9,7 +9,8 @@
 //! are the difference between now and the sample `window` ticks ago, so counts are exact. The
 //! same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
 //! pays once for both. A [`StackStats`] is keyed by (service, stack) in the build registry and
-//! carried into every snapshot, so weight changes and reloads keep it.
+//! carried into every snapshot, so weight changes and reloads keep it. [`ShadowCounters`] do the
+//! same for a service's shadow copies.
 
 use crate::error::Cause;
 use std::collections::{BTreeMap, VecDeque};
@@ -18,6 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_config::{Figures, Quantiles, Reading, Window};
 use tokio::time::Instant;
+
+mod shadow;
+pub(crate) use shadow::ShadowSlot;
+pub use shadow::{SHADOW_IN_FLIGHT, ShadowCounters};
 
 /// Upper bounds of the latency buckets in microseconds: 1, 1.5, 2, 2.5, 3, 4, 5, 6 and 8 per
 /// decade from 0.1 ms to 10 s (each about 25 % wide), then an overflow bucket. Every bound of the
