@@ -28,7 +28,10 @@ pub use service::{
     CheckKind, DEFAULT_PIN_HEADER, DEFAULT_UPGRADES, DnsSource, HealthCheckSpec, OutlierSpec,
     ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
-pub use settings::{Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
+pub use settings::{
+    AccessLogSpec, AccessLogTarget, Config, ControlSpec, DnsSpec, Limits, Role, Runtime, Timeouts,
+    TokenSpec,
+};
 pub use validate::{service as service_from_raw, stack as stack_from_raw};
 
 use error::Problems;

@@ -39,6 +39,21 @@ pub struct File {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// The JSON access log (one line per request); off when absent.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
+}
+
+/// `[access_log]`: one JSON object per request, written off the request path.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// A file path (appended to; reopened on SIGUSR1) or `stdout`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Lines that may wait for the writer before new ones are dropped (and counted).
+    #[serde(default)]
+    pub buffer: Option<i64>,
 }
 
 /// `[metrics]`: the Prometheus endpoint and the traffic metrics behind it.
