@@ -321,11 +321,17 @@ fn ms(d: Duration) -> f64 {
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-12-02T00:24:20.123Z`.
 fn rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    // Always three digits of fraction, so lines line up and sort as text.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// One JSON object and a newline.
@@ -367,6 +373,8 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_milliseconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_635_060_123);
         assert_eq!(rfc3339(t), "2025-12-02T00:24:20.123Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_635_060_050);
+        assert_eq!(rfc3339(t), "2025-12-02T00:24:20.050Z");
     }
 
     #[test]
