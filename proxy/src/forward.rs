@@ -200,7 +200,7 @@ async fn proxy(
         start,
     )
     .await;
-    if let Some(e) = log.as_deref_mut() {
+    if let Some(e) = log {
         e.upstream = sending.map(|t| t.elapsed());
         if let Ok((_, _, ep)) = &sent {
             e.endpoint = Some(ep.clone());
