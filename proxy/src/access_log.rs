@@ -32,6 +32,9 @@ use tracing::{error, info, warn};
 /// How often the writer looks for queued entries (and flushes what it wrote).
 const WAKE: Duration = Duration::from_millis(20);
 
+/// Status logged for a request the client abandoned before its response (nginx's 499).
+const CLIENT_CLOSED: u16 = 499;
+
 /// One request as the access log records it; filled on the request path, formatted by the
 /// writer thread.
 #[derive(Debug)]
@@ -75,7 +78,8 @@ impl Entry {
             service: None,
             stack: None,
             endpoint: None,
-            status: 0,
+            // Until a response is made: a request whose client went away first keeps it.
+            status: CLIENT_CLOSED,
             upstream: None,
             error: None,
             bytes_in: None,
@@ -99,6 +103,11 @@ impl Pending {
             entry: Some(entry),
             log,
         }
+    }
+
+    /// The entry, to fill in while the request is handled.
+    pub(crate) fn entry(&mut self) -> Option<&mut Entry> {
+        self.entry.as_deref_mut()
     }
 
     /// Response body bytes passed to the client.

@@ -67,23 +67,33 @@ pub(crate) async fn handle(
         resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
         return resp;
     };
-    let mut entry = Entry::new(
-        conn.listener,
-        conn.peer,
-        req.method(),
-        req.uri(),
-        id.clone(),
+    // Pending from the start: a request the client abandons before its response (this
+    // future is dropped) is still logged, with status 499.
+    let mut pending = Pending::new(
+        Entry::new(
+            conn.listener,
+            conn.peer,
+            req.method(),
+            req.uri(),
+            id.clone(),
+        ),
+        log.clone(),
     );
-    let mut resp = match proxy(snap, settings, conn, req, id.clone(), Some(&mut *entry)).await {
+    let result = proxy(snap, settings, conn, req, id.clone(), pending.entry()).await;
+    let mut resp = match result {
         Ok(r) => r,
         Err(cause) => {
-            entry.error = Some(cause);
+            if let Some(e) = pending.entry() {
+                e.error = Some(cause);
+            }
             cause.response()
         }
     };
-    entry.status = resp.status().as_u16();
+    if let Some(e) = pending.entry() {
+        e.status = resp.status().as_u16();
+    }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    resp.body_mut().log(Pending::new(entry, log.clone()));
+    resp.body_mut().log(pending);
     resp
 }
 
