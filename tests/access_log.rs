@@ -276,3 +276,41 @@ async fn sigusr1_reopens_the_access_log_after_rotation() {
     }));
     assert!(proxy.stop().success());
 }
+
+#[tokio::test]
+async fn a_request_the_client_abandons_is_logged_with_status_499() {
+    use tokio::io::AsyncWriteExt;
+    let slow = Upstream::start_with("slow", 0.0, Duration::from_secs(5)).await;
+    let text = config(
+        &[("blue", "v1", 100, vec![slow.addr])],
+        "",
+        "[access_log]\npath = \"access.log\"\n",
+    );
+    let proxy = Proxy::start(&text);
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /abandoned HTTP/1.1\r\nhost: web\r\nx-request-id: gave-up\r\n\r\n")
+        .await
+        .expect("write");
+    // Wait (bounded) until the endpoint has the request, then give up on it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while slow.requests() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never forwarded");
+        // A poll interval, bounded by the deadline above; the upstream's count is awaited.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tcp);
+    let lines = lines_at_least(&proxy.dir.path().join("access.log"), 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = parse(&lines[0]);
+    assert_eq!(v["request_id"], "gave-up");
+    assert_eq!(v["status"], 499, "{v}");
+    assert_eq!(v["path"], "/abandoned");
+    assert_eq!(v["stack"], "blue");
+    assert!(
+        v["duration_ms"].as_f64().is_some_and(|d| d < 5000.0),
+        "logged when the client left, not when the endpoint answered: {v}"
+    );
+    assert!(proxy.stop().success());
+}
