@@ -195,6 +195,9 @@ pub async fn spawn_proxy_with(
             Ok(a) => a,
             Err(_) => {
                 discovery.stop().await;
+                if let Some(l) = &shared.settings.access_log {
+                    l.close(std::time::Duration::ZERO).await;
+                }
                 return Err(ApplyError::Stopped);
             }
         };
