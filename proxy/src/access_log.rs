@@ -18,7 +18,6 @@ use crate::error::Cause;
 use crate::snapshot::ServiceRoute;
 use crossbeam_queue::ArrayQueue;
 use http::{HeaderValue, Method, Uri};
-use serde::Serialize;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -254,6 +253,7 @@ fn open(target: &AccessLogTarget) -> Option<Output> {
 fn run(inner: &Inner, target: &AccessLogTarget) {
     let mut out = open(target);
     let mut line = Vec::with_capacity(512);
+    let mut ts_cache = None;
     let mut failing = false;
     loop {
         let stopping = inner.stop.load(Ordering::Acquire);
@@ -275,7 +275,7 @@ fn run(inner: &Inner, target: &AccessLogTarget) {
                 continue;
             };
             line.clear();
-            format(&e, &inner.listeners, &mut line);
+            format(&e, &inner.listeners, &mut ts_cache, &mut line);
             drop(e);
             if let Err(err) = w.write_all(&line) {
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
@@ -304,74 +304,181 @@ fn run(inner: &Inner, target: &AccessLogTarget) {
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    ts: &'a str,
-    listener: &'a str,
-    service: Option<&'a str>,
-    stack: Option<&'a str>,
-    endpoint: Option<String>,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    duration_ms: f64,
-    upstream_ms: Option<f64>,
-    bytes_in: u64,
-    bytes_out: u64,
-    request_id: &'a str,
-    client: String,
-    error: Option<&'static str>,
+/// Decimal digits of `n`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1000.0
+/// `n` in exactly `width` digits (zero-padded; `n` must fit).
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut n = n;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// A duration in milliseconds with three decimals (microseconds), e.g. `1.500`.
+fn push_ms(out: &mut Vec<u8>, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_u64(out, us / 1000);
+    out.push(b'.');
+    push_padded(out, us % 1000, 3);
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// An address in quotes; IPv4 written digit by digit (`Display` is ten times slower).
+fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            out.push(b'"');
+            for (i, o) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(o));
+            }
+            out.push(b':');
+            push_u64(out, u64::from(v4.port()));
+            out.push(b'"');
+        }
+        SocketAddr::V6(_) => push_str(out, &a.to_string()),
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-12-02T00:24:20.123Z`.
 fn rfc3339(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    // Always three digits of fraction, so lines line up and sort as text.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    let mut out = Vec::with_capacity(24);
+    push_ts(&mut out, t, &mut None);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// One JSON object and a newline.
-fn format(e: &Entry, listeners: &[String], out: &mut Vec<u8>) {
-    let ts = rfc3339(e.ts);
+/// Writes the timestamp of `t`; the date and time to the second are computed once per second
+/// (`cache` holds the last second and its text).
+fn push_ts(out: &mut Vec<u8>, t: SystemTime, cache: &mut Option<(u64, [u8; 19])>) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let head = match cache {
+        Some((s, head)) if *s == secs => *head,
+        _ => {
+            let d = time::OffsetDateTime::from(t);
+            let mut v = Vec::with_capacity(19);
+            push_padded(&mut v, u64::try_from(d.year()).unwrap_or(0), 4);
+            v.push(b'-');
+            push_padded(&mut v, u64::from(u8::from(d.month())), 2);
+            v.push(b'-');
+            push_padded(&mut v, u64::from(d.day()), 2);
+            v.push(b'T');
+            push_padded(&mut v, u64::from(d.hour()), 2);
+            v.push(b':');
+            push_padded(&mut v, u64::from(d.minute()), 2);
+            v.push(b':');
+            push_padded(&mut v, u64::from(d.second()), 2);
+            let mut head = [0u8; 19];
+            head.copy_from_slice(&v[..19]);
+            *cache = Some((secs, head));
+            head
+        }
+    };
+    out.extend_from_slice(&head);
+    out.push(b'.');
+    push_padded(out, u64::from(since.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// One JSON object and a newline, written by hand: the writer formats every request's line,
+/// and a generic serializer with `Display` for addresses cost more than the request itself.
+fn format(
+    e: &Entry,
+    listeners: &[String],
+    ts_cache: &mut Option<(u64, [u8; 19])>,
+    out: &mut Vec<u8>,
+) {
     let service = e.service.as_deref();
-    let line = Line {
-        ts: &ts,
-        listener: listeners.get(e.listener).map_or("", String::as_str),
-        service: service.map(|s| s.name().as_str()),
-        stack: service
+    out.extend_from_slice(b"{\"ts\":\"");
+    push_ts(out, e.ts, ts_cache);
+    out.extend_from_slice(b"\",\"listener\":");
+    push_str(out, listeners.get(e.listener).map_or("", String::as_str));
+    out.extend_from_slice(b",\"service\":");
+    push_opt_str(out, service.map(|s| s.name().as_str()));
+    out.extend_from_slice(b",\"stack\":");
+    push_opt_str(
+        out,
+        service
             .zip(e.stack)
             .and_then(|(s, i)| s.stacks().get(i))
             .map(|st| st.name().as_str()),
-        endpoint: e.endpoint.as_ref().map(|ep| ep.addr().to_string()),
-        method: e.method.as_str(),
-        path: e.uri.path(),
-        status: e.status,
-        duration_ms: ms(e.duration),
-        upstream_ms: e.upstream.map(ms),
-        bytes_in: e.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed)),
-        bytes_out: e.bytes_out,
-        // Ids are visible ASCII (see `crate::request_id`).
-        request_id: e.request_id.to_str().unwrap_or(""),
-        client: e.client.to_string(),
-        error: e.error.map(Cause::label),
-    };
-    // Serializing plain strings and numbers into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, &line).is_ok() {
-        out.push(b'\n');
+    );
+    out.extend_from_slice(b",\"endpoint\":");
+    match &e.endpoint {
+        Some(ep) => push_addr(out, ep.addr()),
+        None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(b",\"method\":");
+    push_str(out, e.method.as_str());
+    out.extend_from_slice(b",\"path\":");
+    push_str(out, e.uri.path());
+    out.extend_from_slice(b",\"status\":");
+    push_u64(out, u64::from(e.status));
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_ms(out, e.duration);
+    out.extend_from_slice(b",\"upstream_ms\":");
+    match e.upstream {
+        Some(d) => push_ms(out, d),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"bytes_in\":");
+    push_u64(
+        out,
+        e.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed)),
+    );
+    out.extend_from_slice(b",\"bytes_out\":");
+    push_u64(out, e.bytes_out);
+    out.extend_from_slice(b",\"request_id\":");
+    // Ids are visible ASCII (see `crate::request_id`).
+    push_str(out, e.request_id.to_str().unwrap_or(""));
+    out.extend_from_slice(b",\"client\":");
+    push_addr(out, e.client);
+    out.extend_from_slice(b",\"error\":");
+    push_opt_str(out, e.error.map(Cause::label));
+    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]
@@ -393,13 +500,13 @@ mod tests {
             "127.0.0.1:4000".parse().expect("addr"),
             &Method::POST,
             &Uri::from_static("/a/b?secret=1"),
-            HeaderValue::from_static("id-1"),
+            HeaderValue::from_static("id-\"1\\"),
         );
         e.status = 502;
         e.error = Some(Cause::ConnectFailed);
         e.duration = Duration::from_micros(1500);
         let mut out = Vec::new();
-        format(&e, &["public".to_owned()], &mut out);
+        format(&e, &["public".to_owned()], &mut None, &mut out);
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["listener"], "public");
@@ -410,7 +517,9 @@ mod tests {
         assert_eq!(v["upstream_ms"], serde_json::Value::Null);
         assert_eq!(v["service"], serde_json::Value::Null);
         assert_eq!(v["error"], "connect-failed");
-        assert_eq!(v["request_id"], "id-1");
+        assert_eq!(v["request_id"], "id-\"1\\");
+        assert_eq!(v["bytes_in"], 0);
+        assert_eq!(v["stack"], serde_json::Value::Null);
         assert_eq!(v["client"], "127.0.0.1:4000");
     }
 }
