@@ -383,14 +383,8 @@ fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-12-02T00:24:20.123Z`.
-fn rfc3339(t: SystemTime) -> String {
-    let mut out = Vec::with_capacity(24);
-    push_ts(&mut out, t, &mut None);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Writes the timestamp of `t`; the date and time to the second are computed once per second
+/// Writes the timestamp of `t` (RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-12-02T00:24:20.123Z`); the date and time to the second are computed once per second
 /// (`cache` holds the last second and its text).
 fn push_ts(out: &mut Vec<u8>, t: SystemTime, cache: &mut Option<(u64, [u8; 19])>) {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -484,6 +478,12 @@ fn format(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rfc3339(t: SystemTime) -> String {
+        let mut out = Vec::new();
+        push_ts(&mut out, t, &mut None);
+        String::from_utf8(out).expect("ascii")
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_milliseconds() {
