@@ -588,6 +588,7 @@ async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
             print_latest(name, d);
         }
     }
+    instances(&client).await?;
     Ok(EXIT_SUCCEEDED)
 }
 
@@ -642,7 +643,6 @@ async fn rollback(conn: &Connection, service: &str) -> Result<u8, CliError> {
             state_text(&v, service)
         );
     }
-    instances(&client).await?;
     Ok(EXIT_SUCCEEDED)
 }
 

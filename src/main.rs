@@ -430,6 +430,11 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
+    let access_log = match config.access_log().map(|a| &a.target) {
+        Some(switchyard_config::AccessLogTarget::File(p)) => p.display().to_string(),
+        Some(switchyard_config::AccessLogTarget::Stdout) => "stdout".to_owned(),
+        None => "off".to_owned(),
+    };
     let rt = runtime(None)?;
     rt.block_on(async move {
         for (addr, version) in [("127.0.0.1:9101", "v1.3"), ("127.0.0.1:9102", "v1.4")] {
@@ -442,6 +447,7 @@ fn demo(dir: &Path) -> anyhow::Result<ExitCode> {
         let bound = switchyard::bind(&config).await?.stop_replicas_on_exit();
         switchyard::serve_until_signal(config, origin, lock, bound, |s| {
             print_started(s);
+            println!("access log (one JSON object per request): {access_log}");
             println!();
             println!("Dashboard: http://{}/ui/  (live stacks, traffic and deployments)", s.control);
             println!();

@@ -1,7 +1,14 @@
 //! The control plane's view of the data plane: [`ProxyPlane`] implements control's
-//! [`DataPlane`] trait over the proxy's handle, so neither crate depends on the other.
+//! [`DataPlane`] trait over the proxy's handle, so neither crate depends on the other. Its
+//! registry holds the proxy's metrics, the process's (CPU, memory, open files) and the
+//! expiry of the certificates the listeners serve.
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use switchyard_certs::CertStore;
 use switchyard_config::{Config, Figures, Reading, Window};
 use switchyard_control::{BoxFuture, DataPlane, EndpointState, EndpointStatus, PublicListener};
 use switchyard_proxy::{ProxyHandle, ShownHealth};
@@ -16,11 +23,93 @@ impl ProxyPlane {
         let registry = if metrics {
             let r = prometheus::Registry::new();
             proxy.register_metrics(&r)?;
+            r.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))?;
             Some(r)
         } else {
             None
         };
         Ok(Self(proxy, registry))
+    }
+
+    /// Adds `switchyard_tls_certificate_expiry_seconds` for the certificates in `stores`
+    /// (read at scrape time, so a reload shows); nothing when metrics are off.
+    pub fn with_certificates(self, stores: Vec<Arc<CertStore>>) -> Result<Self, prometheus::Error> {
+        if let Some(r) = &self.1 {
+            r.register(Box::new(CertExpiry::new(stores)))?;
+        }
+        Ok(self)
+    }
+}
+
+const EXPIRY_NAME: &str = "switchyard_tls_certificate_expiry_seconds";
+const EXPIRY_HELP: &str = "When each served certificate expires (its notAfter), in seconds since the Unix epoch, by its first DNS name (the earliest when several share one).";
+
+/// The expiry of every certificate the listeners and the control API serve.
+struct CertExpiry {
+    stores: Vec<Arc<CertStore>>,
+    desc: Desc,
+}
+
+impl CertExpiry {
+    fn new(stores: Vec<Arc<CertStore>>) -> Self {
+        let desc = Desc::new(
+            EXPIRY_NAME.to_owned(),
+            EXPIRY_HELP.to_owned(),
+            vec!["name".to_owned()],
+            Default::default(),
+        )
+        .expect("a static metric description is valid");
+        Self { stores, desc }
+    }
+}
+
+impl Collector for CertExpiry {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut by_name: BTreeMap<String, SystemTime> = BTreeMap::new();
+        for store in &self.stores {
+            for c in store.current() {
+                let name = c
+                    .dns_names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| c.cert.display().to_string());
+                let e = by_name.entry(name).or_insert(c.not_after);
+                *e = (*e).min(c.not_after);
+            }
+        }
+        if by_name.is_empty() {
+            return Vec::new();
+        }
+        let metrics = by_name
+            .into_iter()
+            .map(|(name, not_after)| {
+                let seconds = match not_after.duration_since(UNIX_EPOCH) {
+                    Ok(d) => d.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                };
+                let mut label = LabelPair::default();
+                label.set_name("name".to_owned());
+                label.set_value(name);
+                let mut g = proto::Gauge::default();
+                g.set_value(seconds);
+                let mut m = proto::Metric::default();
+                m.set_label(vec![label]);
+                m.set_gauge(g);
+                m
+            })
+            .collect();
+        let mut f = MetricFamily::default();
+        f.set_name(EXPIRY_NAME.to_owned());
+        f.set_help(EXPIRY_HELP.to_owned());
+        f.set_field_type(MetricType::GAUGE);
+        f.set_metric(metrics);
+        vec![f]
     }
 }
 

@@ -6,7 +6,8 @@
 //! loads the saved desired state and merges it with the file (runtime changes win), the proxy
 //! starts on the merged state with the endpoint health saved by the previous process
 //! (`crate::health_file`), then the control API starts driving it. `SIGHUP` re-merges the file
-//! and reloads certificates (a bad file keeps the old state serving); `SIGTERM`/`SIGINT` stop
+//! and reloads certificates (a bad file keeps the old state serving); `SIGUSR1` reopens the
+//! access log (log rotation); `SIGTERM`/`SIGINT` stop
 //! accepting and drain; a take-over by `switchyard upgrade` stops accepting, releases the state
 //! folder and drains.
 //! Process replicas keep running on exit (the next start re-adopts them) unless
@@ -322,6 +323,7 @@ pub async fn serve_until_signal(
     let (saver_stop, saver_rx) = watch::channel(false);
     let saver = health_file::spawn_saver(lock.dir().to_path_buf(), proxy.clone(), saver_rx);
     let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())
+        .and_then(|p| p.with_certificates(stores.clone()))
         .map_err(|e| ServeError::Metrics(Box::new(e)))?;
     let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
     let control = match bound.control_tls {
@@ -338,6 +340,7 @@ pub async fn serve_until_signal(
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServeError::Signals)?;
     on_started(&Started {
         listeners: proxy.listeners().to_vec(),
         control: control_addr,
@@ -351,6 +354,10 @@ pub async fn serve_until_signal(
                 notify(notify::RELOADING);
                 reload(&config_path, &state, &stores).await;
                 notify(notify::READY);
+            }
+            _ = usr1.recv() => {
+                info!("reopening the access log on SIGUSR1");
+                proxy.reopen_access_log();
             }
             _ = term.recv() => break None,
             _ = int.recv() => break None,
@@ -444,11 +451,16 @@ async fn reload(path: &Path, state: &ControlState, stores: &[Arc<CertStore>]) {
     }
     match switchyard_config::load(path) {
         Err(e) => {
+            state.count_reload(false);
             error!(error = %e, "configuration reload refused; the previous configuration keeps serving")
         }
         Ok(c) => match switchyard_control::reseed(state, c).await {
-            Ok(generation) => info!(generation = ?generation, "configuration reloaded"),
+            Ok(generation) => {
+                state.count_reload(true);
+                info!(generation = ?generation, "configuration reloaded")
+            }
             Err(e) => {
+                state.count_reload(false);
                 error!(error = %e, cause = std::error::Error::source(&e).map(tracing::field::display), "configuration reload refused; the previous configuration keeps serving")
             }
         },

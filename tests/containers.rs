@@ -213,10 +213,12 @@ fn container_source(image: &str, replicas: u32) -> Value {
 }
 
 /// A deployment body: `stack` from `source`, checked by the stack's `/health`.
+/// The previous stack is retired at once (`after: 0s`): these tests are about the containers
+/// retirement stops; the standby window that `rollback` uses is tested in tests/analysis.rs.
 fn body(stack: &str, version: &str, source: Value) -> Value {
     json!({"stack": stack, "version": version, "source": source,
            "health_check": {"path": "/health", "interval": "100ms"},
-           "retire_previous": {"drain_timeout": "2s"}})
+           "retire_previous": {"after": "0s", "drain_timeout": "2s"}})
 }
 
 async fn start(proxy: &Proxy, service: &str, body: &Value) -> u64 {

@@ -131,7 +131,9 @@ async fn dashboard_shows_the_canary_live_and_its_buttons_pause_resume_and_promot
         Some(CI),
         Some(&json!({"stack": "green", "version": "v1.4",
             "source": {"endpoints": [green.addr.to_string()]},
-            "strategy": {"canary": {"steps": [{"weight": 25, "pause": "manual"}, {"weight": 100}]}}})),
+            "strategy": {"canary": {"steps": [{"weight": 25, "pause": "manual"}, {"weight": 100}]}},
+            // Retired at once, so the promoted service is green alone (no standby for undo).
+            "retire_previous": {"after": "0s"}})),
     )
     .await;
     assert_eq!(status, 201, "{v}");

@@ -411,3 +411,385 @@ async fn log_format_json_writes_one_object_per_line_and_text_has_no_colours_off_
         "ANSI escapes on a non-terminal: {text:?}"
     );
 }
+
+/// A test CA and a leaf for `localhost` it signed, written to `dir` as `leaf.crt`/`leaf.key`.
+fn tls_files(dir: &Path) -> rustls::RootCertStore {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    leaf.not_after = rcgen::date_time_ymd(2031, 3, 14);
+    let cert = leaf.signed_by(&key, &ca).expect("sign");
+    std::fs::write(dir.join("leaf.crt"), cert.pem()).expect("write");
+    std::fs::write(dir.join("leaf.key"), key.serialize_pem()).expect("write");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).expect("root");
+    roots
+}
+
+/// An HTTP/1.1 client over TLS (ALPN `http/1.1`), kept open by the caller.
+async fn tls_client(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>> {
+    // Either outcome leaves a provider installed (another test may have installed it first).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").expect("name"),
+            tcp,
+        )
+        .await
+        .expect("handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("http handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/")
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    let r = sender.send_request(req).await.expect("response");
+    assert_eq!(r.status(), 200);
+    sender
+}
+
+#[tokio::test]
+async fn connection_tls_certificate_control_and_process_metrics_are_exact() {
+    let up = Upstream::start("v1").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roots = tls_files(dir.path());
+    let mut text = config(&[("blue", "v1", 100, vec![up.addr])], "", "");
+    text = text.replacen(
+        "listeners = [\"public\"]",
+        "listeners = [\"public\", \"secure\"]",
+        1,
+    );
+    text = format!(
+        "[[listeners]]\nname = \"secure\"\nbind = \"127.0.0.1:0\"\ntls = {{ certs = [{{ cert = \"leaf.crt\", key = \"leaf.key\" }}] }}\n\n{text}"
+    );
+    let proxy = support::Proxy::start_in(dir, &text);
+    let mut plain = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(proxy.addr("public")).await;
+        assert_eq!(c.get("/").await.status, 200);
+        plain.push(c);
+    }
+    // One HTTP/2 connection with prior knowledge (h2c) on the plain listener.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    let h2_conn = tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://{}/", proxy.addr("public")))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(
+        h2.send_request(req).await.expect("h2 response").status(),
+        200
+    );
+    let mut secure = Vec::new();
+    for _ in 0..3 {
+        secure.push(tls_client(proxy.addr("secure"), roots.clone()).await);
+    }
+    // Plain text where a TLS handshake is expected: one failed handshake.
+    let refused = support::raw_exchange(proxy.addr("secure"), b"GET / HTTP/1.1\r\n\r\n").await;
+    assert!(!refused.contains("200"), "{refused}");
+
+    for (path, status) in [
+        ("/v1/services", 200),
+        ("/v1/services/web", 200),
+        ("/v1/services/nope", 404),
+        ("/v1/services/nope", 404),
+        ("/no/such/route", 404),
+    ] {
+        let (s, v) = support::api(proxy.control, "GET", path, None, None).await;
+        assert_eq!(s, status, "{path}: {v}");
+    }
+
+    let (status, m, _) = scrape(proxy.control).await;
+    assert_eq!(status, 200, "{m}");
+    let at = |s: &str| sample(&m, s);
+    assert_eq!(
+        at("switchyard_downstream_connections_accepted_total{listener=\"public\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        at("switchyard_downstream_connections_accepted_total{listener=\"secure\"}"),
+        Some(4.0)
+    );
+    assert_eq!(
+        at("switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        at("switchyard_downstream_connections{listener=\"secure\",protocol=\"http1\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        at("switchyard_downstream_connections{listener=\"public\",protocol=\"http2\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        at("switchyard_downstream_connections{listener=\"secure\",protocol=\"http2\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        at("switchyard_tls_handshakes_total{listener=\"secure\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        at("switchyard_tls_handshake_errors_total{listener=\"secure\"}"),
+        Some(1.0)
+    );
+    // A plain listener has no TLS series.
+    assert_eq!(
+        at("switchyard_tls_handshakes_total{listener=\"public\"}"),
+        None
+    );
+    let route = |r: &str, s: u16| {
+        at(&format!(
+            "switchyard_control_requests_total{{route=\"{r}\",status=\"{s}\"}}"
+        ))
+    };
+    assert_eq!(route("/v1/services", 200), Some(1.0));
+    assert_eq!(route("/v1/services/{service}", 200), Some(1.0));
+    assert_eq!(route("/v1/services/{service}", 404), Some(2.0));
+    assert_eq!(route("unmatched", 404), Some(1.0));
+    assert!(
+        !m.contains("route=\"/v1/services/nope\""),
+        "raw paths are never labels"
+    );
+    let not_after = switchyard_certs::inspect(&proxy.dir.path().join("leaf.crt"))
+        .expect("inspect")
+        .not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs_f64();
+    let expiry = at("switchyard_tls_certificate_expiry_seconds{name=\"localhost\"}")
+        .expect("certificate expiry");
+    assert!(
+        (expiry - not_after).abs() < 86_400.0,
+        "{expiry} vs {not_after}"
+    );
+    assert!(
+        at("process_resident_memory_bytes").is_some_and(|v| v > 0.0),
+        "{m}"
+    );
+    assert!(at("process_open_fds").is_some_and(|v| v > 0.0), "{m}");
+    assert!(at("process_cpu_seconds_total").is_some(), "{m}");
+    promtool_check(&m);
+
+    // A closed connection leaves the gauge.
+    drop(plain.pop());
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let (_, m, _) = scrape(proxy.control).await;
+        let open = sample(
+            &m,
+            "switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}",
+        );
+        if open == Some(1.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open:?}");
+        // A poll interval, bounded by the deadline above; the gauge is what is awaited.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop((secure, h2));
+    // Closed here: a graceful HTTP/2 shutdown waits for the client's answer to its PING, which
+    // a client whose runtime is blocked in `stop` could not give.
+    h2_conn.abort();
+    // Cancelled, or ended already: either way the connection is closed.
+    let _ = h2_conn.await;
+    assert!(proxy.stop().success());
+}
+
+/// Polls `/metrics` until `name` reads `want` (bounded), and returns the exposition.
+async fn wait_sample(control: SocketAddr, name: &str, want: f64) -> String {
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let (_, m, _) = scrape(control).await;
+        if sample(&m, name) == Some(want) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never reached {want}:\n{m}"
+        );
+        // A poll interval, bounded by the deadline above; the sample is what is awaited.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn config_reloads_and_deployments_are_counted_by_result() {
+    let blue = Upstream::start("v1").await;
+    let green = Upstream::start("v2").await;
+    let text = config(&[("blue", "v1", 100, vec![blue.addr])], "", "");
+    let proxy = support::Proxy::start(&text);
+    let (_, m, _) = scrape(proxy.control).await;
+    assert_eq!(
+        sample(&m, "switchyard_config_reloads_total{result=\"ok\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "switchyard_deployments_total{result=\"succeeded\"}"),
+        Some(0.0)
+    );
+    proxy.signal("HUP");
+    wait_sample(
+        proxy.control,
+        "switchyard_config_reloads_total{result=\"ok\"}",
+        1.0,
+    )
+    .await;
+    std::fs::write(&proxy.config_path, "[[listeners]]\nname = 7\n").expect("write");
+    proxy.signal("HUP");
+    let m = wait_sample(
+        proxy.control,
+        "switchyard_config_reloads_total{result=\"failed\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&m, "switchyard_config_reloads_total{result=\"ok\"}"),
+        Some(1.0)
+    );
+
+    // One deployment rolled back by its pre-integration check, then one that succeeds.
+    let deploy = |body: serde_json::Value| {
+        let control = proxy.control;
+        async move {
+            let (status, v) = support::api(
+                control,
+                "POST",
+                "/v1/services/web/deployments",
+                None,
+                Some(&body),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            let id = v["id"].as_u64().expect("id");
+            support::wait_json(
+                control,
+                &format!("/v1/services/web/deployments/{id}"),
+                None,
+                "the end of the deployment",
+                |v| {
+                    matches!(
+                        v["phase"].as_str(),
+                        Some("succeeded" | "rolled_back" | "failed")
+                    )
+                },
+            )
+            .await
+        }
+    };
+    let v = deploy(serde_json::json!({"stack": "green", "version": "v2",
+        "source": {"endpoints": [green.addr.to_string()]},
+        "pre_integration": [{"http": {"path": "/", "expect_status": 418}}]}))
+    .await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}");
+    let m = wait_sample(
+        proxy.control,
+        "switchyard_deployment_phase{service=\"web\",phase=\"rolled_back\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&m, "switchyard_deployments_total{result=\"rolled_back\"}"),
+        Some(1.0)
+    );
+    let v = deploy(serde_json::json!({"stack": "green", "version": "v2",
+        "source": {"endpoints": [green.addr.to_string()]}}))
+    .await;
+    assert_eq!(v["phase"], "succeeded", "{v:#}");
+    let (_, m, _) = scrape(proxy.control).await;
+    let phase = |p: &str| {
+        sample(
+            &m,
+            &format!("switchyard_deployment_phase{{service=\"web\",phase=\"{p}\"}}"),
+        )
+    };
+    assert_eq!(phase("succeeded"), Some(1.0));
+    assert_eq!(phase("rolled_back"), Some(0.0));
+    assert_eq!(phase("shifting"), Some(0.0));
+    assert_eq!(
+        sample(&m, "switchyard_deployments_total{result=\"succeeded\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "switchyard_deployments_total{result=\"rolled_back\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "switchyard_deployments_total{result=\"failed\"}"),
+        Some(0.0)
+    );
+    promtool_check(&m);
+    assert!(proxy.stop().success());
+}
+
+#[tokio::test]
+async fn each_endpoint_keeps_its_own_figures_across_a_rebuild() {
+    let ok = Upstream::start("ok").await;
+    let failing = Upstream::start_with("failing", 1.0, Duration::ZERO).await;
+    let text = |w: u32| {
+        config(
+            &[
+                ("blue", "v1", w, vec![ok.addr, failing.addr]),
+                ("green", "v2", 100 - w, vec![ok.addr]),
+            ],
+            "health_check = { kind = \"none\" }\noutlier_detection = { enabled = false }\n",
+            "",
+        )
+    };
+    let (proxy, addr) = start_proxy(&text(100)).await;
+    let plane = switchyard::ProxyPlane::new(proxy.clone(), true).expect("metrics");
+    let plane: &dyn DataPlane = &plane;
+    let mut c = Client::connect(addr).await;
+    let statuses = send_pinned(&mut c, "blue", 10, b"").await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5);
+    assert_eq!(statuses.iter().filter(|s| **s == 500).count(), 5);
+    // A weight change rebuilds the snapshot; each endpoint keeps its figures.
+    let cfg = switchyard_config::parse(&text(50), Path::new("observe.toml")).expect("valid");
+    plane.apply(Arc::new(cfg)).await.expect("applied");
+
+    let eps = plane.endpoints("web", "blue");
+    let figures = |addr: SocketAddr| {
+        let e = eps
+            .iter()
+            .find(|e| e.address == addr.to_string())
+            .expect("endpoint");
+        e.detail.as_ref().expect("detail")["figures"].clone()
+    };
+    let good = figures(ok.addr);
+    assert_eq!(good["requests"], 5, "{good}");
+    assert_eq!(good["responses"], serde_json::json!([5, 0, 0, 0]), "{good}");
+    assert_eq!(good["error_rate"], 0.0);
+    let bad = figures(failing.addr);
+    assert_eq!(bad["requests"], 5, "{bad}");
+    assert_eq!(bad["responses"], serde_json::json!([0, 0, 0, 5]), "{bad}");
+    assert_eq!(bad["error_rate"], 1.0);
+    assert!(bad["latency"]["p99"].as_f64().is_some(), "{bad}");
+    // The stack's own figures are the sum of its endpoints'.
+    let blue = plane
+        .stack_figures("web", "blue", Window::Last1m)
+        .expect("blue");
+    assert_eq!((blue.requests, blue.responses), (10, [5, 0, 0, 5]));
+    proxy.shutdown().await;
+}

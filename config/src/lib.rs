@@ -32,8 +32,8 @@ pub use service::{
     ServiceSpec, StackSpec, UpstreamTlsSpec,
 };
 pub use settings::{
-    Config, ControlSpec, DnsSpec, EtcdSpec, EtcdTls, Limits, Role, Runtime, StoreSpec, Timeouts,
-    TokenSpec,
+    AccessLogSpec, AccessLogTarget, Config, ControlSpec, DnsSpec, EtcdSpec, EtcdTls, Limits, Role,
+    Runtime, StoreSpec, Timeouts, TokenSpec,
 };
 pub use shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
 pub use size::{EXPECTED_SIZE, format_size, parse_size, parse_size_at_most};

@@ -45,6 +45,9 @@ pub struct File {
     /// Where the desired state is kept (local folder or etcd).
     #[serde(default)]
     pub store: Option<Store>,
+    /// The JSON access log (one line per request); off when absent.
+    #[serde(default)]
+    pub access_log: Option<AccessLog>,
 }
 
 /// `[docker]`: the Docker Engine of container stacks.
@@ -97,6 +100,18 @@ pub struct StoreTls {
     /// PEM client key (with `cert`).
     #[serde(default)]
     pub key: Option<String>,
+}
+
+/// `[access_log]`: one JSON object per request, written off the request path.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// A file path (appended to; reopened on SIGUSR1) or `stdout`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Lines that may wait for the writer before new ones are dropped (and counted).
+    #[serde(default)]
+    pub buffer: Option<i64>,
 }
 
 /// `[metrics]`: the Prometheus endpoint and the traffic metrics behind it.

@@ -94,6 +94,32 @@ impl Default for DnsSpec {
     }
 }
 
+/// Where the access log goes (`[access_log] path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// The process's standard output (`path = "stdout"`).
+    Stdout,
+    /// A file, appended to, created when missing and reopened on SIGUSR1 (log rotation).
+    File(PathBuf),
+}
+
+/// The JSON access log (`[access_log]`), off unless configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    /// Where lines go.
+    pub target: AccessLogTarget,
+    /// Lines that may wait for the writer; a line finding the buffer full is dropped and
+    /// counted (default [`AccessLogSpec::DEFAULT_BUFFER`]).
+    pub buffer: usize,
+}
+
+impl AccessLogSpec {
+    /// Default of `[access_log] buffer`.
+    pub const DEFAULT_BUFFER: usize = 16_384;
+    /// Largest `[access_log] buffer`.
+    pub const MAX_BUFFER: i64 = 1_048_576;
+}
+
 /// Runtime settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Runtime {
@@ -213,6 +239,7 @@ pub struct Config {
     pub(crate) metrics: bool,
     pub(crate) docker_host: Option<String>,
     pub(crate) store: StoreSpec,
+    pub(crate) access_log: Option<AccessLogSpec>,
 }
 
 impl Config {
@@ -224,6 +251,11 @@ impl Config {
     /// Whether `GET /metrics` serves Prometheus metrics (`[metrics] enabled`, default true).
     pub fn metrics_enabled(&self) -> bool {
         self.metrics
+    }
+
+    /// The access log, when `[access_log]` is configured (it is off by default).
+    pub fn access_log(&self) -> Option<&AccessLogSpec> {
+        self.access_log.as_ref()
     }
 
     /// Listeners in configuration order.

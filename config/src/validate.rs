@@ -9,6 +9,7 @@ use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, Toke
 use std::collections::HashSet;
 use std::path::Path;
 
+mod access_log;
 mod health;
 mod links;
 mod resolver;
@@ -56,6 +57,8 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
     let control = control(raw.control.as_ref(), &root.key("control"), base, p);
     let dns = resolver::resolver(raw.dns.as_ref(), &root.key("dns"), p);
     let store = store::store(raw.store.as_ref(), &root.key("store"), base, p);
+    let access_log =
+        access_log::access_log(raw.access_log.as_ref(), &root.key("access_log"), base, p);
     let mut tokens = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
         if let Some(t) = token(t, &root.key("tokens").index(i), p) {
@@ -86,6 +89,7 @@ pub(crate) fn file(raw: &raw::File, base: &Path, p: &mut Problems) -> Option<Con
         metrics: raw.metrics.as_ref().and_then(|m| m.enabled).unwrap_or(true),
         docker_host,
         store,
+        access_log,
     })
 }
 

@@ -640,6 +640,14 @@ impl Deployments {
         out
     }
 
+    /// The phase of every deployment, by service and id (for the metrics).
+    pub(crate) fn phases(&self) -> Vec<(String, u64, Phase)> {
+        self.entries()
+            .iter()
+            .map(|((service, id), e)| (service.clone(), *id, e.record.borrow().phase))
+            .collect()
+    }
+
     /// The deployment in progress on `service`, if any.
     pub(crate) fn active(&self, service: &str) -> Option<Arc<DeploymentRecord>> {
         self.list(service)

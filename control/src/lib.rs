@@ -28,6 +28,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod json;
+mod metrics;
 mod openapi;
 mod seed;
 mod server;

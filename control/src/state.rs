@@ -19,6 +19,7 @@ use crate::change::Change;
 use crate::data_plane::DataPlane;
 use crate::deploy::{DeploymentRecord, Deployments, ProcessOptions, ProcessStackRecord};
 use crate::error::{ApiError, chain};
+use crate::metrics::ControlMetrics;
 use crate::seed::{SeedError, merge};
 use crate::store::{STATE_FORMAT, SavedState, Store, StoreError, now};
 use crate::writer::{Command, Published, Writer, seed_history};
@@ -223,6 +224,7 @@ impl LoadedState {
                 .run(receiver, shutdown)
                 .instrument(tracing::info_span!("control_writer")),
         );
+        let metrics = ControlMetrics::new(deployments.clone());
         let state = ControlState {
             inner: Arc::new(Inner {
                 commands,
@@ -231,6 +233,7 @@ impl LoadedState {
                 data_plane,
                 ready,
                 deployments,
+                metrics,
             }),
         };
         state.deployments().adopt_processes(
@@ -285,6 +288,7 @@ struct Inner {
     data_plane: Arc<dyn DataPlane>,
     ready: watch::Sender<bool>,
     deployments: Arc<Deployments>,
+    metrics: ControlMetrics,
 }
 
 impl ControlState {
@@ -313,6 +317,17 @@ impl ControlState {
     /// Whether the shared store answers (`None` for the local store).
     pub fn store_available(&self) -> Option<bool> {
         self.inner.store.shared().map(|s| *s.available().borrow())
+    }
+
+    /// Counts a reload of the configuration file (`switchyard_config_reloads_total`): `ok`
+    /// when the new file serves, false when it was refused (unreadable, invalid, or not
+    /// applied).
+    pub fn count_reload(&self, ok: bool) {
+        self.inner.metrics.reload(ok);
+    }
+
+    pub(crate) fn metrics(&self) -> &ControlMetrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn published(&self) -> Arc<Published> {

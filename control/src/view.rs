@@ -175,8 +175,10 @@ pub struct EndpointView {
     pub in_flight: u64,
     /// Requests sent since it appeared.
     pub requests_total: u64,
-    /// Last active check (time, outcome, status), consecutive counters and passive-health
-    /// ejections, when the proxy has any.
+    /// Last active check (time, outcome, status), consecutive counters, passive-health
+    /// ejections and the endpoint's traffic figures over the last minute (`figures`: the
+    /// attempts sent to it, responses by class, proxy errors by cause, latency quantiles),
+    /// when the proxy has any.
     #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }

@@ -8,6 +8,7 @@
 //! [`ProxyBody`] is what goes back to the client: a short error body, or the endpoint's streaming body, which
 //! hands its connection back to the pool once the body has ended.
 
+use crate::access_log::Pending;
 use crate::endpoint::EndpointState;
 use crate::traffic::{Done, StackStats};
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -41,6 +43,8 @@ pin_project! {
             gap: Sleep,
             gap_len: Duration,
             stats: Arc<StackStats>,
+            // The request's own count, for the access log (only when it is on).
+            counted: Option<Arc<AtomicU64>>,
         },
         /// A body read in full beforehand: a shadow copy's (`crate::shadow`).
         Full { data: Option<Bytes> },
@@ -59,6 +63,7 @@ impl UpstreamBody {
         rest: Incoming,
         gap_len: Duration,
         stats: Arc<StackStats>,
+        counted: Option<Arc<AtomicU64>>,
     ) -> Self {
         Self::Client {
             first: Some(first),
@@ -66,6 +71,7 @@ impl UpstreamBody {
             gap: tokio::time::sleep(gap_len),
             gap_len,
             stats,
+            counted,
         }
     }
 }
@@ -171,15 +177,23 @@ impl Body for UpstreamBody {
                 mut gap,
                 gap_len,
                 stats,
+                counted,
             } => {
+                let count = |f: &Frame<Bytes>| {
+                    let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                    stats.record_bytes_in(n);
+                    if let Some(c) = counted.as_ref() {
+                        c.fetch_add(n, Ordering::Relaxed);
+                    }
+                };
                 if let Some(f) = first.take() {
-                    stats.record_bytes_in(f.data_ref().map_or(0, |d| d.len() as u64));
+                    count(&f);
                     return Poll::Ready(Some(Ok(f)));
                 }
                 if let Poll::Ready(r) = Pin::new(rest).poll_frame(cx) {
                     gap.as_mut().reset(Instant::now() + *gap_len);
                     if let Some(Ok(f)) = &r {
-                        stats.record_bytes_in(f.data_ref().map_or(0, |d| d.len() as u64));
+                        count(f);
                     }
                     return Poll::Ready(r.map(|r| r.map_err(Into::into)));
                 }
@@ -261,6 +275,8 @@ enum Kind {
         lease: Option<Lease>,
         /// Records the total latency and bytes when the body ends or is dropped.
         done: Option<Done>,
+        /// The request's access-log entry, queued when the body ends or is dropped.
+        log: Option<Pending>,
     },
 }
 
@@ -285,9 +301,27 @@ impl ProxyBody {
                 inner,
                 lease: None,
                 done,
+                log: None,
             });
         }
-        Self(Kind::Upstream { inner, lease, done })
+        Self(Kind::Upstream {
+            inner,
+            lease,
+            done,
+            log: None,
+        })
+    }
+
+    /// Hands the request's access-log entry to the body: an endpoint's body queues it when it
+    /// ends (with the bytes it carried); any other body queues it now.
+    pub(crate) fn log(&mut self, pending: Pending) {
+        match &mut self.0 {
+            Kind::Upstream { log, .. } => *log = Some(pending),
+            Kind::Full(b) => {
+                let mut pending = pending;
+                pending.add(b.as_ref().map_or(0, Bytes::len));
+            }
+        }
     }
 }
 
@@ -301,13 +335,25 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, lease, done } => {
+            Kind::Upstream {
+                inner,
+                lease,
+                done,
+                log,
+            } => {
                 let r = ready!(Pin::new(&mut *inner).poll_frame(cx));
-                if let (Some(d), Some(Ok(f))) = (done.as_mut(), &r) {
-                    d.add(f.data_ref().map_or(0, |b| b.len()));
+                if let Some(Ok(f)) = &r {
+                    let n = f.data_ref().map_or(0, |b| b.len());
+                    if let Some(d) = done.as_mut() {
+                        d.add(n);
+                    }
+                    if let Some(l) = log.as_mut() {
+                        l.add(n);
+                    }
                 }
                 if r.is_none() || inner.is_end_stream() {
                     drop(done.take());
+                    drop(log.take());
                 }
                 match &r {
                     None => {

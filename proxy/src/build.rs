@@ -129,10 +129,13 @@ fn upstream_tls(svc: &ServiceSpec, st: &StackSpec, host: &str) -> Result<Upstrea
 }
 
 impl Registry {
-    /// Takes the per-second sample of every stack's traffic figures.
+    /// Takes the per-second sample of every stack's and every endpoint's traffic figures.
     pub(crate) fn tick_stats(&self, now: tokio::time::Instant) {
         for stats in self.stacks.values() {
             stats.tick(now);
+        }
+        for ep in self.endpoints.values() {
+            ep.stats().tick(now);
         }
     }
 
@@ -219,6 +222,7 @@ impl Registry {
                                 pool_capacity,
                                 policy.clone(),
                                 stack_existed,
+                                config.listeners().len(),
                             ))
                         })
                         .clone();

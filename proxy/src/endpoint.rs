@@ -10,6 +10,7 @@
 use crate::health::CheckState;
 use crate::outlier::{self, Outlier, StackPolicy};
 use crate::pool::Pool;
+use crate::traffic::{ENDPOINT_HISTORY, StackStats};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,7 +127,8 @@ pub struct EndpointState {
     key: EndpointKey,
     health: AtomicU8,
     in_flight: AtomicU32,
-    requests_total: AtomicU64,
+    /// Traffic figures of the endpoint (requests sent to it are its `requests`).
+    stats: Arc<StackStats>,
     failures_total: AtomicU64,
     consecutive_failures: AtomicU32,
     pool: Pool,
@@ -144,20 +146,22 @@ pub struct EndpointState {
 
 impl EndpointState {
     /// New state; `health` is what it has before any check (`Healthy` takes traffic at once);
-    /// `ramp` starts a slow-start ramp at once (a healthy endpoint joining a running stack).
+    /// `ramp` starts a slow-start ramp at once (a healthy endpoint joining a running stack);
+    /// `listeners` is the number of configured listeners (for its traffic figures).
     pub(crate) fn new(
         key: EndpointKey,
         health: Health,
         pool_capacity: usize,
         policy: Arc<StackPolicy>,
         ramp: bool,
+        listeners: usize,
     ) -> Self {
         let healthy = health == Health::Healthy;
         let state = Self {
             key,
             health: AtomicU8::new(health as u8),
             in_flight: AtomicU32::new(0),
-            requests_total: AtomicU64::new(0),
+            stats: Arc::new(StackStats::with_history(listeners, ENDPOINT_HISTORY)),
             failures_total: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             pool: Pool::new(pool_capacity),
@@ -277,7 +281,12 @@ impl EndpointState {
 
     /// Requests sent here since start.
     pub fn requests_total(&self) -> u64 {
-        self.requests_total.load(Ordering::Relaxed)
+        self.stats.requests()
+    }
+
+    /// The endpoint's traffic figures (each attempt sent to it, its answers and latencies).
+    pub fn stats(&self) -> &Arc<StackStats> {
+        &self.stats
     }
 
     /// Failed requests (connect failures, timeouts, 5xx) since start.
@@ -298,7 +307,7 @@ impl EndpointState {
     #[inline]
     pub(crate) fn begin(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_request();
         InFlight(self)
     }
 

@@ -5,6 +5,7 @@
 //! on another endpoint of the same stack, as is a request a dead pooled connection handed back
 //! unsent; nothing else is retried, because the endpoint may have acted on it.
 
+use crate::access_log::{AccessLog, Entry, Pending};
 use crate::attempt;
 use crate::body::{Lease, ProxyBody, UpstreamBody};
 use crate::endpoint::EndpointState;
@@ -21,7 +22,9 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
@@ -32,12 +35,15 @@ pub(crate) struct Settings {
     pub(crate) max_headers: usize,
     pub(crate) max_header_bytes: usize,
     pub(crate) upstream_idle: Duration,
+    /// The access log, when `[access_log]` is configured.
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// What the request path knows about the client connection.
 #[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub(crate) listener: usize,
+    pub(crate) peer: SocketAddr,
     pub(crate) peer_ip: HeaderValue,
     pub(crate) tls: bool,
     /// Raised by the framing watcher (`crate::sniff`) when a request head on this connection
@@ -46,7 +52,8 @@ pub(crate) struct ConnInfo {
 }
 
 /// Handles one request end to end; the response carries the request's id (see
-/// `crate::request_id`).
+/// `crate::request_id`). With the access log on, the request's entry is filled on the way
+/// and queued when the response ends.
 pub(crate) async fn handle(
     snap: Arc<Snapshot>,
     settings: &Settings,
@@ -54,18 +61,52 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let id = request_id::of(req.headers().get(&X_REQUEST_ID));
-    let mut resp = proxy(snap, settings, conn, req, id.clone()).await;
+    let Some(log) = &settings.access_log else {
+        let mut resp = proxy(snap, settings, conn, req, id.clone(), None)
+            .await
+            .unwrap_or_else(Cause::response);
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        return resp;
+    };
+    // Pending from the start: a request the client abandons before its response (this
+    // future is dropped) is still logged, with status 499.
+    let mut pending = Pending::new(
+        Entry::new(
+            conn.listener,
+            conn.peer,
+            req.method(),
+            req.uri(),
+            id.clone(),
+        ),
+        log.clone(),
+    );
+    let result = proxy(snap, settings, conn, req, id.clone(), pending.entry()).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(cause) => {
+            if let Some(e) = pending.entry() {
+                e.error = Some(cause);
+            }
+            cause.response()
+        }
+    };
+    if let Some(e) = pending.entry() {
+        e.status = resp.status().as_u16();
+    }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp.body_mut().log(pending);
     resp
 }
 
+/// Routes and forwards one request; `Err` is the cause of an answer the proxy makes itself.
 async fn proxy(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     id: HeaderValue,
-) -> Response<ProxyBody> {
+    mut log: Option<&mut Entry>,
+) -> Result<Response<ProxyBody>, Cause> {
     let start = Instant::now();
     if conn
         .ambiguous_framing
@@ -73,22 +114,26 @@ async fn proxy(
     {
         // Both Content-Length and Transfer-Encoding: the classic smuggling shape. Refused,
         // and the connection is closed (the 400 says `Connection: close`).
-        return Cause::BadRequest.response();
+        return Err(Cause::BadRequest);
     }
     let h = req.headers();
     if h.len() > settings.max_headers || headers::header_block_size(h) > settings.max_header_bytes {
-        return Cause::HeadersTooLarge.response();
+        return Err(Cause::HeadersTooLarge);
     }
     let Ok(host) = headers::request_host(h, req.uri()) else {
-        return Cause::BadRequest.response();
+        return Err(Cause::BadRequest);
     };
     let Some(svc) = snap.route(conn.listener, host, req.uri().path()) else {
-        return Cause::NoRoute.response();
+        return Err(Cause::NoRoute);
     };
-    let (stack, ep) = match svc.choose(req.headers()) {
-        Ok(x) => x,
-        Err(c) => return c.response(),
-    };
+    if let Some(e) = log.as_deref_mut() {
+        e.service = Some(svc.clone());
+    }
+    let (stack, ep) = svc.choose(req.headers())?;
+    if let Some(e) = log.as_deref_mut() {
+        e.stack = svc.stacks.iter().position(|s| std::ptr::eq(s, stack));
+        e.endpoint = Some(ep.clone());
+    }
     // Only the protocols the service allows are tunnelled; any other `Upgrade` (h2c above all)
     // is removed with the other hop-by-hop headers and the request goes on as a plain one.
     let upgrade = req.version() == Version::HTTP_11
@@ -103,14 +148,25 @@ async fn proxy(
         UpstreamBody::Empty
     } else {
         match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
-            Err(_) => return Cause::RequestBodyTimeout.response(),
+            Err(_) => return Err(Cause::RequestBodyTimeout),
             Ok(None) => UpstreamBody::Empty,
             Ok(Some(Ok(f))) => {
-                UpstreamBody::client(f, body, svc.request_body_timeout, stack.stats.clone())
+                let counted = log.as_deref_mut().map(|e| {
+                    let n = Arc::new(AtomicU64::new(0));
+                    e.bytes_in = Some(n.clone());
+                    n
+                });
+                UpstreamBody::client(
+                    f,
+                    body,
+                    svc.request_body_timeout,
+                    stack.stats.clone(),
+                    counted,
+                )
             }
             Ok(Some(Err(e))) => {
                 debug!(error = %e, "request body framing");
-                return Cause::BadRequest.response();
+                return Err(Cause::BadRequest);
             }
         }
     };
@@ -156,28 +212,45 @@ async fn proxy(
     let req = Request::from_parts(parts, body);
 
     stack.stats.record_request();
-    let (resp, sender, ep) =
-        match send_with_retry(svc, stack, ep, req, settings.upstream_idle).await {
-            Ok(x) => x,
-            Err(cause) => {
-                if !cause.client_fault() {
-                    stack
-                        .stats
-                        .record_failure(conn.listener, cause, start.elapsed());
-                }
-                return cause.response();
+    let sending = log.is_some().then(Instant::now);
+    let sent = send_with_retry(
+        svc,
+        stack,
+        ep,
+        req,
+        settings.upstream_idle,
+        conn.listener,
+        start,
+    )
+    .await;
+    if let Some(e) = log {
+        e.upstream = sending.map(|t| t.elapsed());
+        if let Ok((_, _, ep)) = &sent {
+            e.endpoint = Some(ep.clone());
+        }
+    }
+    let (resp, sender, ep) = match sent {
+        Ok(x) => x,
+        Err(cause) => {
+            if !cause.client_fault() {
+                stack
+                    .stats
+                    .record_failure(conn.listener, cause, start.elapsed());
             }
-        };
+            return Err(cause);
+        }
+    };
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return match client_upgrade {
             Some(client) if svc.allows_upgrade(resp.headers()) => {
                 ep.record(true);
-                stack
-                    .stats
-                    .record_status(conn.listener, status.as_u16(), start.elapsed());
-                stack.stats.record_done(start.elapsed(), 0);
-                tunnel(client, resp)
+                let elapsed = start.elapsed();
+                for stats in [&stack.stats, ep.stats()] {
+                    stats.record_status(conn.listener, status.as_u16(), elapsed);
+                    stats.record_done(elapsed, 0);
+                }
+                Ok(tunnel(client, resp))
             }
             _ => {
                 // A switch nobody asked for (or to another protocol): what the endpoint sends
@@ -185,21 +258,25 @@ async fn proxy(
                 debug!(endpoint = %ep.addr(), "unrequested protocol switch");
                 drop(sender);
                 ep.record(false);
-                stack
-                    .stats
-                    .record_failure(conn.listener, Cause::UpstreamProtocol, start.elapsed());
-                Cause::UpstreamProtocol.response()
+                let elapsed = start.elapsed();
+                for stats in [&stack.stats, ep.stats()] {
+                    stats.record_failure(conn.listener, Cause::UpstreamProtocol, elapsed);
+                }
+                Err(Cause::UpstreamProtocol)
             }
         };
     }
     ep.record(status.as_u16() < 500);
+    let elapsed = start.elapsed();
     stack
         .stats
-        .record_status(conn.listener, status.as_u16(), start.elapsed());
-    let done = Done::new(stack.stats.clone(), start);
+        .record_status(conn.listener, status.as_u16(), elapsed);
+    ep.stats()
+        .record_status(conn.listener, status.as_u16(), elapsed);
+    let done = Done::new(stack.stats.clone(), ep.stats().clone(), start);
     let (mut parts, body) = resp.into_parts();
     strip_response_headers(&mut parts.headers);
-    Response::from_parts(
+    Ok(Response::from_parts(
         parts,
         ProxyBody::upstream(
             body,
@@ -209,7 +286,7 @@ async fn proxy(
             }),
             Some(done),
         ),
-    )
+    ))
 }
 
 /// Joins the client's and the endpoint's upgraded connections and answers the client's 101.
@@ -344,25 +421,36 @@ fn sticky_value<'h>(svc: &ServiceRoute, h: &'h HeaderMap) -> Option<&'h [u8]> {
 
 type Sent = (Response<Incoming>, Sender, Arc<EndpointState>);
 
+/// An attempt on `ep` failed with `cause`: passive health, and the endpoint's figures (unless
+/// the client caused it).
+fn attempt_failed(ep: &EndpointState, cause: Cause, listener: usize, start: Instant) {
+    ep.record(!cause.endpoint_failure());
+    if !cause.client_fault() {
+        ep.stats().record_failure(listener, cause, start.elapsed());
+    }
+}
+
 async fn send_with_retry(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
     idle: Duration,
+    listener: usize,
+    start: Instant,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
     match attempt::send(svc, stack, ep, req, idle).await {
         Ok((r, s)) => Ok((r, s, ep.clone())),
         Err((cause, None)) => {
-            ep.record(!cause.endpoint_failure());
+            attempt_failed(ep, cause, listener, start);
             Err(cause)
         }
         Err((cause, Some(req))) => {
             // Handed back unsent: a failed connect counts against the endpoint; a pooled
             // connection the endpoint had closed while idle does not.
             if cause != Cause::UpstreamError {
-                ep.record(!cause.endpoint_failure());
+                attempt_failed(ep, cause, listener, start);
             }
             // Nothing reached the endpoint: try once more, on another endpoint when there is one.
             let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
@@ -372,7 +460,7 @@ async fn send_with_retry(
             match attempt::send(svc, stack, next, req, idle).await {
                 Ok((r, s)) => Ok((r, s, next.clone())),
                 Err((c, _)) => {
-                    next.record(!c.endpoint_failure());
+                    attempt_failed(next, c, listener, start);
                     Err(c)
                 }
             }

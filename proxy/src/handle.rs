@@ -12,12 +12,13 @@
 //! and triggers a rebuild of the current state. Health transitions need no rebuild: they flip
 //! the endpoint's atomic that every snapshot shares.
 
+use crate::access_log::AccessLog;
 use crate::build::{BuildError, Registry, Resolved};
 use crate::discovery::{Discovery, Update};
 use crate::endpoint::{EndpointState, RememberedHealth};
 use crate::forward::Settings;
 use crate::health::Checks;
-use crate::listener::{BoundListener, spawn_listener};
+use crate::listener::{BoundListener, ConnCounters, spawn_listener};
 use crate::snapshot::Snapshot;
 use crate::status::ProxyStatus;
 use arc_swap::ArcSwap;
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     /// Set once the listeners are handed over to a new process: HTTP/1 responses then close
     /// their connection (one relaxed load per request).
     pub(crate) handing_over: AtomicBool,
+    /// Connection counters by listener position in the configuration.
+    pub(crate) connections: Box<[ConnCounters]>,
 }
 
 impl Shared {
@@ -67,6 +70,9 @@ pub enum ApplyError {
     /// The proxy is shutting down.
     #[error("the proxy is shutting down")]
     Stopped,
+    /// The access log's writer thread could not be started.
+    #[error("cannot start the access log")]
+    AccessLog(#[source] std::io::Error),
 }
 
 type Reply = oneshot::Sender<Result<u64, String>>;
@@ -148,16 +154,33 @@ pub async fn spawn_proxy_with(
             return Err(e.into());
         }
     };
+    let names: Vec<String> = config
+        .listeners()
+        .iter()
+        .map(|l| l.name().to_string())
+        .collect();
+    let access_log = match config.access_log() {
+        Some(spec) => match AccessLog::spawn(spec, names.clone()) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                discovery.stop().await;
+                return Err(ApplyError::AccessLog(e));
+            }
+        },
+        None => None,
+    };
     let settings = Settings {
         max_headers: config.limits().max_headers,
         max_header_bytes: config.limits().max_request_header_bytes,
         upstream_idle: config.timeouts().upstream_idle,
+        access_log,
     };
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(first),
         settings,
         health_changes: watch::channel(0).0,
         handing_over: AtomicBool::new(false),
+        connections: names.iter().map(|_| ConnCounters::default()).collect(),
     });
     let (gen_tx, gen_rx) = watch::channel(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -172,6 +195,9 @@ pub async fn spawn_proxy_with(
             Ok(a) => a,
             Err(_) => {
                 discovery.stop().await;
+                if let Some(l) = &shared.settings.access_log {
+                    l.close(std::time::Duration::ZERO).await;
+                }
                 return Err(ApplyError::Stopped);
             }
         };
@@ -189,11 +215,6 @@ pub async fn spawn_proxy_with(
             shutdown_rx.clone(),
         ));
     }
-    let names = config
-        .listeners()
-        .iter()
-        .map(|l| l.name().to_string())
-        .collect();
     let writer = Writer {
         shared: shared.clone(),
         registry,
@@ -398,12 +419,23 @@ impl ProxyHandle {
     }
 
     /// Registers the data plane's metrics (requests, latencies, bytes, proxy errors, weights,
-    /// endpoint health, pools, generation) in `registry`; they are read from the live
+    /// endpoint health and ejections, pools, generation, connections, TLS handshakes, access-log
+    /// drops) in `registry`; they are read from the live
     /// counters at scrape time.
     pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let tls = self
+            .listener_names
+            .iter()
+            .map(|n| {
+                self.listeners
+                    .iter()
+                    .any(|l| l.tls && l.name.as_str() == n.as_str())
+            })
+            .collect();
         registry.register(Box::new(crate::metrics::ProxyCollector::new(
             self.shared.clone(),
             self.listener_names.to_vec(),
+            tls,
         )))
     }
 
@@ -414,6 +446,14 @@ impl ProxyHandle {
             .and_then(|s| s.stacks().iter().find(|st| st.name().as_str() == stack))
             .map(|st| st.endpoints().to_vec())
             .unwrap_or_default()
+    }
+
+    /// Asks the access log to reopen its file (after log rotation renamed it); nothing when
+    /// the access log is off or on stdout.
+    pub fn reopen_access_log(&self) {
+        if let Some(l) = &self.shared.settings.access_log {
+            l.reopen();
+        }
     }
 
     /// Stops accepting because another process now accepts on the same sockets; connections
@@ -437,6 +477,11 @@ impl ProxyHandle {
                     std::panic::resume_unwind(e.into_panic());
                 }
             }
+        }
+        if let Some(l) = &self.shared.settings.access_log {
+            // The last requests' lines are written and flushed, unless the log's output is
+            // stuck (then they are lost rather than holding up the exit).
+            l.close(std::time::Duration::from_secs(2)).await;
         }
     }
 }

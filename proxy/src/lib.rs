@@ -7,6 +7,7 @@
 //! share; DNS-discovered endpoints arrive as rebuilds from per-stack discovery tasks;
 //! [`ProxyHandle::status`] shows both.
 
+mod access_log;
 mod attempt;
 mod body;
 mod build;

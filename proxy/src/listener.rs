@@ -20,7 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
@@ -35,6 +35,67 @@ pub struct BoundListener {
     pub listener: TcpListener,
     /// TLS termination, for HTTPS listeners.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Connection counters of one listener, read by the metrics collector.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCounters {
+    /// Connections accepted.
+    pub(crate) accepted: AtomicU64,
+    /// Connections open, by protocol ([`PROTOCOLS`]); a plain-HTTP connection counts from its
+    /// first request (its protocol is not known before).
+    pub(crate) open: [AtomicU64; 2],
+    /// TLS handshakes completed.
+    pub(crate) handshakes: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) handshake_errors: AtomicU64,
+}
+
+/// Protocol labels of [`ConnCounters::open`].
+pub(crate) const PROTOCOLS: [&str; 2] = ["http1", "http2"];
+
+/// An open connection in its listener's gauge: counted once its protocol is known, uncounted
+/// when dropped (with the connection's service).
+struct OpenConn {
+    shared: Arc<Shared>,
+    listener: usize,
+    /// 0 unknown, else the index in [`PROTOCOLS`] plus one.
+    protocol: AtomicU8,
+}
+
+impl OpenConn {
+    fn counters(&self) -> Option<&ConnCounters> {
+        self.shared.connections.get(self.listener)
+    }
+
+    /// Counts the connection under `h2` or HTTP/1 the first time it is called.
+    #[inline]
+    fn mark(&self, h2: bool) {
+        if self.protocol.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let i = usize::from(h2);
+        if self
+            .protocol
+            .compare_exchange(0, i as u8 + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            if let Some(c) = self.counters() {
+                c.open[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        let p = self.protocol.load(Ordering::Relaxed);
+        if p != 0 {
+            if let Some(c) = self.counters() {
+                c.open[usize::from(p - 1)].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
@@ -87,8 +148,18 @@ pub(crate) fn spawn_listener(
             };
             // Small responses must not wait for Nagle.
             let _ = tcp.set_nodelay(true);
+            let counters = shared.connections.get(index);
+            if let Some(c) = counters {
+                c.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            let open = Arc::new(OpenConn {
+                shared: shared.clone(),
+                listener: index,
+                protocol: AtomicU8::new(0),
+            });
             let info = Arc::new(ConnInfo {
                 listener: index,
+                peer,
                 peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                     .expect("an IP address is a valid header value"),
                 tls: tls.is_some(),
@@ -96,11 +167,13 @@ pub(crate) fn spawn_listener(
             });
             let framing_flag = info.ambiguous_framing.clone();
             let shared = shared.clone();
+            let conn = open.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let h1 = req.version() < http::Version::HTTP_2;
+                conn.mark(!h1);
                 let shared = shared.clone();
                 let info = info.clone();
                 async move {
-                    let h1 = req.version() < http::Version::HTTP_2;
                     let snap = shared.snapshot.load_full();
                     let mut resp = forward::handle(snap, &shared.settings, &info, req).await;
                     if h1
@@ -135,8 +208,12 @@ pub(crate) fn spawn_listener(
                                 .await
                             {
                                 Ok(Ok(stream)) => {
+                                    if let Some(c) = open.counters() {
+                                        c.handshakes.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     // HTTP/2 frames its own messages; only HTTP/1 is watched.
                                     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                    open.mark(h2);
                                     let stream = Sniff::new(stream, framing_flag);
                                     let stream = if h2 { stream.off() } else { stream };
                                     let conn = builder
@@ -148,10 +225,16 @@ pub(crate) fn spawn_listener(
                                     watcher.watch(conn).await
                                 }
                                 Ok(Err(e)) => {
+                                    if let Some(c) = open.counters() {
+                                        c.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     debug!(error = %e, "tls handshake failed");
                                     return;
                                 }
                                 Err(_) => {
+                                    if let Some(c) = open.counters() {
+                                        c.handshake_errors.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     debug!("tls handshake timed out");
                                     return;
                                 }

@@ -5,15 +5,18 @@
 //! all of that happens here, when Prometheus scrapes.
 //!
 //! Metric names follow Prometheus conventions (`switchyard_` prefix, base units, `_total`);
-//! labels are bounded (listener, service, stack, version, endpoint, code class, cause).
+//! labels are bounded (listener, protocol, service, stack, version, endpoint, code class,
+//! cause).
 
 use crate::error::Cause;
 use crate::handle::Shared;
+use crate::listener::PROTOCOLS;
 use crate::traffic::{BOUNDS_US, Histogram, PROMETHEUS_BOUNDS_US};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// (name, help, type, label names) of every family the collector exports.
 const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
@@ -84,6 +87,42 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
         &[],
     ),
     (
+        "switchyard_downstream_connections",
+        "Open client connections, by listener and protocol (a plain-HTTP connection counts from its first request).",
+        MetricType::GAUGE,
+        &["listener", "protocol"],
+    ),
+    (
+        "switchyard_downstream_connections_accepted_total",
+        "Client connections accepted.",
+        MetricType::COUNTER,
+        &["listener"],
+    ),
+    (
+        "switchyard_tls_handshakes_total",
+        "TLS handshakes completed on HTTPS listeners.",
+        MetricType::COUNTER,
+        &["listener"],
+    ),
+    (
+        "switchyard_tls_handshake_errors_total",
+        "TLS handshakes that failed or timed out on HTTPS listeners.",
+        MetricType::COUNTER,
+        &["listener"],
+    ),
+    (
+        "switchyard_endpoint_ejections_total",
+        "Passive-health (outlier detection) ejections of each endpoint.",
+        MetricType::COUNTER,
+        &["service", "stack", "endpoint"],
+    ),
+    (
+        "switchyard_access_log_dropped_total",
+        "Access-log lines dropped because the writer fell behind (or could not write).",
+        MetricType::COUNTER,
+        &[],
+    ),
+    (
         "switchyard_shadow_copies_total",
         "Shadow copies of live requests sent to the service's shadow stack.",
         MetricType::COUNTER,
@@ -102,11 +141,13 @@ pub(crate) struct ProxyCollector {
     shared: Arc<Shared>,
     /// Listener names by their position in the configuration.
     listeners: Vec<String>,
+    /// Whether each listener terminates TLS, by position.
+    tls: Vec<bool>,
     descs: Vec<Desc>,
 }
 
 impl ProxyCollector {
-    pub(crate) fn new(shared: Arc<Shared>, listeners: Vec<String>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, listeners: Vec<String>, tls: Vec<bool>) -> Self {
         let descs = FAMILIES
             .iter()
             .map(|(name, help, _, labels)| {
@@ -122,6 +163,7 @@ impl ProxyCollector {
         Self {
             shared,
             listeners,
+            tls,
             descs,
         }
     }
@@ -285,6 +327,11 @@ impl Collector for ProxyCollector {
                         MetricType::COUNTER,
                         ep.requests_total() as f64,
                     ));
+                    out[15].push(value_metric(
+                        labels(l(15), &[service, stack, &name]),
+                        MetricType::COUNTER,
+                        ep.outlier.total() as f64,
+                    ));
                     idle += ep.pool().idle();
                 }
                 out[9].push(value_metric(
@@ -299,14 +346,49 @@ impl Collector for ProxyCollector {
             MetricType::GAUGE,
             snap.generation() as f64,
         ));
+        let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        for (i, c) in self.shared.connections.iter().enumerate() {
+            let listener = self.listeners.get(i).map_or("", String::as_str);
+            for (p, open) in PROTOCOLS.iter().zip(&c.open) {
+                out[11].push(value_metric(
+                    labels(l(11), &[listener, *p]),
+                    MetricType::GAUGE,
+                    count(open),
+                ));
+            }
+            out[12].push(value_metric(
+                labels(l(12), &[listener]),
+                MetricType::COUNTER,
+                count(&c.accepted),
+            ));
+            if self.tls.get(i).copied().unwrap_or(false) {
+                out[13].push(value_metric(
+                    labels(l(13), &[listener]),
+                    MetricType::COUNTER,
+                    count(&c.handshakes),
+                ));
+                out[14].push(value_metric(
+                    labels(l(14), &[listener]),
+                    MetricType::COUNTER,
+                    count(&c.handshake_errors),
+                ));
+            }
+        }
+        if let Some(log) = &self.shared.settings.access_log {
+            out[16].push(value_metric(
+                Vec::new(),
+                MetricType::COUNTER,
+                log.dropped() as f64,
+            ));
+        }
         for svc in snap.services() {
             let Some((stack, counters)) = svc.shadow() else {
                 continue;
             };
             let service = svc.name().as_str();
             let (copies, full, too_large, incomplete) = counters.counts();
-            out[11].push(value_metric(
-                labels(l(11), &[service, stack.name().as_str()]),
+            out[17].push(value_metric(
+                labels(l(17), &[service, stack.name().as_str()]),
                 MetricType::COUNTER,
                 copies as f64,
             ));
@@ -315,8 +397,8 @@ impl Collector for ProxyCollector {
                 ("body_too_large", too_large),
                 ("body_incomplete", incomplete),
             ] {
-                out[12].push(value_metric(
-                    labels(l(12), &[service, reason]),
+                out[18].push(value_metric(
+                    labels(l(18), &[service, reason]),
                     MetricType::COUNTER,
                     n as f64,
                 ));

@@ -12,7 +12,7 @@ use crate::snapshot::{Snapshot, StackRoute};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use switchyard_config::DnsSource;
+use switchyard_config::{DnsSource, Figures, Window};
 
 /// The whole data plane's endpoint view.
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +131,10 @@ pub struct EndpointStatus {
     /// Active checks, when the stack has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckStatus>,
+    /// Traffic figures of the endpoint over the last minute: each attempt sent to it, its
+    /// responses by class, proxy errors by cause and latencies (body bytes are counted per
+    /// stack only).
+    pub figures: Figures,
 }
 
 /// Active-check results of one endpoint.
@@ -180,6 +184,9 @@ fn endpoint(ep: &Arc<EndpointState>, shares: usize, checked: bool) -> EndpointSt
             .then(|| ep.outlier.remaining_ms(ep.now_ms())),
         slow_start_per_mille: ep.ramp_per_mille(),
         check,
+        figures: ep
+            .stats()
+            .figures(Window::Last1m, tokio::time::Instant::now()),
     }
 }
 

@@ -10,7 +10,10 @@
 //! same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
 //! pays once for both. A [`StackStats`] is keyed by (service, stack) in the build registry and
 //! carried into every snapshot, so weight changes and reloads keep it. [`ShadowCounters`] do the
-//! same for a service's shadow copies.
+//! same for a service's shadow copies. Each endpoint has one too, inside its carried-over
+//! state, with a shorter history ([`ENDPOINT_HISTORY`]): it counts every attempt sent to the
+//! endpoint, its responses, proxy errors and latencies (body bytes are counted per stack only,
+//! as a retried request body is not the endpoint's).
 
 use crate::error::Cause;
 use std::collections::{BTreeMap, VecDeque};
@@ -60,6 +63,10 @@ pub(crate) const CAUSES: usize = Cause::ALL.len();
 
 /// Samples kept: the longest window plus the sample it is measured from.
 const RING: usize = 301;
+
+/// Seconds of history an endpoint keeps (its 5 min figures cover the last minute; `seconds`
+/// says so): a minute of samples is about 56 KiB, five would be 280 KiB per endpoint.
+pub(crate) const ENDPOINT_HISTORY: usize = 60;
 
 /// A latency histogram of relaxed atomics.
 #[derive(Debug)]
@@ -154,12 +161,21 @@ pub struct StackStats {
     pub(crate) connect: Histogram,
     /// Per-second samples, oldest first; only `tick` and `figures` take the lock.
     ring: Mutex<VecDeque<Sample>>,
+    /// Samples kept.
+    ring_len: usize,
 }
 
 impl StackStats {
     /// Counters for a stack served on `listeners` listeners.
     pub(crate) fn new(listeners: usize) -> Self {
-        let mut ring = VecDeque::with_capacity(RING);
+        Self::with_history(listeners, RING - 1)
+    }
+
+    /// Counters keeping `seconds` of per-second samples (windows longer than that report
+    /// what there is).
+    pub(crate) fn with_history(listeners: usize, seconds: usize) -> Self {
+        let ring_len = seconds.clamp(1, RING - 1) + 1;
+        let mut ring = VecDeque::with_capacity(ring_len);
         ring.push_back(Sample::zero(Instant::now()));
         Self {
             requests: AtomicU64::new(0),
@@ -172,6 +188,7 @@ impl StackStats {
             total: Histogram::default(),
             connect: Histogram::default(),
             ring: Mutex::new(ring),
+            ring_len,
         }
     }
 
@@ -279,7 +296,7 @@ impl StackStats {
     pub(crate) fn tick(&self, now: Instant) {
         let sample = self.sample(now);
         let mut ring = self.ring();
-        if ring.len() == RING {
+        if ring.len() >= self.ring_len {
             ring.pop_front();
         }
         ring.push_back(sample);
@@ -368,14 +385,17 @@ impl StackStats {
 #[derive(Debug)]
 pub(crate) struct Done {
     stats: Arc<StackStats>,
+    /// The endpoint's figures (its total latency; bytes are the stack's).
+    endpoint: Arc<StackStats>,
     start: Instant,
     bytes: u64,
 }
 
 impl Done {
-    pub(crate) fn new(stats: Arc<StackStats>, start: Instant) -> Self {
+    pub(crate) fn new(stats: Arc<StackStats>, endpoint: Arc<StackStats>, start: Instant) -> Self {
         Self {
             stats,
+            endpoint,
             start,
             bytes: 0,
         }
@@ -390,7 +410,9 @@ impl Done {
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.stats.record_done(self.start.elapsed(), self.bytes);
+        let elapsed = self.start.elapsed();
+        self.stats.record_done(elapsed, self.bytes);
+        self.endpoint.record_done(elapsed, 0);
     }
 }
 

@@ -64,10 +64,12 @@ fn store_status(state: &ControlState) -> Option<String> {
 pub(crate) async fn metrics(
     State(state): State<ControlState>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let text = state
+    let mut text = state
         .data_plane()
         .metrics()
         .ok_or_else(|| ApiError::NotFound("metrics are turned off".to_owned()))?;
+    // The data plane's families, then control's own: the names differ, so one exposition.
+    text.push_str(&state.metrics().encode());
     Ok((
         [(
             header::CONTENT_TYPE,

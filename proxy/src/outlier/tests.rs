@@ -33,6 +33,7 @@ fn stack(n: u16, o: &OutlierSpec, slow_start: Option<Duration>) -> Vec<Arc<Endpo
                 1,
                 policy.clone(),
                 false,
+                1,
             ))
         })
         .collect()

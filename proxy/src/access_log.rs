@@ -1,0 +1,525 @@
+//! The JSON access log: one object per request, written by a thread of its own.
+//!
+//! The request path never blocks on it and formats nothing: it fills a small [`Entry`] from
+//! values it holds anyway (the route and endpoint as `Arc`s, the method, the URI and the
+//! request id, whose clones are reference counts) and pushes the boxed entry into a bounded
+//! lock-free queue. When the queue is full the entry is dropped and counted
+//! (`switchyard_access_log_dropped_total`). The writer thread wakes every
+//! [`WAKE`], formats what is queued into a buffered writer and flushes it; senders never wake
+//! it, so logging costs the request path no system call. A file is reopened on request
+//! ([`AccessLog::reopen`], SIGUSR1 in the binary) for log rotation; a writer stuck on its
+//! output (a full disk, a pipe nobody reads) only makes entries drop.
+//!
+//! It sits beside `forward` in the layers: it reads the snapshot's service routes and endpoint
+//! states and nothing above them.
+
+use crate::endpoint::EndpointState;
+use crate::error::Cause;
+use crate::snapshot::ServiceRoute;
+use crossbeam_queue::ArrayQueue;
+use http::{HeaderValue, Method, Uri};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+use switchyard_config::{AccessLogSpec, AccessLogTarget};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+/// How often the writer looks for queued entries (and flushes what it wrote).
+const WAKE: Duration = Duration::from_millis(20);
+
+/// Status logged for a request the client abandoned before its response (nginx's 499).
+const CLIENT_CLOSED: u16 = 499;
+
+/// One request as the access log records it; filled on the request path, formatted by the
+/// writer thread.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    ts: SystemTime,
+    start: Instant,
+    listener: usize,
+    client: SocketAddr,
+    method: Method,
+    uri: Uri,
+    request_id: HeaderValue,
+    pub(crate) service: Option<Arc<ServiceRoute>>,
+    pub(crate) stack: Option<usize>,
+    pub(crate) endpoint: Option<Arc<EndpointState>>,
+    pub(crate) status: u16,
+    pub(crate) upstream: Option<Duration>,
+    pub(crate) error: Option<Cause>,
+    /// Request body bytes, counted by the upstream body as it streams.
+    pub(crate) bytes_in: Option<Arc<AtomicU64>>,
+    bytes_out: u64,
+    duration: Duration,
+}
+
+impl Entry {
+    /// An entry for a request that starts now.
+    pub(crate) fn new(
+        listener: usize,
+        client: SocketAddr,
+        method: &Method,
+        uri: &Uri,
+        request_id: HeaderValue,
+    ) -> Box<Self> {
+        Box::new(Self {
+            ts: SystemTime::now(),
+            start: Instant::now(),
+            listener,
+            client,
+            method: method.clone(),
+            uri: uri.clone(),
+            request_id,
+            service: None,
+            stack: None,
+            endpoint: None,
+            // Until a response is made: a request whose client went away first keeps it.
+            status: CLIENT_CLOSED,
+            upstream: None,
+            error: None,
+            bytes_in: None,
+            bytes_out: 0,
+            duration: Duration::ZERO,
+        })
+    }
+}
+
+/// An entry waiting for the end of its response body; queued when dropped (the body ended,
+/// failed or was abandoned), with the response bytes counted on the way.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    entry: Option<Box<Entry>>,
+    log: AccessLog,
+}
+
+impl Pending {
+    pub(crate) fn new(entry: Box<Entry>, log: AccessLog) -> Self {
+        Self {
+            entry: Some(entry),
+            log,
+        }
+    }
+
+    /// The entry, to fill in while the request is handled.
+    pub(crate) fn entry(&mut self) -> Option<&mut Entry> {
+        self.entry.as_deref_mut()
+    }
+
+    /// Response body bytes passed to the client.
+    #[inline]
+    pub(crate) fn add(&mut self, n: usize) {
+        if let Some(e) = self.entry.as_mut() {
+            e.bytes_out += n as u64;
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut e) = self.entry.take() {
+            e.duration = e.start.elapsed();
+            self.log.push(e);
+        }
+    }
+}
+
+struct Inner {
+    queue: ArrayQueue<Box<Entry>>,
+    dropped: AtomicU64,
+    reopen: AtomicBool,
+    stop: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+    /// Listener names by position in the configuration.
+    listeners: Vec<String>,
+}
+
+/// Handle to the access log (cheap to clone): queue entries, reopen, close.
+#[derive(Clone)]
+pub(crate) struct AccessLog {
+    inner: Arc<Inner>,
+    done: Arc<std::sync::Mutex<Option<oneshot::Receiver<()>>>>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog").finish_non_exhaustive()
+    }
+}
+
+impl AccessLog {
+    /// Starts the writer thread for `spec`; `listeners` are the listener names by position.
+    pub(crate) fn spawn(spec: &AccessLogSpec, listeners: Vec<String>) -> std::io::Result<Self> {
+        let inner = Arc::new(Inner {
+            queue: ArrayQueue::new(spec.buffer.max(1)),
+            dropped: AtomicU64::new(0),
+            reopen: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            listeners,
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let target = spec.target.clone();
+        let writer = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                run(&writer, &target);
+                // Nobody may be waiting any more (the process is exiting).
+                let _ = done_tx.send(());
+            })?;
+        inner
+            .thread
+            .set(handle.thread().clone())
+            .expect("the thread is set once, here");
+        match &spec.target {
+            AccessLogTarget::Stdout => info!("access log on stdout"),
+            AccessLogTarget::File(p) => info!(path = %p.display(), "access log"),
+        }
+        Ok(Self {
+            inner,
+            done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
+        })
+    }
+
+    /// Queues a finished entry; drops and counts it when the queue is full. Never blocks.
+    #[inline]
+    pub(crate) fn push(&self, e: Box<Entry>) {
+        if self.inner.queue.push(e).is_err() {
+            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries dropped (queue full, or the log could not be written) since the start.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Asks the writer to reopen its file (after a rotation renamed it).
+    pub(crate) fn reopen(&self) {
+        self.inner.reopen.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.inner.thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Writes what is queued, flushes and stops the writer, waiting at most `within` (a
+    /// writer stuck on its output is left behind; the process exits without it).
+    pub(crate) async fn close(&self, within: Duration) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.wake();
+        let rx = match self.done.lock() {
+            Ok(mut d) => d.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(rx) = rx {
+            if tokio::time::timeout(within, rx).await.is_err() {
+                warn!("the access log writer did not finish in time; unwritten lines are lost");
+            }
+        }
+    }
+}
+
+type Output = std::io::BufWriter<Box<dyn Write + Send>>;
+
+fn open(target: &AccessLogTarget) -> Option<Output> {
+    let w: Box<dyn Write + Send> = match target {
+        AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+        AccessLogTarget::File(path) => {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    error!(path = %path.display(), error = %e, "cannot open the access log; its lines are dropped until it is reopened");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(std::io::BufWriter::with_capacity(64 * 1024, w))
+}
+
+/// The writer thread's loop: reopen when asked, write what is queued, flush, sleep.
+fn run(inner: &Inner, target: &AccessLogTarget) {
+    let mut out = open(target);
+    let mut line = Vec::with_capacity(512);
+    let mut ts_cache = None;
+    let mut failing = false;
+    loop {
+        let stopping = inner.stop.load(Ordering::Acquire);
+        if inner.reopen.swap(false, Ordering::AcqRel) {
+            if let Some(mut old) = out.take() {
+                // A failed flush of the renamed file loses its last lines; logged below.
+                if let Err(e) = old.flush() {
+                    warn!(error = %e, "cannot flush the access log before reopening it");
+                }
+            }
+            out = open(target);
+            failing = false;
+            info!("access log reopened");
+        }
+        let mut wrote = false;
+        while let Some(e) = inner.queue.pop() {
+            let Some(w) = out.as_mut() else {
+                inner.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            line.clear();
+            format(&e, &inner.listeners, &mut ts_cache, &mut line);
+            drop(e);
+            if let Err(err) = w.write_all(&line) {
+                inner.dropped.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    error!(error = %err, "cannot write the access log; lines are dropped");
+                    failing = true;
+                }
+            } else {
+                wrote = true;
+            }
+        }
+        if wrote {
+            if let Some(w) = out.as_mut() {
+                if let Err(err) = w.flush() {
+                    if !failing {
+                        error!(error = %err, "cannot write the access log; lines are dropped");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        std::thread::park_timeout(WAKE);
+    }
+}
+
+/// Decimal digits of `n`.
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// `n` in exactly `width` digits (zero-padded; `n` must fit).
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut n = n;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// A duration in milliseconds with three decimals (microseconds), e.g. `1.500`.
+fn push_ms(out: &mut Vec<u8>, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_u64(out, us / 1000);
+    out.push(b'.');
+    push_padded(out, us % 1000, 3);
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0..=0x1f | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// An address in quotes; IPv4 written digit by digit (`Display` is ten times slower).
+fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            out.push(b'"');
+            for (i, o) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, u64::from(o));
+            }
+            out.push(b':');
+            push_u64(out, u64::from(v4.port()));
+            out.push(b'"');
+        }
+        SocketAddr::V6(_) => push_str(out, &a.to_string()),
+    }
+}
+
+/// Writes the timestamp of `t` (RFC 3339 in UTC with milliseconds, e.g.
+/// `2026-12-02T00:24:20.123Z`); the date and time to the second are computed once per second
+/// (`cache` holds the last second and its text).
+fn push_ts(out: &mut Vec<u8>, t: SystemTime, cache: &mut Option<(u64, [u8; 19])>) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let head = match cache {
+        Some((s, head)) if *s == secs => *head,
+        _ => {
+            let d = time::OffsetDateTime::from(t);
+            let mut v = Vec::with_capacity(19);
+            push_padded(&mut v, u64::try_from(d.year()).unwrap_or(0), 4);
+            v.push(b'-');
+            push_padded(&mut v, u64::from(u8::from(d.month())), 2);
+            v.push(b'-');
+            push_padded(&mut v, u64::from(d.day()), 2);
+            v.push(b'T');
+            push_padded(&mut v, u64::from(d.hour()), 2);
+            v.push(b':');
+            push_padded(&mut v, u64::from(d.minute()), 2);
+            v.push(b':');
+            push_padded(&mut v, u64::from(d.second()), 2);
+            let mut head = [0u8; 19];
+            head.copy_from_slice(&v[..19]);
+            *cache = Some((secs, head));
+            head
+        }
+    };
+    out.extend_from_slice(&head);
+    out.push(b'.');
+    push_padded(out, u64::from(since.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// One JSON object and a newline, written by hand: the writer formats every request's line,
+/// and a generic serializer with `Display` for addresses cost more than the request itself.
+fn format(
+    e: &Entry,
+    listeners: &[String],
+    ts_cache: &mut Option<(u64, [u8; 19])>,
+    out: &mut Vec<u8>,
+) {
+    let service = e.service.as_deref();
+    out.extend_from_slice(b"{\"ts\":\"");
+    push_ts(out, e.ts, ts_cache);
+    out.extend_from_slice(b"\",\"listener\":");
+    push_str(out, listeners.get(e.listener).map_or("", String::as_str));
+    out.extend_from_slice(b",\"service\":");
+    push_opt_str(out, service.map(|s| s.name().as_str()));
+    out.extend_from_slice(b",\"stack\":");
+    push_opt_str(
+        out,
+        service
+            .zip(e.stack)
+            .and_then(|(s, i)| s.stacks().get(i))
+            .map(|st| st.name().as_str()),
+    );
+    out.extend_from_slice(b",\"endpoint\":");
+    match &e.endpoint {
+        Some(ep) => push_addr(out, ep.addr()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"method\":");
+    push_str(out, e.method.as_str());
+    out.extend_from_slice(b",\"path\":");
+    push_str(out, e.uri.path());
+    out.extend_from_slice(b",\"status\":");
+    push_u64(out, u64::from(e.status));
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_ms(out, e.duration);
+    out.extend_from_slice(b",\"upstream_ms\":");
+    match e.upstream {
+        Some(d) => push_ms(out, d),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"bytes_in\":");
+    push_u64(
+        out,
+        e.bytes_in.as_ref().map_or(0, |n| n.load(Ordering::Relaxed)),
+    );
+    out.extend_from_slice(b",\"bytes_out\":");
+    push_u64(out, e.bytes_out);
+    out.extend_from_slice(b",\"request_id\":");
+    // Ids are visible ASCII (see `crate::request_id`).
+    push_str(out, e.request_id.to_str().unwrap_or(""));
+    out.extend_from_slice(b",\"client\":");
+    push_addr(out, e.client);
+    out.extend_from_slice(b",\"error\":");
+    push_opt_str(out, e.error.map(Cause::label));
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rfc3339(t: SystemTime) -> String {
+        let mut out = Vec::new();
+        push_ts(&mut out, t, &mut None);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_635_060_123);
+        assert_eq!(rfc3339(t), "2025-12-02T00:24:20.123Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_635_060_050);
+        assert_eq!(rfc3339(t), "2025-12-02T00:24:20.050Z");
+    }
+
+    #[test]
+    fn an_entry_formats_as_one_json_line() {
+        let mut e = Entry::new(
+            0,
+            "127.0.0.1:4000".parse().expect("addr"),
+            &Method::POST,
+            &Uri::from_static("/a/b?secret=1"),
+            HeaderValue::from_static("id-\"1\\"),
+        );
+        e.status = 502;
+        e.error = Some(Cause::ConnectFailed);
+        e.duration = Duration::from_micros(1500);
+        let mut out = Vec::new();
+        format(&e, &["public".to_owned()], &mut None, &mut out);
+        assert_eq!(out.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["listener"], "public");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/a/b");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["upstream_ms"], serde_json::Value::Null);
+        assert_eq!(v["service"], serde_json::Value::Null);
+        assert_eq!(v["error"], "connect-failed");
+        assert_eq!(v["request_id"], "id-\"1\\");
+        assert_eq!(v["bytes_in"], 0);
+        assert_eq!(v["stack"], serde_json::Value::Null);
+        assert_eq!(v["client"], "127.0.0.1:4000");
+    }
+}
