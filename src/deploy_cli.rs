@@ -588,6 +588,7 @@ async fn status(conn: &Connection, only: Option<&str>) -> Result<u8, CliError> {
             print_latest(name, d);
         }
     }
+    instances(&client).await?;
     Ok(EXIT_SUCCEEDED)
 }
 

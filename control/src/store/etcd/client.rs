@@ -1,0 +1,811 @@
+//! A small etcd v3 client over etcd's HTTP/JSON gateway (`POST /v3/...` on the client port,
+//! etcd 3.4 and newer): exactly the requests the store sends — ranges, puts, deletes,
+//! transactions, a watch, leases and authentication. Plain HTTP/1.1 through hyper, rustls for
+//! `https://` endpoints; no gRPC, so building needs no `protoc`.
+//!
+//! In the gateway's JSON, keys and values are base64 and int64 fields are strings. Several
+//! endpoints: requests go to the last one that answered; one that cannot be reached (or says
+//! it is unavailable) moves the client to the next, and [`ClientError::unreached`] tells the
+//! caller that sending the request again is safe. This module sends each request once and
+//! bounds nothing in time: the session bounds every attempt.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
+use switchyard_config::EtcdSpec;
+use tokio::net::TcpStream;
+
+/// Largest answer body read (a listing of every key under the prefix).
+const BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// gRPC status codes the gateway passes on.
+const UNAVAILABLE: i64 = 14;
+const UNAUTHENTICATED: i64 = 16;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ClientError {
+    /// No connection to the endpoint.
+    #[error("cannot connect to etcd at {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection failed while sending or receiving.
+    #[error("etcd at {endpoint} did not answer")]
+    Transport {
+        endpoint: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// etcd answered with an error.
+    #[error("etcd at {endpoint} refused the request (http {status}, code {code}): {message}")]
+    Refused {
+        endpoint: String,
+        status: u16,
+        /// The gRPC status code (0 when the answer had none).
+        code: i64,
+        message: String,
+    },
+    /// The answer is not what the gateway sends.
+    #[error("etcd at {endpoint} sent an unreadable answer")]
+    Decode {
+        endpoint: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The answer body could not be read whole.
+    #[error("etcd at {endpoint} sent a broken or too large answer")]
+    Body {
+        endpoint: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ClientError {
+    /// Whether the request surely did not take effect or is safe to send again to another
+    /// member (no connection, connection lost, member unavailable, token expired).
+    pub(super) fn unreached(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Transport { .. } => true,
+            Self::Refused { code, .. } => *code == UNAVAILABLE || *code == UNAUTHENTICATED,
+            Self::Decode { .. } | Self::Body { .. } => false,
+        }
+    }
+}
+
+/// Why the client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SetupError {
+    /// An endpoint is not `http://host:port` or `https://host:port`.
+    #[error("etcd endpoint {0:?} is not http://host:port or https://host:port")]
+    Endpoint(String),
+    /// The TLS files cannot be used.
+    #[error("cannot set up tls to etcd")]
+    Tls(#[source] switchyard_certs::TlsConfigError),
+}
+
+/// One member's client URL, parsed.
+#[derive(Debug)]
+struct Endpoint {
+    url: String,
+    host: String,
+    port: u16,
+    https: bool,
+    /// Idle connections, ready for the next request.
+    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
+}
+
+impl Endpoint {
+    fn parse(url: &str) -> Result<Self, SetupError> {
+        let bad = || SetupError::Endpoint(url.to_owned());
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad());
+        };
+        let authority = rest.trim_end_matches('/');
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                (h, p.parse::<u16>().map_err(|_| bad())?)
+            }
+            _ => (authority, if https { 443 } else { 80 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || authority.contains('/') {
+            return Err(bad());
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            host: host.to_owned(),
+            port,
+            https,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<http1::SendRequest<Full<Bytes>>>> {
+        self.idle
+            .lock()
+            .expect("idle connection list is never poisoned")
+    }
+}
+
+/// The etcd client: its endpoints, TLS and authentication token.
+pub(super) struct Client {
+    endpoints: Vec<Endpoint>,
+    /// The endpoint requests go to (the last one that answered).
+    current: AtomicUsize,
+    tls: Option<tokio_rustls::TlsConnector>,
+    auth: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key-value pair from a range or an event.
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct KeyValue {
+    #[serde(default, deserialize_with = "base64_bytes")]
+    pub(super) key: Vec<u8>,
+    #[serde(default, deserialize_with = "base64_bytes")]
+    pub(super) value: Vec<u8>,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) mod_revision: i64,
+}
+
+/// A range's answer: the store revision it was read at and the pairs.
+#[derive(Debug, Deserialize)]
+pub(super) struct Range {
+    #[serde(default)]
+    header: Header,
+    #[serde(default)]
+    pub(super) kvs: Vec<KeyValue>,
+}
+
+impl Range {
+    pub(super) fn revision(&self) -> i64 {
+        self.header.revision
+    }
+}
+
+/// A transaction's answer.
+#[derive(Debug, Deserialize)]
+pub(super) struct TxnResponse {
+    #[serde(default)]
+    header: Header,
+    #[serde(default)]
+    pub(super) succeeded: bool,
+}
+
+impl TxnResponse {
+    pub(super) fn revision(&self) -> i64 {
+        self.header.revision
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    revision: i64,
+}
+
+/// One message of a watch.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct WatchResponse {
+    #[serde(default)]
+    pub(super) canceled: bool,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) compact_revision: i64,
+    #[serde(default)]
+    pub(super) cancel_reason: String,
+    #[serde(default)]
+    pub(super) events: Vec<Event>,
+}
+
+/// A change in a watch.
+#[derive(Debug, Deserialize)]
+pub(super) struct Event {
+    /// `PUT` is the default and left out by the gateway.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    pub(super) kv: Option<KeyValue>,
+}
+
+impl Event {
+    pub(super) fn is_delete(&self) -> bool {
+        self.kind.as_deref() == Some("DELETE")
+    }
+}
+
+/// A condition of a transaction.
+#[derive(Debug, Clone)]
+pub(super) enum Compare {
+    /// The key's `mod_revision` equals this.
+    ModRevision(String, i64),
+    /// The key's `create_revision` equals this (0: the key does not exist).
+    CreateRevision(String, i64),
+    /// The key is under this lease.
+    Lease(String, i64),
+}
+
+impl Compare {
+    fn to_json(&self) -> Value {
+        let (target, key, field, n) = match self {
+            Self::ModRevision(k, n) => ("MOD", k, "mod_revision", n),
+            Self::CreateRevision(k, n) => ("CREATE", k, "create_revision", n),
+            Self::Lease(k, n) => ("LEASE", k, "lease", n),
+        };
+        json!({
+            "target": target,
+            "result": "EQUAL",
+            "key": BASE64.encode(key),
+            field: n.to_string(),
+        })
+    }
+}
+
+/// An operation of a transaction.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    /// Puts the value at the key, under the lease (0: none).
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: i64,
+    },
+}
+
+impl Op {
+    /// A put without a lease.
+    pub(super) fn put(key: String, value: Vec<u8>) -> Self {
+        Self::Put {
+            key,
+            value,
+            lease: 0,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Put { key, value, lease } => {
+                let mut put = json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) });
+                if *lease != 0 {
+                    put["lease"] = lease.to_string().into();
+                }
+                json!({ "request_put": put })
+            }
+        }
+    }
+}
+
+/// An open watch: its messages one by one.
+pub(super) struct WatchStream {
+    endpoint: usize,
+    body: Incoming,
+    buffer: BytesMut,
+}
+
+impl WatchStream {
+    /// The next message; `None` when the stream ended.
+    pub(super) async fn message(
+        &mut self,
+        client: &Client,
+    ) -> Result<Option<WatchResponse>, ClientError> {
+        let url = &client.endpoints[self.endpoint].url;
+        loop {
+            if let Some(at) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line = self.buffer.split_to(at + 1);
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                let message: StreamMessage<WatchResponse> =
+                    serde_json::from_slice(line).map_err(|source| ClientError::Decode {
+                        endpoint: url.clone(),
+                        source,
+                    })?;
+                return message.into_result(url).map(Some);
+            }
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(source)) => {
+                    return Err(ClientError::Transport {
+                        endpoint: url.clone(),
+                        source,
+                    });
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the member this watch is on still answers (a quiet watch on a member cut off
+    /// without a reset would otherwise wait forever).
+    pub(super) async fn member_answers(&self, client: &Client, limit: Duration) -> bool {
+        let body = json!({});
+        let status = client.post_to::<Value>(self.endpoint, "/v3/maintenance/status", &body);
+        matches!(tokio::time::timeout(limit, status).await, Ok(Ok(_)))
+    }
+}
+
+/// A line of a streaming answer: a result or an error.
+#[derive(Deserialize)]
+struct StreamMessage<T> {
+    result: Option<T>,
+    error: Option<GatewayError>,
+}
+
+impl<T: Default> StreamMessage<T> {
+    fn into_result(self, url: &str) -> Result<T, ClientError> {
+        match (self.result, self.error) {
+            (_, Some(e)) => Err(e.into_error(url, 200)),
+            (Some(r), None) => Ok(r),
+            (None, None) => Ok(T::default()),
+        }
+    }
+}
+
+/// The gateway's error body.
+#[derive(Debug, Default, Deserialize)]
+struct GatewayError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    error: String,
+}
+
+impl GatewayError {
+    fn into_error(self, url: &str, status: u16) -> ClientError {
+        ClientError::Refused {
+            endpoint: url.to_owned(),
+            status,
+            code: self.code,
+            message: if self.message.is_empty() {
+                self.error
+            } else {
+                self.message
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LeaseAnswer {
+    #[serde(default, rename = "ID", deserialize_with = "int64")]
+    id: i64,
+    #[serde(default, rename = "TTL", deserialize_with = "int64")]
+    ttl: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: String,
+}
+
+/// The key just past every key starting with `prefix` (etcd's `range_end` for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every key: etcd reads `\0` as "to the end".
+    vec![0]
+}
+
+impl Client {
+    /// A client for the cluster `spec` names. Connects nothing yet.
+    pub(super) fn new(spec: &EtcdSpec) -> Result<Self, SetupError> {
+        let endpoints = spec
+            .endpoints
+            .iter()
+            .map(|u| Endpoint::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = if endpoints.iter().any(|e| e.https) || spec.tls.is_some() {
+            let tls = spec.tls.as_ref();
+            let opts = switchyard_certs::UpstreamTls {
+                ca: tls.and_then(|t| t.ca.clone()),
+                client_cert: tls.and_then(|t| t.identity.as_ref()).map(|id| {
+                    switchyard_certs::CertSource {
+                        cert: id.cert.clone(),
+                        key: id.key.clone(),
+                    }
+                }),
+                insecure_skip_verify: false,
+            };
+            let config =
+                switchyard_certs::upstream_client_config(&opts).map_err(SetupError::Tls)?;
+            Some(tokio_rustls::TlsConnector::from(config))
+        } else {
+            None
+        };
+        Ok(Self {
+            endpoints,
+            current: AtomicUsize::new(0),
+            tls,
+            auth: spec.auth.clone(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// Moves requests on to the next endpoint (the current one did not answer).
+    pub(super) fn next_endpoint(&self) {
+        if self.endpoints.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.endpoints.len()
+    }
+
+    /// Every pair whose key starts with `prefix`, with the revision read at.
+    pub(super) async fn get_prefix(&self, prefix: &str) -> Result<Range, ClientError> {
+        let body = json!({
+            "key": BASE64.encode(prefix),
+            "range_end": BASE64.encode(prefix_end(prefix.as_bytes())),
+        });
+        self.post("/v3/kv/range", &body).await
+    }
+
+    /// Puts `value` at `key`.
+    pub(super) async fn put(&self, key: &str, value: &[u8]) -> Result<(), ClientError> {
+        let body = json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) });
+        self.post::<Value>("/v3/kv/put", &body).await.map(drop)
+    }
+
+    /// Deletes `key`.
+    pub(super) async fn delete(&self, key: &str) -> Result<(), ClientError> {
+        let body = json!({ "key": BASE64.encode(key) });
+        self.post::<Value>("/v3/kv/deleterange", &body)
+            .await
+            .map(drop)
+    }
+
+    /// Runs `ops` if every compare holds (nothing otherwise).
+    pub(super) async fn txn(
+        &self,
+        compares: &[Compare],
+        ops: &[Op],
+    ) -> Result<TxnResponse, ClientError> {
+        let body = json!({
+            "compare": compares.iter().map(Compare::to_json).collect::<Vec<_>>(),
+            "success": ops.iter().map(Op::to_json).collect::<Vec<_>>(),
+        });
+        self.post("/v3/kv/txn", &body).await
+    }
+
+    /// Watches every key under `prefix` from `revision`, with progress notifications.
+    pub(super) async fn watch(
+        &self,
+        prefix: &str,
+        revision: i64,
+    ) -> Result<WatchStream, ClientError> {
+        let body = json!({ "create_request": {
+            "key": BASE64.encode(prefix),
+            "range_end": BASE64.encode(prefix_end(prefix.as_bytes())),
+            "start_revision": revision.to_string(),
+            "progress_notify": true,
+        }});
+        let endpoint = self.current();
+        // The connection stays with the stream; it closes when the stream is dropped.
+        let (resp, _sender) = self.send(endpoint, "/v3/watch", &body).await?;
+        let url = &self.endpoints[endpoint].url;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let bytes = read_body(url, resp.into_body()).await?;
+            return Err(self.refused(endpoint, status, &bytes));
+        }
+        Ok(WatchStream {
+            endpoint,
+            body: resp.into_body(),
+            buffer: BytesMut::new(),
+        })
+    }
+
+    /// Grants a lease of `ttl` seconds: its id.
+    pub(super) async fn lease_grant(&self, ttl: i64) -> Result<i64, ClientError> {
+        let answer: LeaseAnswer = self
+            .post("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))
+            .await?;
+        Ok(answer.id)
+    }
+
+    /// Keeps `lease` alive once: the seconds it has left (0: it is gone).
+    pub(super) async fn lease_keep_alive(&self, lease: i64) -> Result<i64, ClientError> {
+        let body = json!({ "ID": lease.to_string() });
+        let message: StreamMessage<LeaseAnswer> = self.post("/v3/lease/keepalive", &body).await?;
+        let url = &self.endpoints[self.current()].url;
+        Ok(message.into_result(url)?.ttl)
+    }
+
+    /// Revokes `lease` (its keys go at once).
+    pub(super) async fn lease_revoke(&self, lease: i64) -> Result<(), ClientError> {
+        let body = json!({ "ID": lease.to_string() });
+        self.post::<Value>("/v3/lease/revoke", &body)
+            .await
+            .map(drop)
+    }
+
+    /// Sends one request to the current endpoint and decodes the answer.
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+        self.post_to(self.current(), path, body).await
+    }
+
+    async fn post_to<T: DeserializeOwned>(
+        &self,
+        endpoint: usize,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        let (resp, sender) = self.send(endpoint, path, body).await?;
+        let e = &self.endpoints[endpoint];
+        let url = &e.url;
+        let status = resp.status().as_u16();
+        let bytes = read_body(url, resp.into_body()).await?;
+        // Read whole: the connection is free for the next request.
+        e.idle().push(sender);
+        if !(200..300).contains(&status) {
+            return Err(self.refused(endpoint, status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            endpoint: url.clone(),
+            source,
+        })
+    }
+
+    /// The error for an error answer; moves on from an unavailable member and forgets an
+    /// expired token.
+    fn refused(&self, endpoint: usize, status: u16, bytes: &[u8]) -> ClientError {
+        let url = &self.endpoints[endpoint].url;
+        let e = serde_json::from_slice::<GatewayError>(bytes).unwrap_or_else(|_| GatewayError {
+            message: String::from_utf8_lossy(bytes).into_owned(),
+            ..GatewayError::default()
+        });
+        if e.code == UNAVAILABLE {
+            self.next_endpoint();
+        }
+        if e.code == UNAUTHENTICATED {
+            *self.token.lock().expect("token lock is never poisoned") = None;
+        }
+        e.into_error(url, status)
+    }
+
+    /// Sends `body` to `path` on `endpoint` (authenticating first when needed); the answer's
+    /// head and the connection (busy until the body is read). An endpoint that cannot be reached moves the client to the next.
+    async fn send(&self, endpoint: usize, path: &str, body: &Value) -> Result<Answer, ClientError> {
+        let token = self.token(endpoint).await?;
+        let outcome = self.send_raw(endpoint, path, body, token.as_deref()).await;
+        if matches!(
+            outcome,
+            Err(ClientError::Connect { .. } | ClientError::Transport { .. })
+        ) {
+            self.next_endpoint();
+        }
+        outcome
+    }
+
+    /// The token to send, authenticating once when the store has a user and no token yet.
+    async fn token(&self, endpoint: usize) -> Result<Option<String>, ClientError> {
+        let Some((name, password)) = &self.auth else {
+            return Ok(None);
+        };
+        if let Some(t) = self
+            .token
+            .lock()
+            .expect("token lock is never poisoned")
+            .clone()
+        {
+            return Ok(Some(t));
+        }
+        let body = json!({ "name": name, "password": password });
+        let (resp, sender) = self
+            .send_raw(endpoint, "/v3/auth/authenticate", &body, None)
+            .await?;
+        let e = &self.endpoints[endpoint];
+        let url = &e.url;
+        let status = resp.status().as_u16();
+        let bytes = read_body(url, resp.into_body()).await?;
+        e.idle().push(sender);
+        if !(200..300).contains(&status) {
+            return Err(self.refused(endpoint, status, &bytes));
+        }
+        let answer: TokenAnswer =
+            serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+                endpoint: url.clone(),
+                source,
+            })?;
+        *self.token.lock().expect("token lock is never poisoned") = Some(answer.token.clone());
+        Ok(Some(answer.token))
+    }
+
+    async fn send_raw(
+        &self,
+        endpoint: usize,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Answer, ClientError> {
+        let e = &self.endpoints[endpoint];
+        let mut request = hyper::Request::post(path)
+            .header(hyper::header::HOST, format!("{}:{}", e.host, e.port))
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, token);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .expect("a POST with a valid path and headers is a valid request");
+        let mut sender = self.connection(e).await?;
+        let resp = sender
+            .send_request(request)
+            .await
+            .map_err(|source| ClientError::Transport {
+                endpoint: e.url.clone(),
+                source,
+            })?;
+        Ok((resp, sender))
+    }
+
+    /// An idle connection to `e` that is ready, or a new one.
+    async fn connection(
+        &self,
+        e: &Endpoint,
+    ) -> Result<http1::SendRequest<Full<Bytes>>, ClientError> {
+        loop {
+            let Some(sender) = e.idle().pop() else {
+                break;
+            };
+            if sender.is_ready() {
+                return Ok(sender);
+            }
+        }
+        let connect_error = |source| ClientError::Connect {
+            endpoint: e.url.clone(),
+            source,
+        };
+        let tcp = TcpStream::connect((e.host.as_str(), e.port))
+            .await
+            .map_err(connect_error)?;
+        // Requests are small and answered at once; do not wait for more to send.
+        let _ = tcp.set_nodelay(true); // Only latency depends on it.
+        let handshake_error = |source| ClientError::Transport {
+            endpoint: e.url.clone(),
+            source,
+        };
+        if e.https {
+            let connector = self
+                .tls
+                .as_ref()
+                .expect("a client with an https endpoint has a tls connector");
+            let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|_| {
+                connect_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a valid tls server name",
+                ))
+            })?;
+            let tls = connector.connect(name, tcp).await.map_err(connect_error)?;
+            let (sender, conn) = http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(handshake_error)?;
+            tokio::spawn(conn);
+            Ok(sender)
+        } else {
+            let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(handshake_error)?;
+            tokio::spawn(conn);
+            Ok(sender)
+        }
+    }
+}
+
+/// An answer's head and the connection it came on.
+type Answer = (hyper::Response<Incoming>, http1::SendRequest<Full<Bytes>>);
+
+/// Reads a whole answer body.
+async fn read_body(url: &str, body: Incoming) -> Result<Bytes, ClientError> {
+    Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|source| ClientError::Body {
+            endpoint: url.to_owned(),
+            source,
+        })
+}
+
+/// An int64 field: the gateway writes a string; a number is read too.
+fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Number(i64),
+        Text(String),
+    }
+    match Int::deserialize(d)? {
+        Int::Number(n) => Ok(n),
+        Int::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// A bytes field: base64 text.
+fn base64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let text = String::deserialize(d)?;
+    BASE64.decode(text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_past_every_key_under_it() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+
+    #[test]
+    fn a_watch_message_from_the_gateway_decodes() {
+        let line = r#"{"result":{"header":{"revision":"4"},"events":[{"kv":{"key":"Zm9v","mod_revision":"3","value":"YmF6"}},{"type":"DELETE","kv":{"key":"Zm9v","mod_revision":"4"}}]}}"#;
+        let m: StreamMessage<WatchResponse> = serde_json::from_str(line).expect("decodes");
+        let w = m.into_result("http://x").expect("a result");
+        assert_eq!(w.events.len(), 2);
+        assert!(!w.events[0].is_delete());
+        assert!(w.events[1].is_delete());
+        let kv = w.events[0].kv.as_ref().expect("kv");
+        assert_eq!(
+            (kv.key.as_slice(), kv.value.as_slice()),
+            (&b"foo"[..], &b"baz"[..])
+        );
+        assert_eq!(kv.mod_revision, 3);
+    }
+
+    #[test]
+    fn endpoints_parse_with_and_without_a_port() {
+        let e = Endpoint::parse("http://127.0.0.1:2379").expect("valid");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.https),
+            ("127.0.0.1", 2379, false)
+        );
+        let e = Endpoint::parse("https://etcd.example/").expect("valid");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.https),
+            ("etcd.example", 443, true)
+        );
+        let e = Endpoint::parse("http://[::1]:2379").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 2379));
+        assert!(Endpoint::parse("etcd:2379").is_err());
+    }
+}
