@@ -9,6 +9,8 @@
 //! caller that sending the request again is safe. This module sends each request once and
 //! bounds nothing in time: the session bounds every attempt.
 
+mod message;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,10 +23,12 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use switchyard_config::EtcdSpec;
 use tokio::net::TcpStream;
+
+pub(super) use message::{Compare, Op, Range, TxnResponse, WatchResponse};
+use message::{GatewayError, LeaseAnswer, StreamMessage, TokenAnswer, prefix_end};
 
 /// Largest answer body read (a listing of every key under the prefix).
 const BODY_LIMIT: usize = 256 * 1024 * 1024;
@@ -104,6 +108,8 @@ struct Endpoint {
     url: String,
     host: String,
     port: u16,
+    /// `host:port` for the `Host` header (an IPv6 address in brackets).
+    authority: String,
     https: bool,
     /// Idle connections, ready for the next request.
     idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
@@ -120,20 +126,34 @@ impl Endpoint {
             return Err(bad());
         };
         let authority = rest.trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse::<u16>().map_err(|_| bad())?)
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            // `[::1]:2379` or `[::1]`.
+            let (host, rest) = v6.split_once(']').ok_or_else(bad)?;
+            match rest.strip_prefix(':') {
+                Some(p) => (host, p.parse::<u16>().map_err(|_| bad())?),
+                None if rest.is_empty() => (host, default_port),
+                None => return Err(bad()),
             }
-            _ => (authority, if https { 443 } else { 80 }),
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+                None => (authority, default_port),
+            }
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || authority.contains('/') {
             return Err(bad());
         }
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         Ok(Self {
             url: url.to_owned(),
             host: host.to_owned(),
             port,
+            authority,
             https,
             idle: Mutex::new(Vec::new()),
         })
@@ -161,142 +181,6 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoints", &self.endpoints.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// A key-value pair from a range or an event.
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct KeyValue {
-    #[serde(default, deserialize_with = "base64_bytes")]
-    pub(super) key: Vec<u8>,
-    #[serde(default, deserialize_with = "base64_bytes")]
-    pub(super) value: Vec<u8>,
-    #[serde(default, deserialize_with = "int64")]
-    pub(super) mod_revision: i64,
-}
-
-/// A range's answer: the store revision it was read at and the pairs.
-#[derive(Debug, Deserialize)]
-pub(super) struct Range {
-    #[serde(default)]
-    header: Header,
-    #[serde(default)]
-    pub(super) kvs: Vec<KeyValue>,
-}
-
-impl Range {
-    pub(super) fn revision(&self) -> i64 {
-        self.header.revision
-    }
-}
-
-/// A transaction's answer.
-#[derive(Debug, Deserialize)]
-pub(super) struct TxnResponse {
-    #[serde(default)]
-    header: Header,
-    #[serde(default)]
-    pub(super) succeeded: bool,
-}
-
-impl TxnResponse {
-    pub(super) fn revision(&self) -> i64 {
-        self.header.revision
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Header {
-    #[serde(default, deserialize_with = "int64")]
-    revision: i64,
-}
-
-/// One message of a watch.
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct WatchResponse {
-    #[serde(default)]
-    pub(super) canceled: bool,
-    #[serde(default, deserialize_with = "int64")]
-    pub(super) compact_revision: i64,
-    #[serde(default)]
-    pub(super) cancel_reason: String,
-    #[serde(default)]
-    pub(super) events: Vec<Event>,
-}
-
-/// A change in a watch.
-#[derive(Debug, Deserialize)]
-pub(super) struct Event {
-    /// `PUT` is the default and left out by the gateway.
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    pub(super) kv: Option<KeyValue>,
-}
-
-impl Event {
-    pub(super) fn is_delete(&self) -> bool {
-        self.kind.as_deref() == Some("DELETE")
-    }
-}
-
-/// A condition of a transaction.
-#[derive(Debug, Clone)]
-pub(super) enum Compare {
-    /// The key's `mod_revision` equals this.
-    ModRevision(String, i64),
-    /// The key's `create_revision` equals this (0: the key does not exist).
-    CreateRevision(String, i64),
-    /// The key is under this lease.
-    Lease(String, i64),
-}
-
-impl Compare {
-    fn to_json(&self) -> Value {
-        let (target, key, field, n) = match self {
-            Self::ModRevision(k, n) => ("MOD", k, "mod_revision", n),
-            Self::CreateRevision(k, n) => ("CREATE", k, "create_revision", n),
-            Self::Lease(k, n) => ("LEASE", k, "lease", n),
-        };
-        json!({
-            "target": target,
-            "result": "EQUAL",
-            "key": BASE64.encode(key),
-            field: n.to_string(),
-        })
-    }
-}
-
-/// An operation of a transaction.
-#[derive(Debug, Clone)]
-pub(super) enum Op {
-    /// Puts the value at the key, under the lease (0: none).
-    Put {
-        key: String,
-        value: Vec<u8>,
-        lease: i64,
-    },
-}
-
-impl Op {
-    /// A put without a lease.
-    pub(super) fn put(key: String, value: Vec<u8>) -> Self {
-        Self::Put {
-            key,
-            value,
-            lease: 0,
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        match self {
-            Self::Put { key, value, lease } => {
-                let mut put = json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) });
-                if *lease != 0 {
-                    put["lease"] = lease.to_string().into();
-                }
-                json!({ "request_put": put })
-            }
-        }
     }
 }
 
@@ -352,75 +236,6 @@ impl WatchStream {
         let status = client.post_to::<Value>(self.endpoint, "/v3/maintenance/status", &body);
         matches!(tokio::time::timeout(limit, status).await, Ok(Ok(_)))
     }
-}
-
-/// A line of a streaming answer: a result or an error.
-#[derive(Deserialize)]
-struct StreamMessage<T> {
-    result: Option<T>,
-    error: Option<GatewayError>,
-}
-
-impl<T: Default> StreamMessage<T> {
-    fn into_result(self, url: &str) -> Result<T, ClientError> {
-        match (self.result, self.error) {
-            (_, Some(e)) => Err(e.into_error(url, 200)),
-            (Some(r), None) => Ok(r),
-            (None, None) => Ok(T::default()),
-        }
-    }
-}
-
-/// The gateway's error body.
-#[derive(Debug, Default, Deserialize)]
-struct GatewayError {
-    #[serde(default)]
-    code: i64,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    error: String,
-}
-
-impl GatewayError {
-    fn into_error(self, url: &str, status: u16) -> ClientError {
-        ClientError::Refused {
-            endpoint: url.to_owned(),
-            status,
-            code: self.code,
-            message: if self.message.is_empty() {
-                self.error
-            } else {
-                self.message
-            },
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct LeaseAnswer {
-    #[serde(default, rename = "ID", deserialize_with = "int64")]
-    id: i64,
-    #[serde(default, rename = "TTL", deserialize_with = "int64")]
-    ttl: i64,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    token: String,
-}
-
-/// The key just past every key starting with `prefix` (etcd's `range_end` for a prefix).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // Every key: etcd reads `\0` as "to the end".
-    vec![0]
 }
 
 impl Client {
@@ -658,7 +473,7 @@ impl Client {
     ) -> Result<Answer, ClientError> {
         let e = &self.endpoints[endpoint];
         let mut request = hyper::Request::post(path)
-            .header(hyper::header::HOST, format!("{}:{}", e.host, e.port))
+            .header(hyper::header::HOST, &e.authority)
             .header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(token) = token {
             request = request.header(hyper::header::AUTHORIZATION, token);
@@ -745,26 +560,6 @@ async fn read_body(url: &str, body: Incoming) -> Result<Bytes, ClientError> {
         })
 }
 
-/// An int64 field: the gateway writes a string; a number is read too.
-fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Int {
-        Number(i64),
-        Text(String),
-    }
-    match Int::deserialize(d)? {
-        Int::Number(n) => Ok(n),
-        Int::Text(s) => s.parse().map_err(serde::de::Error::custom),
-    }
-}
-
-/// A bytes field: base64 text.
-fn base64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-    let text = String::deserialize(d)?;
-    BASE64.decode(text).map_err(serde::de::Error::custom)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,6 +601,9 @@ mod tests {
         );
         let e = Endpoint::parse("http://[::1]:2379").expect("valid");
         assert_eq!((e.host.as_str(), e.port), ("::1", 2379));
+        assert_eq!(e.authority, "[::1]:2379");
+        let e = Endpoint::parse("https://[::1]").expect("valid");
+        assert_eq!((e.host.as_str(), e.port), ("::1", 443));
         assert!(Endpoint::parse("etcd:2379").is_err());
     }
 }
