@@ -2,7 +2,8 @@
 //! binary and real etcd processes (tests/support/etcd.rs): a write through one instance is
 //! served by the others, `If-Match` holds across instances, an etcd outage keeps routing and
 //! refuses writes with 503 until etcd returns, a deployment whose driver is killed is taken
-//! over, a three-member cluster survives a member's loss, and the migration between the
+//! over, an etcd requiring TLS client certificates and a password is shared the same way, a
+//! three-member cluster survives a member's loss, and the migration between the
 //! state folder and etcd round-trips. Without etcd installed the tests are skipped (under
 //! `CI=true` they fail).
 
@@ -404,6 +405,35 @@ async fn a_canary_whose_driving_instance_is_killed_is_taken_over_and_rolled_back
     }
     assert!(b.stop().success());
     assert!(c.stop().success());
+}
+
+#[tokio::test]
+async fn instances_share_an_etcd_that_requires_tls_client_certificates_and_a_password() {
+    if !etcd::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls = etcd::TlsFiles::generate(dir.path());
+    let etcd = Etcd::start_tls(&tls);
+    etcd.ctl(&["user", "add", "root:root-secret"]);
+    etcd.ctl(&["auth", "enable"]);
+    let bg = BlueGreen::start().await;
+    // Without the token every request is refused (the client certificate names no user).
+    let text = format!(
+        "{}user = \"root\"\npassword = \"root-secret\"\ntls = {{ ca = {:?}, cert = {:?}, key = {:?} }}\n",
+        etcd_config(&bg, &etcd, "/switchyard/secured/"),
+        tls.ca,
+        tls.client_cert,
+        tls.client_key
+    );
+    let a = Proxy::start(&text);
+    let b = Proxy::start(&text);
+    assert_eq!(served(&b).await, "blue");
+    let (status, v) = set_weights(a.control, 0, 100, None).await;
+    assert_eq!(status, 200, "{v}");
+    wait_served(&b, "green").await;
+    assert!(a.stop().success());
+    assert!(b.stop().success());
 }
 
 #[tokio::test]

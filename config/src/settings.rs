@@ -168,7 +168,7 @@ pub struct EtcdSpec {
 /// TLS to etcd: the CA to trust and an optional client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdTls {
-    /// PEM CA bundle (`None`: the system's roots are not loaded; give the CA).
+    /// PEM CA bundle of the only CAs to trust (`None`: the webpki roots).
     pub ca: Option<PathBuf>,
     /// Client certificate and key.
     pub identity: Option<CertPaths>,

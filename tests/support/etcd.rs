@@ -4,7 +4,7 @@
 //! is skipped with a message.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -41,11 +41,14 @@ pub struct Member {
     pub client_port: u16,
     pub peer_port: u16,
     pub data: PathBuf,
+    /// Whether clients speak TLS to it (`https://`).
+    pub https: bool,
 }
 
 impl Member {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -59,11 +62,69 @@ pub struct Etcd {
     pub members: Vec<Member>,
     children: Vec<Option<Child>>,
     initial_cluster: String,
+    tls: Option<TlsFiles>,
+}
+
+/// PEM files of an etcd that serves clients over TLS and asks them for a certificate: the
+/// CA that issued every certificate, the server's pair (valid for 127.0.0.1) and a client's.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A new CA and pairs issued by it, written into `dir` (no common names: see below).
+    pub fn generate(dir: &Path) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write pem");
+            path
+        };
+        let issue = |stem: &str| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+            // etcd's HTTP gateway refuses a client certificate with a common name (it would
+            // stand for a user); the server's doubles as the gateway's own client certificate.
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            let cert = params.signed_by(&key, &ca).expect("sign");
+            (
+                write(&format!("{stem}.crt"), cert.pem()),
+                write(&format!("{stem}.key"), key.serialize_pem()),
+            )
+        };
+        let (server_cert, server_key) = issue("etcd-server");
+        let (client_cert, client_key) = issue("etcd-client");
+        Self {
+            ca: write("etcd-ca.crt", ca.pem()),
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+        }
+    }
 }
 
 impl Etcd {
     /// Starts a cluster of `n` members and waits until each serves clients.
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, None)
+    }
+
+    /// Starts one member serving clients over TLS with `tls`, client certificates required.
+    pub fn start_tls(tls: &TlsFiles) -> Self {
+        Self::start_with(1, Some(tls.clone()))
+    }
+
+    fn start_with(n: usize, tls: Option<TlsFiles>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -71,6 +132,7 @@ impl Etcd {
                 client_port: free_port(),
                 peer_port: free_port(),
                 data: dir.path().join(format!("m{i}")),
+                https: tls.is_some(),
             })
             .collect();
         let initial_cluster = members
@@ -83,6 +145,7 @@ impl Etcd {
             members,
             children: (0..n).map(|_| None).collect(),
             initial_cluster,
+            tls,
         };
         for i in 0..n {
             etcd.spawn(i);
@@ -100,7 +163,18 @@ impl Etcd {
     fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
         let log = std::fs::File::create(self.log(i)).expect("etcd log");
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data)
@@ -149,6 +223,30 @@ impl Etcd {
             .map(|m| format!("\"{}\"", m.client_url()))
             .collect();
         format!("[{}]", urls.join(", "))
+    }
+
+    /// Runs `etcdctl ARGS` against member 0 (with the client certificate when it speaks
+    /// TLS); panics unless it succeeds.
+    pub fn ctl(&self, args: &[&str]) {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.members[0].client_url()]);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        let out = command.args(args).output().expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            super::output_text(&out)
+        );
     }
 
     /// Kills member `i` (SIGKILL, by PID) and reaps it.

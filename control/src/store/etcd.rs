@@ -16,6 +16,7 @@
 //! instances wrote. Every request is bounded in time: an unreachable etcd is
 //! [`StoreError::Unavailable`], never a hang. etcd 3.4 or newer (v3 API).
 
+mod client;
 mod lease;
 mod session;
 mod watch;
@@ -23,11 +24,7 @@ mod watch;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp,
-};
 use serde::Serialize;
 use switchyard_config::EtcdSpec;
 use tokio::sync::watch as channel;
@@ -39,7 +36,8 @@ use super::{
 };
 use crate::data_plane::BoxFuture;
 use crate::deploy::{DeploymentRecord, ProcessStackRecord};
-use session::{Inner, REQUEST_TIMEOUT, TimedOut, decode, encode, unavailable};
+use client::{Client, Compare, Op};
+use session::{Inner, decode, encode, unavailable};
 
 /// A [`Store`] in etcd.
 pub struct EtcdStore {
@@ -74,42 +72,7 @@ impl EtcdStore {
     /// found by the first read). `address` is this instance's control API address, recorded
     /// in its registration once [`start`](Self::start) runs.
     pub async fn connect(spec: &EtcdSpec, address: &str) -> Result<Self, StoreError> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
-        if let Some((user, password)) = &spec.auth {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        if let Some(tls) = &spec.tls {
-            let mut t = TlsOptions::new();
-            if let Some(ca) = &tls.ca {
-                let pem = std::fs::read(ca).map_err(|source| StoreError::Io {
-                    action: "read",
-                    path: ca.clone(),
-                    source,
-                })?;
-                t = t.ca_certificate(Certificate::from_pem(pem));
-            }
-            if let Some(id) = &tls.identity {
-                let read = |path: &std::path::PathBuf| {
-                    std::fs::read(path).map_err(|source| StoreError::Io {
-                        action: "read",
-                        path: path.clone(),
-                        source,
-                    })
-                };
-                t = t.identity(Identity::from_pem(read(&id.cert)?, read(&id.key)?));
-            }
-            options = options.with_tls(t);
-        }
-        let client = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            Client::connect(spec.endpoints.clone(), Some(options)),
-        )
-        .await
-        .map_err(|_| unavailable(TimedOut(REQUEST_TIMEOUT)))?
-        .map_err(unavailable)?;
+        let client = Client::new(spec).map_err(unavailable)?;
         let id = instance_id();
         let registration = InstanceRecord {
             id: id.clone(),
@@ -168,23 +131,19 @@ impl EtcdStore {
         let bytes = encode(value, what)?;
         let key = self.inner.key(&rest);
         self.inner
-            .call(|| {
-                let mut kv = self.inner.client.kv_client();
-                let (key, bytes) = (key.clone(), bytes.clone());
-                async move { kv.put(key, bytes, None).await }
-            })
-            .await?;
-        Ok(())
+            .call(|| self.inner.client.put(&key, &bytes))
+            .await
     }
 
-    /// Sends `txn` (one attempt; [`Inner::call`] repeats it when it did not reach etcd).
-    fn txn(
+    /// Sends a transaction ([`Inner::call`] repeats it when it did not reach etcd).
+    async fn txn(
         &self,
-        txn: Txn,
-    ) -> impl std::future::Future<Output = Result<etcd_client::TxnResponse, etcd_client::Error>> + use<>
-    {
-        let mut kv = self.inner.client.kv_client();
-        async move { kv.txn(txn).await }
+        compares: &[Compare],
+        ops: &[Op],
+    ) -> Result<client::TxnResponse, StoreError> {
+        self.inner
+            .call(|| self.inner.client.txn(compares, ops))
+            .await
     }
 
     /// A new history key: wall-clock time orders entries across instances (the entries carry
@@ -197,12 +156,12 @@ impl EtcdStore {
         format!("history/{nanos:020}-{}-{n:08}", self.inner.id)
     }
 
-    fn history_ops(&self, history: &[HistoryEntry]) -> Result<Vec<TxnOp>, StoreError> {
+    fn history_ops(&self, history: &[HistoryEntry]) -> Result<Vec<Op>, StoreError> {
         history
             .iter()
             .map(|h| {
                 let key = self.inner.key(&self.history_key());
-                Ok(TxnOp::put(key, encode(h, "history entry")?, None))
+                Ok(Op::put(key, encode(h, "history entry")?))
             })
             .collect()
     }
@@ -216,13 +175,13 @@ impl Store for EtcdStore {
             let format_key = self.inner.key("format");
             let mut format = None;
             let mut services = BTreeMap::new();
-            for kv in resp.kvs() {
-                let key = String::from_utf8_lossy(kv.key());
+            for kv in &resp.kvs {
+                let key = String::from_utf8_lossy(&kv.key);
                 if key == format_key {
-                    format = Some(decode::<u32>(kv.key(), kv.value())?);
+                    format = Some(decode::<u32>(&kv.key, &kv.value)?);
                 } else if let Some(name) = key.strip_prefix(&services_prefix) {
-                    let record: ServiceRecord = decode(kv.key(), kv.value())?;
-                    self.inner.remember(name, record.clone(), kv.mod_revision());
+                    let record: ServiceRecord = decode(&kv.key, &kv.value)?;
+                    self.inner.remember(name, record.clone(), kv.mod_revision);
                     services.insert(name.to_owned(), record);
                 }
             }
@@ -242,23 +201,18 @@ impl Store for EtcdStore {
 
     fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut ops = vec![TxnOp::put(
+            let mut ops = vec![Op::put(
                 self.inner.key("format"),
                 encode(&state.format, "state format")?,
-                None,
             )];
             for (name, record) in &state.services {
-                ops.push(TxnOp::put(
+                ops.push(Op::put(
                     self.inner.key(&format!("services/{name}")),
                     encode(record, "service record")?,
-                    None,
                 ));
             }
-            let resp = self
-                .inner
-                .call(|| self.txn(Txn::new().and_then(ops.clone())))
-                .await?;
-            let revision = resp.header().map_or(0, |h| h.revision());
+            let resp = self.txn(&[], &ops).await?;
+            let revision = resp.revision();
             for (name, record) in &state.services {
                 self.inner.remember(name, record.clone(), revision);
             }
@@ -285,10 +239,10 @@ impl Store for EtcdStore {
                     let key = self.inner.key(&format!("services/{name}"));
                     match (cache.get(*name), base.services.get(*name)) {
                         (Some((seen, revision)), Some(planned)) if seen == planned => {
-                            compares.push(Compare::mod_revision(key, CompareOp::Equal, *revision));
+                            compares.push(Compare::ModRevision(key, *revision));
                         }
                         (None, None) => {
-                            compares.push(Compare::create_revision(key, CompareOp::Equal, 0));
+                            compares.push(Compare::CreateRevision(key, 0));
                         }
                         // This instance planned from an older state than it has seen.
                         _ => {
@@ -301,29 +255,26 @@ impl Store for EtcdStore {
             }
             let mut ops = Vec::new();
             if base.format != next.format {
-                ops.push(TxnOp::put(
+                ops.push(Op::put(
                     self.inner.key("format"),
                     encode(&next.format, "state format")?,
-                    None,
                 ));
             }
             for (name, record) in &changed {
-                ops.push(TxnOp::put(
+                ops.push(Op::put(
                     self.inner.key(&format!("services/{name}")),
                     encode(*record, "service record")?,
-                    None,
                 ));
             }
             ops.extend(self.history_ops(history)?);
-            let txn = Txn::new().when(compares).and_then(ops);
-            let resp = self.inner.call(|| self.txn(txn.clone())).await?;
-            if !resp.succeeded() {
+            let resp = self.txn(&compares, &ops).await?;
+            if !resp.succeeded {
                 let names: Vec<&str> = changed.iter().map(|(n, _)| n.as_str()).collect();
                 return Err(StoreError::Conflict {
                     what: format!("service {}", names.join(", ")),
                 });
             }
-            let revision = resp.header().map_or(0, |h| h.revision());
+            let revision = resp.revision();
             for (name, record) in changed {
                 self.inner.remember(name, record.clone(), revision);
             }
@@ -372,23 +323,20 @@ impl Store for EtcdStore {
             let key = self
                 .inner
                 .key(&format!("deployments/{}/{:020}", record.service, record.id));
-            let put = TxnOp::put(key, encode(record, "deployment")?, None);
+            let put = [Op::put(key, encode(record, "deployment")?)];
             let lease = self.inner.locks().get(&record.service).copied();
-            let txn = match lease {
+            let compares = match lease {
                 // Only the lock holder may write: a driver whose lease expired (this instance
                 // was cut off from etcd) stops at its next transition instead of racing the
                 // instance that took over.
-                Some(lease) => Txn::new()
-                    .when([Compare::lease(
-                        self.inner.key(&format!("locks/{}", record.service)),
-                        CompareOp::Equal,
-                        lease,
-                    )])
-                    .and_then([put]),
-                None => Txn::new().and_then([put]),
+                Some(lease) => vec![Compare::Lease(
+                    self.inner.key(&format!("locks/{}", record.service)),
+                    lease,
+                )],
+                None => Vec::new(),
             };
-            let resp = self.inner.call(|| self.txn(txn.clone())).await?;
-            if !resp.succeeded() {
+            let resp = self.txn(&compares, &put).await?;
+            if !resp.succeeded {
                 return Err(StoreError::Conflict {
                     what: format!("the deployment lock of service {:?}", record.service),
                 });
@@ -441,14 +389,7 @@ impl Store for EtcdStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let key = self.inner.key(&format!("replicas/{service}/{stack}"));
-            self.inner
-                .call(|| {
-                    let mut kv = self.inner.client.kv_client();
-                    let key = key.clone();
-                    async move { kv.delete(key, None).await }
-                })
-                .await?;
-            Ok(())
+            self.inner.call(|| self.inner.client.delete(&key)).await
         })
     }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, Txn};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::client::Compare;
 use super::session::{Inner, encode, leased_put};
 use crate::error::chain;
 use crate::store::{DriverLock, StoreError};
@@ -18,50 +18,23 @@ use crate::store::{DriverLock, StoreError};
 /// Grants a lease of the store's TTL.
 async fn grant(inner: &Inner) -> Result<i64, StoreError> {
     let ttl = i64::try_from(inner.lease_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-    let resp = inner
-        .call(|| {
-            let mut client = inner.client.lease_client();
-            async move { client.grant(ttl, None).await }
-        })
-        .await?;
-    Ok(resp.id())
+    inner.call(|| inner.client.lease_grant(ttl)).await
 }
 
 /// Keeps `lease` alive until it expires (then returns) or the task is aborted. Outages
-/// shorter than the TTL are ridden out: the keep-alive stream is opened again.
+/// shorter than the TTL are ridden out: the keep-alive is sent again until etcd answers, and
+/// its answer says whether the lease is still there.
 async fn keep_alive(inner: &Inner, lease: i64) {
     let period = (inner.lease_ttl / 3).max(Duration::from_millis(300));
+    let mut pause = period;
     loop {
-        let opened = inner
-            .call(|| {
-                let mut client = inner.client.lease_client();
-                async move { client.keep_alive(lease).await }
-            })
-            .await;
-        match opened {
-            Ok((mut keeper, mut stream)) => loop {
-                tokio::time::sleep(period).await;
-                if keeper.keep_alive().await.is_err() {
-                    break;
-                }
-                match inner.call_once(stream.message()).await {
-                    Ok(Some(resp)) if resp.ttl() > 0 => {}
-                    Ok(Some(_)) => return,
-                    Ok(None) | Err(_) => break,
-                }
-            },
-            // The first answer says the lease is gone: it expired while etcd was away.
-            Err(StoreError::Unavailable(e))
-                if matches!(
-                    e.downcast_ref::<etcd_client::Error>(),
-                    Some(etcd_client::Error::LeaseKeepAliveError(_))
-                ) =>
-            {
-                return;
-            }
-            Err(_) => {}
+        tokio::time::sleep(pause).await;
+        match inner.call(|| inner.client.lease_keep_alive(lease)).await {
+            Ok(ttl) if ttl > 0 => pause = period,
+            // The lease is gone: it expired while etcd was away.
+            Ok(_) => return,
+            Err(_) => pause = Duration::from_millis(200),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -89,8 +62,8 @@ pub(super) fn spawn_registration(inner: Arc<Inner>) -> JoinHandle<()> {
                     let put = async {
                         let value = encode(&record, "instance")?;
                         let key = inner.key(&format!("instances/{}", inner.id));
-                        let txn = Txn::new().and_then([leased_put(key, value, lease)]);
-                        inner.call(|| txn_once(&inner, txn.clone())).await
+                        let ops = [leased_put(key, value, lease)];
+                        inner.call(|| inner.client.txn(&[], &ops)).await
                     };
                     if let Err(e) = put.await {
                         tracing::debug!(error = %chain(&e), "cannot refresh the registration");
@@ -155,12 +128,11 @@ pub(super) async fn lock(
 ) -> Result<Option<DriverLock>, StoreError> {
     let lease = grant(&inner).await?;
     let key = inner.key(&format!("locks/{service}"));
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([leased_put(key, inner.id.clone().into_bytes(), lease)]);
-    let resp = inner.call(|| txn_once(&inner, txn.clone())).await;
+    let compares = [Compare::CreateRevision(key.clone(), 0)];
+    let ops = [leased_put(key, inner.id.clone().into_bytes(), lease)];
+    let resp = inner.call(|| inner.client.txn(&compares, &ops)).await;
     let won = match resp {
-        Ok(r) => r.succeeded(),
+        Ok(r) => r.succeeded,
         Err(e) => {
             revoke_quietly(&inner, lease).await;
             return Err(e);
@@ -191,16 +163,5 @@ async fn revoke_quietly(inner: &Inner, lease: i64) {
 }
 
 async fn revoke(inner: &Inner, lease: i64) -> Result<(), StoreError> {
-    inner
-        .call(|| {
-            let mut client = inner.client.lease_client();
-            async move { client.revoke(lease).await }
-        })
-        .await
-        .map(drop)
-}
-
-/// One attempt at `txn`.
-async fn txn_once(inner: &Inner, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
-    inner.client.kv_client().txn(txn).await
+    inner.call(|| inner.client.lease_revoke(lease)).await
 }

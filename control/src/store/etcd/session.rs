@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, PutOptions, TxnOp};
+use super::client::{Client, ClientError, Op, Range};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch as channel;
@@ -26,16 +26,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// The pause before sending a request again to another member.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
-
-/// Whether a failed request never reached a member (so sending it again is safe).
-fn unreached(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::TransportError(_) => true,
-        // gRPC UNAVAILABLE (14): the channel had no connection to send it on.
-        etcd_client::Error::GRpcStatus(status) => status.code() as i32 == 14,
-        _ => false,
-    }
-}
 
 /// What the store's tasks share with it.
 pub(super) struct Inner {
@@ -69,11 +59,11 @@ pub(super) struct TimedOut(pub(super) Duration);
 impl Inner {
     /// Runs one etcd request, bounded by [`REQUEST_TIMEOUT`] in all; tracks availability.
     /// `request` makes the request afresh for each attempt: a request that did not reach a
-    /// member (connection refused, no member ready: that member is down) is sent again, so
-    /// the balanced client moves on to a live member of the cluster.
+    /// member (connection refused, member unavailable: that member is down) is sent again,
+    /// and the client has moved on to the next member of the cluster.
     pub(super) async fn call<T, F>(&self, mut request: impl FnMut() -> F) -> Result<T, StoreError>
     where
-        F: Future<Output = Result<T, etcd_client::Error>>,
+        F: Future<Output = Result<T, ClientError>>,
     {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         let outcome = loop {
@@ -81,29 +71,18 @@ impl Inner {
             let again = tokio::time::Instant::now() + RETRY_PAUSE < deadline;
             match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), request()).await {
                 Ok(Ok(v)) => break Ok(v),
-                Ok(Err(e)) if unreached(&e) && again => {}
+                Ok(Err(e)) if e.unreached() && again => {}
                 Ok(Err(e)) => break Err(unavailable(e)),
                 // Stuck on a connection to a member that went away: another member may
                 // answer. (A commit that went through after all is refused by its own compare
                 // when sent again, and the writer plans again; other writes are idempotent.)
-                Err(_) if again => {}
-                Err(_) => break Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
+                Err(_) if again => self.client.next_endpoint(),
+                Err(_) => {
+                    self.client.next_endpoint();
+                    break Err(unavailable(TimedOut(REQUEST_TIMEOUT)));
+                }
             }
             tokio::time::sleep(RETRY_PAUSE).await;
-        };
-        self.track(outcome)
-    }
-
-    /// Waits for one answer on an open stream (nothing to send again), bounded like
-    /// [`call`](Self::call).
-    pub(super) async fn call_once<T>(
-        &self,
-        answer: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable(TimedOut(REQUEST_TIMEOUT))),
         };
         self.track(outcome)
     }
@@ -171,25 +150,17 @@ impl Inner {
         });
     }
 
-    pub(super) async fn get_prefix(
-        &self,
-        rest: &str,
-    ) -> Result<etcd_client::GetResponse, StoreError> {
+    pub(super) async fn get_prefix(&self, rest: &str) -> Result<Range, StoreError> {
         let key = self.key(rest);
-        self.call(|| {
-            let mut kv = self.client.kv_client();
-            let key = key.clone();
-            async move { kv.get(key, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await
+        self.call(|| self.client.get_prefix(&key)).await
     }
 
     /// Every value under `rest`, decoded, in key order.
     pub(super) async fn list<T: DeserializeOwned>(&self, rest: &str) -> Result<Vec<T>, StoreError> {
         let resp = self.get_prefix(rest).await?;
-        resp.kvs()
+        resp.kvs
             .iter()
-            .map(|kv| decode(kv.key(), kv.value()))
+            .map(|kv| decode(&kv.key, &kv.value))
             .collect()
     }
 }
@@ -206,7 +177,6 @@ pub(super) fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<
 }
 
 /// Puts `value` at `key` under `lease` (0: none).
-pub(super) fn leased_put(key: String, value: Vec<u8>, lease: i64) -> TxnOp {
-    let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
-    TxnOp::put(key, value, options)
+pub(super) fn leased_put(key: String, value: Vec<u8>, lease: i64) -> Op {
+    Op::Put { key, value, lease }
 }

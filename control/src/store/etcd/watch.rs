@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, WatchOptions};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -20,6 +19,10 @@ use crate::store::{ServiceRecord, StoreError};
 
 /// The longest pause between two attempts while etcd is unreachable.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long a watch may stay quiet before the member it is on is asked whether it still
+/// answers (a member cut off without a reset would otherwise hold the watch forever).
+const QUIET: Duration = Duration::from_secs(2);
 
 /// Starts the watch task.
 pub(super) fn spawn(inner: Arc<Inner>) -> JoinHandle<()> {
@@ -48,59 +51,56 @@ async fn run(inner: Arc<Inner>) {
 async fn round(inner: &Inner) -> Result<(), StoreError> {
     let prefix = inner.key("services/");
     let listing = inner.get_prefix("services/").await?;
-    let revision = listing.header().map_or(0, |h| h.revision());
-    for kv in listing.kvs() {
-        let key = String::from_utf8_lossy(kv.key());
+    let revision = listing.revision();
+    for kv in &listing.kvs {
+        let key = String::from_utf8_lossy(&kv.key);
         if let Some(name) = key.strip_prefix(&prefix) {
-            let record: ServiceRecord = decode(kv.key(), kv.value())?;
-            inner.remember(name, record, kv.mod_revision());
+            let record: ServiceRecord = decode(&kv.key, &kv.value)?;
+            inner.remember(name, record, kv.mod_revision);
         }
     }
     inner.publish();
     tracing::debug!(revision, "store listed");
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1)
-        .with_progress_notify();
     let mut stream = inner
-        .call(|| {
-            let mut client = inner.client.watch_client();
-            let (key, options) = (prefix.clone(), options.clone());
-            async move { client.watch(key, Some(options)).await }
-        })
+        .call(|| inner.client.watch(&prefix, revision + 1))
         .await?;
     loop {
-        // No time bound here: a quiet watch is fine; the connection's keep-alive ends it
-        // when etcd is gone.
-        let Some(resp) = stream.message().await.map_err(unavailable)? else {
-            return Ok(());
+        // A quiet watch is fine as long as its member answers.
+        let resp = match tokio::time::timeout(QUIET, stream.message(&inner.client)).await {
+            Ok(message) => match message.map_err(unavailable)? {
+                Some(resp) => resp,
+                None => return Ok(()),
+            },
+            Err(_) => {
+                if stream.member_answers(&inner.client, QUIET).await {
+                    continue;
+                }
+                return Err(unavailable(super::session::TimedOut(QUIET)));
+            }
         };
         inner
             .available
             .send_if_modified(|a| !std::mem::replace(a, true));
-        if resp.canceled() || resp.compact_revision() > 0 {
+        if resp.canceled || resp.compact_revision > 0 {
             tracing::info!(
-                compacted = resp.compact_revision(),
-                reason = resp.cancel_reason(),
+                compacted = resp.compact_revision,
+                reason = resp.cancel_reason,
                 "store watch cancelled; listing again"
             );
             return Ok(());
         }
         let mut changed = false;
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            let key = String::from_utf8_lossy(kv.key());
+        for event in &resp.events {
+            let Some(kv) = &event.kv else { continue };
+            let key = String::from_utf8_lossy(&kv.key);
             let Some(name) = key.strip_prefix(&prefix) else {
                 continue;
             };
-            match event.event_type() {
-                EventType::Put => {
-                    let record: ServiceRecord = decode(kv.key(), kv.value())?;
-                    inner.remember(name, record, kv.mod_revision());
-                }
-                EventType::Delete => {
-                    inner.cache().remove(name);
-                }
+            if event.is_delete() {
+                inner.cache().remove(name);
+            } else {
+                let record: ServiceRecord = decode(&kv.key, &kv.value)?;
+                inner.remember(name, record, kv.mod_revision);
             }
             changed = true;
         }
