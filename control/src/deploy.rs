@@ -274,7 +274,13 @@ impl Deployments {
         let key = (rec.service.clone(), rec.id);
         let terminal = rec.phase.is_terminal();
         let span = tracing::info_span!("deploy", service = %rec.service, id = rec.id);
-        let (publish, record) = watch::channel(Arc::new(rec.clone()));
+        // A resumed deployment redoes its phase's work before it waits again: until its driver
+        // says otherwise, readers must not see it waiting (a promote would be refused).
+        let mut shown = rec.clone();
+        if resumed && !terminal {
+            shown.waiting = Waiting::Work;
+        }
+        let (publish, record) = watch::channel(Arc::new(shown));
         let (commands_tx, commands) = mpsc::channel(16);
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         self.entries().insert(
