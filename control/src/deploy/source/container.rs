@@ -22,6 +22,7 @@ mod adopt;
 mod create;
 mod engine;
 mod error;
+mod listening;
 mod replica;
 
 use std::collections::HashMap;
@@ -200,7 +201,19 @@ impl ContainerSource {
         loop {
             match spec.health.unwrap_or_default() {
                 HealthSource::Switchyard => {
-                    if open(endpoint).await {
+                    let seen = if self.engine.is_local() {
+                        let info = self.engine.inspect(name).await?;
+                        let pid = info.state.and_then(|s| s.pid).unwrap_or(0);
+                        listening::listening(pid, info.id.as_deref().unwrap_or(""), spec.port)
+                    } else {
+                        None
+                    };
+                    let ready = match seen {
+                        // Listening inside; the published port forwards to it.
+                        Some(listens) => listens && open(endpoint).await,
+                        None => open(endpoint).await,
+                    };
+                    if ready {
                         return Ok(());
                     }
                 }

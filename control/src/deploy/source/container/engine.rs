@@ -72,6 +72,11 @@ impl Engine {
         }
     }
 
+    /// Whether the Engine runs on this machine (reached through a unix socket).
+    pub(super) fn is_local(&self) -> bool {
+        self.host.starts_with("unix://")
+    }
+
     /// The connection, negotiating the API version on first use.
     pub(super) async fn docker(&self) -> Result<&Docker, ContainerError> {
         self.docker
