@@ -135,7 +135,7 @@ async fn list(conn: &Connection, only: Option<&str>, output: Output) -> Result<u
         return Ok(EXIT_SUCCEEDED);
     }
     println!(
-        "{:>4}  {:<14} {:<12} {:<10} {:<16} {:<10} {:<24} outcome",
+        "{:>4}  {:<14} {:<12} {:<10} {:<16} {:<10} {:<31} outcome",
         "id", "service", "stack", "version", "phase", "by", "started"
     );
     for d in &all {
@@ -145,8 +145,8 @@ async fn list(conn: &Connection, only: Option<&str>, output: Output) -> Result<u
             (None, None) => text(&d["finished_at"], "").to_owned(),
         };
         println!(
-            "{:>4}  {:<14} {:<12} {:<10} {:<16} {:<10} {:<24} {outcome}",
-            d["id"],
+            "{:>4}  {:<14} {:<12} {:<10} {:<16} {:<10} {:<31} {outcome}",
+            d["id"].to_string(),
             text(&d["service"], "?"),
             text(&d["stack"], "?"),
             text(&d["version"], "?"),

@@ -47,11 +47,8 @@ pub(super) async fn follow(
     let mut last = Value::Null;
     // A terminal gets its line redrawn every second; a log gets a line when something changed,
     // and while nothing does (a pause, a manual step) one every 30 s, so time keeps counting.
-    let mut tick = tokio::time::interval(if tty {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
-    });
+    let period = Duration::from_secs(if tty { 1 } else { 30 });
+    let mut tick = tokio::time::interval_at(Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -59,10 +59,15 @@ pub(super) fn state_text(v: &Value, service: &str) -> String {
         Some("analysis") => " (waiting for a passing analysis window)".to_owned(),
         _ => String::new(),
     };
+    let weights = weights_text(&v["weights"]);
+    let weights = if weights.is_empty() {
+        weights
+    } else {
+        format!("  weights: {weights}")
+    };
     format!(
-        "{}{gate}{waiting}{paused}  weights: {}",
-        text(&v["label"], "?"),
-        weights_text(&v["weights"])
+        "{}{gate}{waiting}{paused}{weights}",
+        text(&v["label"], "?")
     )
 }
 

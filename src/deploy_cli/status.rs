@@ -172,8 +172,8 @@ fn print_instances(list: &Value) {
             text(&i["id"], "?"),
             text(&i["address"], "?"),
             text(&i["version"], "?"),
-            i["generation"],
-            i["revision"],
+            i["generation"].to_string(),
+            i["revision"].to_string(),
         );
     }
 }
