@@ -235,9 +235,7 @@ pub fn run(command: DeployCommand) -> ExitCode {
             DeployCommand::Pause(t) => operate::operate(t, "pause").await,
             DeployCommand::Resume(t) => operate::operate(t, "resume").await,
             DeployCommand::Abort(t) => operate::operate(t, "abort").await,
-            DeployCommand::Rollback { conn, service } => {
-                operate::rollback(&conn, &service).await
-            }
+            DeployCommand::Rollback { conn, service } => operate::rollback(&conn, &service).await,
         }
     });
     match result {

@@ -8,192 +8,15 @@
 
 mod support;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::{Client, Proxy, Upstream, api, config, sha256_hex, wait_json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr};
-
-const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-const SECRET: &str = "deployer-secret";
-/// A failure bound for one wait, never a delay.
-const WAIT: Duration = Duration::from_secs(60);
-/// Every variable the client reads, removed from each child so the test's own environment
-/// never leaks in.
-const CLIENT_ENV: [&str; 4] = [
-    "SWITCHYARD_CONTROL_URL",
-    "SWITCHYARD_TOKEN",
-    "SWITCHYARD_TOKEN_FILE",
-    "SWITCHYARD_CA",
-];
-
-/// Service `web` with stack `blue` (v1.3, weight 100) and a `deploy` token; `control_extra`
-/// goes into `[control]` (e.g. its TLS).
-fn proxy_with_blue(blue: &Upstream, dir: tempfile::TempDir, control_extra: &str) -> Proxy {
-    let token = format!(
-        "[control]\nlisten = \"127.0.0.1:0\"\n{control_extra}\n[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n",
-        sha256_hex(SECRET)
-    );
-    let proxy = Proxy::start_in(
-        dir,
-        &config(&[("blue", "v1.3", 100, vec![blue.addr])], "", &token),
-    );
-    std::fs::write(token_file(&proxy), SECRET).expect("token file");
-    proxy
-}
-
-fn token_file(proxy: &Proxy) -> PathBuf {
-    proxy.dir.path().join("ci.token")
-}
-
-/// The connection flags for `proxy`'s plain control API.
-fn conn(proxy: &Proxy) -> Vec<String> {
-    vec![
-        "--control".into(),
-        format!("http://{}", proxy.control),
-        "--token-file".into(),
-        token_file(proxy).to_string_lossy().into_owned(),
-    ]
-}
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(BIN);
-    for v in CLIENT_ENV {
-        c.env_remove(v);
-    }
-    c.args(args).envs(env.iter().copied()).kill_on_drop(true);
-    c
-}
-
-async fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(WAIT, command(args, env).output())
-        .await
-        .expect("the client ends")
-        .expect("run the client")
-}
-
-/// `args[0]` (and `args[1]` when it is a `deployments` subcommand), the connection, the rest.
-async fn cli(conn: &[String], args: &[&str]) -> Output {
-    cli_env(&with(conn, args), &[]).await
-}
-
-fn with<'a>(conn: &'a [String], args: &[&'a str]) -> Vec<&'a str> {
-    let head = if args[0] == "deployments" { 2 } else { 1 };
-    let mut v: Vec<&str> = args[..head].to_vec();
-    v.extend(conn.iter().map(String::as_str));
-    v.extend(&args[head..]);
-    v
-}
-
-fn text(out: &Output) -> String {
-    support::output_text(out)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    assert_eq!(out.status.code(), Some(0), "{}", text(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
-
-/// A running client whose stderr is read line by line.
-struct Running {
-    child: Child,
-    stderr: Lines<BufReader<ChildStderr>>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = command(args, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the client");
-        let stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        Self {
-            child,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads stderr until a line contains `needle`; returns that line.
-    async fn until(&mut self, needle: &str) -> String {
-        tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.stderr.next_line().await.expect("read stderr") {
-                self.seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-            panic!("stderr ended before {needle:?}: {:#?}", self.seen);
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {needle:?} on stderr: {:#?}", self.seen))
-    }
-
-    /// Waits for the exit; the exit code, stdout and every stderr line.
-    async fn end(mut self) -> (Option<i32>, String, Vec<String>) {
-        let mut stdout = self.child.stdout.take().expect("stdout");
-        let rest = tokio::time::timeout(WAIT, async {
-            let mut out = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
-                .await
-                .expect("read stdout");
-            while let Some(line) = self.stderr.next_line().await.expect("read stderr") {
-                self.seen.push(line);
-            }
-            out
-        })
-        .await
-        .unwrap_or_else(|_| panic!("the client did not end: {:#?}", self.seen));
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("the client exits")
-            .expect("wait");
-        (status.code(), rest, self.seen)
-    }
-}
-
-/// `deploy` of stack `stack` (version `version`) on `addr`, with `extra` flags.
-fn deploy<'a>(conn: &'a [String], stack: &'a str, addr: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "deploy",
-        "--service",
-        "web",
-        "--stack",
-        stack,
-        "--version",
-        stack,
-        "--endpoint",
-        addr,
-    ];
-    args.extend(extra);
-    with(conn, &args)
-}
-
-async fn deployment(proxy: &Proxy, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    wait_json(
-        proxy.control,
-        &format!("/v1/services/web/deployments/{id}"),
-        Some(SECRET),
-        what,
-        done,
-    )
-    .await
-}
-
-fn waiting_for_promote(v: &Value) -> bool {
-    v["step"]["waiting"] == "promote"
-}
+use support::client::{
+    CLIENT_ENV, Ca, Running, SECRET, WAIT, cli, cli_env, conn, deploy, deployment, json,
+    proxy_with_blue, stdout, text, token_file, waiting_for_promote, with,
+};
+use support::{Client, Upstream, api};
 
 #[tokio::test]
 async fn environment_variables_stand_in_for_the_connection_flags_and_flags_win() {
@@ -205,15 +28,25 @@ async fn environment_variables_stand_in_for_the_connection_flags_and_flags_win()
 
     let out = cli_env(
         &["status"],
-        &[("SWITCHYARD_CONTROL_URL", &url), ("SWITCHYARD_TOKEN", SECRET)],
+        &[
+            ("SWITCHYARD_CONTROL_URL", &url),
+            ("SWITCHYARD_TOKEN", SECRET),
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("service web (revision"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("service web (revision"),
+        "{}",
+        text(&out)
+    );
 
     let out = cli_env(
         &["deployments", "list", "--service", "web"],
-        &[("SWITCHYARD_CONTROL_URL", &url), ("SWITCHYARD_TOKEN_FILE", file)],
+        &[
+            ("SWITCHYARD_CONTROL_URL", &url),
+            ("SWITCHYARD_TOKEN_FILE", file),
+        ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -268,34 +101,6 @@ async fn environment_variables_stand_in_for_the_connection_flags_and_flags_win()
     assert!(proxy.stop().success());
 }
 
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
-                .expect("ca"),
-        }
-    }
-
-    fn write(&self, path: &Path) {
-        std::fs::write(path, self.issuer.pem()).expect("write ca");
-    }
-
-    /// Writes `control.crt`/`control.key` for `localhost` into `dir`.
-    fn issue(&self, dir: &Path) {
-        let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
-        std::fs::write(dir.join("control.crt"), cert.pem()).expect("write");
-        std::fs::write(dir.join("control.key"), key.serialize_pem()).expect("write");
-    }
-}
-
 #[tokio::test]
 async fn https_control_api_is_verified_against_the_given_ca_and_refused_otherwise() {
     let blue = Upstream::start("v1.3").await;
@@ -317,12 +122,24 @@ async fn https_control_api_is_verified_against_the_given_ca_and_refused_otherwis
     let ca_file = ca_file.to_str().expect("utf-8");
 
     let out = cli_env(
-        &["status", "--control", &url, "--token-file", file, "--ca", ca_file],
+        &[
+            "status",
+            "--control",
+            &url,
+            "--token-file",
+            file,
+            "--ca",
+            ca_file,
+        ],
         &[],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("service web (revision"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("service web (revision"),
+        "{}",
+        text(&out)
+    );
 
     // The same through the environment, JSON included.
     let out = cli_env(
@@ -355,11 +172,7 @@ async fn https_control_api_is_verified_against_the_given_ca_and_refused_otherwis
     }
 
     // A CA file that holds no certificate is a usage error naming it.
-    let out = cli_env(
-        &["status", "--control", &url, "--ca", file],
-        &[],
-    )
-    .await;
+    let out = cli_env(&["status", "--control", &url, "--ca", file], &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).starts_with(&format!("error: --ca {file}: ")),
@@ -369,7 +182,13 @@ async fn https_control_api_is_verified_against_the_given_ca_and_refused_otherwis
 
     // Plain http:// to the TLS listener says what to do.
     let out = cli_env(
-        &["status", "--control", &format!("http://{}", proxy.control), "--token-file", file],
+        &[
+            "status",
+            "--control",
+            &format!("http://{}", proxy.control),
+            "--token-file",
+            file,
+        ],
         &[],
     )
     .await;
@@ -439,7 +258,15 @@ async fn output_json_is_the_apis_state() {
     let shown = json(
         &cli(
             &conn,
-            &["deployments", "show", "1", "--service", "web", "--output", "json"],
+            &[
+                "deployments",
+                "show",
+                "1",
+                "--service",
+                "web",
+                "--output",
+                "json",
+            ],
         )
         .await,
     );
@@ -447,7 +274,10 @@ async fn output_json_is_the_apis_state() {
 
     let logs = json(&cli(&conn, &["deployments", "logs", "1", "--output", "json"]).await);
     assert_eq!(logs["log"], view["log"]);
-    assert_eq!((&logs["service"], &logs["id"]), (&view["service"], &view["id"]));
+    assert_eq!(
+        (&logs["service"], &logs["id"]),
+        (&view["service"], &view["id"])
+    );
     let out = cli(&conn, &["deployments", "logs", "1"]).await;
     let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
     let expected: Vec<String> = view["log"]
@@ -531,7 +361,10 @@ async fn watch_reattaches_and_exits_with_the_code_deploy_wait_exits_with() {
         &["--canary", "50:manual,100", "--wait"],
     ));
     waiting.until("waiting for promote").await;
-    let mut watch = Running::spawn(&with(&conn, &["deployments", "watch", "2", "--service", "web"]));
+    let mut watch = Running::spawn(&with(
+        &conn,
+        &["deployments", "watch", "2", "--service", "web"],
+    ));
     watch.until("waiting for promote").await;
     let out = cli(&conn, &["abort", "--service", "web"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -584,8 +417,9 @@ async fn ctrl_c_during_deploy_wait_leaves_the_deployment_running_and_prints_the_
     );
     assert!(stderr.contains(&expected), "{stderr:#?}");
     assert!(
-        stderr.iter().any(|l| l
-            == "interrupted: deployment 1 of web keeps running (shifting(1/2))"),
+        stderr
+            .iter()
+            .any(|l| l == "interrupted: deployment 1 of web keeps running (shifting(1/2))"),
         "{stderr:#?}"
     );
 
@@ -615,9 +449,14 @@ fn load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinH
         let mut c = Client::connect(addr).await;
         let mut sent = 0;
         let deadline = tokio::time::Instant::now() + WAIT;
-        while !stop.load(Ordering::Relaxed) && sent < 20_000 && tokio::time::Instant::now() < deadline
+        while !stop.load(Ordering::Relaxed)
+            && sent < 20_000
+            && tokio::time::Instant::now() < deadline
         {
-            if c.try_request("GET", "/", &[], bytes::Bytes::new()).await.is_err() {
+            if c.try_request("GET", "/", &[], bytes::Bytes::new())
+                .await
+                .is_err()
+            {
                 c = Client::connect(addr).await;
             }
             sent += 1;

@@ -98,7 +98,10 @@ fn webhook(text: &str) -> Result<Value, CliError> {
         ))
     };
     let mut parts = text.split(',');
-    let url = parts.next().filter(|u| !u.trim().is_empty()).ok_or_else(bad)?;
+    let url = parts
+        .next()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(bad)?;
     let mut hook = json!({"url": url.trim()});
     let mut events = Vec::new();
     for p in parts {
@@ -135,7 +138,10 @@ fn add_shadow(step: Value, spec: &mut Value) -> Result<(), CliError> {
         spec["strategy"] = json!({"blue_green": {}});
     }
     let strategy = &mut spec["strategy"];
-    if let Some(bg) = strategy.get_mut("blue_green").and_then(Value::as_object_mut) {
+    if let Some(bg) = strategy
+        .get_mut("blue_green")
+        .and_then(Value::as_object_mut)
+    {
         bg.insert("shadow".into(), step);
         return Ok(());
     }
@@ -161,7 +167,10 @@ fn analysis(args: &DeployArgs, spec: &mut Value) -> Result<(), CliError> {
             "max_error_rate_increase",
             args.analysis_max_error_rate_increase.map(|v| json!(v)),
         ),
-        ("max_p99_ratio", args.analysis_max_p99_ratio.map(|v| json!(v))),
+        (
+            "max_p99_ratio",
+            args.analysis_max_p99_ratio.map(|v| json!(v)),
+        ),
     ];
     let mut fields = vec![
         (
@@ -305,7 +314,8 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
         spec["post_integration"] = json!(checks("--post-check", &args.post_checks)?);
     }
     if !args.webhooks.is_empty() {
-        let hooks: Result<Vec<Value>, CliError> = args.webhooks.iter().map(|w| webhook(w)).collect();
+        let hooks: Result<Vec<Value>, CliError> =
+            args.webhooks.iter().map(|w| webhook(w)).collect();
         spec["webhooks"] = json!(hooks?);
     }
     if let Some(t) = &args.healthy_timeout {

@@ -201,7 +201,11 @@ fn print_view(v: &Value) {
             "  check {} {}: {} ({})",
             text(&c["phase"], "?"),
             text(&c["name"], "?"),
-            if c["passed"] == true { "passed" } else { "FAILED" },
+            if c["passed"] == true {
+                "passed"
+            } else {
+                "FAILED"
+            },
             text(&c["detail"], "")
         );
     }

@@ -65,10 +65,7 @@ pub(super) fn state_text(v: &Value, service: &str) -> String {
     } else {
         format!("  weights: {weights}")
     };
-    format!(
-        "{}{gate}{waiting}{paused}{weights}",
-        text(&v["label"], "?")
-    )
+    format!("{}{gate}{waiting}{paused}{weights}", text(&v["label"], "?"))
 }
 
 /// One analysis window's verdict, `analysis 2/4: fail: error rate 0.31 > 0.01 ...`.
@@ -98,10 +95,7 @@ fn figures_text(f: &Value) -> String {
 pub(super) fn window_figures(w: &Value) -> [String; 2] {
     let seconds = w["seconds"].as_f64().unwrap_or(0.0);
     [
-        format!(
-            "new stack over {seconds:.1}s: {}",
-            figures_text(&w["new"])
-        ),
+        format!("new stack over {seconds:.1}s: {}", figures_text(&w["new"])),
         format!("previous stacks: {}", figures_text(&w["baseline"])),
     ]
 }
@@ -132,7 +126,10 @@ mod tests {
             "detail": "error rate 0.5 > 0.01",
             "new": {"requests": 20, "errors": 10, "error_rate": 0.5, "p99": 0.0123},
             "baseline": {"requests": 180, "errors": 0, "error_rate": 0.0, "p99": null}});
-        assert_eq!(verdict_text(&w), "analysis 1/2: fail: error rate 0.5 > 0.01");
+        assert_eq!(
+            verdict_text(&w),
+            "analysis 1/2: fail: error rate 0.5 > 0.01"
+        );
         assert_eq!(
             window_figures(&w),
             [
