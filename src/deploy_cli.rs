@@ -124,9 +124,11 @@ pub enum DeployCommand {
         "Examples:
   switchyard deploy --service auth --stack green --version v1.4 \\
     --process './auth-server --port {port}' --replicas 2 \\
-    --canary 5:60s,25:60s,50:manual,100 --pre-check 'GET /health=200' --wait
+    --canary 5:60s,25:60s,50:manual,100 --pre-check 'GET /health=200' \\
+    --wait
   switchyard deploy --service auth --stack blue --version v1.5 \\
-    --process './auth-server --port {port}' --rolling-batch-size 1 --wait
+    --process './auth-server --port {port}' --rolling-batch-size 1 \\
+    --wait
 
 ",
         environment!(),

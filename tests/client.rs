@@ -17,6 +17,7 @@ use support::client::{
     proxy_with_blue, stdout, text, token_file, waiting_for_promote, with,
 };
 use support::{Client, Upstream, api};
+use switchyard::demo::{DemoExtras, DemoUpstream, spawn_demo_upstream_with};
 
 #[tokio::test]
 async fn environment_variables_stand_in_for_the_connection_flags_and_flags_win() {
@@ -469,46 +470,65 @@ fn load(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinH
 async fn deploy_wait_prints_gates_and_verdicts_as_they_happen_and_the_failing_figures() {
     let blue = Upstream::start("v1.3").await;
     let green = Upstream::start_with("v1.4", 1.0, Duration::ZERO).await;
-    // The gate asks an upstream that answers 200 to anything: approved at once.
-    let approver = Upstream::start("approver").await;
+    // The gate asks an upstream whose /health answers 503 ("not yet") until the file exists,
+    // then 200 (approved): the test approves once the client showed the wait.
+    let approval = tempfile::tempdir().expect("dir");
+    let approved = approval.path().join("approved");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind approver");
+    let approver = listener.local_addr().expect("addr");
+    let approver_handle = spawn_demo_upstream_with(
+        listener,
+        DemoUpstream {
+            version: "approver".into(),
+            fail_rate: 0.0,
+            latency: Duration::ZERO,
+        },
+        DemoExtras {
+            log_requests: false,
+            healthy_when: Some(approved.clone()),
+        },
+    );
     let proxy = proxy_with_blue(&blue, tempfile::tempdir().expect("dir"), "");
     let conn = conn(&proxy);
     let green_addr = green.addr.to_string();
-    let gate = format!("shift=http://{}/approve", approver.addr);
+    let gate = format!("shift=http://{approver}/health,interval=100ms");
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = load(proxy.addr("public"), stop.clone());
-    let out = cli_env(
-        &deploy(
-            &conn,
-            "green",
-            &green_addr,
-            &[
-                "--canary",
-                "50:30s,100",
-                "--gate",
-                &gate,
-                "--analysis-interval",
-                "200ms",
-                "--analysis-min-requests",
-                "5",
-                "--analysis-max-error-rate",
-                "0.1",
-                "--wait",
-            ],
-        ),
-        &[],
-    )
-    .await;
+    // Windows with too few requests are inconclusive; enough of them in a row would roll back
+    // for that reason instead, so many are allowed: the first judged window fails.
+    let mut waiting = Running::spawn(&deploy(
+        &conn,
+        "green",
+        &green_addr,
+        &[
+            "--canary",
+            "50:30s,100",
+            "--gate",
+            &gate,
+            "--analysis-interval",
+            "300ms",
+            "--analysis-min-requests",
+            "5",
+            "--analysis-max-inconclusive",
+            "50",
+            "--analysis-max-error-rate",
+            "0.1",
+            "--wait",
+        ],
+    ));
+    let gate_wait =
+        format!("] gate shift: waiting until http://{approver}/health answers 200 (up to 10m)");
+    waiting.until(&gate_wait).await;
+    std::fs::write(&approved, "").expect("approve");
+    let (code, stdout, stderr) = waiting.end().await;
     stop.store(true, Ordering::Relaxed);
     let sent = traffic.await.expect("load");
     assert!(sent > 0);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = stdout(&out);
-    let gate_wait = format!(
-        "] gate shift: waiting until http://{}/approve answers 200 (up to 10m)",
-        approver.addr
-    );
+    approver_handle.stop();
+    let stderr = stderr.join("\n");
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
     // In the order they happened.
     let at = |needle: &str| {
         stderr
