@@ -189,7 +189,7 @@ fn commands_in_the_comments_are_accepted_by_the_binary() {
             seen.insert(verb);
         }
     }
-    let expected: BTreeSet<String> = ["check", "deploy", "promote"]
+    let expected: BTreeSet<String> = ["check", "deploy", "promote", "status"]
         .into_iter()
         .map(String::from)
         .collect();

@@ -174,6 +174,9 @@ fn man_writes_a_page_per_subcommand_that_groff_accepts() {
     assert!(serve.contains("\\-\\-config"), "{serve}");
     // Nested subcommands get their own page too.
     assert!(out_dir.join("switchyard-certs-self-signed.1").is_file());
+    let watch = std::fs::read_to_string(out_dir.join("switchyard-deployments-watch.1"))
+        .expect("deployments watch page");
+    assert!(watch.contains("SWITCHYARD_CONTROL_URL"), "{watch}");
 
     if Command::new("groff").arg("--version").output().is_err() {
         eprintln!("groff is not installed: the pages were checked by their content only");
@@ -247,6 +250,14 @@ fn bash_completion_parses_and_offers_the_subcommands() {
         certs.contains(&"self-signed".to_owned()) && certs.contains(&"inspect".to_owned()),
         "{certs:?}"
     );
+    let deployments = bash_completes(&script, &["switchyard", "deployments", ""]);
+    for sub in ["list", "show", "logs", "watch"] {
+        assert!(deployments.contains(&sub.to_owned()), "{deployments:?}");
+    }
+    let watch = bash_completes(&script, &["switchyard", "deployments", "watch", "--"]);
+    for flag in ["--control", "--token-file", "--ca", "--service"] {
+        assert!(watch.contains(&flag.to_owned()), "{watch:?}");
+    }
 }
 
 #[test]

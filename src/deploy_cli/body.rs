@@ -90,34 +90,141 @@ fn gate(text: &str) -> Result<Value, CliError> {
     Ok(gate)
 }
 
-/// The `--analysis-*` flags into the canary strategy's `analysis`.
+/// Parses `URL[,events=PATTERN]...[,secret_env=VAR]` into a webhook.
+fn webhook(text: &str) -> Result<Value, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--webhook {text}: expected URL[,events=PATTERN]...[,secret_env=VAR], e.g. \"http://hooks.internal/deploy,events=deployment.rolled_back\""
+        ))
+    };
+    let mut parts = text.split(',');
+    let url = parts
+        .next()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(bad)?;
+    let mut hook = json!({"url": url.trim()});
+    let mut events = Vec::new();
+    for p in parts {
+        match p.split_once('=') {
+            Some(("events", e)) if !e.trim().is_empty() => events.push(json!(e.trim())),
+            Some(("secret_env", v)) if !v.trim().is_empty() => hook["secret_env"] = json!(v.trim()),
+            _ => return Err(bad()),
+        }
+    }
+    if !events.is_empty() {
+        hook["events"] = json!(events);
+    }
+    Ok(hook)
+}
+
+/// Parses `PERCENT:DURATION` into a shadow step.
+fn shadow(text: &str) -> Result<Value, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--shadow {text}: expected PERCENT:DURATION, e.g. \"10:30s\""
+        ))
+    };
+    let (percent, duration) = text.split_once(':').ok_or_else(bad)?;
+    let percent: i64 = percent.trim().parse().map_err(|_| bad())?;
+    if duration.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(json!({"percent": percent, "duration": duration.trim()}))
+}
+
+/// `--shadow` into the strategy: a blue-green's `shadow`, or a canary's first step.
+fn add_shadow(step: Value, spec: &mut Value) -> Result<(), CliError> {
+    if spec.get("strategy").is_none() {
+        spec["strategy"] = json!({"blue_green": {}});
+    }
+    let strategy = &mut spec["strategy"];
+    if let Some(bg) = strategy
+        .get_mut("blue_green")
+        .and_then(Value::as_object_mut)
+    {
+        bg.insert("shadow".into(), step);
+        return Ok(());
+    }
+    if let Some(steps) = strategy
+        .get_mut("canary")
+        .and_then(|c| c.get_mut("steps"))
+        .and_then(Value::as_array_mut)
+    {
+        steps.retain(|s| s.get("shadow").is_none());
+        steps.insert(0, json!({ "shadow": step }));
+        return Ok(());
+    }
+    Err(CliError::Usage(
+        "--shadow goes before a blue-green cutover or a canary's steps, not a rolling update"
+            .to_owned(),
+    ))
+}
+
+/// The `--analysis-*` flags into the canary's (or the shadowing blue-green's) `analysis`.
 fn analysis(args: &DeployArgs, spec: &mut Value) -> Result<(), CliError> {
-    let fields = [
+    let baseline = [
+        (
+            "max_error_rate_increase",
+            args.analysis_max_error_rate_increase.map(|v| json!(v)),
+        ),
+        (
+            "max_p99_ratio",
+            args.analysis_max_p99_ratio.map(|v| json!(v)),
+        ),
+    ];
+    let mut fields = vec![
         (
             "interval",
             args.analysis_interval.as_ref().map(|v| json!(v)),
         ),
+        ("min_requests", args.analysis_min_requests.map(|v| json!(v))),
         (
             "max_error_rate",
             args.analysis_max_error_rate.map(|v| json!(v)),
         ),
         ("max_p99", args.analysis_max_p99.as_ref().map(|v| json!(v))),
+        (
+            "failure_limit",
+            args.analysis_failure_limit.map(|v| json!(v)),
+        ),
+        (
+            "max_inconclusive",
+            args.analysis_max_inconclusive.map(|v| json!(v)),
+        ),
+        (
+            "on_inconclusive",
+            args.analysis_on_inconclusive.as_ref().map(|v| json!(v)),
+        ),
         ("dry_run", args.analysis_dry_run.then_some(json!(true))),
     ];
+    if baseline.iter().any(|(_, v)| v.is_some()) {
+        let b: serde_json::Map<String, Value> = baseline
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+            .collect();
+        fields.push(("baseline", Some(Value::Object(b))));
+    }
     if fields.iter().all(|(_, v)| v.is_none()) {
         return Ok(());
     }
-    let Some(canary) = spec
-        .get_mut("strategy")
-        .and_then(|s| s.get_mut("canary"))
-        .and_then(Value::as_object_mut)
-    else {
+    let strategy = spec.get_mut("strategy");
+    let judged = strategy.and_then(|s| {
+        let shadowing = s
+            .get("blue_green")
+            .is_some_and(|b| b.get("shadow").is_some());
+        if shadowing {
+            s.get_mut("blue_green")
+        } else {
+            s.get_mut("canary")
+        }
+    });
+    let Some(judged) = judged.and_then(Value::as_object_mut) else {
         return Err(CliError::Usage(
-            "--analysis-* judges canary steps: pass --canary (or a canary strategy in --spec)"
+            "--analysis-* judges canary steps or a shadow step: pass --canary or --shadow (or such a strategy in --spec)"
                 .to_owned(),
         ));
     };
-    let analysis = canary.entry("analysis").or_insert_with(|| json!({}));
+    let analysis = judged.entry("analysis").or_insert_with(|| json!({}));
     for (k, v) in fields {
         if let Some(v) = v {
             analysis[k] = v;
@@ -193,6 +300,9 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
             }
         }
     }
+    if let Some(text) = &args.shadow {
+        add_shadow(shadow(text)?, &mut spec)?;
+    }
     if !args.gates.is_empty() {
         let gates: Result<Vec<Value>, CliError> = args.gates.iter().map(|g| gate(g)).collect();
         spec["gates"] = json!(gates?);
@@ -202,6 +312,14 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
     }
     if !args.post_checks.is_empty() {
         spec["post_integration"] = json!(checks("--post-check", &args.post_checks)?);
+    }
+    if !args.webhooks.is_empty() {
+        let hooks: Result<Vec<Value>, CliError> =
+            args.webhooks.iter().map(|w| webhook(w)).collect();
+        spec["webhooks"] = json!(hooks?);
+    }
+    if let Some(t) = &args.healthy_timeout {
+        spec["healthy_timeout"] = json!(t);
     }
     analysis(args, &mut spec)?;
     if let Some(a) = &args.retire_after {
@@ -221,77 +339,4 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gate_flag_becomes_a_gate() {
-        assert_eq!(
-            gate("step:2=http://127.0.0.1:9/ok,timeout=5m").expect("valid"),
-            json!({"before": "step:2", "url": "http://127.0.0.1:9/ok", "timeout": "5m"})
-        );
-        assert_eq!(
-            gate("shift=http://h/").expect("valid"),
-            json!({"before": "shift", "url": "http://h/"})
-        );
-        for bad in ["shift", "shift=", "shift=http://h/,ttl=1s"] {
-            assert!(gate(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn canary_flag_becomes_steps() {
-        let v = canary_steps("5:60s,50:manual,100").expect("valid");
-        assert_eq!(
-            v["canary"]["steps"][0],
-            json!({"weight": 5, "pause": "60s"})
-        );
-        assert_eq!(v["canary"]["steps"][1]["pause"], "manual");
-        assert_eq!(v["canary"]["steps"][2], json!({"weight": 100}));
-    }
-
-    #[test]
-    fn checks_accept_one_or_two_words() {
-        let v = checks(
-            "--pre-check",
-            &[
-                "GET".into(),
-                "/health=200".into(),
-                "POST /x=201".into(),
-                "/=204".into(),
-            ],
-        )
-        .expect("valid");
-        assert_eq!(
-            v[0]["http"],
-            json!({"method": "GET", "path": "/health", "expect_status": 200})
-        );
-        assert_eq!(v[1]["http"]["method"], "POST");
-        assert_eq!(v[2]["http"]["expect_status"], 204);
-    }
-
-    #[test]
-    fn malformed_checks_show_the_expected_form() {
-        for bad in [
-            vec!["health"],
-            vec!["GET"],
-            vec!["GET health=200"],
-            vec!["/health=abc"],
-            vec!["/health=999"],
-            vec!["GET", "POST /x=200"],
-            vec!["G-T /x=200"],
-        ] {
-            let values: Vec<String> = bad.iter().map(|s| (*s).to_owned()).collect();
-            let e = checks("--pre-check", &values)
-                .expect_err("malformed")
-                .to_string();
-            assert!(
-                e.starts_with("--pre-check \"")
-                    && e.ends_with(
-                        "expected [METHOD] PATH=STATUS, e.g. \"/health=200\" or \"POST /warm=204\""
-                    ),
-                "{bad:?}: {e}"
-            );
-        }
-    }
-}
+mod tests;

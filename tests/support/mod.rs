@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod client;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
