@@ -3,6 +3,7 @@
 //! installs logging and the crypto provider, and maps errors to exit codes.
 
 pub mod completion;
+mod control_runtime;
 pub mod demo;
 pub mod deploy_cli;
 mod health_file;

@@ -13,6 +13,7 @@
 //! Process replicas keep running on exit (the next start re-adopts them) unless
 //! [`Bound::stop_replicas_on_exit`] (the demo).
 
+use crate::control_runtime::ControlRuntime;
 use crate::health_file;
 use crate::lock::StateLock;
 use crate::notify::{self, notify};
@@ -81,6 +82,9 @@ pub enum ServeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The control plane's thread could not be started.
+    #[error("cannot start the control plane's runtime")]
+    Runtime(#[source] std::io::Error),
     /// The state folder is locked by another instance, or cannot be locked.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
@@ -325,15 +329,24 @@ pub async fn serve_until_signal(
     let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())
         .and_then(|p| p.with_certificates(stores.clone()))
         .map_err(|e| ServeError::Metrics(Box::new(e)))?;
-    let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
-    let control = match bound.control_tls {
-        None => spawn_control(bound.control, state.clone(), shutdown_rx.clone()),
-        Some(tls) => spawn_control_tls(bound.control, tls, state.clone(), shutdown_rx.clone())
-            .map_err(|source| ServeError::Bind {
-                name: "control".into(),
-                addr: control_addr,
-                source,
-            })?,
+    // The control API, the state writer and the deployment drivers run on a thread of their
+    // own (issue 13): a burst of control calls never takes the proxy's event loop.
+    let control_rt = ControlRuntime::start().map_err(ServeError::Runtime)?;
+    let (state, writer, control) = {
+        let _on = control_rt.enter();
+        let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());
+        let bind_err = |source| ServeError::Bind {
+            name: "control".into(),
+            addr: control_addr,
+            source,
+        };
+        let listener = ControlRuntime::adopt(bound.control).map_err(bind_err)?;
+        let control = match bound.control_tls {
+            None => spawn_control(listener, state.clone(), shutdown_rx.clone()),
+            Some(tls) => spawn_control_tls(listener, tls, state.clone(), shutdown_rx.clone())
+                .map_err(bind_err)?,
+        };
+        (state, writer, control)
     };
     // Installed before `ready` is announced: a SIGTERM sent right after it must drain, not
     // kill the process with the default action.
@@ -411,6 +424,8 @@ pub async fn serve_until_signal(
         // A watcher that panicked must not hide a clean shutdown; it was logged already.
         let _ = w.await;
     }
+    // What is left on the control thread (finished drivers' timers) is dropped with it.
+    drop(control_rt);
     Ok(())
 }
 
