@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use support::{Client, Proxy, Reaper, Upstream, api, config, pid_alive, sha256_hex, wait_json};
 
 const CI: &str = "ci-secret";
@@ -236,6 +237,52 @@ async fn blue_green_of_process_replicas_under_load_fails_no_request_and_stops_th
         assert!(!pid_alive(*pid), "old replica {pid} still runs");
     }
     assert_eq!(weights(&service(&proxy).await), [("green".to_owned(), 100)]);
+    assert!(proxy.stop().success());
+}
+
+#[tokio::test]
+async fn deleting_a_process_stack_through_the_api_stops_its_replicas() {
+    let reaper = Reaper::default();
+    let proxy = Proxy::start(&setup(&[], ""));
+    let retire = json!({"after": "1h", "drain_timeout": "2s"});
+    let id = start(
+        &proxy,
+        json!({"stack": "blue", "version": "v1", "source": process("v1", 2), "retire_previous": retire}),
+    )
+    .await;
+    let blue = pids(&wait_phase(&proxy, id, "succeeded").await);
+    reaper.add(blue.clone());
+    let id = start(
+        &proxy,
+        json!({"stack": "green", "version": "v2", "source": process("v2", 1), "retire_previous": retire}),
+    )
+    .await;
+    let green = pids(&wait_phase(&proxy, id, "succeeded").await);
+    reaper.add(green.clone());
+    // Blue waits on standby at weight 0 (an hour before its retirement); an operator removes it.
+    assert!(blue.iter().all(|p| pid_alive(*p)), "blue on standby runs");
+    let (status, v) = api(
+        proxy.control,
+        "DELETE",
+        "/v1/services/web/stacks/blue",
+        Some(CI),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // Bounded by the stack's drain time and a margin; the condition is what is awaited.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while blue.iter().any(|p| pid_alive(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blue's replicas {blue:?} still run after its removal\n{}",
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(green.iter().all(|p| pid_alive(*p)), "green untouched");
+    let mut c = Client::connect(proxy.addr("public")).await;
+    assert_eq!(get(&mut c, None).await.version(), "v2");
     assert!(proxy.stop().success());
 }
 

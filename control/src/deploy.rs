@@ -27,6 +27,7 @@ mod outbound;
 mod plan;
 mod process;
 mod record;
+mod removed;
 mod rolling;
 mod shadow;
 mod source;

@@ -175,9 +175,17 @@ pub(crate) async fn remove(
     caller.authorize(Role::Admin, Some(&service))?;
     existing_service(&state, &service)?;
     let if_match = if_match(&headers)?;
+    let stacks: Vec<String> = state
+        .published()
+        .config
+        .service(&service)
+        .map(|s| s.stacks().iter().map(|st| st.name().to_string()).collect())
+        .unwrap_or_default();
     let published = state
         .write(caller.name(), &service, if_match, Change::DeleteService)
         .await?;
+    // Its stacks' process or container replicas stop now, not at the next start.
+    state.deployments().release_removed(&service, stacks);
     let revision = published.records.get(&service).map_or(0, |r| r.revision);
     Ok(Json(DeletedView { service, revision }).into_response())
 }

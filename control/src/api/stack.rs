@@ -134,7 +134,7 @@ pub(crate) async fn set_endpoints(
 #[utoipa::path(
     delete, path = "/v1/services/{service}/stacks/{stack}", tag = "stacks",
     operation_id = "delete_stack",
-    description = "Removes a stack (role deploy); refused while it has weight unless force=true. Requests in flight on it finish.",
+    description = "Removes a stack (role deploy); refused while it has weight unless force=true. Requests in flight on it finish. The replicas of a process or container stack are stopped (given the drain timeout of the deployment that made it).",
     params(
         ("service" = String, Path, description = "Service name"),
         ("stack" = String, Path, description = "Stack name"),
@@ -165,12 +165,14 @@ pub(crate) async fn remove(
     check_name("stack", &stack)?;
     let if_match = if_match(&headers)?;
     let change = Change::DeleteStack {
-        stack,
+        stack: stack.clone(),
         force: query.force.unwrap_or(false),
         allow_no_traffic: query.allow_no_traffic.unwrap_or(false),
     };
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;
+    // Its process or container replicas stop now, not at the next start.
+    state.deployments().release_removed(&service, vec![stack]);
     service_response(&state, &published, &service, StatusCode::OK)
 }

@@ -37,7 +37,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// to them meanwhile).
 const RETIRE_AFTER: Duration = Duration::from_secs(600);
 /// Default drain time of a retired stack's processes.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most replicas one process source may start.
 const MAX_REPLICAS: u32 = 64;
 /// Most repetitions of one http check.
