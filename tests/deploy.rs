@@ -271,10 +271,10 @@ async fn deleting_a_process_stack_through_the_api_stops_its_replicas() {
     .await;
     assert_eq!(status, 200, "{v}");
     // Bounded by the stack's drain time and a margin; the condition is what is awaited.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while blue.iter().any(|p| pid_alive(*p)) {
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "blue's replicas {blue:?} still run after its removal\n{}",
             proxy.stderr()
         );
