@@ -152,11 +152,15 @@ async fn an_upstream_that_closes_mid_body_cuts_the_response_and_is_not_pooled() 
     })
     .await;
     let proxy = start_proxy(&config(up.addr)).await;
+    // The client never gets a complete response: the connection closes with the head and
+    // part of the body, or (when the break is seen before anything was flushed) with nothing.
     let out = request(proxy.addr, GET).await;
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("content-length: 100"), "{out}");
-    let body = &out[out.find("\r\n\r\n").expect("head") + 4..];
-    assert!(body.len() < 100, "{out}");
+    if !out.is_empty() {
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains("content-length: 100"), "{out}");
+        let body = &out[out.find("\r\n\r\n").expect("head") + 4..];
+        assert!(body.len() < 100, "{out}");
+    }
     let out = request(proxy.addr, GET).await;
     assert!(out.ends_with("\r\n\r\nok"), "{out}");
     assert_eq!(up.accepts(), 2);

@@ -148,10 +148,12 @@ impl Reading {
     }
 }
 
-/// The body of an endpoint's response.
+/// The body of an endpoint's response. Small, because responses move several times on their
+/// way to the client: the reading state is boxed, and only when the body was not complete with
+/// its head.
 #[derive(Debug)]
 pub(crate) struct ResponseBody {
-    reading: Option<Reading>,
+    reading: Option<Box<Reading>>,
     /// A frame decoded before the head was handed out.
     ready: Option<Frame<Bytes>>,
 }
@@ -176,7 +178,7 @@ impl ResponseBody {
             });
         }
         Ok(Self {
-            reading: Some(reading),
+            reading: Some(Box::new(reading)),
             ready,
         })
     }
@@ -184,7 +186,7 @@ impl ResponseBody {
     /// A switched connection, kept for the tunnel (see [`ResponseBody::take_switched`]).
     pub(crate) fn switched(reading: Reading) -> Self {
         Self {
-            reading: Some(reading),
+            reading: Some(Box::new(reading)),
             ready: None,
         }
     }
@@ -222,14 +224,14 @@ impl Body for ResponseBody {
             Ok(Step::Frame(f)) => {
                 if complete {
                     if let Some(r) = this.reading.take() {
-                        r.release();
+                        (*r).release();
                     }
                 }
                 Poll::Ready(Some(Ok(f)))
             }
             Ok(Step::End) => {
                 if let Some(r) = this.reading.take() {
-                    r.release();
+                    (*r).release();
                 }
                 Poll::Ready(None)
             }
@@ -251,7 +253,7 @@ impl Body for ResponseBody {
             .as_ref()
             .and_then(Frame::data_ref)
             .map_or(0, |d| d.len() as u64);
-        match &self.reading {
+        match self.reading.as_deref() {
             None => SizeHint::with_exact(ready),
             Some(Reading {
                 decoder: Decoder::Length(left),

@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 /// Most header fields accepted in a response head (hyper's client default).
 pub const MAX_HEADERS: usize = 100;
 /// Largest response head accepted, in bytes.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024 - 1;
 
 /// Why a response from an endpoint could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,14 +43,80 @@ pub enum DecodeError {
 }
 
 /// A parsed response head.
+///
+/// The fields that only concern this hop are read while parsing and kept out of `headers`:
+/// `Transfer-Encoding`, `Keep-Alive`, and a `Connection` that says no more than `close` or
+/// `keep-alive` (one naming other fields, or `upgrade`, stays, so the hop-by-hop stripping
+/// downstream sees it). `Content-Length` stays.
 #[derive(Debug)]
 pub struct ResponseHead {
     /// The status code.
     pub status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The header fields, in order.
+    /// The header fields, in order, less the hop's own (see above).
     pub headers: HeaderMap,
+    fields: Fields,
+}
+
+/// What a head's framing and connection fields said.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields {
+    /// `Content-Length`: `None` when absent; `Some(None)` when invalid or disagreeing.
+    length: Option<Option<u64>>,
+    /// Whether `Transfer-Encoding` was present.
+    encoded: bool,
+    /// Whether its last coding is `chunked`.
+    chunked_last: bool,
+    /// `chunked` not last, or a field without codings.
+    bad_encoding: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Fields {
+    fn content_length(&mut self, v: &[u8]) {
+        for t in v.split(|&b| b == b',') {
+            let n = parse_decimal(t.trim_ascii());
+            self.length = match (self.length, n) {
+                (None, n) => Some(n),
+                (Some(Some(f)), Some(n)) if f == n => Some(Some(f)),
+                _ => Some(None),
+            };
+        }
+    }
+
+    fn transfer_encoding(&mut self, v: &[u8]) {
+        self.encoded = true;
+        let mut any = false;
+        for t in v.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            any = true;
+            // chunked must be applied last, and once.
+            self.bad_encoding |= self.chunked_last;
+            self.chunked_last = t.eq_ignore_ascii_case(b"chunked");
+        }
+        self.bad_encoding |= !any;
+    }
+
+    /// Records the tokens; whether they were only `close` / `keep-alive`.
+    fn connection(&mut self, v: &[u8]) -> bool {
+        let mut only = true;
+        for t in v.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !t.is_empty() {
+                only = false;
+            }
+        }
+        only
+    }
 }
 
 /// How the body of a response is delimited.
@@ -71,7 +137,7 @@ pub enum Framing {
 pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, DecodeError> {
     // Offsets of (name, value) of each field, relative to the buffer's start: the parse
     // borrows `buf`, and the field values are sliced out of it once it is frozen.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
     let (len, code, minor, count) = {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
@@ -93,8 +159,8 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
         for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
             let n = h.name.as_ptr() as usize - base;
             let v = h.value.as_ptr() as usize - base;
-            // Offsets fit: the head is at most MAX_HEAD_BYTES long.
-            *span = (n as u32, h.name.len() as u32, v as u32, h.value.len() as u32);
+            // Offsets fit: the head is shorter than MAX_HEAD_BYTES (64 KiB).
+            *span = (n as u16, h.name.len() as u16, v as u16, h.value.len() as u16);
         }
         let code = resp.code.ok_or(DecodeError::Head)?;
         let minor = resp.version.ok_or(DecodeError::Head)?;
@@ -107,10 +173,25 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
     } else {
         Version::HTTP_11
     };
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut fields = Fields::default();
     let mut headers = HeaderMap::with_capacity(count);
     for &(n, nl, v, vl) in &spans[..count] {
-        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+        let (n, nl, v, vl) = (usize::from(n), usize::from(nl), usize::from(v), usize::from(vl));
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| DecodeError::Head)?;
+        let raw = &head[v..v + vl];
+        if name == header::CONTENT_LENGTH {
+            fields.content_length(raw);
+        } else if name == header::TRANSFER_ENCODING {
+            fields.transfer_encoding(raw);
+            continue;
+        } else if name == header::CONNECTION {
+            if fields.connection(raw) && !switching {
+                continue;
+            }
+        } else if name.as_str() == "keep-alive" {
+            continue;
+        }
         let value =
             HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| DecodeError::Head)?;
         headers.append(name, value);
@@ -119,6 +200,7 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
         status,
         version,
         headers,
+        fields,
     }))
 }
 
@@ -128,83 +210,33 @@ pub fn response_framing(
     head: &ResponseHead,
     head_request: bool,
 ) -> Result<(Framing, bool), DecodeError> {
-    let h = &head.headers;
-    let keep_alive = keeps_alive(head.version, h);
+    let f = &head.fields;
+    // HTTP/1.1 keeps the connection unless `close`; HTTP/1.0 only with `keep-alive`.
+    let keep_alive = !f.close && (head.version == Version::HTTP_11 || f.keep_alive);
     let status = head.status.as_u16();
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok((Framing::Empty, keep_alive));
     }
-    if h.contains_key(header::TRANSFER_ENCODING) {
-        if h.contains_key(header::CONTENT_LENGTH) {
+    if f.encoded {
+        if f.length.is_some() {
             return Err(DecodeError::LengthAndEncoding);
         }
-        if head.version == Version::HTTP_10 {
+        if head.version == Version::HTTP_10 || f.bad_encoding {
             return Err(DecodeError::TransferEncoding);
         }
-        return if chunked_is_last(h)? {
+        return if f.chunked_last {
             Ok((Framing::Chunked, keep_alive))
         } else {
             // A coding without chunked: the body runs to the close (RFC 9112 §6.3 item 4).
             Ok((Framing::Close, false))
         };
     }
-    match content_length(h)? {
-        Some(0) => Ok((Framing::Empty, keep_alive)),
-        Some(n) => Ok((Framing::Length(n), keep_alive)),
+    match f.length {
+        Some(None) => Err(DecodeError::ContentLength),
+        Some(Some(0)) => Ok((Framing::Empty, keep_alive)),
+        Some(Some(n)) => Ok((Framing::Length(n), keep_alive)),
         None => Ok((Framing::Close, false)),
     }
-}
-
-/// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 only with `keep-alive`.
-fn keeps_alive(version: Version, h: &HeaderMap) -> bool {
-    let (mut close, mut keep) = (false, false);
-    for v in h.get_all(header::CONNECTION) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            close |= t.eq_ignore_ascii_case(b"close");
-            keep |= t.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-    !close && (version == Version::HTTP_11 || keep)
-}
-
-/// Whether `chunked` is the final transfer coding; an error when it appears anywhere else.
-fn chunked_is_last(h: &HeaderMap) -> Result<bool, DecodeError> {
-    let mut last_chunked = false;
-    let mut any = false;
-    for v in h.get_all(header::TRANSFER_ENCODING) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if t.is_empty() {
-                continue;
-            }
-            if last_chunked {
-                // chunked must be applied last, once.
-                return Err(DecodeError::TransferEncoding);
-            }
-            any = true;
-            last_chunked = t.eq_ignore_ascii_case(b"chunked");
-        }
-    }
-    if !any {
-        return Err(DecodeError::TransferEncoding);
-    }
-    Ok(last_chunked)
-}
-
-/// The one length every `Content-Length` value (and list element) agrees on.
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, DecodeError> {
-    let mut found: Option<u64> = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let n = parse_decimal(t.trim_ascii()).ok_or(DecodeError::ContentLength)?;
-            match found {
-                Some(f) if f != n => return Err(DecodeError::ContentLength),
-                _ => found = Some(n),
-            }
-        }
-    }
-    Ok(found)
 }
 
 fn parse_decimal(t: &[u8]) -> Option<u64> {

@@ -78,3 +78,22 @@ fn framing_follows_rfc_9112_and_refuses_ambiguity() {
         );
     }
 }
+
+#[test]
+fn the_hops_own_fields_are_kept_out_of_the_header_map() {
+    let head = parse(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n")
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers.len(), 1, "{:?}", head.headers);
+    assert_eq!(response_framing(&head, false), Ok((Framing::Chunked, true)));
+    // A Connection naming other fields, or an upgrade, stays for the hop-by-hop stripping.
+    let head = parse(b"HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nx-secret: 1\r\ncontent-length: 0\r\n\r\n")
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers["connection"], "close, x-secret");
+    assert_eq!(response_framing(&head, false), Ok((Framing::Empty, false)));
+    let head = parse(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers["connection"], "upgrade");
+}
