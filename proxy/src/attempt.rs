@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 
+/// What a failed attempt leaves: the cause, and the request when it may be sent again (boxed,
+/// so the rare failure does not make every successful result large).
+pub(crate) type AttemptError = (Cause, Option<Box<Request<UpstreamBody>>>);
+
 /// One attempt. On failure, hands the request back when it may be sent again.
 pub(crate) async fn send(
     svc: &ServiceRoute,
@@ -21,7 +25,7 @@ pub(crate) async fn send(
     ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
     idle: Duration,
-) -> Result<Response<ResponseBody>, (Cause, Option<Request<UpstreamBody>>)> {
+) -> Result<Response<ResponseBody>, AttemptError> {
     let conn = match ep.pool().take(idle) {
         Some(c) => c,
         // Boxed: the connect future (TCP + TLS) is large and rarely taken; inline it would
@@ -44,7 +48,7 @@ pub(crate) async fn send(
                 } else {
                     Cause::ConnectFailed
                 };
-                return Err((cause, Some(req)));
+                return Err((cause, Some(Box::new(req))));
             }
         },
     };

@@ -278,7 +278,10 @@ async fn proxy(
     let done = Done::new(stack.stats.clone(), ep.stats().clone(), start);
     let (mut parts, body) = resp.into_parts();
     strip_response_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, ProxyBody::upstream(body, Some(done))))
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::upstream(body, Some(done)),
+    ))
 }
 
 /// Joins the client's upgraded connection and the endpoint's switched one and answers the
@@ -462,7 +465,7 @@ async fn send_with_retry(
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, req, idle).await {
+            match attempt::send(svc, stack, next, *req, idle).await {
                 Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
                     attempt_failed(next, c, listener, start);

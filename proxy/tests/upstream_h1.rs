@@ -120,12 +120,16 @@ async fn ambiguous_response_framing_is_a_502_and_its_connection_is_dropped() {
     ];
     for (i, answer) in bad.into_iter().enumerate() {
         // The first connection answers badly; any later one well.
-        let up = RawUpstream::start(move |tcp, n| answer_each(tcp, if n == 1 { answer } else { OK }))
-            .await;
+        let up =
+            RawUpstream::start(move |tcp, n| answer_each(tcp, if n == 1 { answer } else { OK }))
+                .await;
         let proxy = start_proxy(&config(up.addr)).await;
         let out = request(proxy.addr, GET).await;
         assert!(out.starts_with("HTTP/1.1 502"), "case {i}: {out}");
-        assert!(out.contains("x-switchyard-error: upstream-error"), "case {i}: {out}");
+        assert!(
+            out.contains("x-switchyard-error: upstream-error"),
+            "case {i}: {out}"
+        );
         assert!(!out.contains("hello"), "case {i}: {out}");
         let out = request(proxy.addr, GET).await;
         assert!(out.ends_with("\r\n\r\nok"), "case {i}: {out}");
@@ -177,7 +181,9 @@ async fn interim_answers_are_skipped_and_the_client_sees_one_100_continue() {
         };
         assert!(head.contains("content-length: 5"), "{head}");
         let _ = tcp
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n",
+            )
             .await;
         let mut chunk = [0u8; 64];
         while buf.len() < 5 {
@@ -302,7 +308,11 @@ async fn a_websocket_switch_is_tunnelled_with_the_bytes_sent_after_the_101() {
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&chunk[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     for i in 0..3 {
         let msg = format!("frame {i}");
         s.write_all(msg.as_bytes()).await.expect("write");
@@ -360,7 +370,11 @@ async fn a_response_the_client_abandons_mid_body_never_goes_back_to_the_pool() {
         // Dropped with most of the body unread.
     }
     let closed = tokio::time::timeout(WAIT, closed_rx.recv()).await;
-    assert_eq!(closed.ok().flatten(), Some(1), "the first upstream connection stayed open");
+    assert_eq!(
+        closed.ok().flatten(),
+        Some(1),
+        "the first upstream connection stayed open"
+    );
     let out = request(proxy.addr, GET).await;
     assert!(out.ends_with("\r\n\r\nok"), "{out}");
     assert_eq!(up.accepts(), 2);

@@ -7,14 +7,14 @@
 //! (`crate::upstream`).
 
 use super::CheckOutcome;
+use crate::body::UpstreamBody;
 use crate::endpoint::{EndpointKey, EndpointState};
 use crate::handle::Shared;
-use crate::body::UpstreamBody;
 use crate::pool::{self, UpstreamTls};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use http::{HeaderValue, Method, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use switchyard_config::{CheckKind, HealthCheckSpec, Scheme};
 use tracing::debug;

@@ -255,7 +255,11 @@ mod tests {
             b"5;a\nb\r\nhello\r\n",
         ] {
             let got = run(bad, 100);
-            assert!(got.is_err(), "{:?} gave {got:?}", String::from_utf8_lossy(bad));
+            assert!(
+                got.is_err(),
+                "{:?} gave {got:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -136,7 +136,9 @@ impl Conn {
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
         // Pending: nothing to read, so still open. Any byte, the end, or an error: not usable.
-        Pin::new(&mut self.io).poll_read(&mut cx, &mut buf).is_pending()
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
     }
 
     /// Reads what the endpoint sent into `read`; `Ok(0)` is the end of the stream.

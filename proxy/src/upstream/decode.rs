@@ -141,8 +141,11 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
     let (len, code, minor, count) = {
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut []);
-        let status = httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, buf, &mut headers);
+        let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut headers,
+        );
         let len = match status {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
@@ -160,7 +163,12 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
             let n = h.name.as_ptr() as usize - base;
             let v = h.value.as_ptr() as usize - base;
             // Offsets fit: the head is shorter than MAX_HEAD_BYTES (64 KiB).
-            *span = (n as u16, h.name.len() as u16, v as u16, h.value.len() as u16);
+            *span = (
+                n as u16,
+                h.name.len() as u16,
+                v as u16,
+                h.value.len() as u16,
+            );
         }
         let code = resp.code.ok_or(DecodeError::Head)?;
         let minor = resp.version.ok_or(DecodeError::Head)?;
@@ -177,7 +185,12 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
     let mut fields = Fields::default();
     let mut headers = HeaderMap::with_capacity(count);
     for &(n, nl, v, vl) in &spans[..count] {
-        let (n, nl, v, vl) = (usize::from(n), usize::from(nl), usize::from(v), usize::from(vl));
+        let (n, nl, v, vl) = (
+            usize::from(n),
+            usize::from(nl),
+            usize::from(v),
+            usize::from(vl),
+        );
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| DecodeError::Head)?;
         let raw = &head[v..v + vl];
         if name == header::CONTENT_LENGTH {
@@ -260,8 +273,8 @@ pub(crate) fn parse_trailers(block: &Bytes) -> Result<HeaderMap, DecodeError> {
         Ok(httparse::Status::Complete((_, fields))) => {
             let mut map = HeaderMap::with_capacity(fields.len());
             for f in fields.iter() {
-                let name = HeaderName::from_bytes(f.name.as_bytes())
-                    .map_err(|_| DecodeError::Trailers)?;
+                let name =
+                    HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| DecodeError::Trailers)?;
                 let value = HeaderValue::from_maybe_shared(block.slice_ref(f.value))
                     .map_err(|_| DecodeError::Trailers)?;
                 map.append(name, value);

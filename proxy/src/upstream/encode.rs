@@ -144,12 +144,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("a"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         let (s, f) = head(Method::POST, "/x?y=1", &h, BodyShape::Exact(5));
-        assert_eq!(s, "POST /x?y=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(
+            s,
+            "POST /x?y=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\n"
+        );
         assert_eq!(f, BodyFraming::Length(5));
         let (s, f) = head(Method::POST, "/", &h, BodyShape::Streaming);
-        assert_eq!(s, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n");
+        assert_eq!(
+            s,
+            "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
         assert_eq!(f, BodyFraming::Chunked);
         let (s, f) = head(Method::GET, "/", &h, BodyShape::Empty);
         assert_eq!(s, "GET / HTTP/1.1\r\nhost: a\r\n\r\n");

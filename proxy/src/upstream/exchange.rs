@@ -20,14 +20,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tracing::debug;
 
-/// An exchange that failed: the cause, and the request when it may be sent again.
+/// An exchange that failed: the cause, and the request when it may be sent again (boxed: the
+/// error is rare, and a small `Result` keeps every successful response's moves small).
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) cause: Cause,
     /// Handed back when the connection was one reused from the pool that the endpoint closed
     /// before answering a bodiless request of a safe method: the endpoint's idle close raced
     /// the request, and nothing it did can have depended on it.
-    pub(crate) unsent: Option<Request<UpstreamBody>>,
+    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
 }
 
 /// Why no response head arrived.
@@ -107,7 +108,7 @@ pub(crate) async fn send(
             };
             return Err(Failed {
                 cause,
-                unsent: retry.then(|| Request::from_parts(parts, UpstreamBody::Empty)),
+                unsent: retry.then(|| Box::new(Request::from_parts(parts, UpstreamBody::Empty))),
             });
         }
     };
@@ -122,8 +123,11 @@ fn poll_head(
 ) -> Poll<Result<ResponseHead, Failure>> {
     loop {
         if !conn.read.is_empty() {
-            if let Some(head) = decode::parse_response_head(&mut conn.read).map_err(Failure::Decode)? {
-                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(head) =
+                decode::parse_response_head(&mut conn.read).map_err(Failure::Decode)?
+            {
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
                     // An interim answer; the client's own `100 Continue` came from the proxy.
                     continue;
                 }
@@ -156,7 +160,8 @@ fn respond(
     let (decoder, keep_alive) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
         (Decoder::Switched, false)
     } else {
-        let (framing, keep_alive) = decode::response_framing(&head, head_request).map_err(failed)?;
+        let (framing, keep_alive) =
+            decode::response_framing(&head, head_request).map_err(failed)?;
         let decoder = match framing {
             Framing::Empty => Decoder::Length(0),
             Framing::Length(n) => Decoder::Length(n),

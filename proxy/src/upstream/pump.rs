@@ -60,7 +60,11 @@ impl Pump {
     /// Moves the body along: queues what the client has sent and writes it. `Ready(Ok)` once
     /// all of it, and the end of a chunked body, is written. Whatever is already queued on
     /// `conn` (the request head) leaves with the first frame in one write.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, conn: &mut Conn) -> Poll<Result<(), PumpError>> {
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Conn,
+    ) -> Poll<Result<(), PumpError>> {
         loop {
             // Take a frame only when nothing but a head waits, so the order on the wire holds.
             let mut waiting = false;
