@@ -42,6 +42,7 @@ fn encode(c: &mut Criterion) {
                 black_box(&Method::GET),
                 black_box(&uri),
                 black_box(&h),
+                &[],
                 BodyShape::Empty,
                 &mut dst,
             ))

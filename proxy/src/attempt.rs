@@ -5,6 +5,7 @@
 use crate::body::UpstreamBody;
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
+use crate::headers::SetField;
 use crate::pool;
 use crate::snapshot::{ServiceRoute, StackRoute};
 use crate::upstream::body::ResponseBody;
@@ -18,12 +19,14 @@ use tracing::debug;
 /// so the rare failure does not make every successful result large).
 pub(crate) type AttemptError = (Cause, Option<Box<Request<UpstreamBody>>>);
 
-/// One attempt. On failure, hands the request back when it may be sent again.
+/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). On failure,
+/// hands the request back when it may be sent again.
 pub(crate) async fn send(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
     idle: Duration,
 ) -> Result<Response<ResponseBody>, AttemptError> {
     let conn = match ep.pool().take(idle) {
@@ -52,7 +55,7 @@ pub(crate) async fn send(
             }
         },
     };
-    match tokio::time::timeout(svc.response_timeout, exchange::send(conn, req, ep)).await {
+    match tokio::time::timeout(svc.response_timeout, exchange::send(conn, req, set, ep)).await {
         // The connection went with the dropped exchange: closed, never pooled.
         Err(_) => Err((Cause::UpstreamTimeout, None)),
         Ok(Ok(resp)) => Ok(resp),

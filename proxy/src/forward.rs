@@ -11,7 +11,7 @@ use crate::attempt;
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers::{self, Forwarding, SetField, X_REQUEST_ID};
 use crate::request_id;
 use crate::select;
 use crate::shadow;
@@ -180,36 +180,31 @@ async fn proxy(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(
-        &mut parts.headers,
-        &conn.peer_ip,
-        conn.tls,
-        host_value.clone(),
-    );
-    parts.headers.insert(X_REQUEST_ID.clone(), id);
-    if svc.preserve_host {
-        if let Some(v) = host_value {
-            parts.headers.insert(header::HOST, v);
-        }
-    } else {
-        parts.headers.remove(header::HOST);
-    }
+    let forwarding = Forwarding {
+        host: host_value,
+        keep_host: svc.preserve_host,
+        peer_ip: &conn.peer_ip,
+        tls: conn.tls,
+        request_id: id,
+    };
+    let set = forwarding.fields();
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_11;
-    let body = match &svc.shadow {
-        None => body,
-        Some(sh) => shadow::mirror(
+    let body = if svc.shadow.is_some() {
+        shadow::mirror(
             svc,
-            sh,
             stack,
             conn.listener,
             settings.upstream_idle,
             &mut parts,
+            &forwarding,
             body,
-        ),
+        )
+    } else {
+        body
     };
     let req = Request::from_parts(parts, body);
 
@@ -220,9 +215,9 @@ async fn proxy(
         stack,
         ep,
         req,
+        &set,
         settings.upstream_idle,
-        conn.listener,
-        start,
+        (conn.listener, start),
     )
     .await;
     if let Some(e) = log {
@@ -429,9 +424,12 @@ fn sticky_value<'h>(svc: &ServiceRoute, h: &'h HeaderMap) -> Option<&'h [u8]> {
 
 type Sent = (Response<ResponseBody>, Arc<EndpointState>);
 
+/// The listener a request came in on and when it started, for its failure figures.
+type Origin = (usize, Instant);
+
 /// An attempt on `ep` failed with `cause`: passive health, and the endpoint's figures (unless
 /// the client caused it).
-fn attempt_failed(ep: &EndpointState, cause: Cause, listener: usize, start: Instant) {
+fn attempt_failed(ep: &EndpointState, cause: Cause, (listener, start): Origin) {
     ep.record(!cause.endpoint_failure());
     if !cause.client_fault() {
         ep.stats().record_failure(listener, cause, start.elapsed());
@@ -443,32 +441,32 @@ async fn send_with_retry(
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
     idle: Duration,
-    listener: usize,
-    start: Instant,
+    origin: Origin,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
-    match attempt::send(svc, stack, ep, req, idle).await {
+    match attempt::send(svc, stack, ep, req, set, idle).await {
         Ok(r) => Ok((r, ep.clone())),
         Err((cause, None)) => {
-            attempt_failed(ep, cause, listener, start);
+            attempt_failed(ep, cause, origin);
             Err(cause)
         }
         Err((cause, Some(req))) => {
             // Handed back unsent: a failed connect counts against the endpoint; a pooled
             // connection the endpoint had closed while idle does not.
             if cause != Cause::UpstreamError {
-                attempt_failed(ep, cause, listener, start);
+                attempt_failed(ep, cause, origin);
             }
             // Nothing reached the endpoint: try once more, on another endpoint when there is one.
             let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, *req, idle).await {
+            match attempt::send(svc, stack, next, *req, set, idle).await {
                 Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
-                    attempt_failed(next, c, listener, start);
+                    attempt_failed(next, c, origin);
                     Err(c)
                 }
             }

@@ -7,7 +7,7 @@
 //! always matches the bytes this proxy sends, whatever the client claimed.
 
 use bytes::{BufMut, BytesMut};
-use http::{HeaderMap, Method, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 
 /// How a request body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +32,14 @@ pub enum BodyShape {
 }
 
 /// Writes the HTTP/1.1 head of a request (`method`, origin-form `uri`, `headers`) into `dst`
-/// and returns the framing its body must be sent with.
+/// and returns the framing its body must be sent with. Each field of `set` replaces those of
+/// its name in `headers` (written after them; `None` only removes them), so a proxy adds its
+/// own fields without rebuilding the map.
 pub fn encode_request_head(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    set: &[(&HeaderName, Option<&HeaderValue>)],
     body: BodyShape,
     dst: &mut BytesMut,
 ) -> BodyFraming {
@@ -48,13 +51,18 @@ pub fn encode_request_head(
     dst.put_slice(target.as_bytes());
     dst.put_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || set.iter().any(|(n, _)| *n == name)
+        {
             continue;
         }
-        dst.put_slice(name.as_str().as_bytes());
-        dst.put_slice(b": ");
-        dst.put_slice(value.as_bytes());
-        dst.put_slice(b"\r\n");
+        put_field(dst, name, value);
+    }
+    for (name, value) in set {
+        if let Some(value) = value {
+            put_field(dst, name, value);
+        }
     }
     let framing = match body {
         BodyShape::Empty => {
@@ -105,11 +113,15 @@ pub fn encode_chunk_size(len: usize, dst: &mut BytesMut) {
 pub fn encode_last_chunk(trailers: &HeaderMap, dst: &mut BytesMut) {
     dst.put_slice(b"0\r\n");
     for (name, value) in trailers {
-        dst.put_slice(name.as_str().as_bytes());
-        dst.put_slice(b": ");
-        dst.put_slice(value.as_bytes());
-        dst.put_slice(b"\r\n");
+        put_field(dst, name, value);
     }
+    dst.put_slice(b"\r\n");
+}
+
+fn put_field(dst: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
+    dst.put_slice(name.as_str().as_bytes());
+    dst.put_slice(b": ");
+    dst.put_slice(value.as_bytes());
     dst.put_slice(b"\r\n");
 }
 
@@ -130,12 +142,11 @@ fn put_decimal(dst: &mut BytesMut, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn head(method: Method, uri: &str, h: &HeaderMap, body: BodyShape) -> (String, BodyFraming) {
         let mut dst = BytesMut::new();
         let uri: Uri = uri.parse().expect("uri");
-        let f = encode_request_head(&method, &uri, h, body, &mut dst);
+        let f = encode_request_head(&method, &uri, h, &[], body, &mut dst);
         (String::from_utf8(dst.to_vec()).expect("ascii"), f)
     }
 
@@ -165,6 +176,24 @@ mod tests {
         assert_eq!(f, BodyFraming::Empty);
         let (s, _) = head(Method::PUT, "/", &HeaderMap::new(), BodyShape::Empty);
         assert_eq!(s, "PUT / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn set_fields_replace_the_clients_and_none_removes() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("client"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let peer = HeaderValue::from_static("127.0.0.1");
+        let set = [(&header::HOST, None), (&xff, Some(&peer))];
+        let mut dst = BytesMut::new();
+        let uri: Uri = "/".parse().expect("uri");
+        encode_request_head(&Method::GET, &uri, &h, &set, BodyShape::Empty, &mut dst);
+        assert_eq!(
+            &dst[..],
+            b"GET / HTTP/1.1\r\nx-keep: 1\r\nx-forwarded-for: 127.0.0.1\r\n\r\n"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::pump::{Pump, PumpError};
 use crate::body::{RequestBodyTimeout, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
+use crate::headers::SetField;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::future::poll_fn;
@@ -46,11 +47,13 @@ enum Failure {
     Pump(PumpError),
 }
 
-/// Sends `req` over `conn` and reads the response head; the response's body reads the rest
+/// Sends `req` over `conn`, with the fields in `set` in place of the client's, and reads the
+/// response head; the response's body reads the rest
 /// and hands the connection back to `home`'s pool when it may carry another request.
 pub(crate) async fn send(
     mut conn: Conn,
     req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
     home: &Arc<EndpointState>,
 ) -> Result<Response<ResponseBody>, Failed> {
     let (parts, body) = req.into_parts();
@@ -66,6 +69,7 @@ pub(crate) async fn send(
         &parts.method,
         &parts.uri,
         &parts.headers,
+        set,
         shape,
         &mut conn.out.head,
     );
