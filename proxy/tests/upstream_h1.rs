@@ -449,3 +449,33 @@ async fn a_chunked_request_body_reaches_the_endpoint_chunked() {
     assert_eq!(decoded, "hello world", "{body:?}");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_body_is_passed_whole_and_its_connection_reused() {
+    trace();
+    const LEN: usize = 1 << 20;
+    let up = RawUpstream::start(|mut tcp, _| async move {
+        let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {LEN}\r\n\r\n").into_bytes();
+        answer.extend((0..LEN).map(|i| b'a' + (i % 26) as u8));
+        let mut buf = Vec::new();
+        while read_head(&mut tcp, &mut buf).await.is_some() {
+            if tcp.write_all(&answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let proxy = start_proxy(&config(up.addr)).await;
+    for _ in 0..2 {
+        let out = request(proxy.addr, GET).await;
+        let body = &out.as_bytes()[out.find("\r\n\r\n").expect("head") + 4..];
+        assert_eq!(body.len(), LEN);
+        assert!(
+            body.iter()
+                .enumerate()
+                .all(|(i, &b)| b == b'a' + (i % 26) as u8)
+        );
+    }
+    assert_eq!(up.accepts(), 1);
+    proxy.stop().await;
+}

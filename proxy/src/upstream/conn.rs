@@ -14,8 +14,10 @@ use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Free space kept in the read buffer before each read.
+/// Free space made in the read buffer before a read, at first.
 const READ_SPACE: usize = 8 * 1024;
+/// The most the read space grows to when reads keep filling it (larger responses).
+const MAX_READ_SPACE: usize = 64 * 1024;
 
 /// The byte stream to an endpoint.
 #[derive(Debug)]
@@ -112,6 +114,9 @@ pub(crate) struct Conn {
     pub(crate) out: Out,
     /// Whether a request went over this connection before the current one.
     pub(crate) reused: bool,
+    /// Free space to make before a read: doubles (to `MAX_READ_SPACE`) each time a read fills
+    /// it, so large bodies take few reads and small ones little memory.
+    read_space: usize,
 }
 
 impl Conn {
@@ -122,6 +127,7 @@ impl Conn {
             read: BytesMut::new(),
             out: Out::default(),
             reused: false,
+            read_space: READ_SPACE,
         }
     }
 
@@ -143,12 +149,17 @@ impl Conn {
 
     /// Reads what the endpoint sent into `read`; `Ok(0)` is the end of the stream.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_SPACE / 2 {
-            self.read.reserve(READ_SPACE);
+        if self.read.capacity() - self.read.len() < self.read_space / 2 {
+            self.read.reserve(self.read_space);
         }
+        let spare = self.read.capacity() - self.read.len();
         // `read_buf` fills the spare capacity without zeroing it first; a pending read consumed
         // nothing, so dropping its future is harmless.
-        pin!(self.io.read_buf(&mut self.read)).poll(cx)
+        let n = ready!(pin!(self.io.read_buf(&mut self.read)).poll(cx))?;
+        if n >= spare && self.read_space < MAX_READ_SPACE {
+            self.read_space *= 2;
+        }
+        Poll::Ready(Ok(n))
     }
 
     /// Writes everything in `out`, then flushes (TLS keeps records until then).
