@@ -118,9 +118,7 @@ pub fn encode_last_chunk(trailers: &HeaderMap, dst: &mut BytesMut) {
     dst.put_slice(b"\r\n");
 }
 
-#[inline]
 fn put_field(dst: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
-    dst.reserve(name.as_str().len() + value.len() + 4);
     dst.put_slice(name.as_str().as_bytes());
     dst.put_slice(b": ");
     dst.put_slice(value.as_bytes());
