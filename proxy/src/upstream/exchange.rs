@@ -48,8 +48,8 @@ enum Failure {
 }
 
 /// Sends `req` over `conn`, with the fields in `set` in place of the client's, and reads the
-/// response head; the response's body reads the rest
-/// and hands the connection back to `home`'s pool when it may carry another request.
+/// response head; the response's body reads the rest and hands the connection back to
+/// `home`'s pool when it may carry another request.
 pub(crate) async fn send(
     mut conn: Conn,
     req: Request<UpstreamBody>,
