@@ -2,69 +2,70 @@
 //! wait for the response head within the service's response timeout. Used by the live request
 //! path (`crate::forward`, which decides about retries) and by shadow copies (`crate::shadow`).
 
-use crate::body::{RequestBodyTimeout, UpstreamBody};
+use crate::body::UpstreamBody;
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
-use crate::pool::{self, Sender};
+use crate::headers::SetField;
+use crate::pool;
 use crate::snapshot::{ServiceRoute, StackRoute};
+use crate::upstream::body::ResponseBody;
+use crate::upstream::exchange;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 
-/// One attempt. On failure, hands the request back when it was never sent.
+/// What a failed attempt leaves: the cause, and the request when it may be sent again (boxed,
+/// so the rare failure does not make every successful result large).
+pub(crate) type AttemptError = (Cause, Option<Box<Request<UpstreamBody>>>);
+
+/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). On failure,
+/// hands the request back when it may be sent again.
 pub(crate) async fn send(
     svc: &ServiceRoute,
     stack: &StackRoute,
-    ep: &EndpointState,
+    ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
     idle: Duration,
-) -> Result<(Response<Incoming>, Sender), (Cause, Option<Request<UpstreamBody>>)> {
-    let mut sender = loop {
-        match ep.pool().take(idle) {
-            Some(mut s) => {
-                if s.ready().await.is_ok() {
-                    break s;
-                }
+) -> Result<Response<ResponseBody>, AttemptError> {
+    let conn = match ep.pool().take(idle) {
+        Some(c) => c,
+        // Boxed: the connect future (TCP + TLS) is large and rarely taken; inline it would
+        // grow every request's future.
+        None => match Box::pin(pool::connect(
+            ep.addr(),
+            stack.tls.as_ref(),
+            svc.connect_timeout,
+        ))
+        .await
+        {
+            Ok((c, took)) => {
+                stack.stats.record_connect(took);
+                c
             }
-            // Boxed: the connect future (TCP + TLS + handshake) is large and rarely
-            // taken; inline it would grow every request's future.
-            None => match Box::pin(pool::connect(
-                ep.addr(),
-                stack.tls.as_ref(),
-                svc.connect_timeout,
-            ))
-            .await
-            {
-                Ok((s, took)) => {
-                    stack.stats.record_connect(took);
-                    break s;
-                }
-                Err(e) => {
-                    debug!(endpoint = %ep.addr(), error = %e, "connect failed");
-                    let cause = if e.is_tls() {
-                        Cause::UpstreamTls
-                    } else {
-                        Cause::ConnectFailed
-                    };
-                    return Err((cause, Some(req)));
-                }
-            },
-        }
+            Err(e) => {
+                debug!(endpoint = %ep.addr(), error = %e, "connect failed");
+                let cause = if e.is_tls() {
+                    Cause::UpstreamTls
+                } else {
+                    Cause::ConnectFailed
+                };
+                return Err((cause, Some(Box::new(req))));
+            }
+        },
     };
-    match tokio::time::timeout(svc.response_timeout, sender.try_send_request(req)).await {
+    match tokio::time::timeout(svc.response_timeout, exchange::send(conn, req, set, ep)).await {
+        // The connection went with the dropped exchange: closed, never pooled.
         Err(_) => Err((Cause::UpstreamTimeout, None)),
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(mut e)) => {
-            if RequestBodyTimeout::is_cause_of(e.error()) {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(f)) => {
+            if f.cause == Cause::RequestBodyTimeout {
                 // The client stalled mid-body: the upstream connection is closed with the
-                // aborted request (hyper ends it on a body error), and nothing is retried.
+                // aborted request, and nothing is retried.
                 debug!(endpoint = %ep.addr(), "request body timed out");
-                return Err((Cause::RequestBodyTimeout, None));
             }
-            debug!(endpoint = %ep.addr(), error = %e.error(), "upstream request failed");
-            let req = e.take_message();
-            Err((Cause::UpstreamError, req))
+            Err((f.cause, f.unsent))
         }
     }
 }

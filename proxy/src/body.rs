@@ -5,12 +5,13 @@
 //! malformed framing never reaches an upstream) and a gap timer pinned in place, so the
 //! request-body timeout allocates nothing either. A request mirrored to a shadow stack wraps that
 //! body in a [`Tee`] (one allocation, only then), and the copy goes out as a `Full` body.
-//! [`ProxyBody`] is what goes back to the client: a short error body, or the endpoint's streaming body, which
-//! hands its connection back to the pool once the body has ended.
+//! [`ProxyBody`] is what goes back to the client: a short error body, or the endpoint's streaming
+//! body, which hands its connection back to the pool once it was read to its end
+//! (`crate::upstream::body`).
 
 use crate::access_log::Pending;
-use crate::endpoint::EndpointState;
 use crate::traffic::{Done, StackStats};
+use crate::upstream::body::ResponseBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -253,26 +254,14 @@ impl Body for UpstreamBody {
     }
 }
 
-/// A pooled connection waiting for the end of its response body.
-pub(crate) struct Lease {
-    pub(crate) sender: hyper::client::conn::http1::SendRequest<UpstreamBody>,
-    pub(crate) endpoint: Arc<EndpointState>,
-}
-
-impl Lease {
-    fn release(self) {
-        self.endpoint.pool().put(self.sender);
-    }
-}
-
 /// The body sent back to the client.
 pub struct ProxyBody(Kind);
 
 enum Kind {
     Full(Option<Bytes>),
     Upstream {
-        inner: Incoming,
-        lease: Option<Lease>,
+        /// The endpoint's body; it hands its connection back to the pool itself.
+        inner: ResponseBody,
         /// Records the total latency and bytes when the body ends or is dropped.
         done: Option<Done>,
         /// The request's access-log entry, queued when the body ends or is dropped.
@@ -291,22 +280,10 @@ impl ProxyBody {
         Self(Kind::Full(None))
     }
 
-    /// An endpoint's body; `lease` returns its connection to the pool at the end.
-    pub(crate) fn upstream(inner: Incoming, lease: Option<Lease>, done: Option<Done>) -> Self {
-        if inner.is_end_stream() {
-            if let Some(l) = lease {
-                l.release();
-            }
-            return Self(Kind::Upstream {
-                inner,
-                lease: None,
-                done,
-                log: None,
-            });
-        }
+    /// An endpoint's body.
+    pub(crate) fn upstream(inner: ResponseBody, done: Option<Done>) -> Self {
         Self(Kind::Upstream {
             inner,
-            lease,
             done,
             log: None,
         })
@@ -335,12 +312,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.get_mut().0 {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream {
-                inner,
-                lease,
-                done,
-                log,
-            } => {
+            Kind::Upstream { inner, done, log } => {
                 let r = ready!(Pin::new(&mut *inner).poll_frame(cx));
                 if let Some(Ok(f)) = &r {
                     let n = f.data_ref().map_or(0, |b| b.len());
@@ -355,21 +327,7 @@ impl Body for ProxyBody {
                     drop(done.take());
                     drop(log.take());
                 }
-                match &r {
-                    None => {
-                        if let Some(l) = lease.take() {
-                            l.release();
-                        }
-                    }
-                    Some(Ok(_)) if inner.is_end_stream() => {
-                        if let Some(l) = lease.take() {
-                            l.release();
-                        }
-                    }
-                    Some(Err(_)) => drop(lease.take()),
-                    Some(Ok(_)) => {}
-                }
-                Poll::Ready(r.map(|r| r.map_err(Into::into)))
+                Poll::Ready(r)
             }
         }
     }

@@ -2,21 +2,22 @@
 //! send over a pooled connection, and stream the answer back (or tunnel an upgrade).
 //!
 //! It loads the snapshot once per request and takes no lock. A connect failure is retried once
-//! on another endpoint of the same stack, as is a request a dead pooled connection handed back
-//! unsent; nothing else is retried, because the endpoint may have acted on it.
+//! on another endpoint of the same stack, as is a bodiless request of a safe method that a pooled
+//! connection lost before any answer (the endpoint's idle close raced it); nothing else is
+//! retried, because the endpoint may have acted on it.
 
 use crate::access_log::{AccessLog, Entry, Pending};
 use crate::attempt;
-use crate::body::{Lease, ProxyBody, UpstreamBody};
+use crate::body::{ProxyBody, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
-use crate::headers::{self, X_REQUEST_ID};
-use crate::pool::Sender;
+use crate::headers::{self, Forwarding, SetField, X_REQUEST_ID};
 use crate::request_id;
 use crate::select;
 use crate::shadow;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::Done;
+use crate::upstream::body::ResponseBody;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -178,36 +180,31 @@ async fn proxy(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(
-        &mut parts.headers,
-        &conn.peer_ip,
-        conn.tls,
-        host_value.clone(),
-    );
-    parts.headers.insert(X_REQUEST_ID.clone(), id);
-    if svc.preserve_host {
-        if let Some(v) = host_value {
-            parts.headers.insert(header::HOST, v);
-        }
-    } else {
-        parts.headers.remove(header::HOST);
-    }
+    let forwarding = Forwarding {
+        host: host_value,
+        keep_host: svc.preserve_host,
+        peer_ip: &conn.peer_ip,
+        tls: conn.tls,
+        request_id: id,
+    };
+    let set = forwarding.fields();
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_11;
-    let body = match &svc.shadow {
-        None => body,
-        Some(sh) => shadow::mirror(
+    let body = if svc.shadow.is_some() {
+        shadow::mirror(
             svc,
-            sh,
             stack,
             conn.listener,
             settings.upstream_idle,
             &mut parts,
+            &forwarding,
             body,
-        ),
+        )
+    } else {
+        body
     };
     let req = Request::from_parts(parts, body);
 
@@ -218,18 +215,18 @@ async fn proxy(
         stack,
         ep,
         req,
+        &set,
         settings.upstream_idle,
-        conn.listener,
-        start,
+        (conn.listener, start),
     )
     .await;
     if let Some(e) = log {
         e.upstream = sending.map(|t| t.elapsed());
-        if let Ok((_, _, ep)) = &sent {
+        if let Ok((_, ep)) = &sent {
             e.endpoint = Some(ep.clone());
         }
     }
-    let (resp, sender, ep) = match sent {
+    let (resp, ep) = match sent {
         Ok(x) => x,
         Err(cause) => {
             if !cause.client_fault() {
@@ -256,7 +253,7 @@ async fn proxy(
                 // A switch nobody asked for (or to another protocol): what the endpoint sends
                 // next is not HTTP this proxy routes. Its connection is dropped, never pooled.
                 debug!(endpoint = %ep.addr(), "unrequested protocol switch");
-                drop(sender);
+                drop(resp);
                 ep.record(false);
                 let elapsed = start.elapsed();
                 for stats in [&stack.stats, ep.stats()] {
@@ -278,24 +275,30 @@ async fn proxy(
     strip_response_headers(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        ProxyBody::upstream(
-            body,
-            Some(Lease {
-                sender,
-                endpoint: ep,
-            }),
-            Some(done),
-        ),
+        ProxyBody::upstream(body, Some(done)),
     ))
 }
 
-/// Joins the client's and the endpoint's upgraded connections and answers the client's 101.
-fn tunnel(client: hyper::upgrade::OnUpgrade, mut resp: Response<Incoming>) -> Response<ProxyBody> {
-    let upstream = hyper::upgrade::on(&mut resp);
+/// Joins the client's upgraded connection and the endpoint's switched one and answers the
+/// client's 101. Bytes the endpoint sent right after its 101 go to the client first.
+fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    mut resp: Response<ResponseBody>,
+) -> Response<ProxyBody> {
+    let upstream = resp.body_mut().take_switched();
     tokio::spawn(async move {
-        match tokio::try_join!(client, upstream) {
-            Ok((c, u)) => {
-                let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+        let Some((mut u, early)) = upstream else {
+            return;
+        };
+        match client.await {
+            Ok(c) => {
+                let mut c = TokioIo::new(c);
+                if !early.is_empty() {
+                    if let Err(e) = c.write_all(&early).await {
+                        debug!(error = %e, "upgraded connection ended");
+                        return;
+                    }
+                }
                 if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
                     debug!(error = %e, "upgraded connection ended");
                 }
@@ -419,11 +422,14 @@ fn sticky_value<'h>(svc: &ServiceRoute, h: &'h HeaderMap) -> Option<&'h [u8]> {
     }
 }
 
-type Sent = (Response<Incoming>, Sender, Arc<EndpointState>);
+type Sent = (Response<ResponseBody>, Arc<EndpointState>);
+
+/// The listener a request came in on and when it started, for its failure figures.
+type Origin = (usize, Instant);
 
 /// An attempt on `ep` failed with `cause`: passive health, and the endpoint's figures (unless
 /// the client caused it).
-fn attempt_failed(ep: &EndpointState, cause: Cause, listener: usize, start: Instant) {
+fn attempt_failed(ep: &EndpointState, cause: Cause, (listener, start): Origin) {
     ep.record(!cause.endpoint_failure());
     if !cause.client_fault() {
         ep.stats().record_failure(listener, cause, start.elapsed());
@@ -435,32 +441,32 @@ async fn send_with_retry(
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
     req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
     idle: Duration,
-    listener: usize,
-    start: Instant,
+    origin: Origin,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
-    match attempt::send(svc, stack, ep, req, idle).await {
-        Ok((r, s)) => Ok((r, s, ep.clone())),
+    match attempt::send(svc, stack, ep, req, set, idle).await {
+        Ok(r) => Ok((r, ep.clone())),
         Err((cause, None)) => {
-            attempt_failed(ep, cause, listener, start);
+            attempt_failed(ep, cause, origin);
             Err(cause)
         }
         Err((cause, Some(req))) => {
             // Handed back unsent: a failed connect counts against the endpoint; a pooled
             // connection the endpoint had closed while idle does not.
             if cause != Cause::UpstreamError {
-                attempt_failed(ep, cause, listener, start);
+                attempt_failed(ep, cause, origin);
             }
             // Nothing reached the endpoint: try once more, on another endpoint when there is one.
             let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, req, idle).await {
-                Ok((r, s)) => Ok((r, s, next.clone())),
+            match attempt::send(svc, stack, next, *req, set, idle).await {
+                Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
-                    attempt_failed(next, c, listener, start);
+                    attempt_failed(next, c, origin);
                     Err(c)
                 }
             }

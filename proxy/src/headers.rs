@@ -141,23 +141,55 @@ fn split_port(v: &[u8]) -> (&[u8], Option<u16>) {
     }
 }
 
-/// Sets the forwarding headers. Client-sent values are replaced, not appended to: clients are
-/// untrusted, so the endpoint only ever sees what this proxy observed.
-pub(crate) fn set_forwarded(
-    h: &mut HeaderMap,
-    peer_ip: &HeaderValue,
-    tls: bool,
-    host: Option<HeaderValue>,
-) {
-    h.insert(X_FORWARDED_FOR.clone(), peer_ip.clone());
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
-    match host {
-        Some(v) => h.insert(X_FORWARDED_HOST.clone(), v),
-        None => h.remove(&X_FORWARDED_HOST),
-    };
+static PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
+
+/// One field the proxy sets on a request to an endpoint: replaces any the client sent of that
+/// name; `None` removes it.
+pub(crate) type SetField<'a> = (&'a HeaderName, Option<&'a HeaderValue>);
+
+/// The fields the proxy sets on a request to an endpoint: `Host` (kept or removed),
+/// `X-Forwarded-For/-Proto/-Host` and `X-Request-Id`. Client-sent values are replaced, not
+/// appended to: clients are untrusted, so the endpoint only ever sees what this proxy observed.
+///
+/// On the live path they are not written into the request's map: the encoder writes them in
+/// place of the client's (`crate::upstream::encode`), which spares rebuilding the map for every
+/// request. A shadow copy, whose head is a clone, gets them with [`Forwarding::apply`].
+#[derive(Debug)]
+pub(crate) struct Forwarding<'a> {
+    /// The request's host (its `Host`, else its authority).
+    pub(crate) host: Option<HeaderValue>,
+    /// Whether `Host` goes to the endpoint (`preserve_host`); otherwise it is removed.
+    pub(crate) keep_host: bool,
+    pub(crate) peer_ip: &'a HeaderValue,
+    pub(crate) tls: bool,
+    pub(crate) request_id: HeaderValue,
+}
+
+impl Forwarding<'_> {
+    /// The fields, for the encoder.
+    pub(crate) fn fields(&self) -> [SetField<'_>; 5] {
+        [
+            (&header::HOST, self.host.as_ref().filter(|_| self.keep_host)),
+            (&X_FORWARDED_FOR, Some(self.peer_ip)),
+            (
+                &X_FORWARDED_PROTO,
+                Some(if self.tls { &PROTO_HTTPS } else { &PROTO_HTTP }),
+            ),
+            (&X_FORWARDED_HOST, self.host.as_ref()),
+            (&X_REQUEST_ID, Some(&self.request_id)),
+        ]
+    }
+
+    /// Sets the fields in `h`.
+    pub(crate) fn apply(&self, h: &mut HeaderMap) {
+        for (name, value) in self.fields() {
+            match value {
+                Some(v) => h.insert(name.clone(), v.clone()),
+                None => h.remove(name),
+            };
+        }
+    }
 }
 
 /// Total bytes of names and values plus per-field framing, as counted for the header limit.

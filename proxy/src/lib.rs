@@ -29,6 +29,7 @@ mod snapshot;
 mod sniff;
 mod status;
 mod traffic;
+pub mod upstream;
 
 pub use body::ProxyBody;
 pub use build::BuildError;

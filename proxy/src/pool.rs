@@ -2,25 +2,20 @@
 //! pool of idle HTTP/1.1 connections per endpoint.
 //!
 //! The pool is a fixed-capacity `ArrayQueue`: taking and returning a connection is one atomic
-//! operation, never a lock. A connection goes back only after its response body has ended, and
-//! one that closed or idled too long is dropped on the way out.
+//! operation, never a lock. A connection goes back only after its response was read to its end
+//! (`crate::upstream::body`), and one that the endpoint closed, sent unasked bytes on, or that
+//! idled too long is dropped on the way out.
 
-use crate::body::UpstreamBody;
+use crate::upstream::conn::{Conn, Io};
 use crossbeam_queue::ArrayQueue;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::debug;
-
-/// A sender for one upstream HTTP/1.1 connection.
-pub(crate) type Sender = SendRequest<UpstreamBody>;
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -50,23 +45,21 @@ impl Pool {
     }
 
     /// An idle connection that is still open and was idle less than `max_idle`.
-    pub(crate) fn take(&self, max_idle: Duration) -> Option<Sender> {
-        while let Some(c) = self.idle.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < max_idle {
-                return Some(c.sender);
+    pub(crate) fn take(&self, max_idle: Duration) -> Option<Conn> {
+        while let Some(mut c) = self.idle.pop() {
+            if c.since.elapsed() < max_idle && c.conn.is_open() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    /// Returns a connection; dropped (and so closed) when the pool is full or it is closed.
-    pub(crate) fn put(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Returns a connection whose last response was read to its end; dropped (and so closed)
+    /// when the pool is full.
+    pub(crate) fn put(&self, conn: Conn) {
         // A full pool means enough idle connections already: this one is closed by the drop.
         let _ = self.idle.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -88,12 +81,6 @@ pub(crate) enum ConnectError {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
-    },
-    #[error("http handshake with {addr} failed")]
-    Handshake {
-        addr: SocketAddr,
-        #[source]
-        source: hyper::Error,
     },
 }
 
@@ -123,8 +110,18 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     tls: Option<&UpstreamTls>,
     timeout: Duration,
-) -> Result<(Sender, Duration), ConnectError> {
-    let start = tokio::time::Instant::now();
+) -> Result<(Conn, Duration), ConnectError> {
+    let start = Instant::now();
+    let io = connect_io(addr, tls, timeout).await?;
+    Ok((Conn::new(io), start.elapsed()))
+}
+
+/// Opens the byte stream to `addr` (TCP, then TLS when `tls` is set) within `timeout`.
+pub(crate) async fn connect_io(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    timeout: Duration,
+) -> Result<Io, ConnectError> {
     let work = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -132,35 +129,18 @@ pub(crate) async fn connect(
         // Small requests and responses must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         match tls {
-            None => handshake(addr, tcp).await,
+            None => Ok(Io::Plain(tcp)),
             Some(t) => {
                 let conn = tokio_rustls::TlsConnector::from(t.config.clone());
                 let stream = conn
                     .connect(t.server_name.clone(), tcp)
                     .await
                     .map_err(|source| ConnectError::Tls { addr, source })?;
-                handshake(addr, stream).await
+                Ok(Io::Tls(Box::new(stream)))
             }
         }
     };
-    let sender = tokio::time::timeout(timeout, work)
+    tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| ConnectError::Timeout { addr })??;
-    Ok((sender, start.elapsed()))
-}
-
-async fn handshake<S>(addr: SocketAddr, io: S) -> Result<Sender, ConnectError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| ConnectError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            debug!(upstream = %addr, error = %e, "upstream connection ended");
-        }
-    });
-    Ok(sender)
+        .map_err(|_| ConnectError::Timeout { addr })?
 }

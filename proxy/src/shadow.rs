@@ -16,8 +16,9 @@
 use crate::attempt;
 use crate::body::{Tee, Teed, UpstreamBody};
 use crate::error::Cause;
+use crate::headers::Forwarding;
 use crate::select;
-use crate::snapshot::{ServiceRoute, ShadowRoute, StackRoute};
+use crate::snapshot::{ServiceRoute, StackRoute};
 use crate::traffic::ShadowSlot;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, header};
@@ -33,19 +34,23 @@ use tracing::debug;
 /// Marks a shadow copy, so endpoints can tell it from live traffic.
 pub(crate) const X_SWITCHYARD_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow");
 
-/// Mirrors the live request (`parts` as it goes upstream, `body`), routed to `live`, when the
-/// service's shadow setting `sh` selects it: starts the copy's task and returns the body to send
+/// Mirrors the live request (`parts` as it goes upstream, with the proxy's fields in
+/// `forwarding`, and `body`), routed to `live`, when the
+/// service's shadow setting selects it: starts the copy's task and returns the body to send
 /// live, teed when there is a body to copy. Otherwise returns `body` untouched. Either way a
 /// client's own `x-switchyard-shadow` is removed, so the mark is the proxy's alone.
 pub(crate) fn mirror(
     svc: &Arc<ServiceRoute>,
-    sh: &ShadowRoute,
     live: &StackRoute,
     listener: usize,
     idle: Duration,
     parts: &mut Parts,
+    forwarding: &Forwarding<'_>,
     body: UpstreamBody,
 ) -> UpstreamBody {
+    let Some(sh) = svc.shadow.as_ref() else {
+        return body;
+    };
     parts.headers.remove(&X_SWITCHYARD_SHADOW);
     let shadow = &svc.stacks[sh.stack];
     if std::ptr::eq(live, shadow)
@@ -71,6 +76,8 @@ pub(crate) fn mirror(
     *head.uri_mut() = parts.uri.clone();
     *head.version_mut() = parts.version;
     *head.headers_mut() = parts.headers.clone();
+    // The live request gets these from the encoder; the copy's head is a map of its own.
+    forwarding.apply(head.headers_mut());
     head.headers_mut()
         .insert(X_SWITCHYARD_SHADOW, HeaderValue::from_static("1"));
     let (body, copy) = if body.is_end_stream() {
@@ -138,7 +145,7 @@ async fn send_copy(
         }
     });
     let _in_flight = ep.begin();
-    let (resp, sender) = match attempt::send(&svc, stack, &ep, req, idle).await {
+    let resp = match attempt::send(&svc, stack, &ep, req, &[], idle).await {
         Ok(x) => x,
         Err((cause, unsent)) => {
             // As on the live path: a pooled connection the endpoint closed while idle is not
@@ -166,8 +173,10 @@ async fn send_copy(
         true
     })
     .await;
-    stats.record_done(start.elapsed(), bytes);
-    if matches!(drained, Ok(true)) {
-        ep.pool().put(sender);
+    // A body read to its end has handed its connection back to the pool itself; one cut short
+    // by the timeout or an error is dropped with it, and its connection closed.
+    if !matches!(drained, Ok(true)) {
+        debug!(endpoint = %ep.addr(), "shadow answer not read to its end");
     }
+    stats.record_done(start.elapsed(), bytes);
 }

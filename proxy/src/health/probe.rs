@@ -1,16 +1,26 @@
 //! One health check: the request (method, path, version, Host) to the check address, over TLS
 //! for `https://` endpoints, on a kept HTTP/1.1 connection when the endpoint left it open; or,
 //! for a `tcp` check, only a connect to the check address.
+//!
+//! Checks use hyper's HTTP/1 client (its connection task is no cost at one request per
+//! interval, and it speaks HTTP/1.0 for `http10` checks); requests use the inline client
+//! (`crate::upstream`).
 
 use super::CheckOutcome;
+use crate::body::UpstreamBody;
 use crate::endpoint::{EndpointKey, EndpointState};
 use crate::handle::Shared;
-use crate::pool::{self, Sender, UpstreamTls};
+use crate::pool::{self, UpstreamTls};
 use http::{HeaderValue, Method, Request, StatusCode, Version, header};
 use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use switchyard_config::{CheckKind, HealthCheckSpec, Scheme};
 use tracing::debug;
+
+/// A kept check connection.
+pub(super) type Sender = SendRequest<UpstreamBody>;
 
 /// Largest check response body read to keep the connection; a longer one closes it.
 const MAX_BODY: usize = 64 * 1024;
@@ -71,7 +81,7 @@ impl Probe {
                 header::USER_AGENT,
                 HeaderValue::from_static("switchyard-health-check"),
             )
-            .body(crate::body::UpstreamBody::Empty)
+            .body(UpstreamBody::Empty)
             .map_err(|_| CheckOutcome::Error)?;
         let resp = sender
             .send_request(req)
@@ -121,12 +131,9 @@ pub(super) async fn check(
         let fresh = reused.is_none();
         let mut sender = match reused.take() {
             Some(s) => s,
-            None => match pool::connect(probe.addr, tls.as_ref(), spec.timeout).await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    debug!(error = %e, "health check connect failed");
-                    return (CheckOutcome::ConnectFailed, 0);
-                }
+            None => match connect(probe.addr, tls.as_ref(), spec).await {
+                Some(s) => s,
+                None => return (CheckOutcome::ConnectFailed, 0),
             },
         };
         match probe.exchange(&mut sender, &spec.path).await {
@@ -147,4 +154,35 @@ pub(super) async fn check(
     } else {
         (CheckOutcome::BadStatus, code)
     }
+}
+
+/// A new check connection with its hyper connection task.
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+    spec: &HealthCheckSpec,
+) -> Option<Sender> {
+    let io = match pool::connect_io(addr, tls, spec.timeout).await {
+        Ok(io) => io,
+        Err(e) => {
+            debug!(error = %e, "health check connect failed");
+            return None;
+        }
+    };
+    let (sender, conn) = match hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            debug!(error = %e, "health check handshake failed");
+            return None;
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(upstream = %addr, error = %e, "health check connection ended");
+        }
+    });
+    Some(sender)
 }

@@ -1,0 +1,196 @@
+//! One upstream connection as the inline client drives it: the byte stream (plain TCP or TLS),
+//! the bytes read and not yet consumed, and the bytes queued to write. It has no task of its
+//! own: whoever holds it (a request's future, a response body, the pool) polls it.
+//!
+//! Writes go out as one vectored write of up to three parts — a head or chunk-size line, a
+//! body frame's bytes (never copied) and a short tail — so a request head and its first body
+//! frame usually leave in one `writev`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Free space made in the read buffer before a read, at first.
+const READ_SPACE: usize = 8 * 1024;
+/// The most the read space grows to when reads keep filling it (larger responses).
+const MAX_READ_SPACE: usize = 64 * 1024;
+
+/// The byte stream to an endpoint.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: a TLS session is large and moves with the connection).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Bytes queued for the endpoint, written in this order.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    /// A request head, chunk-size line or last chunk (encoded here; the buffer is reused).
+    pub(crate) head: BytesMut,
+    /// A body frame's bytes.
+    pub(crate) data: Bytes,
+    /// A chunk's CRLF, possibly followed by the last chunk.
+    pub(crate) tail: &'static [u8],
+}
+
+impl Out {
+    /// Whether nothing waits to be written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.data.is_empty() && self.tail.is_empty()
+    }
+}
+
+/// An upstream HTTP/1.1 connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    io: Io,
+    /// Bytes read from the endpoint and not consumed yet.
+    pub(crate) read: BytesMut,
+    /// Bytes waiting to be written.
+    pub(crate) out: Out,
+    /// Whether a request went over this connection before the current one.
+    pub(crate) reused: bool,
+    /// Free space to make before a read: doubles (to `MAX_READ_SPACE`) each time a read fills
+    /// it, so large bodies take few reads and small ones little memory.
+    read_space: usize,
+}
+
+impl Conn {
+    /// A fresh connection over `io`.
+    pub(crate) fn new(io: Io) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            out: Out::default(),
+            reused: false,
+            read_space: READ_SPACE,
+        }
+    }
+
+    /// Whether an idle connection can carry a request: the endpoint has neither closed it nor
+    /// sent anything unasked. Never waits; for plain TCP it costs no system call unless the
+    /// socket was reported readable.
+    pub(crate) fn is_open(&mut self) -> bool {
+        if !self.read.is_empty() || !self.out.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        // Pending: nothing to read, so still open. Any byte, the end, or an error: not usable.
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
+    }
+
+    /// Reads what the endpoint sent into `read`; `Ok(0)` is the end of the stream.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < self.read_space / 2 {
+            self.read.reserve(self.read_space);
+        }
+        let spare = self.read.capacity() - self.read.len();
+        // `read_buf` fills the spare capacity without zeroing it first; a pending read consumed
+        // nothing, so dropping its future is harmless.
+        let n = ready!(pin!(self.io.read_buf(&mut self.read)).poll(cx))?;
+        if n >= spare && self.read_space < MAX_READ_SPACE {
+            self.read_space *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes everything in `out`, then flushes (TLS keeps records until then).
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let out = &mut self.out;
+            let slices = [
+                IoSlice::new(&out.head),
+                IoSlice::new(&out.data),
+                IoSlice::new(out.tail),
+            ];
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let mut n = n;
+            let h = n.min(out.head.len());
+            out.head.advance(h);
+            n -= h;
+            let d = n.min(out.data.len());
+            out.data.advance(d);
+            n -= d;
+            out.tail = &out.tail[n.min(out.tail.len())..];
+        }
+        // The head buffer is empty here: clearing keeps its allocation for the next request.
+        self.out.head.clear();
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// The stream and any bytes already read past the response head (for a protocol switch).
+    pub(crate) fn into_parts(self) -> (Io, Bytes) {
+        (self.io, self.read.freeze())
+    }
+}

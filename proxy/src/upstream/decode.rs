@@ -1,0 +1,289 @@
+//! Response decoding from an endpoint: the head parsed with `httparse` into a `HeaderMap` built
+//! once (values share the read buffer, no copy), and the body's framing decided strictly
+//! (RFC 9112 §6.3).
+//!
+//! Strict means every message whose length two readers could see differently is refused: both
+//! `Content-Length` and `Transfer-Encoding`, a `Content-Length` that is not one non-negative
+//! decimal number (repeats must agree), `chunked` anywhere but last, or `Transfer-Encoding` on
+//! an HTTP/1.0 response. The caller answers 502 and closes the connection.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
+use std::mem::MaybeUninit;
+
+/// Most header fields accepted in a response head (hyper's client default).
+pub const MAX_HEADERS: usize = 100;
+/// Largest response head accepted, in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024 - 1;
+
+/// Why a response from an endpoint could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The head is not HTTP/1.x.
+    #[error("malformed response head")]
+    Head,
+    /// The head is larger than [`MAX_HEAD_BYTES`] or has more than [`MAX_HEADERS`] fields.
+    #[error("response head too large")]
+    HeadTooLarge,
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    #[error("response carries both content-length and transfer-encoding")]
+    LengthAndEncoding,
+    /// A `Content-Length` that is not one non-negative number.
+    #[error("invalid content-length")]
+    ContentLength,
+    /// A `Transfer-Encoding` this proxy cannot delimit.
+    #[error("invalid transfer-encoding")]
+    TransferEncoding,
+    /// A chunk-size line, or the end of a chunk, is malformed.
+    #[error("malformed chunk")]
+    Chunk,
+    /// The trailer section is malformed or too large.
+    #[error("malformed trailers")]
+    Trailers,
+}
+
+/// A parsed response head.
+///
+/// The fields that only concern this hop are read while parsing and kept out of `headers`:
+/// `Transfer-Encoding`, `Keep-Alive`, and a `Connection` that says no more than `close` or
+/// `keep-alive` (one naming other fields, or `upgrade`, stays, so the hop-by-hop stripping
+/// downstream sees it). `Content-Length` stays.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields, in order, less the hop's own (see above).
+    pub headers: HeaderMap,
+    fields: Fields,
+}
+
+/// What a head's framing and connection fields said.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields {
+    /// `Content-Length`: `None` when absent; `Some(None)` when invalid or disagreeing.
+    length: Option<Option<u64>>,
+    /// Whether `Transfer-Encoding` was present.
+    encoded: bool,
+    /// Whether its last coding is `chunked`.
+    chunked_last: bool,
+    /// `chunked` not last, or a field without codings.
+    bad_encoding: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Fields {
+    fn content_length(&mut self, v: &[u8]) {
+        for t in v.split(|&b| b == b',') {
+            let n = parse_decimal(t.trim_ascii());
+            self.length = match (self.length, n) {
+                (None, n) => Some(n),
+                (Some(Some(f)), Some(n)) if f == n => Some(Some(f)),
+                _ => Some(None),
+            };
+        }
+    }
+
+    fn transfer_encoding(&mut self, v: &[u8]) {
+        self.encoded = true;
+        let mut any = false;
+        for t in v.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            any = true;
+            // chunked must be applied last, and once.
+            self.bad_encoding |= self.chunked_last;
+            self.chunked_last = t.eq_ignore_ascii_case(b"chunked");
+        }
+        self.bad_encoding |= !any;
+    }
+
+    /// Records the tokens; whether they were only `close` / `keep-alive`.
+    fn connection(&mut self, v: &[u8]) -> bool {
+        let mut only = true;
+        for t in v.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !t.is_empty() {
+                only = false;
+            }
+        }
+        only
+    }
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 1xx, 204, 304, `content-length: 0`).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the endpoint closes the connection.
+    Close,
+}
+
+/// Parses a response head from the front of `buf`. On success the head's bytes are split off
+/// `buf` (what follows stays); `Ok(None)` means more bytes are needed.
+pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, DecodeError> {
+    // Offsets of (name, value) of each field, relative to the buffer's start: the parse
+    // borrows `buf`, and the field values are sliced out of it once it is frozen.
+    let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut headers,
+        );
+        let len = match status {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
+                return Err(DecodeError::HeadTooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(DecodeError::HeadTooLarge),
+            Err(_) => return Err(DecodeError::Head),
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(DecodeError::HeadTooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            let n = h.name.as_ptr() as usize - base;
+            let v = h.value.as_ptr() as usize - base;
+            // Offsets fit: the head is shorter than MAX_HEAD_BYTES (64 KiB).
+            *span = (
+                n as u16,
+                h.name.len() as u16,
+                v as u16,
+                h.value.len() as u16,
+            );
+        }
+        let code = resp.code.ok_or(DecodeError::Head)?;
+        let minor = resp.version.ok_or(DecodeError::Head)?;
+        (len, code, minor, resp.headers.len())
+    };
+    let head = buf.split_to(len).freeze();
+    let status = StatusCode::from_u16(code).map_err(|_| DecodeError::Head)?;
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut fields = Fields::default();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &spans[..count] {
+        let (n, nl, v, vl) = (
+            usize::from(n),
+            usize::from(nl),
+            usize::from(v),
+            usize::from(vl),
+        );
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| DecodeError::Head)?;
+        let raw = &head[v..v + vl];
+        if name == header::CONTENT_LENGTH {
+            fields.content_length(raw);
+        } else if name == header::TRANSFER_ENCODING {
+            fields.transfer_encoding(raw);
+            continue;
+        } else if name == header::CONNECTION {
+            if fields.connection(raw) && !switching {
+                continue;
+            }
+        } else if name.as_str() == "keep-alive" {
+            continue;
+        }
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|_| DecodeError::Head)?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        fields,
+    }))
+}
+
+/// The framing of a response's body and whether its connection may carry another request
+/// after it (RFC 9112 §6.3, §9.3). `head_request`: the request was a HEAD.
+pub fn response_framing(
+    head: &ResponseHead,
+    head_request: bool,
+) -> Result<(Framing, bool), DecodeError> {
+    let f = &head.fields;
+    // HTTP/1.1 keeps the connection unless `close`; HTTP/1.0 only with `keep-alive`.
+    let keep_alive = !f.close && (head.version == Version::HTTP_11 || f.keep_alive);
+    let status = head.status.as_u16();
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((Framing::Empty, keep_alive));
+    }
+    if f.encoded {
+        if f.length.is_some() {
+            return Err(DecodeError::LengthAndEncoding);
+        }
+        if head.version == Version::HTTP_10 || f.bad_encoding {
+            return Err(DecodeError::TransferEncoding);
+        }
+        return if f.chunked_last {
+            Ok((Framing::Chunked, keep_alive))
+        } else {
+            // A coding without chunked: the body runs to the close (RFC 9112 §6.3 item 4).
+            Ok((Framing::Close, false))
+        };
+    }
+    match f.length {
+        Some(None) => Err(DecodeError::ContentLength),
+        Some(Some(0)) => Ok((Framing::Empty, keep_alive)),
+        Some(Some(n)) => Ok((Framing::Length(n), keep_alive)),
+        None => Ok((Framing::Close, false)),
+    }
+}
+
+fn parse_decimal(t: &[u8]) -> Option<u64> {
+    if t.is_empty() || t.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in t {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
+/// Parses a complete trailer section (field lines, no final empty line needed) into fields.
+pub(crate) fn parse_trailers(block: &Bytes) -> Result<HeaderMap, DecodeError> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    match httparse::parse_headers(block, &mut fields) {
+        Ok(httparse::Status::Complete((_, fields))) => {
+            let mut map = HeaderMap::with_capacity(fields.len());
+            for f in fields.iter() {
+                let name =
+                    HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| DecodeError::Trailers)?;
+                let value = HeaderValue::from_maybe_shared(block.slice_ref(f.value))
+                    .map_err(|_| DecodeError::Trailers)?;
+                map.append(name, value);
+            }
+            Ok(map)
+        }
+        _ => Err(DecodeError::Trailers),
+    }
+}
+
+#[cfg(test)]
+mod tests;

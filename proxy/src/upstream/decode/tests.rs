@@ -1,0 +1,208 @@
+use super::*;
+
+fn parse(text: &[u8]) -> Result<Option<ResponseHead>, DecodeError> {
+    parse_response_head(&mut BytesMut::from(text))
+}
+
+fn framing(text: &[u8], head_request: bool) -> Result<(Framing, bool), DecodeError> {
+    let head = parse(text)?.expect("complete head");
+    response_framing(&head, head_request)
+}
+
+#[test]
+fn a_head_is_split_off_and_what_follows_stays() {
+    let mut buf =
+        BytesMut::from(&b"HTTP/1.1 201 Created\r\nX-A: 1\r\nx-a: 2\r\nServer: t\r\n\r\nbody"[..]);
+    let head = parse_response_head(&mut buf)
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.status, StatusCode::CREATED);
+    assert_eq!(head.version, Version::HTTP_11);
+    let a: Vec<_> = head.headers.get_all("x-a").iter().collect();
+    assert_eq!(a, ["1", "2"]);
+    assert_eq!(head.headers["server"], "t");
+    assert_eq!(&buf[..], b"body");
+}
+
+#[test]
+fn a_partial_head_asks_for_more_and_garbage_is_an_error() {
+    assert!(
+        parse(b"HTTP/1.1 200 OK\r\ncontent-le")
+            .expect("valid")
+            .is_none()
+    );
+    assert_eq!(
+        parse(b"HTTP/2.0 200 OK\r\n\r\n").err(),
+        Some(DecodeError::Head)
+    );
+    assert_eq!(parse(b"hello\r\n\r\n").err(), Some(DecodeError::Head));
+    assert_eq!(
+        parse(b"HTTP/1.1 200 OK\r\nfolded: a\r\n b\r\n\r\n").err(),
+        Some(DecodeError::Head)
+    );
+    let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES + 1));
+    assert_eq!(parse(&big).err(), Some(DecodeError::HeadTooLarge));
+    let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for i in 0..=MAX_HEADERS {
+        many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_eq!(parse(&many).err(), Some(DecodeError::HeadTooLarge));
+}
+
+#[test]
+fn framing_follows_rfc_9112_and_refuses_ambiguity() {
+    type Case = (&'static [u8], bool, Result<(Framing, bool), DecodeError>);
+    let cases: &[Case] = &[
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            false,
+            Ok((Framing::Length(5), true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\ncontent-length: 5\r\n\r\n",
+            false,
+            Ok((Framing::Length(5), true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            false,
+            Ok((Framing::Empty, true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            true,
+            Ok((Framing::Empty, true)),
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n",
+            false,
+            Ok((Framing::Empty, true)),
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Ok((Framing::Empty, true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n",
+            false,
+            Ok((Framing::Chunked, true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            false,
+            Ok((Framing::Close, false)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            false,
+            Ok((Framing::Close, false)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Ok((Framing::Length(1), false)),
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Ok((Framing::Length(1), false)),
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
+            false,
+            Ok((Framing::Length(1), true)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Err(DecodeError::LengthAndEncoding),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n",
+            false,
+            Err(DecodeError::ContentLength),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            false,
+            Err(DecodeError::TransferEncoding),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
+            false,
+            Err(DecodeError::TransferEncoding),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Err(DecodeError::TransferEncoding),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: ,\r\n\r\n",
+            false,
+            Err(DecodeError::TransferEncoding),
+        ),
+        (
+            b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+            Err(DecodeError::TransferEncoding),
+        ),
+    ];
+    for (text, head_request, want) in cases {
+        assert_eq!(
+            &framing(text, *head_request),
+            want,
+            "{}",
+            String::from_utf8_lossy(text)
+        );
+    }
+}
+
+#[test]
+fn the_hops_own_fields_are_kept_out_of_the_header_map() {
+    let head = parse(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n")
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers.len(), 1, "{:?}", head.headers);
+    assert_eq!(response_framing(&head, false), Ok((Framing::Chunked, true)));
+    // A Connection naming other fields, or an upgrade, stays for the hop-by-hop stripping.
+    let head = parse(b"HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nx-secret: 1\r\ncontent-length: 0\r\n\r\n")
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers["connection"], "close, x-secret");
+    assert_eq!(response_framing(&head, false), Ok((Framing::Empty, false)));
+    let head = parse(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .expect("valid")
+    .expect("complete");
+    assert_eq!(head.headers["connection"], "upgrade");
+}

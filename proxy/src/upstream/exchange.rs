@@ -1,0 +1,194 @@
+//! One request/response exchange on a connection, driven inside the request's own future: the
+//! head is encoded and written (with the body's first frame in the same write when it is at
+//! hand), the rest of the body is sent while the response head is awaited, informational
+//! answers (100, 102, 103) are skipped, and the final head becomes a `Response` whose body owns
+//! the connection. No task, no channel.
+
+use super::body::{Decoder, Reading, ResponseBody};
+use super::chunked::ChunkedDecoder;
+use super::conn::Conn;
+use super::decode::{self, DecodeError, Framing, ResponseHead};
+use super::encode::{self, BodyShape};
+use super::pump::{Pump, PumpError};
+use crate::body::{RequestBodyTimeout, UpstreamBody};
+use crate::endpoint::EndpointState;
+use crate::error::Cause;
+use crate::headers::SetField;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tracing::debug;
+
+/// An exchange that failed: the cause, and the request when it may be sent again (boxed: the
+/// error is rare, and a small `Result` keeps every successful response's moves small).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) cause: Cause,
+    /// Handed back when the connection was one reused from the pool that the endpoint closed
+    /// before answering a bodiless request of a safe method: the endpoint's idle close raced
+    /// the request, and nothing it did can have depended on it.
+    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
+}
+
+/// Why no response head arrived.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("writing the request failed")]
+    Write(#[source] std::io::Error),
+    #[error("reading the response failed")]
+    Read(#[source] std::io::Error),
+    #[error("the endpoint closed the connection before answering")]
+    Closed,
+    #[error("malformed response head")]
+    Decode(#[source] DecodeError),
+    #[error("sending the request body failed")]
+    Pump(PumpError),
+}
+
+/// Sends `req` over `conn`, with the fields in `set` in place of the client's, and reads the
+/// response head; the response's body reads the rest and hands the connection back to
+/// `home`'s pool when it may carry another request.
+pub(crate) async fn send(
+    mut conn: Conn,
+    req: Request<UpstreamBody>,
+    set: &[SetField<'_>],
+    home: &Arc<EndpointState>,
+) -> Result<Response<ResponseBody>, Failed> {
+    let (parts, body) = req.into_parts();
+    let shape = if body.is_end_stream() {
+        BodyShape::Empty
+    } else {
+        match body.size_hint().exact() {
+            Some(n) => BodyShape::Exact(n),
+            None => BodyShape::Streaming,
+        }
+    };
+    let framing = encode::encode_request_head(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        set,
+        shape,
+        &mut conn.out.head,
+    );
+    let bodiless = shape == BodyShape::Empty;
+    let mut pump = (!bodiless).then(|| Pump::new(Box::pin(body), framing));
+    let mut received = false;
+    let head = poll_fn(|cx| {
+        if let Some(p) = pump.as_mut() {
+            if let Poll::Ready(r) = p.poll(cx, &mut conn) {
+                r.map_err(Failure::Pump)?;
+                pump = None;
+            }
+        } else if !conn.out.is_empty() {
+            if let Poll::Ready(r) = conn.poll_write_out(cx) {
+                r.map_err(Failure::Write)?;
+            }
+        }
+        poll_head(cx, &mut conn, &mut received)
+    })
+    .await;
+    let head = match head {
+        Ok(h) => h,
+        Err(f) => {
+            debug!(
+                endpoint = %home.addr(),
+                error = %f,
+                cause = std::error::Error::source(&f).map(tracing::field::display),
+                "upstream request failed"
+            );
+            let retry = conn.reused
+                && bodiless
+                && !received
+                && parts.method.is_safe()
+                && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed);
+            let cause = match &f {
+                Failure::Pump(PumpError::Body(e)) if RequestBodyTimeout::is_cause_of(&**e) => {
+                    Cause::RequestBodyTimeout
+                }
+                _ => Cause::UpstreamError,
+            };
+            return Err(Failed {
+                cause,
+                unsent: retry.then(|| Box::new(Request::from_parts(parts, UpstreamBody::Empty))),
+            });
+        }
+    };
+    respond(conn, head, pump, parts.method == Method::HEAD, home)
+}
+
+/// Reads until a final response head (or a switch) has arrived.
+fn poll_head(
+    cx: &mut Context<'_>,
+    conn: &mut Conn,
+    received: &mut bool,
+) -> Poll<Result<ResponseHead, Failure>> {
+    loop {
+        if !conn.read.is_empty() {
+            if let Some(head) =
+                decode::parse_response_head(&mut conn.read).map_err(Failure::Decode)?
+            {
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    // An interim answer; the client's own `100 Continue` came from the proxy.
+                    continue;
+                }
+                return Poll::Ready(Ok(head));
+            }
+        }
+        let n = ready!(conn.poll_fill(cx)).map_err(Failure::Read)?;
+        if n == 0 {
+            return Poll::Ready(Err(Failure::Closed));
+        }
+        *received = true;
+    }
+}
+
+/// The response for a final head: its body decided by the framing, or the switched connection.
+fn respond(
+    conn: Conn,
+    head: ResponseHead,
+    pump: Option<Pump>,
+    head_request: bool,
+    home: &Arc<EndpointState>,
+) -> Result<Response<ResponseBody>, Failed> {
+    let failed = |e: DecodeError| {
+        debug!(endpoint = %home.addr(), error = %e, "upstream response refused");
+        Failed {
+            cause: Cause::UpstreamError,
+            unsent: None,
+        }
+    };
+    let (decoder, keep_alive) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        (Decoder::Switched, false)
+    } else {
+        let (framing, keep_alive) =
+            decode::response_framing(&head, head_request).map_err(failed)?;
+        let decoder = match framing {
+            Framing::Empty => Decoder::Length(0),
+            Framing::Length(n) => Decoder::Length(n),
+            Framing::Chunked => Decoder::Chunked(ChunkedDecoder::new()),
+            Framing::Close => Decoder::Close,
+        };
+        (decoder, keep_alive)
+    };
+    let reading = Reading {
+        conn,
+        decoder,
+        pump,
+        keep_alive,
+        home: home.clone(),
+    };
+    let body = if matches!(reading.decoder, Decoder::Switched) {
+        ResponseBody::switched(reading)
+    } else {
+        ResponseBody::new(reading).map_err(failed)?
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    Ok(resp)
+}
