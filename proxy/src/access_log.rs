@@ -31,6 +31,9 @@ use tracing::{error, info, warn};
 /// How often the writer looks for queued entries (and flushes what it wrote).
 const WAKE: Duration = Duration::from_millis(20);
 
+/// Most cleared entry boxes kept for reuse.
+const SPARE_BOXES: usize = 1024;
+
 /// Status logged for a request the client abandoned before its response (nginx's 499).
 const CLIENT_CLOSED: u16 = 499;
 
@@ -60,6 +63,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// An entry for a request that starts now.
+    #[cfg(test)]
     pub(crate) fn new(
         listener: usize,
         client: SocketAddr,
@@ -67,7 +71,27 @@ impl Entry {
         uri: &Uri,
         request_id: HeaderValue,
     ) -> Box<Self> {
-        Box::new(Self {
+        Box::new(Self::starting(listener, client, method, uri, request_id))
+    }
+
+    /// Lets go of what the entry holds (shared route, endpoint, URI and id bytes), so that
+    /// its box can be used again.
+    fn clear(&mut self) {
+        self.service = None;
+        self.endpoint = None;
+        self.bytes_in = None;
+        self.uri = Uri::default();
+        self.request_id = HeaderValue::from_static("");
+    }
+
+    fn starting(
+        listener: usize,
+        client: SocketAddr,
+        method: &Method,
+        uri: &Uri,
+        request_id: HeaderValue,
+    ) -> Self {
+        Self {
             start: Instant::now(),
             listener,
             client,
@@ -84,7 +108,7 @@ impl Entry {
             bytes_in: None,
             bytes_out: 0,
             duration: Duration::ZERO,
-        })
+        }
     }
 }
 
@@ -129,6 +153,9 @@ impl Drop for Pending {
 
 struct Inner {
     queue: ArrayQueue<Box<Entry>>,
+    /// Boxes of written entries, cleared, for the next requests (no allocation per request
+    /// while the log keeps up).
+    spare: ArrayQueue<Box<Entry>>,
     dropped: AtomicU64,
     reopen: AtomicBool,
     stop: AtomicBool,
@@ -155,6 +182,7 @@ impl AccessLog {
     pub(crate) fn spawn(spec: &AccessLogSpec, listeners: Vec<String>) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             queue: ArrayQueue::new(spec.buffer.max(1)),
+            spare: ArrayQueue::new(spec.buffer.clamp(1, SPARE_BOXES)),
             dropped: AtomicU64::new(0),
             reopen: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -183,6 +211,26 @@ impl AccessLog {
             inner,
             done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
         })
+    }
+
+    /// An entry for a request that starts now, in a box the writer gave back if there is one.
+    #[inline]
+    pub(crate) fn entry(
+        &self,
+        listener: usize,
+        client: SocketAddr,
+        method: &Method,
+        uri: &Uri,
+        request_id: HeaderValue,
+    ) -> Box<Entry> {
+        let fresh = Entry::starting(listener, client, method, uri, request_id);
+        match self.inner.spare.pop() {
+            Some(mut b) => {
+                *b = fresh;
+                b
+            }
+            None => Box::new(fresh),
+        }
     }
 
     /// Queues a finished entry; drops and counts it when the queue is full. Never blocks.
@@ -279,7 +327,10 @@ fn run(inner: &Inner, target: &AccessLogTarget) {
             };
             line.clear();
             format(&e, clocks, &inner.listeners, &mut ts_cache, &mut line);
-            drop(e);
+            let mut e = e;
+            e.clear();
+            // A full spare queue drops the box.
+            let _ = inner.spare.push(e);
             if let Err(err) = w.write_all(&line) {
                 inner.dropped.fetch_add(1, Ordering::Relaxed);
                 if !failing {
@@ -420,28 +471,37 @@ fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 fn push_addr(out: &mut Vec<u8>, a: SocketAddr) {
     match a {
         SocketAddr::V4(v4) => {
-            // `"255.255.255.255:65535"` is 23 bytes.
+            // `"255.255.255.255:65535"` is 23 bytes; digits are written right to left.
             let mut text = [0u8; 24];
-            let mut len = 0;
-            let mut put = |bytes: &[u8]| {
-                text[len..len + bytes.len()].copy_from_slice(bytes);
-                len += bytes.len();
+            let mut at = text.len();
+            let mut put = |b: u8| {
+                at -= 1;
+                text[at] = b;
             };
-            put(b"\"");
-            for (i, o) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    put(b".");
+            put(b'"');
+            let mut port = v4.port();
+            loop {
+                put(b'0' + (port % 10) as u8);
+                port /= 10;
+                if port == 0 {
+                    break;
                 }
-                let mut buf = [0u8; 20];
-                let at = digits(u64::from(o), &mut buf);
-                put(&buf[at..]);
             }
-            put(b":");
-            let mut buf = [0u8; 20];
-            let at = digits(u64::from(v4.port()), &mut buf);
-            put(&buf[at..]);
-            put(b"\"");
-            out.extend_from_slice(&text[..len]);
+            put(b':');
+            for (i, o) in v4.ip().octets().into_iter().rev().enumerate() {
+                if i > 0 {
+                    put(b'.');
+                }
+                put(b'0' + o % 10);
+                if o >= 10 {
+                    put(b'0' + (o / 10) % 10);
+                }
+                if o >= 100 {
+                    put(b'0' + o / 100);
+                }
+            }
+            put(b'"');
+            out.extend_from_slice(&text[at..]);
         }
         SocketAddr::V6(_) => push_str(out, &a.to_string()),
     }
@@ -615,6 +675,43 @@ mod tests {
         assert_eq!(v["stack"], serde_json::Value::Null);
         assert_eq!(v["client"], "127.0.0.1:4000");
         assert_eq!(v["ts"], "2025-12-02T00:24:20.123Z", "the request's start");
+    }
+
+    #[tokio::test]
+    async fn written_entries_give_their_boxes_back_cleared() {
+        let dir = std::env::temp_dir().join(format!("sy-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("access.log");
+        let spec = AccessLogSpec {
+            target: AccessLogTarget::File(path.clone()),
+            buffer: 8,
+        };
+        let log = AccessLog::spawn(&spec, vec!["public".to_owned()]).expect("writer");
+        let e = log.entry(
+            0,
+            "127.0.0.1:4000".parse().expect("addr"),
+            &Method::GET,
+            &Uri::from_static("/first"),
+            HeaderValue::from_static("id-1"),
+        );
+        drop(Pending::new(e, log.clone()));
+        log.close(Duration::from_secs(5)).await;
+        assert_eq!(log.inner.spare.len(), 1, "the written entry's box is kept");
+        let again = log.entry(
+            0,
+            "127.0.0.1:4001".parse().expect("addr"),
+            &Method::POST,
+            &Uri::from_static("/second"),
+            HeaderValue::from_static("id-2"),
+        );
+        assert_eq!(log.inner.spare.len(), 0, "and used again");
+        assert_eq!(again.uri.path(), "/second");
+        assert_eq!(again.status, CLIENT_CLOSED);
+        assert!(again.service.is_none() && again.endpoint.is_none());
+        let text = std::fs::read_to_string(&path).expect("log");
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains("\"path\":\"/first\""), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

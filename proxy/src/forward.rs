@@ -73,7 +73,7 @@ pub(crate) async fn handle(
     // Pending from the start: a request the client abandons before its response (this
     // future is dropped) is still logged, with status 499.
     let mut pending = Pending::new(
-        Entry::new(
+        log.entry(
             conn.listener,
             conn.peer,
             req.method(),
