@@ -459,9 +459,24 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-fn push_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+/// A string that never needs escaping, in quotes: configuration names (`[a-z0-9-]`), HTTP
+/// method tokens (RFC 9110 `tchar`: no quote, backslash or control character) and error
+/// labels.
+fn push_token(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(
+        !s.bytes()
+            .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f),
+        "{s:?} needs escaping"
+    );
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn push_opt_token(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
-        Some(s) => push_str(out, s),
+        Some(s) => push_token(out, s),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -557,11 +572,11 @@ fn format(
         .unwrap_or(wall);
     push_ts(out, ts, ts_cache);
     out.extend_from_slice(b"\",\"listener\":");
-    push_str(out, listeners.get(e.listener).map_or("", String::as_str));
+    push_token(out, listeners.get(e.listener).map_or("", String::as_str));
     out.extend_from_slice(b",\"service\":");
-    push_opt_str(out, service.map(|s| s.name().as_str()));
+    push_opt_token(out, service.map(|s| s.name().as_str()));
     out.extend_from_slice(b",\"stack\":");
-    push_opt_str(
+    push_opt_token(
         out,
         service
             .zip(e.stack)
@@ -574,7 +589,7 @@ fn format(
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"method\":");
-    push_str(out, e.method.as_str());
+    push_token(out, e.method.as_str());
     out.extend_from_slice(b",\"path\":");
     push_str(out, e.uri.path());
     out.extend_from_slice(b",\"status\":");
@@ -602,7 +617,7 @@ fn format(
     out.extend_from_slice(b",\"client\":");
     push_addr(out, e.client);
     out.extend_from_slice(b",\"error\":");
-    push_opt_str(out, e.error.map(Cause::label));
+    push_opt_token(out, e.error.map(Cause::label));
     out.extend_from_slice(b"}\n");
 }
 
