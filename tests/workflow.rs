@@ -963,30 +963,40 @@ async fn a_rolling_update_interrupted_by_kill_9_rolls_back_cleanly_on_restart() 
         assert_eq!((r.status, r.version()), (200, "v1.3".to_owned()));
     }
     // The replica started again on its endpoint is recorded: the stack's record lists four
-    // live processes, none of them the new version's.
-    let record = std::fs::read_to_string(
-        proxy
-            .dir
-            .path()
-            .join("switchyard-state/replicas/web/app/stack.json"),
-    )
-    .expect("stack record");
-    let record: Value = serde_json::from_str(&record).expect("json");
-    assert_eq!(record["version"], "v1.3");
-    let recorded: Vec<u32> = record["units"]
-        .as_array()
-        .expect("units")
-        .iter()
-        .filter_map(|u| u["pid"].as_u64())
-        .map(|p| u32::try_from(p).expect("pid"))
-        .collect();
-    reaper.add(recorded.clone());
-    assert_eq!(recorded.len(), 4);
-    assert!(
-        recorded
+    // live processes, none of them the new version's. The supervisor writes the record once
+    // the replica it restarted runs, which may follow the rollback's end by a moment: polled,
+    // bounded.
+    let path = proxy
+        .dir
+        .path()
+        .join("switchyard-state/replicas/web/app/stack.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let record = std::fs::read_to_string(&path).expect("stack record");
+        let record: Value = serde_json::from_str(&record).expect("json");
+        assert_eq!(record["version"], "v1.3");
+        let recorded: Vec<u32> = record["units"]
+            .as_array()
+            .expect("units")
             .iter()
-            .all(|p| support::pid_alive(*p) && *p != new[0])
-    );
+            .filter_map(|u| u["pid"].as_u64())
+            .map(|p| u32::try_from(p).expect("pid"))
+            .collect();
+        reaper.add(recorded.clone());
+        let live = recorded.len() == 4
+            && recorded
+                .iter()
+                .all(|p| support::pid_alive(*p) && *p != new[0]);
+        if live {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stack record lists {recorded:?} (new replica {}): {record:#}",
+            new[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(proxy.stop().success());
 }
 
