@@ -139,6 +139,10 @@ mod tests {
         let b = decode::<Body>(br#"{"weights":{"blue":100.0,"green":1e2}}"#).expect("integral");
         assert_eq!(b.weights["blue"], 100);
         assert_eq!(b.weights["green"], 100);
+        // Parsed exactly (serde_json's `float_roundtrip`): the best-effort parser read this
+        // as 4209441612084241.5 and refused it as a fraction (found by schemathesis).
+        let b = decode::<Body>(br#"{"weights":{"blue":4209441612084242.0}}"#).expect("exact");
+        assert_eq!(b.weights["blue"], 4_209_441_612_084_242);
         let e = decode::<Body>(br#"{"weights":{"blue":1e19}}"#).expect_err("beyond i64");
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
