@@ -3,13 +3,12 @@
 //! written atomically (temporary file, fsync, rename, fsync of the folder). Saving a key
 //! deletes the service's expired ones, so the folder stays as small as a day's deployments.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::io;
+use super::{atomic, io};
 use crate::store::{IdempotencyRecord, StoreError};
 
 const DIR: &str = "idempotency";
@@ -20,12 +19,6 @@ fn path(state_dir: &Path, service: &str, key: &str) -> PathBuf {
         .join(DIR)
         .join(service)
         .join(format!("{digest}.json"))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("sync directory", dir))
 }
 
 fn read(path: &Path) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -52,32 +45,17 @@ pub(super) fn load(
     Ok(read(&path(state_dir, service, key))?.filter(|r| r.key == key && !r.expired(now)))
 }
 
-/// Saves one record durably, then deletes the service's expired records.
+/// Saves one record durably (the store's one atomic write), then deletes the service's
+/// expired records.
 pub(super) fn save(state_dir: &Path, record: &IdempotencyRecord) -> Result<(), StoreError> {
-    let mut bytes = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Encode {
-        what: "idempotency key",
-        source,
-    })?;
-    bytes.push(b'\n');
+    let bytes = atomic::pretty_json(record, "idempotency key")?;
     let target = path(state_dir, &record.service, &record.key);
     let dir = target
         .parent()
-        .expect("a key's file lives in its service's folder")
-        .to_path_buf();
-    if !dir.exists() {
-        fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-        sync_dir(&state_dir.join(DIR))?;
-        sync_dir(state_dir)?;
-    }
-    let tmp = target.with_extension("json.tmp");
-    let mut file = File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(io("write", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, &target).map_err(io("rename", &tmp))?;
-    sync_dir(&dir)?;
-    prune(&dir);
+        .expect("a key's file lives in its service's folder");
+    atomic::create_dir(state_dir, dir)?;
+    atomic::write(&target, &bytes)?;
+    prune(dir);
     Ok(())
 }
 
