@@ -737,3 +737,300 @@ async fn kill_9_while_provisioning_then_restart_rolls_back_and_removes_the_conta
     let seen = load(proxy.addr("public"), 20).await;
     assert!(seen.iter().all(|s| s == "v0"), "{seen:?}");
 }
+
+/// Every container of `prefix` with the image it runs and whether it runs: `name image running`.
+fn containers_with_images(prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in containers(prefix) {
+        let (ok, info, err) = docker(&[
+            "inspect",
+            "--format",
+            "{{.Config.Image}} {{.State.Running}}",
+            &name,
+        ]);
+        assert!(ok, "{err}");
+        out.push(format!("{name} {}", info.trim()));
+    }
+    out
+}
+
+/// Deploys stack `blue` of [`IMAGE_V1`] (version v1) with four containers.
+async fn four_containers(proxy: &Proxy, service: &str) -> Vec<String> {
+    let id = start(
+        proxy,
+        service,
+        &body("blue", "v1", container_source(IMAGE_V1, 4)),
+    )
+    .await;
+    let v = finished(proxy, service, id).await;
+    assert_eq!(v["phase"], "succeeded", "{v:#}\n{}", proxy.stderr());
+    let names = unit_names(&v);
+    assert_eq!(names.len(), 4);
+    names
+}
+
+/// A rolling update of stack `blue` to [`IMAGE_V2`] (version v2), one container at a time.
+fn rolling_body(interval: &str) -> Value {
+    let mut b = body(
+        "blue",
+        "v2",
+        json!({"container": {"image": IMAGE_V2, "port": 8080, "pull": "never"}}),
+    );
+    b["strategy"] =
+        json!({"rolling": {"batch_size": 1, "interval": interval, "start_first": true}});
+    b["healthy_timeout"] = json!("20s");
+    b
+}
+
+/// The `blue` stack as the service view shows it: (version, healthy endpoints, endpoints).
+async fn blue_stack(proxy: &Proxy, service: &str) -> (String, usize, Vec<String>) {
+    let (status, v) = api(
+        proxy.control,
+        "GET",
+        &format!("/v1/services/{service}"),
+        Some(CI),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let blue = v["stacks"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "blue"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let endpoints = blue["endpoints"].as_array().cloned().unwrap_or_default();
+    let healthy = endpoints.iter().filter(|e| e["state"] == "healthy").count();
+    let mut addresses: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| e["address"].as_str().map(str::to_owned))
+        .collect();
+    addresses.sort();
+    (
+        blue["version"].as_str().unwrap_or("").to_owned(),
+        healthy,
+        addresses,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_of_four_containers_under_load_loses_no_request_and_keeps_four_healthy() {
+    if !engine_or_skip("rolling_update_of_four_containers") {
+        return;
+    }
+    let service = "test-rolling";
+    let _images = Images::acquire();
+    let cleanup = Cleanup::new(service);
+    let seed = Upstream::start("v0").await;
+    let proxy = start_proxy(service, seed.addr, "");
+    let old = four_containers(&proxy, service).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = proxy.addr("public");
+    let client = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // Bounded: at most 100 rounds of 50 requests.
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                seen.extend(load(addr, 50).await);
+            }
+            seen
+        })
+    };
+    // The stack view, sampled while it rolls (bounded by the stop flag and a count).
+    let sampler = {
+        let stop = stop.clone();
+        let control = proxy.control;
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && samples.len() < 100_000 {
+                let (_, v) = api(control, "GET", "/v1/services/test-rolling", Some(CI), None).await;
+                if let Some(blue) = v["stacks"]
+                    .as_array()
+                    .and_then(|s| s.iter().find(|s| s["name"] == "blue"))
+                {
+                    let healthy = blue["endpoints"]
+                        .as_array()
+                        .map_or(0, |e| e.iter().filter(|e| e["state"] == "healthy").count());
+                    samples.push((healthy, blue["version"].as_str().unwrap_or("").to_owned()));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            samples
+        })
+    };
+    let mut b = rolling_body("200ms");
+    b["pre_integration"] = json!([{"http": {"path": "/", "expect_body_contains": "v2"}}]);
+    b["post_integration"] =
+        json!([{"http": {"path": "/", "expect_body_contains": "v2", "repeat": 8}}]);
+    let id = start(&proxy, service, &b).await;
+    let v = finished(&proxy, service, id).await;
+    assert_eq!(v["phase"], "succeeded", "{v:#}\n{}", proxy.stderr());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = tokio::time::timeout(WAIT, client)
+        .await
+        .expect("load finishes")
+        .expect("load task");
+    let samples = sampler.await.expect("sampler");
+    assert!(!seen.is_empty());
+    eprintln!(
+        "{} requests during the rolling update of 4 containers, none failed; {} stack views sampled",
+        seen.len(),
+        samples.len()
+    );
+    assert!(
+        seen.iter().all(|s| s == "v1" || s == "v2"),
+        "only the containers answered"
+    );
+    let fewest = samples.iter().map(|(h, _)| *h).min().expect("samples");
+    assert!(fewest >= 4, "only {fewest} healthy replicas at some point");
+    let versions: Vec<&str> = samples.iter().map(|(_, v)| v.as_str()).collect();
+    assert!(
+        versions.contains(&"v1 ×2, v2 ×2"),
+        "the mix never showed: {versions:?}"
+    );
+    // The new containers took the canonical names; the old ones are gone.
+    assert_eq!(unit_names(&v), old, "{v:#}");
+    let running: Vec<String> = old.iter().map(|n| format!("{n} {IMAGE_V2} true")).collect();
+    assert_eq!(containers_with_images(&cleanup.0), running);
+    let (version, healthy, _) = blue_stack(&proxy, service).await;
+    assert_eq!((version.as_str(), healthy), ("v2", 4));
+    let after = load(addr, 20).await;
+    assert!(after.iter().all(|s| s == "v2"), "{after:?}");
+    // The replicas are kept again: one killed is restarted.
+    let (ok, _, err) = docker(&["kill", &old[0]]);
+    assert!(ok, "{err}");
+    wait_json(
+        proxy.control,
+        &format!("/v1/services/{service}"),
+        Some(CI),
+        "the killed replica restarted and healthy",
+        |v| {
+            v["stacks"][0]["endpoints"]
+                .as_array()
+                .is_some_and(|e| e.len() == 4 && e.iter().all(|e| e["state"] == "healthy"))
+                && containers_with_images("switchyard-test-rolling-")
+                    .iter()
+                    .all(|c| c.ends_with(" true"))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_a_rolling_update_of_containers_restores_the_old_containers_exactly() {
+    if !engine_or_skip("aborting_a_rolling_update_of_containers") {
+        return;
+    }
+    let service = "test-rollabort";
+    let _images = Images::acquire();
+    let cleanup = Cleanup::new(service);
+    let seed = Upstream::start("v0").await;
+    let proxy = start_proxy(service, seed.addr, "");
+    let old = four_containers(&proxy, service).await;
+    let before = blue_stack(&proxy, service).await;
+    let listed = containers_with_images(&cleanup.0);
+    let id = start(&proxy, service, &rolling_body("10m")).await;
+    let mid = follow(&proxy, service, id, |v| v["step"]["waiting"] == "timer").await;
+    assert_eq!(mid["label"], "shifting(1/4)", "{mid:#}");
+    let (version, _, _) = blue_stack(&proxy, service).await;
+    assert_eq!(version, "v1 ×3, v2 ×1");
+    // Four running (three old, one new) and the replaced old one stopped, kept for a rollback.
+    assert_eq!(
+        containers(&cleanup.0).len(),
+        5,
+        "{:?}",
+        containers_with_images(&cleanup.0)
+    );
+    let (status, r) = api(
+        proxy.control,
+        "POST",
+        &format!("/v1/services/{service}/deployments/{id}/abort"),
+        Some(OPS),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let v = finished(&proxy, service, id).await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}\n{}", proxy.stderr());
+    assert_eq!(
+        blue_stack(&proxy, service).await,
+        before,
+        "the stack is back as it was"
+    );
+    assert_eq!(
+        containers_with_images(&cleanup.0),
+        listed,
+        "the old containers run, the new one is gone"
+    );
+    let seen = load(proxy.addr("public"), 40).await;
+    assert!(seen.iter().all(|s| s == "v1"), "{seen:?}");
+    assert_eq!(old.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rolling_update_of_containers_then_restart_rolls_back_exactly() {
+    if !engine_or_skip("kill_9_mid_rolling_update_of_containers") {
+        return;
+    }
+    let service = "test-rollcrash";
+    let _images = Images::acquire();
+    let cleanup = Cleanup::new(service);
+    let seed = Upstream::start("v0").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = config(service, seed.addr, &dir.path().join("state"), "");
+    let proxy = Proxy::start_in(dir, &conf);
+    four_containers(&proxy, service).await;
+    let before = blue_stack(&proxy, service).await;
+    let listed = containers_with_images(&cleanup.0);
+    let id = start(&proxy, service, &rolling_body("10m")).await;
+    let mid = follow(&proxy, service, id, |v| v["step"]["waiting"] == "timer").await;
+    assert_eq!(mid["label"], "shifting(1/4)", "{mid:#}");
+    let dir = proxy.kill9();
+    let proxy = Proxy::start_in(dir, &conf);
+    let v = finished(&proxy, service, id).await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}\n{}", proxy.stderr());
+    assert_eq!(blue_stack(&proxy, service).await, before);
+    assert_eq!(
+        containers_with_images(&cleanup.0),
+        listed,
+        "exactly the old containers run; no container the state does not know"
+    );
+    let seen = load(proxy.addr("public"), 40).await;
+    assert!(seen.iter().all(|s| s == "v1"), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_of_containers_rolls_back_and_removes_the_new_container() {
+    if !engine_or_skip("a_failing_batch_of_containers") {
+        return;
+    }
+    let service = "test-rollfail";
+    let _images = Images::acquire();
+    let cleanup = Cleanup::new(service);
+    let seed = Upstream::start("v0").await;
+    let proxy = start_proxy(service, seed.addr, "");
+    four_containers(&proxy, service).await;
+    let before = blue_stack(&proxy, service).await;
+    let listed = containers_with_images(&cleanup.0);
+    // The new image's HEALTHCHECK fails: its first replica never counts as started.
+    let mut b = rolling_body("0s");
+    b["version"] = json!("v3");
+    b["source"] = json!({"container": {"image": IMAGE_UNHEALTHY, "port": 8080,
+        "pull": "never", "health": "docker"}});
+    let id = start(&proxy, service, &b).await;
+    let v = finished(&proxy, service, id).await;
+    assert_eq!(v["phase"], "rolled_back", "{v:#}\n{}", proxy.stderr());
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("unhealthy") || reason.contains("health"),
+        "{reason}"
+    );
+    assert_eq!(blue_stack(&proxy, service).await, before);
+    assert_eq!(containers_with_images(&cleanup.0), listed);
+    let seen = load(proxy.addr("public"), 40).await;
+    assert!(seen.iter().all(|s| s == "v1"), "{seen:?}");
+}

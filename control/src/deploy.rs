@@ -76,7 +76,7 @@ use driver::{Channels, CommandMsg, Driver};
 use process::ProcessSource;
 use record::Waiting as Wait;
 use source::container::ContainerSource;
-use source::{Source, StaticSource};
+use source::{Replicas, Source, StaticSource};
 
 /// Events a deployment's followers receive.
 #[derive(Debug, Clone)]
@@ -259,6 +259,16 @@ impl Deployments {
             SourceSpec::Process(_) => self.processes.clone(),
             SourceSpec::Container(_) => self.containers.clone(),
             SourceSpec::Endpoints(_) | SourceSpec::Dns(_) => self.statics.clone(),
+        }
+    }
+
+    /// The source that replaces `spec`'s stack's replicas in a rolling update: process or
+    /// container; `None` for the others.
+    pub(crate) fn replicas_for(&self, spec: &DeploymentSpec) -> Option<Arc<dyn Replicas>> {
+        match spec.source {
+            SourceSpec::Process(_) => Some(self.processes.clone()),
+            SourceSpec::Container(_) => Some(self.containers.clone()),
+            SourceSpec::Endpoints(_) | SourceSpec::Dns(_) => None,
         }
     }
 

@@ -205,7 +205,8 @@ pub struct DeployArgs {
     /// Drain time of the previous stack's processes.
     #[arg(long)]
     pub(crate) drain_timeout: Option<String>,
-    /// Rolling update of the live process stack --stack: replicas replaced N at a time.
+    /// Rolling update of the live process or container stack --stack: replicas replaced N at
+    /// a time.
     #[arg(long, conflicts_with_all = ["canary", "blue_green"])]
     pub(crate) rolling_batch_size: Option<u32>,
     /// Rolling update: time between two batches (default 5s).

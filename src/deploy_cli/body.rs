@@ -295,8 +295,10 @@ pub(super) fn body(args: &DeployArgs) -> Result<Value, CliError> {
         spec["strategy"] = json!({ "rolling": rolling });
         // The stack keeps its replica count unless --replicas says otherwise.
         if args.replicas.is_none() {
-            if let Some(p) = spec["source"]["process"].as_object_mut() {
-                p.remove("replicas");
+            for kind in ["process", "container"] {
+                if let Some(p) = spec["source"][kind].as_object_mut() {
+                    p.remove("replicas");
+                }
             }
         }
     }

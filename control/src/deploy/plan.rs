@@ -185,6 +185,7 @@ pub(crate) fn validate(spec: &DeploymentSpec) -> Result<Plan, Vec<String>> {
         StrategySpec::Rolling(r) => {
             let replicas = match &spec.source {
                 SourceSpec::Process(p) => Some(p.replicas.unwrap_or(1)),
+                SourceSpec::Container(c) => Some(c.replicas.unwrap_or(1)),
                 _ => None,
             };
             match super::rolling::validate(r, replicas, &mut problems) {

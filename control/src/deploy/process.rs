@@ -39,8 +39,6 @@ use log::{LOG_LIMIT, LogFile};
 use pid::{alive, terminate_pid};
 use supervisor::{Control, Replica, Supervisor};
 
-pub(crate) use rolling::stop_unit;
-
 use super::record::{ProcessStackRecord, Unit};
 use super::source::{Reporter, Source, SourceError, Target};
 use super::spec::SourceSpec;
@@ -204,56 +202,63 @@ impl ProcessSource {
                 });
                 continue;
             }
-            let mut members = Vec::new();
-            let mut units = Vec::new();
-            for (index, unit) in rec.units.iter().enumerate() {
-                let l = launch(&rec, index, port_of(&unit.endpoint).unwrap_or(0));
-                let mut log = self.log_file(&rec.service, &rec.stack, index);
-                let replica = match unit.pid {
-                    Some(pid) if alive(pid, unit.start_ticks) => {
-                        tracing::info!(replica = %l.name, pid, endpoint = %unit.endpoint, "replica re-adopted");
-                        log.skip();
-                        Some(Replica::Adopted {
-                            pid,
-                            ticks: unit.start_ticks,
-                        })
+            self.supervise_record(rec);
+        }
+    }
+
+    /// Supervises `rec`'s stack from now on (replacing any supervision of it): replicas whose
+    /// PID and start time are alive are watched by PID, the others are started anew from the
+    /// record on the same endpoint.
+    pub(crate) fn supervise_record(&self, rec: ProcessStackRecord) {
+        let mut members = Vec::new();
+        let mut units = Vec::new();
+        for (index, unit) in rec.units.iter().enumerate() {
+            let l = launch(&rec, index, port_of(&unit.endpoint).unwrap_or(0));
+            let mut log = self.log_file(&rec.service, &rec.stack, index);
+            let replica = match unit.pid {
+                Some(pid) if alive(pid, unit.start_ticks) => {
+                    tracing::info!(replica = %l.name, pid, endpoint = %unit.endpoint, "replica re-adopted");
+                    log.skip();
+                    Some(Replica::Adopted {
+                        pid,
+                        ticks: unit.start_ticks,
+                    })
+                }
+                _ => match l.spawn(&mut log) {
+                    Ok(child) => {
+                        tracing::info!(replica = %l.name, pid = ?child.id(), endpoint = %unit.endpoint, "replica was gone; started anew");
+                        Some(Replica::Child(child))
                     }
-                    _ => match l.spawn(&mut log) {
-                        Ok(child) => {
-                            tracing::info!(replica = %l.name, pid = ?child.id(), endpoint = %unit.endpoint, "replica was gone; started anew");
-                            Some(Replica::Child(child))
-                        }
-                        Err(e) => {
-                            tracing::warn!(replica = %l.name, error = %chain(&e), "replica was gone and cannot be started; retrying with backoff");
-                            None
-                        }
-                    },
-                };
-                units.push(replica.as_ref().map_or_else(
-                    || Unit {
-                        endpoint: unit.endpoint.clone(),
-                        pid: None,
-                        start_ticks: None,
-                        container: None,
-                    },
-                    |r| r.unit(&unit.endpoint),
-                ));
-                members.push(Member {
-                    launch: l,
+                    Err(e) => {
+                        tracing::warn!(replica = %l.name, error = %chain(&e), "replica was gone and cannot be started; retrying with backoff");
+                        None
+                    }
+                },
+            };
+            units.push(replica.as_ref().map_or_else(
+                || Unit {
                     endpoint: unit.endpoint.clone(),
-                    replica,
-                    log,
-                });
-            }
-            let running = self.supervise(&rec, members, Reporter::detached());
-            if units != rec.units {
-                running.units.send_replace(units);
-            }
-            let key = (rec.service.clone(), rec.stack.clone());
-            if let Some(old) = self.registry().insert(key, running) {
-                // Adoption runs once, before any deployment; nothing to replace. Detach, never kill.
-                tokio::spawn(old.end(Control::Detach));
-            }
+                    pid: None,
+                    start_ticks: None,
+                    container: None,
+                },
+                |r| r.unit(&unit.endpoint),
+            ));
+            members.push(Member {
+                launch: l,
+                endpoint: unit.endpoint.clone(),
+                replica,
+                log,
+            });
+        }
+        let running = self.supervise(&rec, members, Reporter::detached());
+        if units != rec.units {
+            running.units.send_replace(units);
+        }
+        let key = (rec.service.clone(), rec.stack.clone());
+        if let Some(old) = self.registry().insert(key, running) {
+            // Replaced supervision lets go of its replicas: detach, never kill.
+            tokio::spawn(old.end(Control::Detach));
         }
     }
 

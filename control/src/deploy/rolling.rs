@@ -1,7 +1,8 @@
-//! Rolling updates of a `process` stack: its replicas replaced batch by batch with replicas of
-//! the new version, inside the same stack (the Rancher upgrade model).
+//! Rolling updates of a `process` or `container` stack: its replicas replaced batch by batch
+//! with replicas of the new version, inside the same stack (the Rancher upgrade model).
 //!
-//! The request names the live stack (`stack`) and the new version's process source; the
+//! The request names the live stack (`stack`) and the new version's source (of the stack's
+//! kind); the
 //! replica count stays the stack's (filled in from its record when absent). The plan has one
 //! step per batch (`shifting(k/n)` in views, `percent` the share of new replicas after it) with
 //! the batch interval as the pause after each but the last, so pause/resume/abort, gates
@@ -12,7 +13,7 @@
 //! first batch is started while provisioning, so the pre-integration checks reach it
 //! directly before it takes traffic; post-integration checks run through the public
 //! listener at the end. While it rolls, the stack's `version` shows the mix (`v1.3 ×2,
-//! v1.4 ×2`). A rollback starts the old replicas again on their endpoints (from the stack's
+//! v1.4 ×2`). A rollback starts the old replicas again on their endpoints (from the source's
 //! record, unchanged until the end), puts the stack back exactly, and stops the new ones.
 
 mod admit;
@@ -66,7 +67,8 @@ impl Rolling {
     }
 }
 
-/// Checks a rolling strategy for `replicas` replicas (`None`: not a process source) and
+/// Checks a rolling strategy for `replicas` replicas (`None`: neither a process nor a
+/// container source) and
 /// builds its steps; every problem names its field.
 pub(crate) fn validate(
     spec: &RollingSpec,
@@ -74,7 +76,7 @@ pub(crate) fn validate(
     problems: &mut Vec<String>,
 ) -> Option<(Rolling, Vec<Step>)> {
     let Some(replicas) = replicas else {
-        problems.push("strategy.rolling: rolling updates replace process replicas: expected a \"process\" source".to_owned());
+        problems.push("strategy.rolling: rolling updates replace process or container replicas: expected a \"process\" or \"container\" source".to_owned());
         return None;
     };
     let batch_size = spec.batch_size.unwrap_or(1);
@@ -159,10 +161,10 @@ mod tests {
     }
 
     #[test]
-    fn only_process_sources_roll() {
+    fn only_process_and_container_sources_roll() {
         let mut problems = Vec::new();
         assert!(validate(&RollingSpec::default(), None, &mut problems).is_none());
-        assert!(problems[0].contains("process"), "{problems:?}");
+        assert!(problems[0].contains("container"), "{problems:?}");
     }
 
     #[test]

@@ -182,6 +182,69 @@ pub(crate) trait Source: Send + Sync {
     fn attach(&self, _service: &str, _stack: &str, _report: Reporter) {}
 }
 
+/// A source whose stacks' replicas a rolling update replaces in place, one batch at a time,
+/// inside the live stack (`deploy::rolling`). The process and container sources are; the
+/// rolling driver talks to them through this trait alone.
+///
+/// The update keeps the old replicas recoverable until it succeeds: they are taken out of
+/// service ([`stop_old`](Self::stop_old)) but their durable record (a process stack's record,
+/// the Engine's stopped containers) stays as it was, so a rollback, even after a restart,
+/// brings exactly them back ([`restore`](Self::restore)). The new replicas are told apart
+/// from the old ones by the deployment that started them.
+pub(crate) trait Replicas: Send + Sync {
+    /// How many replicas the live stack `service`/`stack` has here; `None` when this source
+    /// does not run it.
+    fn replicas_of(&self, service: &str, stack: &str) -> Option<usize>;
+
+    /// The live stack's old replicas, in replica order (those the update of `target` replaces);
+    /// `None` when this source has no record of the stack.
+    fn old<'a>(
+        &'a self,
+        target: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<Option<Vec<Unit>>, SourceError>>;
+
+    /// Ends the supervision of the live stack for the time of the update (its replicas keep
+    /// running, and an exiting one is not restarted).
+    fn detach<'a>(&'a self, service: &'a str, stack: &'a str) -> BoxFuture<'a, ()>;
+
+    /// Starts replica `index` of the new version and resolves once it accepts connections.
+    fn start_replica<'a>(
+        &'a self,
+        target: &'a Target<'a>,
+        index: usize,
+        report: &'a Reporter,
+    ) -> BoxFuture<'a, Result<Unit, SourceError>>;
+
+    /// Stops an old replica (drain, then force), keeping what a rollback restores it from.
+    fn stop_old<'a>(
+        &'a self,
+        unit: &'a Unit,
+        drain: Duration,
+    ) -> BoxFuture<'a, Result<(), SourceError>>;
+
+    /// The update succeeded: the stack is the new replicas `units` from now on, supervised;
+    /// what is left of the old ones goes. Resolves with the units as the stack keeps them.
+    fn keep_new<'a>(
+        &'a self,
+        target: &'a Target<'a>,
+        units: Vec<Unit>,
+        drain: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Unit>, SourceError>>;
+
+    /// Rollback: starts the old replicas again where they were stopped or are gone, supervises
+    /// them as the stack, and resolves once they accept connections.
+    fn restore<'a>(&'a self, target: &'a Target<'a>) -> BoxFuture<'a, Result<(), SourceError>>;
+
+    /// Rollback: stops and forgets the update's new replicas (`units`, and any the update
+    /// started without reporting it).
+    fn discard<'a>(
+        &'a self,
+        target: &'a Target<'a>,
+        units: &'a [Unit],
+        drain: Duration,
+    ) -> BoxFuture<'a, Result<(), SourceError>>;
+}
+
 /// Endpoints started elsewhere, or a DNS name: nothing to start or stop.
 pub(crate) struct StaticSource;
 

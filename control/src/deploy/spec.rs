@@ -29,7 +29,8 @@ pub struct DeploymentSpec {
     /// Where the new stack's endpoints come from.
     pub source: SourceSpec,
     /// How traffic moves: `{"blue_green": {}}` (default), `{"canary": {"steps": [...]}}`, or
-    /// `{"rolling": {...}}` (then `stack` names the live process stack to update in place).
+    /// `{"rolling": {...}}` (then `stack` names the live process or container stack to update
+    /// in place).
     #[serde(default)]
     pub strategy: StrategySpec,
     /// Checks against the new stack's endpoints directly, before any user request reaches it.
@@ -232,7 +233,8 @@ pub enum StrategySpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<AnalysisSpec>,
     },
-    /// The live process stack's replicas replaced batch by batch, inside the same stack.
+    /// The live process or container stack's replicas replaced batch by batch, inside the
+    /// same stack.
     Rolling(super::rolling::RollingSpec),
 }
 

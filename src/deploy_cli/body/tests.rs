@@ -171,3 +171,40 @@ fn webhook_flag_becomes_a_webhook() {
         assert!(body_of(&["--webhook", bad]).is_err(), "{bad:?}");
     }
 }
+
+/// The body `deploy` sends for an image of stack `blue` with `flags`.
+fn image_body_of(flags: &[&str]) -> Value {
+    use clap::Parser;
+    let mut argv = vec![
+        "deploy",
+        "--control",
+        "http://127.0.0.1:1",
+        "--service",
+        "auth",
+        "--stack",
+        "blue",
+        "--version",
+        "v1.4",
+        "--image",
+        "auth:v1.4",
+        "--port",
+        "8080",
+    ];
+    argv.extend(flags);
+    body(&Flags::try_parse_from(argv).expect("flags parse").args).expect("valid")
+}
+
+#[test]
+fn a_rolling_update_of_an_image_keeps_the_stack_replica_count() {
+    let v = image_body_of(&["--rolling-batch-size", "1"]);
+    assert_eq!(v["strategy"], json!({"rolling": {"batch_size": 1}}));
+    assert_eq!(v["source"]["container"]["image"], "auth:v1.4");
+    assert_eq!(v["source"]["container"]["port"], 8080);
+    assert!(
+        v["source"]["container"].get("replicas").is_none(),
+        "the live stack's count is kept: {v}"
+    );
+    let v = image_body_of(&["--replicas", "3", "--start-first"]);
+    assert_eq!(v["source"]["container"]["replicas"], 3);
+    assert_eq!(v["strategy"], json!({"rolling": {"start_first": true}}));
+}

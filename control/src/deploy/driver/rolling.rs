@@ -1,12 +1,13 @@
 //! The driver's actions for a rolling update (see `deploy::rolling`): provisioning prepares
 //! the first batch, each shifting step replaces one batch inside the live stack, retiring
-//! records and supervises the new replicas, and a rollback puts the old ones back.
+//! records and supervises the new replicas, and a rollback puts the old ones back. The
+//! stack's source does the replicas' part, through [`crate::deploy::source::Replicas`].
 //!
-//! The stack's own process record is left as it was until the update succeeded, so a
-//! restart in the middle re-adopts (or restarts on their endpoints) exactly the old replicas,
-//! and the resumed deployment rolls back. The stack's endpoints and `version` change through
-//! the writer like any API write (a `restore_service` of the whole service, so both change in
-//! one generation).
+//! The source's record of the stack's replicas is left as it was until the update succeeded,
+//! so a restart in the middle re-adopts (or restarts) exactly the old replicas, and the
+//! resumed deployment rolls back. The stack's endpoints and `version` change through the
+//! writer like any API write (a `restore_service` of the whole service, so both change in one
+//! generation).
 
 mod roll;
 
@@ -15,59 +16,45 @@ use std::future::Future;
 use super::Driver;
 use crate::deploy::check::{self, Context, Target as CheckTarget};
 use crate::deploy::machine::{Action, Event};
-use crate::deploy::record::ProcessStackRecord;
 use crate::deploy::rolling::Rolling;
-use crate::deploy::spec::SourceSpec;
-use crate::store::now;
 use roll::Roll;
 
 impl Driver {
-    fn roll(&self, rolling: Rolling) -> Roll {
-        let process = match &self.rec.spec.source {
-            SourceSpec::Process(p) => p.clone(),
-            _ => crate::deploy::spec::ProcessSpec {
-                command: Vec::new(),
-                replicas: None,
-                env: Default::default(),
-                workdir: None,
-                start_timeout: None,
-            },
-        };
-        Roll {
+    fn roll(&self, rolling: Rolling) -> Option<Roll> {
+        let source = self.state.deployments().replicas_for(&self.rec.spec)?;
+        let old_version = self
+            .rec
+            .before
+            .spec
+            .stacks
+            .iter()
+            .find(|s| s.name == self.rec.spec.stack)
+            .map(|s| s.version.clone())
+            .unwrap_or_default();
+        Some(Roll {
             state: self.state.clone(),
-            processes: self.state.deployments().processes().clone(),
+            source,
             rolling,
             service: self.rec.service.clone(),
-            stack: self.rec.spec.stack.clone(),
-            version: self.rec.spec.version.clone(),
+            deployment: self.rec.id,
+            spec: self.rec.spec.clone(),
+            base_dir: self.state.deployments().base_dir().to_path_buf(),
+            old_version,
             created_by: self.rec.created_by.clone(),
-            new: ProcessStackRecord {
-                service: self.rec.service.clone(),
-                stack: self.rec.spec.stack.clone(),
-                version: self.rec.spec.version.clone(),
-                process,
-                base_dir: self
-                    .state
-                    .deployments()
-                    .base_dir()
-                    .to_string_lossy()
-                    .into_owned(),
-                units: Vec::new(),
-                updated_at: now(),
-            },
             reporter: self.reporter.clone(),
             healthy_timeout: self.plan.healthy_timeout,
             start_timeout: self.plan.start_timeout,
             drain: self.plan.drain,
             before: self.rec.before.clone(),
-        }
+        })
     }
 
     /// The rolling update's version of `action`; `None` when the deployment is not a rolling
     /// update or the action is the usual one (post-integration checks, timers, gates).
     pub(super) async fn perform_rolling(&mut self, action: &Action) -> Option<Option<Event>> {
         let rolling = self.plan.rolling.clone()?;
-        let roll = self.roll(rolling);
+        // The plan admits rolling updates of process and container sources only.
+        let roll = self.roll(rolling)?;
         let units = self.rec.units.clone();
         Some(match action {
             Action::Provision => {
@@ -85,7 +72,14 @@ impl Driver {
                 self.background(async move { roll.batch(k, units).await });
                 None
             }
-            Action::Retire => Some(roll.finish(units).await),
+            Action::Retire => {
+                let (kept, retired) = roll.finish(units).await;
+                // Recorded with the event that ends the deployment (renamed containers).
+                if let Some(kept) = kept {
+                    self.rec.units = kept;
+                }
+                Some(retired)
+            }
             Action::RollBack => Some(roll.roll_back(units).await),
             _ => return None,
         })

@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod listening;
 mod replica;
+mod rolling;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,11 +63,33 @@ struct Running {
     end: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     names: Vec<String>,
+    /// How each container was created (`None` when adopted), by position in `names`.
+    bodies: Vec<Option<ContainerCreateBody>>,
     reporter: Arc<Mutex<Reporter>>,
     units: Vec<Unit>,
+    span: tracing::Span,
 }
 
 impl Running {
+    /// An empty group of keepers for `key`, reporting to `reporter`.
+    fn new(key: &Key, reporter: Reporter) -> Self {
+        Self {
+            end: watch::channel(false).0,
+            tasks: Vec::new(),
+            names: Vec::new(),
+            bodies: Vec::new(),
+            reporter: Arc::new(Mutex::new(reporter)),
+            units: Vec::new(),
+            span: tracing::info_span!("containers", service = %key.0, stack = %key.1),
+        }
+    }
+
+    /// The creation body of container `name`, if this group created it.
+    fn body_of(&self, name: &str) -> Option<ContainerCreateBody> {
+        let i = self.names.iter().position(|n| n == name)?;
+        self.bodies[i].clone()
+    }
+
     /// Ends every keeper (the containers keep running) and waits for them.
     async fn end(self) {
         self.end.send_replace(true);
@@ -129,35 +152,38 @@ impl ContainerSource {
         reporter: Reporter,
         since: i32,
     ) -> Running {
-        let (end, end_rx) = watch::channel(false);
-        let reporter = Arc::new(Mutex::new(reporter));
-        let span = tracing::info_span!("containers", service = %key.0, stack = %key.1);
-        let mut names = Vec::new();
-        let tasks = replicas
-            .into_iter()
-            .enumerate()
-            .map(|(n, (name, body))| {
-                names.push(name.clone());
-                let keeper = Keeper {
-                    engine: self.engine.clone(),
-                    name,
-                    replica: format!("{}-{n}", key.1),
-                    body,
-                    owner: self.owner.clone(),
-                    reporter: reporter.clone(),
-                    end: end_rx.clone(),
-                };
-                let span = tracing::info_span!(parent: &span, "replica", container = %keeper.name);
-                tokio::spawn(keeper.run(since).instrument(span))
-            })
-            .collect();
-        Running {
-            end,
-            tasks,
-            names,
-            reporter,
-            units,
+        let mut running = Running::new(key, reporter);
+        for (n, (name, body)) in replicas.into_iter().enumerate() {
+            self.add_keeper(&mut running, format!("{}-{n}", key.1), name, body, since);
         }
+        running.units = units;
+        running
+    }
+
+    /// Adds to `running` the keeper of container `name`, shown as `replica` in the log.
+    fn add_keeper(
+        &self,
+        running: &mut Running,
+        replica: String,
+        name: String,
+        body: Option<ContainerCreateBody>,
+        since: i32,
+    ) {
+        running.names.push(name.clone());
+        running.bodies.push(body.clone());
+        let keeper = Keeper {
+            engine: self.engine.clone(),
+            name,
+            replica,
+            body,
+            owner: self.owner.clone(),
+            reporter: running.reporter.clone(),
+            end: running.end.subscribe(),
+        };
+        let span = tracing::info_span!(parent: &running.span, "replica", container = %keeper.name);
+        running
+            .tasks
+            .push(tokio::spawn(keeper.run(since).instrument(span)));
     }
 
     /// Ends the supervision of every container stack as Switchyard exits: containers keep
@@ -269,6 +295,29 @@ impl ContainerSource {
         }
     }
 
+    /// Where a started replica is reached: the loopback address the Engine bound for its
+    /// port, or, unpublished, its own address on its network.
+    async fn address(
+        &self,
+        name: &str,
+        spec: &ContainerSpec,
+    ) -> Result<Option<String>, ContainerError> {
+        let info = self.engine.inspect(name).await?;
+        if spec.publish.unwrap_or(true) {
+            return Ok(published(&info));
+        }
+        let network = spec.network.clone().unwrap_or_default();
+        info.network_settings
+            .and_then(|s| s.networks)
+            .and_then(|n| n.get(&network).and_then(|e| e.ip_address.clone()))
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| Some(format!("{ip}:{}", spec.port)))
+            .ok_or_else(|| ContainerError::NoAddress {
+                container: name.to_owned(),
+                network,
+            })
+    }
+
     async fn provision_containers(
         &self,
         target: &Target<'_>,
@@ -324,23 +373,7 @@ impl ContainerSource {
         }
         // Read back what the Engine bound (and, unpublished, where the container is).
         for (unit, (name, _)) in units.iter_mut().zip(&replicas) {
-            let info = self.engine.inspect(name).await?;
-            let address = if publish {
-                published(&info)
-            } else {
-                let network = spec.network.clone().unwrap_or_default();
-                info.network_settings
-                    .and_then(|s| s.networks)
-                    .and_then(|n| n.get(&network).and_then(|e| e.ip_address.clone()))
-                    .filter(|ip| !ip.is_empty())
-                    .map(|ip| format!("{ip}:{}", spec.port))
-                    .ok_or_else(|| ContainerError::NoAddress {
-                        container: name.clone(),
-                        network,
-                    })
-                    .map(Some)?
-            };
-            if let Some(a) = address {
+            if let Some(a) = self.address(name, spec).await? {
                 unit.endpoint = a;
             }
         }

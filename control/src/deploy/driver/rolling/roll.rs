@@ -1,7 +1,9 @@
-//! One rolling update's work against the process source and the writer: preparing a batch,
-//! bringing new replicas into the stack once healthy, taking old ones out and stopping them,
-//! recording the result, and putting the old replicas back on a rollback.
+//! One rolling update's work against the stack's source (through [`Replicas`]) and the
+//! writer: preparing a batch, bringing new replicas into the stack once healthy, taking old
+//! ones out and stopping them, recording the result, and putting the old replicas back on a
+//! rollback.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,13 +12,13 @@ use tokio::time::{Instant, sleep};
 
 use crate::change::Change;
 use crate::deploy::machine::Event;
-use crate::deploy::process::{ProcessSource, stop_unit};
-use crate::deploy::record::{Before, ProcessStackRecord, Unit};
+use crate::deploy::record::{Before, Unit};
 use crate::deploy::rolling::{Rolling, mixed_version};
-use crate::deploy::source::Reporter;
+use crate::deploy::source::{Replicas, Reporter, Target};
+use crate::deploy::spec::DeploymentSpec;
 use crate::error::chain;
 use crate::state::ControlState;
-use crate::store::{Origin, now};
+use crate::store::Origin;
 
 /// How often the new replicas' health is polled.
 const POLL: Duration = Duration::from_millis(20);
@@ -28,13 +30,16 @@ const SETTLE: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub(super) struct Roll {
     pub(super) state: ControlState,
-    pub(super) processes: Arc<ProcessSource>,
+    pub(super) source: Arc<dyn Replicas>,
     pub(super) rolling: Rolling,
     pub(super) service: String,
-    pub(super) stack: String,
-    pub(super) version: String,
+    pub(super) deployment: u64,
+    /// The deployment's spec: the stack and the new version's source.
+    pub(super) spec: DeploymentSpec,
+    pub(super) base_dir: PathBuf,
+    /// The stack's version before the update.
+    pub(super) old_version: String,
     pub(super) created_by: String,
-    pub(super) new: ProcessStackRecord,
     pub(super) reporter: Reporter,
     pub(super) healthy_timeout: Duration,
     pub(super) start_timeout: Duration,
@@ -43,13 +48,27 @@ pub(super) struct Roll {
 }
 
 impl Roll {
-    /// The stack's record as it was before the update (unchanged until it succeeds).
-    async fn old(&self) -> Result<ProcessStackRecord, String> {
-        match self.processes.record_of(&self.service, &self.stack).await {
-            Ok(Some(r)) => Ok(r),
+    fn target(&self) -> Target<'_> {
+        Target {
+            service: &self.service,
+            deployment: self.deployment,
+            spec: &self.spec,
+            base_dir: self.base_dir.clone(),
+            start_timeout: self.start_timeout,
+        }
+    }
+
+    fn stack(&self) -> &str {
+        &self.spec.stack
+    }
+
+    /// The stack's old replicas (unchanged in the source's record until the update succeeds).
+    async fn old(&self) -> Result<Vec<Unit>, String> {
+        match self.source.old(&self.target()).await {
+            Ok(Some(units)) => Ok(units),
             Ok(None) => Err(format!(
-                "stack {} has no process record; nothing to roll",
-                self.stack
+                "stack {} has no record of its replicas; nothing to roll",
+                self.stack()
             )),
             Err(e) => Err(chain(&e)),
         }
@@ -58,9 +77,10 @@ impl Roll {
     /// Starts the new replicas of batch `k`.
     async fn start(&self, k: usize, units: &mut Vec<Unit>) -> Result<(), String> {
         for index in self.rolling.batch(k) {
+            let target = self.target();
             let unit = self
-                .processes
-                .start_replica(&self.new, index, self.start_timeout, &self.reporter)
+                .source
+                .start_replica(&target, index, &self.reporter)
                 .await
                 .map_err(|e| format!("batch {}: {}", k + 1, chain(&e)))?;
             units.push(unit);
@@ -76,15 +96,15 @@ impl Roll {
     pub(super) async fn provision(self) -> Event {
         let work = async {
             let old = self.old().await?;
-            if old.units.len() != self.rolling.replicas {
+            if old.len() != self.rolling.replicas {
                 return Err(format!(
                     "stack {} has {} replicas, the update expects {}",
-                    self.stack,
-                    old.units.len(),
+                    self.stack(),
+                    old.len(),
                     self.rolling.replicas
                 ));
             }
-            self.processes.detach(&self.service, &self.stack).await;
+            self.source.detach(&self.service, self.stack()).await;
             let mut units = Vec::new();
             if !self.rolling.start_first {
                 self.take_out(&old, 0, &units).await?;
@@ -127,7 +147,7 @@ impl Roll {
     /// Writes the stack with `endpoints` and the version their mix amounts to.
     async fn write_stack(
         &self,
-        old: &ProcessStackRecord,
+        old: &[Unit],
         endpoints: Vec<String>,
         units: &[Unit],
     ) -> Result<(), String> {
@@ -140,7 +160,7 @@ impl Roll {
         let record = published.records.get(&self.service);
         let old_count = endpoints
             .iter()
-            .filter(|e| old.units.iter().any(|u| &u.endpoint == *e))
+            .filter(|e| old.iter().any(|u| &u.endpoint == *e))
             .count();
         let new_count = endpoints
             .iter()
@@ -149,9 +169,9 @@ impl Roll {
         let stack = spec
             .stacks
             .iter_mut()
-            .find(|s| s.name == self.stack)
-            .ok_or_else(|| format!("stack {} was removed", self.stack))?;
-        stack.version = mixed_version(&old.version, old_count, &self.version, new_count);
+            .find(|s| s.name == self.spec.stack)
+            .ok_or_else(|| format!("stack {} was removed", self.spec.stack))?;
+        stack.version = mixed_version(&self.old_version, old_count, &self.spec.version, new_count);
         stack.endpoints = endpoints;
         let change = Change::Restore {
             spec: Box::new(spec),
@@ -162,7 +182,7 @@ impl Roll {
             .write(&self.created_by, &self.service, None, change)
             .await
             .map(drop)
-            .map_err(|e| format!("cannot update stack {}: {e}", self.stack))
+            .map_err(|e| format!("cannot update stack {}: {e}", self.spec.stack))
     }
 
     fn endpoints(&self) -> Vec<String> {
@@ -170,17 +190,12 @@ impl Roll {
             .published()
             .config
             .service(&self.service)
-            .and_then(|s| s.stack(&self.stack).map(|st| st.to_raw().endpoints))
+            .and_then(|s| s.stack(&self.spec.stack).map(|st| st.to_raw().endpoints))
             .unwrap_or_default()
     }
 
     /// Adds batch `k`'s new replicas to the stack and waits until the proxy finds them healthy.
-    async fn bring_in(
-        &self,
-        old: &ProcessStackRecord,
-        k: usize,
-        units: &[Unit],
-    ) -> Result<(), String> {
+    async fn bring_in(&self, old: &[Unit], k: usize, units: &[Unit]) -> Result<(), String> {
         let fresh: Vec<String> = units[self.rolling.batch(k).start.min(units.len())..]
             .iter()
             .map(|u| u.endpoint.clone())
@@ -201,7 +216,7 @@ impl Roll {
         let deadline = Instant::now() + self.healthy_timeout;
         let dp = self.state.data_plane().clone();
         loop {
-            let eps = dp.endpoints(&self.service, &self.stack);
+            let eps = dp.endpoints(&self.service, &self.spec.stack);
             let pending: Vec<String> = endpoints
                 .iter()
                 .filter(|e| {
@@ -225,14 +240,9 @@ impl Roll {
     }
 
     /// Takes batch `k`'s old replicas out of the stack, lets their requests finish, stops them.
-    async fn take_out(
-        &self,
-        old: &ProcessStackRecord,
-        k: usize,
-        units: &[Unit],
-    ) -> Result<(), String> {
-        let leaving: Vec<&Unit> = old.units[self.rolling.batch(k).start.min(old.units.len())
-            ..self.rolling.batch(k).end.min(old.units.len())]
+    async fn take_out(&self, old: &[Unit], k: usize, units: &[Unit]) -> Result<(), String> {
+        let batch = self.rolling.batch(k);
+        let leaving: Vec<&Unit> = old[batch.start.min(old.len())..batch.end.min(old.len())]
             .iter()
             .collect();
         let endpoints: Vec<String> = self
@@ -252,10 +262,11 @@ impl Roll {
         }
         sleep(SETTLE).await;
         for u in leaving {
-            if !stop_unit(u, self.drain).await {
+            if let Err(e) = self.source.stop_old(u, self.drain).await {
                 return Err(format!(
-                    "old replica {} (pid {:?}) would not stop",
-                    u.endpoint, u.pid
+                    "old replica {} would not stop: {}",
+                    u.endpoint,
+                    chain(&e)
                 ));
             }
             self.reporter
@@ -265,48 +276,42 @@ impl Roll {
     }
 
     /// Records and supervises the new replicas; the stack gets the new version exactly.
-    pub(super) async fn finish(self, units: Vec<Unit>) -> Event {
+    /// Resolves with the units as the source keeps them from now on (when it could).
+    pub(super) async fn finish(self, units: Vec<Unit>) -> (Option<Vec<Unit>>, Event) {
         let mut left = Vec::new();
         if let Ok(old) = self.old().await {
             let endpoints: Vec<String> = units.iter().map(|u| u.endpoint.clone()).collect();
             if let Err(e) = self.write_stack(&old, endpoints, &units).await {
                 left.push(e);
             }
-            // After a restart, the old replicas were started again from their record.
-            for u in old.units.iter().filter(|u| !units.contains(u)) {
-                stop_unit(u, self.drain).await;
+        }
+        let target = self.target();
+        let kept = match self.source.keep_new(&target, units, self.drain).await {
+            Ok(units) => Some(units),
+            Err(e) => {
+                left.push(chain(&e));
+                None
             }
-        }
-        let mut record = self.new.clone();
-        record.units = units;
-        record.updated_at = now();
-        self.processes.detach(&self.service, &self.stack).await;
-        if let Err(e) = self.processes.save_record(&record).await {
-            left.push(chain(&e));
-        }
-        self.processes.supervise_record(record);
-        Event::Retired {
+        };
+        let retired = Event::Retired {
             left: (!left.is_empty()).then(|| left.join("; ")),
-        }
+        };
+        (kept, retired)
     }
 
     /// Starts the old replicas again where they are gone (on their endpoints), puts the
     /// stack back exactly as it was, and stops the new replicas.
     pub(super) async fn roll_back(self, units: Vec<Unit>) -> Event {
         let mut left = Vec::new();
+        let target = self.target();
         match self.old().await {
             Err(e) => left.push(e),
             Ok(old) => {
-                self.processes.supervise_record(old.clone());
-                let endpoints: Vec<String> = old.units.iter().map(|u| u.endpoint.clone()).collect();
-                if let Err(e) = self
-                    .processes
-                    .wait_for(&endpoints, self.start_timeout)
-                    .await
-                {
+                if let Err(e) = self.source.restore(&target).await {
                     left.push(format!("old replicas not back: {}", chain(&e)));
                 }
                 // Old replicas in, healthy, before the new ones go: capacity holds.
+                let endpoints: Vec<String> = old.iter().map(|u| u.endpoint.clone()).collect();
                 let mut all = self.endpoints();
                 for e in &endpoints {
                     if !all.contains(e) {
@@ -333,13 +338,8 @@ impl Roll {
             left.push(format!("service not restored: {e}"));
         }
         sleep(SETTLE).await;
-        for u in &units {
-            if !stop_unit(u, self.drain).await {
-                left.push(format!(
-                    "new replica {} (pid {:?}) would not stop",
-                    u.endpoint, u.pid
-                ));
-            }
+        if let Err(e) = self.source.discard(&target, &units, self.drain).await {
+            left.push(format!("new replicas not all stopped: {}", chain(&e)));
         }
         if left.is_empty() {
             Event::RolledBack

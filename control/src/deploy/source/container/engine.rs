@@ -14,7 +14,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerInspectResponse, ContainerSummary};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
@@ -206,18 +206,39 @@ impl Engine {
         name: &str,
         drain_secs: i32,
     ) -> Result<(), ContainerError> {
+        if self.stop(name, drain_secs).await? {
+            self.remove(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops container `name` (SIGTERM or the image's stop signal, then SIGKILL after
+    /// `drain_secs`) and keeps it, so it can be started again on the same port. False when it
+    /// is gone.
+    pub(super) async fn stop(&self, name: &str, drain_secs: i32) -> Result<bool, ContainerError> {
         let docker = self.docker().await?;
         let options = StopContainerOptions {
             t: Some(drain_secs),
             signal: None,
         };
         match docker.stop_container(name, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if not_found(&e) => return Ok(()),
-            Err(e) if status(&e, 304) => {}
-            Err(e) => return Err(self.failed("stop container", name, e)),
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) if status(&e, 304) => Ok(true),
+            Err(e) => Err(self.failed("stop container", name, e)),
         }
-        self.remove(name).await
+    }
+
+    /// Renames container `name` to `to`.
+    pub(super) async fn rename(&self, name: &str, to: &str) -> Result<(), ContainerError> {
+        let docker = self.docker().await?;
+        let options = RenameContainerOptions {
+            name: to.to_owned(),
+        };
+        docker
+            .rename_container(name, options)
+            .await
+            .map_err(|e| self.failed("rename container", name, e))
     }
 
     /// Removes container `name` by force; already gone is fine.

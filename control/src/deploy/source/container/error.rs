@@ -40,6 +40,9 @@ pub enum ContainerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// A rolling update of a container stack was asked with another kind of source.
+    #[error("a rolling update of a container stack needs a \"container\" source")]
+    NotContainer,
     /// A container of that name exists and is not this Switchyard's.
     #[error("container name {name} is taken by a container this Switchyard did not start")]
     NameTaken {
