@@ -25,7 +25,6 @@ mod gate;
 mod machine;
 mod outbound;
 mod plan;
-mod process;
 mod record;
 mod removed;
 mod rolling;
@@ -73,9 +72,9 @@ use crate::error::ApiError;
 use crate::state::ControlState;
 use crate::store::{DriverLock, now};
 use driver::{Channels, CommandMsg, Driver};
-use process::ProcessSource;
 use record::Waiting as Wait;
 use source::container::ContainerSource;
+use source::process::ProcessSource;
 use source::{Replicas, Source, StaticSource};
 
 /// Events a deployment's followers receive.

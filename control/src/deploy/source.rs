@@ -3,13 +3,14 @@
 //! A source provisions the stack (starts whatever it needs and returns the stack to register
 //! with the proxy) and releases it (stops what it started: drain, then force). Endpoints
 //! started elsewhere and DNS names need nothing started ([`StaticSource`]); the embedded
-//! process source starts replicas ([`super::process::ProcessSource`]), the container source
+//! process source starts replicas ([`process::ProcessSource`]), the container source
 //! runs them on the Docker Engine ([`container::ContainerSource`]). Kubernetes would be a
 //! further implementation: report the units it starts through the
 //! [`Reporter`] as soon as they exist (so they are persisted before any wait), and release
 //! them from the persisted units alone (so a release works after a restart).
 
 pub(crate) mod container;
+pub(crate) mod process;
 
 use std::path::PathBuf;
 use std::time::Duration;

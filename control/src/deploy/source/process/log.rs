@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::super::source::Reporter;
+use crate::deploy::source::Reporter;
 
 /// Size past which a replica's log file is rotated.
 pub(super) const LOG_LIMIT: u64 = 8 * 1024 * 1024;

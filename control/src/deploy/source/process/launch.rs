@@ -7,9 +7,9 @@ use std::process::Stdio;
 
 use tokio::process::{Child, Command};
 
-use super::super::record::ProcessStackRecord;
-use super::super::source::SourceError;
 use super::log::LogFile;
+use crate::deploy::record::ProcessStackRecord;
+use crate::deploy::source::SourceError;
 
 /// How to start one replica.
 #[derive(Debug, Clone)]

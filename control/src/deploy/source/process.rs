@@ -39,10 +39,10 @@ use log::{LOG_LIMIT, LogFile};
 use pid::{alive, terminate_pid};
 use supervisor::{Control, Replica, Supervisor};
 
-use super::record::{ProcessStackRecord, Unit};
-use super::source::{Reporter, Source, SourceError, Target};
-use super::spec::SourceSpec;
+use super::{Reporter, Source, SourceError, Target};
 use crate::data_plane::BoxFuture;
+use crate::deploy::record::{ProcessStackRecord, Unit};
+use crate::deploy::spec::SourceSpec;
 use crate::error::chain;
 use crate::store::{Store, now};
 

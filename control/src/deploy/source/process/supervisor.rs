@@ -16,12 +16,12 @@ use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, sleep, timeout};
 
-use super::super::record::Unit;
-use super::super::source::Reporter;
 use super::KILL_WAIT;
 use super::launch::Launch;
 use super::log::LogFile;
 use super::pid::{alive, signal, start_ticks, terminate_pid};
+use crate::deploy::record::Unit;
+use crate::deploy::source::Reporter;
 use crate::error::chain;
 
 /// First restart delay; doubles up to [`MAX_BACKOFF`].
