@@ -116,7 +116,7 @@ async fn weights(secs: f64) {
     let pin = std::env::var_os("LOAD_BENCH_NO_PIN").is_none();
     if pin
         && std::process::Command::new("taskset")
-            .args(["-p", "-c", "1"])
+            .args(["-a", "-p", "-c", "1"])
             .arg(proxy.child.id().to_string())
             .output()
             .is_ok_and(|o| o.status.success())

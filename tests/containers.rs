@@ -869,6 +869,11 @@ async fn a_rolling_update_of_four_containers_under_load_loses_no_request_and_kee
     let id = start(&proxy, service, &b).await;
     let v = finished(&proxy, service, id).await;
     assert_eq!(v["phase"], "succeeded", "{v:#}\n{}", proxy.stderr());
+    let t0 = v["created_at"].as_str().expect("created_at");
+    eprintln!(
+        "rolling update of 4 containers, batch 1, interval 200ms, 1 pre- and 1 post-integration check: POST to succeeded in {:.0} ms",
+        ms_between(t0, v["finished_at"].as_str().expect("finished_at"))
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = tokio::time::timeout(WAIT, client)
         .await
