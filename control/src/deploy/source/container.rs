@@ -84,12 +84,6 @@ impl Running {
         }
     }
 
-    /// The creation body of container `name`, if this group created it.
-    fn body_of(&self, name: &str) -> Option<ContainerCreateBody> {
-        let i = self.names.iter().position(|n| n == name)?;
-        self.bodies[i].clone()
-    }
-
     /// Ends every keeper (the containers keep running) and waits for them.
     async fn end(self) {
         self.end.send_replace(true);

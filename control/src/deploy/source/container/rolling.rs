@@ -11,6 +11,9 @@
 
 use std::time::Duration;
 
+use bollard::models::ContainerCreateBody;
+use tokio::time::{Instant, sleep};
+
 use super::create::{Replica, free_port, open, published};
 use super::engine::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK};
 use super::replica::unix_secs;
@@ -20,7 +23,6 @@ use crate::deploy::record::Unit;
 use crate::deploy::source::{Replicas, Reporter, SourceError, Target};
 use crate::deploy::spec::SourceSpec;
 use crate::error::chain;
-use tokio::time::{Instant, sleep};
 
 /// How often a restored replica is probed.
 const PROBE: Duration = Duration::from_millis(20);
@@ -74,6 +76,22 @@ fn endpoint_of(info: &bollard::models::ContainerInspectResponse) -> String {
     }
 }
 
+/// What an ended group of keepers kept.
+struct Ended {
+    /// Each container's name and creation body (`None` when adopted).
+    bodies: Vec<(String, Option<ContainerCreateBody>)>,
+    reporter: Reporter,
+}
+
+impl Ended {
+    fn body_of(&self, name: &str) -> Option<ContainerCreateBody> {
+        self.bodies
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, b)| b.clone())
+    }
+}
+
 impl ContainerSource {
     /// The containers of `target`'s stack, old (another deployment's) or new (`target`'s),
     /// in replica order: `(replica, name, endpoint)`.
@@ -121,20 +139,45 @@ impl ContainerSource {
         Ok(found)
     }
 
-    /// Ends the keepers kept under `key`; the creation bodies they had, by container name.
-    async fn end_group(&self, key: &Key) -> Option<Running> {
+    /// Ends the keepers kept under `key` (their containers keep running): what they kept.
+    async fn end_group(&self, key: &Key) -> Option<Ended> {
         let running = self.registry().running.remove(key)?;
-        let bodies = Running {
-            end: running.end.clone(),
-            tasks: Vec::new(),
-            names: running.names.clone(),
-            bodies: running.bodies.clone(),
-            reporter: running.reporter.clone(),
-            units: Vec::new(),
-            span: running.span.clone(),
+        let ended = Ended {
+            bodies: running
+                .names
+                .iter()
+                .cloned()
+                .zip(running.bodies.iter().cloned())
+                .collect(),
+            reporter: running
+                .reporter
+                .lock()
+                .expect("reporter lock is never poisoned")
+                .clone(),
         };
         running.end().await;
-        Some(bodies)
+        Some(ended)
+    }
+
+    /// Keeps `replicas` as the stack `key` from now on, reporting to the first of `groups`
+    /// that had a reporter.
+    async fn keep_as(
+        &self,
+        key: Key,
+        replicas: Vec<(String, Option<ContainerCreateBody>)>,
+        units: Vec<Unit>,
+        groups: [Option<Ended>; 2],
+    ) {
+        let reporter = groups
+            .into_iter()
+            .flatten()
+            .next()
+            .map_or_else(Reporter::detached, |g| g.reporter);
+        let running = self.keep(&key, replicas, units, reporter, unix_secs());
+        let replaced = self.registry().running.insert(key, running);
+        if let Some(replaced) = replaced {
+            replaced.end().await;
+        }
     }
 
     /// Waits until the restored replica `name` accepts connections on `endpoint`.
@@ -311,20 +354,8 @@ impl Replicas for ContainerSource {
                 });
                 replicas.push((name, body));
             }
-            let reporter = update
-                .or(adopted)
-                .map(|r| {
-                    r.reporter
-                        .lock()
-                        .expect("reporter lock is never poisoned")
-                        .clone()
-                })
-                .unwrap_or_else(Reporter::detached);
-            let running = self.keep(&key, replicas, units.clone(), reporter, unix_secs());
-            let replaced = self.registry().running.insert(key, running);
-            if let Some(replaced) = replaced {
-                replaced.end().await;
-            }
+            self.keep_as(key, replicas, units.clone(), [update, adopted])
+                .await;
             Ok(units)
         })
     }
@@ -349,20 +380,8 @@ impl Replicas for ContainerSource {
                 });
                 replicas.push((name.clone(), None));
             }
-            let reporter = update
-                .or(adopted)
-                .map(|r| {
-                    r.reporter
-                        .lock()
-                        .expect("reporter lock is never poisoned")
-                        .clone()
-                })
-                .unwrap_or_else(Reporter::detached);
-            let running = self.keep(&key, replicas, units.clone(), reporter, unix_secs());
-            let replaced = self.registry().running.insert(key, running);
-            if let Some(replaced) = replaced {
-                replaced.end().await;
-            }
+            self.keep_as(key, replicas, units.clone(), [update, adopted])
+                .await;
             for u in &units {
                 let name = u.container.as_deref().unwrap_or_default();
                 self.wait_open(name, &u.endpoint, target.start_timeout)
