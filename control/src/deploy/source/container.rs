@@ -453,12 +453,7 @@ impl Source for ContainerSource {
                 }
                 Err(e) => return Err(e.into()),
             };
-            names.extend(
-                labelled
-                    .into_iter()
-                    .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
-                    .map(|n| n.trim_start_matches('/').to_owned()),
-            );
+            names.extend(labelled.into_iter().filter_map(|c| engine::name_of(&c)));
             names.sort();
             names.dedup();
             let secs = stop_secs(drain);

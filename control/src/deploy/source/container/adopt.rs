@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::create::published;
-use super::engine::{LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK};
+use super::engine::{LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK, name_of};
 use super::replica::unix_secs;
 use super::{ContainerSource, EXIT_DRAIN_SECS, Key};
 use crate::deploy::record::Unit;
@@ -39,6 +39,9 @@ impl ContainerSource {
             };
             let mut stacks: BTreeMap<Key, Vec<(usize, String)>> = BTreeMap::new();
             for c in found {
+                let Some(name) = name_of(&c) else {
+                    continue;
+                };
                 let labels = c.labels.unwrap_or_default();
                 let (Some(service), Some(stack)) =
                     (labels.get(LABEL_SERVICE), labels.get(LABEL_STACK))
@@ -49,13 +52,6 @@ impl ContainerSource {
                     .get(LABEL_REPLICA)
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0);
-                let Some(name) = c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                else {
-                    continue;
-                };
                 stacks
                     .entry((service.clone(), stack.clone()))
                     .or_default()

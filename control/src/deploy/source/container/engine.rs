@@ -48,6 +48,14 @@ pub(super) struct Engine {
     docker: OnceCell<Docker>,
 }
 
+/// A listed container's name (the Engine lists it as `/name`).
+pub(super) fn name_of(c: &ContainerSummary) -> Option<String> {
+    c.names
+        .as_ref()?
+        .first()
+        .map(|n| n.trim_start_matches('/').to_owned())
+}
+
 /// Whether the Engine answered "no such container" (or image).
 fn not_found(e: &BollardError) -> bool {
     matches!(

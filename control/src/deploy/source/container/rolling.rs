@@ -15,7 +15,7 @@ use bollard::models::ContainerCreateBody;
 use tokio::time::{Instant, sleep};
 
 use super::create::{Replica, free_port, open, published};
-use super::engine::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK};
+use super::engine::{LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SERVICE, LABEL_STACK, name_of};
 use super::replica::unix_secs;
 use super::{ContainerError, ContainerSource, Key, Running, container_name, stop_secs};
 use crate::data_plane::BoxFuture;
@@ -113,17 +113,13 @@ impl ContainerSource {
             .await?;
         let mut found = Vec::new();
         for c in listed {
+            let Some(name) = name_of(&c) else {
+                continue;
+            };
             let labels = c.labels.unwrap_or_default();
             if (labels.get(LABEL_DEPLOYMENT) == Some(&deployment)) != new {
                 continue;
             }
-            let Some(name) = c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .map(|n| n.trim_start_matches('/').to_owned())
-            else {
-                continue;
-            };
             let n = labels
                 .get(LABEL_REPLICA)
                 .and_then(|n| n.parse().ok())
