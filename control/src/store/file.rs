@@ -212,6 +212,37 @@ impl Store for FileStore {
         })
     }
 
+    /// Saves `next`, then appends every entry of `history` in one write and one `fsync`, in
+    /// one blocking task (one writer: nothing can have changed `base`).
+    fn commit<'a>(
+        &'a self,
+        _base: &'a SavedState,
+        next: &'a SavedState,
+        history: &'a [HistoryEntry],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            let bytes = atomic::pretty_json(next, "desired state")?;
+            let mut lines = Vec::new();
+            for entry in history {
+                serde_json::to_writer(&mut lines, entry).map_err(|source| StoreError::Encode {
+                    what: "history entry",
+                    source,
+                })?;
+                lines.push(b'\n');
+            }
+            blocking(move || {
+                Self::save_blocking(&dir, &bytes)?;
+                if lines.is_empty() {
+                    Ok(())
+                } else {
+                    Self::append_blocking(&dir, &lines)
+                }
+            })
+            .await
+        })
+    }
+
     fn read_history<'a>(
         &'a self,
         service: Option<&'a str>,

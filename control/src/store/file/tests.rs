@@ -100,3 +100,31 @@ async fn torn_history_line_is_skipped_and_later_entries_survive() {
         vec![1, 2]
     );
 }
+
+#[tokio::test]
+async fn a_commit_saves_the_state_and_appends_its_whole_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    store
+        .append_history(&entry("web", 1))
+        .await
+        .expect("append");
+    let state = SavedState {
+        format: STATE_FORMAT,
+        ..SavedState::default()
+    };
+    let history = [entry("web", 2), entry("auth", 3)];
+    store
+        .commit(&SavedState::default(), &state, &history)
+        .await
+        .expect("commit");
+    assert_eq!(store.load().await.expect("load"), Some(state.clone()));
+    let all = store.read_history(None, 100).await.expect("read");
+    assert_eq!(
+        all.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    // A commit without history changes only the state.
+    store.commit(&state, &state, &[]).await.expect("commit");
+    assert_eq!(store.read_history(None, 100).await.expect("read").len(), 3);
+}
