@@ -14,10 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use support::deploy::{CI, OPS, is_terminal};
 use support::{Client, Proxy, Reaper, Upstream, api, config, pid_alive, sha256_hex, wait_json};
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
 
 /// Service `web` on `web.test` with the given stacks and a `deploy` and an `operate` token.
@@ -44,13 +43,6 @@ async fn start(proxy: &Proxy, body: &Value) -> u64 {
     .await;
     assert_eq!(status, 201, "{v}");
     v["id"].as_u64().expect("id")
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["phase"].as_str(),
-        Some("succeeded" | "rolled_back" | "failed")
-    )
 }
 
 async fn deployment(proxy: &Proxy, id: u64, what: &str, done: impl Fn(&Value) -> bool) -> Value {

@@ -20,10 +20,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use support::{Client, Proxy, Upstream, WAIT, api, sha256_hex, wait_json};
+use support::deploy::{CI, OPS, is_terminal, tokens};
+use support::{Client, Proxy, Upstream, WAIT, api, wait_json};
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const IMAGE_V1: &str = "switchyard-test-upstream:v1";
@@ -183,14 +182,6 @@ impl Drop for Cleanup {
     }
 }
 
-fn tokens() -> String {
-    format!(
-        "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"operate\"\nsha256 = \"{}\"\n",
-        sha256_hex(CI),
-        sha256_hex(OPS)
-    )
-}
-
 /// Service `service` on `web.test` with one stack `seed` (v0, weight 100) on `seed`; state in
 /// `state`; `extra` appended (e.g. a `[docker]` table).
 fn config(service: &str, seed: SocketAddr, state: &Path, extra: &str) -> String {
@@ -232,13 +223,6 @@ async fn start(proxy: &Proxy, service: &str, body: &Value) -> u64 {
     .await;
     assert_eq!(status, 201, "{v}");
     v["id"].as_u64().expect("id")
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["phase"].as_str(),
-        Some("succeeded" | "rolled_back" | "failed")
-    )
 }
 
 /// Polls deployment `id` until `done` (or it ends), bounded by [`DEPLOY_WAIT`].

@@ -10,20 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::{Client, Proxy, Reaper, Upstream, api, config, pid_alive, sha256_hex, wait_json};
+use support::deploy::{CI, OPS, is_terminal, tokens};
+use support::{Client, Proxy, Reaper, Upstream, api, config, pid_alive, wait_json};
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn tokens() -> String {
-    format!(
-        "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"operate\"\nsha256 = \"{}\"\n",
-        sha256_hex(CI),
-        sha256_hex(OPS)
-    )
-}
 
 /// Service `web` on `web.test` with the given stacks, the two tokens, and `extra`.
 fn setup(stacks: &[(&str, &str, u32, Vec<SocketAddr>)], extra: &str) -> String {
@@ -73,13 +64,6 @@ async fn wait_promote(proxy: &Proxy, id: u64) -> Value {
     )
     .await
     .tap(|v| assert_eq!(v["step"]["waiting"], "promote", "{v:#}"))
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["phase"].as_str(),
-        Some("succeeded" | "rolled_back" | "failed")
-    )
 }
 
 trait Tap: Sized {

@@ -13,21 +13,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::Command;
+use support::deploy::{CI, OPS, tokens};
 use support::etcd::{self, Etcd, store_table};
-use support::{BlueGreen, Client, Proxy, WAIT, api, output_text, sha256_hex, wait_json};
+use support::{BlueGreen, Client, Proxy, WAIT, api, output_text, wait_json};
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-fn tokens() -> String {
-    format!(
-        "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"operate\"\nsha256 = \"{}\"\n",
-        sha256_hex(CI),
-        sha256_hex(OPS)
-    )
-}
 
 /// Service `web` (blue 100, green 0) with the tokens, without a store table.
 fn local_config(bg: &BlueGreen) -> String {

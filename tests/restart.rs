@@ -31,24 +31,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use support::{Client, Proxy, Reaper, WAIT, api, config, pid_alive, sha256_hex, wait_json};
+use support::deploy::{CI, OPS, is_terminal, tokens};
+use support::{Client, Proxy, Reaper, WAIT, api, config, pid_alive, wait_json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 /// Matrix cases run at once (each runs a Switchyard and up to two replicas).
 const CONCURRENCY: usize = 4;
-
-fn tokens() -> String {
-    format!(
-        "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"operate\"\nsha256 = \"{}\"\n",
-        sha256_hex(CI),
-        sha256_hex(OPS)
-    )
-}
 
 /// Service `web` on `web.test` with stack `blue` (v1, weight 100) on `blue`, state in `state`.
 fn setup(blue: SocketAddr, state: &Path) -> String {
@@ -162,13 +153,6 @@ struct Case {
     strategy: Strategy,
     stop: Stop,
     kill: Kill,
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["phase"].as_str(),
-        Some("succeeded" | "rolled_back" | "failed")
-    )
 }
 
 fn reached(stop: Stop, v: &Value) -> bool {

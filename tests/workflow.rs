@@ -15,19 +15,10 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 
 use serde_json::{Value, json};
-use support::{Client, Proxy, Upstream, api, config, sha256_hex, wait_json};
+use support::deploy::{CI, OPS, is_terminal, tokens};
+use support::{Client, Proxy, Upstream, api, config, wait_json};
 
-const CI: &str = "ci-secret";
-const OPS: &str = "ops-secret";
 const HOST: &str = "web.test";
-
-fn tokens() -> String {
-    format!(
-        "[[tokens]]\nname = \"ci\"\nrole = \"deploy\"\nsha256 = \"{}\"\n\n[[tokens]]\nname = \"ops\"\nrole = \"operate\"\nsha256 = \"{}\"\n",
-        sha256_hex(CI),
-        sha256_hex(OPS)
-    )
-}
 
 /// Service `web` on `web.test` with the given stacks, the two tokens, and `extra`.
 fn setup(stacks: &[(&str, &str, u32, Vec<SocketAddr>)], extra: &str) -> String {
@@ -61,13 +52,6 @@ async fn post_deployment(
         )
         .await;
     (r.status, r.json())
-}
-
-fn is_terminal(v: &Value) -> bool {
-    matches!(
-        v["phase"].as_str(),
-        Some("succeeded" | "rolled_back" | "failed")
-    )
 }
 
 async fn wait_end(proxy: &Proxy, id: u64) -> Value {

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod deploy;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
