@@ -55,16 +55,15 @@ pub(crate) async fn send(
             }
         },
     };
-    match tokio::time::timeout(svc.response_timeout, exchange::send(conn, req, set, ep)).await {
-        // The connection went with the dropped exchange: closed, never pooled.
-        Err(_) => Err((Cause::UpstreamTimeout, None)),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(f)) => {
+    match exchange::send(conn, req, set, ep, svc.response_timeout).await {
+        Ok(resp) => Ok(resp),
+        Err(f) => {
             if f.cause == Cause::RequestBodyTimeout {
                 // The client stalled mid-body: the upstream connection is closed with the
                 // aborted request, and nothing is retried.
                 debug!(endpoint = %ep.addr(), "request body timed out");
             }
+            // A timeout (`Cause::UpstreamTimeout`) closed the connection with the exchange.
             Err((f.cause, f.unsent))
         }
     }

@@ -2,7 +2,8 @@
 //! head is encoded and written (with the body's first frame in the same write when it is at
 //! hand), the rest of the body is sent while the response head is awaited, informational
 //! answers (100, 102, 103) are skipped, and the final head becomes a `Response` whose body owns
-//! the connection. No task, no channel.
+//! the connection. No task, no channel, and no timer per request: the response timeout is the
+//! connection's own re-armed timer (`Conn::arm_deadline`).
 
 use super::body::{Decoder, Reading, ResponseBody};
 use super::chunked::ChunkedDecoder;
@@ -19,6 +20,7 @@ use http_body::Body;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tracing::debug;
 
 /// An exchange that failed: the cause, and the request when it may be sent again (boxed: the
@@ -45,16 +47,20 @@ enum Failure {
     Decode(#[source] DecodeError),
     #[error("sending the request body failed")]
     Pump(PumpError),
+    #[error("no response head within the response timeout")]
+    Timeout,
 }
 
 /// Sends `req` over `conn`, with the fields in `set` in place of the client's, and reads the
-/// response head; the response's body reads the rest and hands the connection back to
-/// `home`'s pool when it may carry another request.
+/// response head within `timeout` (else fails with `Cause::UpstreamTimeout`, and the connection
+/// is closed); the response's body reads the rest and hands the connection back to `home`'s
+/// pool when it may carry another request.
 pub(crate) async fn send(
     mut conn: Conn,
     req: Request<UpstreamBody>,
     set: &[SetField<'_>],
     home: &Arc<EndpointState>,
+    timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failed> {
     let (parts, body) = req.into_parts();
     let shape = if body.is_end_stream() {
@@ -76,6 +82,7 @@ pub(crate) async fn send(
     let bodiless = shape == BodyShape::Empty;
     let mut pump = (!bodiless).then(|| Pump::new(Box::pin(body), framing));
     let mut received = false;
+    conn.arm_deadline(timeout);
     let head = poll_fn(|cx| {
         if let Some(p) = pump.as_mut() {
             if let Poll::Ready(r) = p.poll(cx, &mut conn) {
@@ -87,7 +94,12 @@ pub(crate) async fn send(
                 r.map_err(Failure::Write)?;
             }
         }
-        poll_head(cx, &mut conn, &mut received)
+        let head = poll_head(cx, &mut conn, &mut received);
+        // As `tokio::time::timeout`: the exchange first, the deadline only while it waits.
+        if head.is_pending() && conn.poll_deadline(cx).is_ready() {
+            return Poll::Ready(Err(Failure::Timeout));
+        }
+        head
     })
     .await;
     let head = match head {
@@ -105,6 +117,8 @@ pub(crate) async fn send(
                 && parts.method.is_safe()
                 && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed);
             let cause = match &f {
+                // The connection is dropped with this future: closed, never pooled.
+                Failure::Timeout => Cause::UpstreamTimeout,
                 Failure::Pump(PumpError::Body(e)) if RequestBodyTimeout::is_cause_of(&**e) => {
                     Cause::RequestBodyTimeout
                 }
