@@ -64,7 +64,7 @@ pub(crate) async fn handle(
 ) -> Response<ProxyBody> {
     let id = request_id::of(req.headers().get(&X_REQUEST_ID));
     let Some(log) = &settings.access_log else {
-        let mut resp = proxy(snap, settings, conn, req, id.clone(), None)
+        let mut resp = proxy(snap, settings, conn, req, &id, None)
             .await
             .unwrap_or_else(Cause::response);
         resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
@@ -82,7 +82,7 @@ pub(crate) async fn handle(
         ),
         log.clone(),
     );
-    let result = proxy(snap, settings, conn, req, id.clone(), pending.entry()).await;
+    let result = proxy(snap, settings, conn, req, &id, pending.entry()).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(cause) => {
@@ -106,7 +106,7 @@ async fn proxy(
     settings: &Settings,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
-    id: HeaderValue,
+    id: &HeaderValue,
     mut log: Option<&mut Entry>,
 ) -> Result<Response<ProxyBody>, Cause> {
     let start = Instant::now();

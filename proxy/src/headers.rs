@@ -163,7 +163,7 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) keep_host: bool,
     pub(crate) peer_ip: &'a HeaderValue,
     pub(crate) tls: bool,
-    pub(crate) request_id: HeaderValue,
+    pub(crate) request_id: &'a HeaderValue,
 }
 
 impl Forwarding<'_> {
@@ -177,7 +177,7 @@ impl Forwarding<'_> {
                 Some(if self.tls { &PROTO_HTTPS } else { &PROTO_HTTP }),
             ),
             (&X_FORWARDED_HOST, self.host.as_ref()),
-            (&X_REQUEST_ID, Some(&self.request_id)),
+            (&X_REQUEST_ID, Some(self.request_id)),
         ]
     }
 

@@ -15,7 +15,7 @@ use crate::body::{RequestBodyTimeout, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
 use crate::headers::SetField;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub(crate) async fn send(
     home: &Arc<EndpointState>,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let shape = if body.is_end_stream() {
         BodyShape::Empty
     } else {
@@ -94,7 +94,7 @@ pub(crate) async fn send(
                 r.map_err(Failure::Write)?;
             }
         }
-        let head = poll_head(cx, &mut conn, &mut received);
+        let head = poll_head(cx, &mut conn, &mut received, &mut parts.headers);
         // As `tokio::time::timeout`: the exchange first, the deadline only while it waits.
         if head.is_pending() && conn.poll_deadline(cx).is_ready() {
             return Poll::Ready(Err(Failure::Timeout));
@@ -133,16 +133,19 @@ pub(crate) async fn send(
     respond(conn, head, pump, parts.method == Method::HEAD, home)
 }
 
-/// Reads until a final response head (or a switch) has arrived.
+/// Reads until a final response head (or a switch) has arrived. The head's fields are built
+/// in `spare`'s allocation: the request's map, no longer needed once any answer arrived (a
+/// request is sent again only when nothing was received).
 fn poll_head(
     cx: &mut Context<'_>,
     conn: &mut Conn,
     received: &mut bool,
+    spare: &mut HeaderMap,
 ) -> Poll<Result<ResponseHead, Failure>> {
     loop {
         if !conn.read.is_empty() {
             if let Some(head) =
-                decode::parse_response_head(&mut conn.read).map_err(Failure::Decode)?
+                decode::parse_response_head_into(&mut conn.read, spare).map_err(Failure::Decode)?
             {
                 if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
                 {
