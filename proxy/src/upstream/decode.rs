@@ -251,8 +251,9 @@ static LEN_16: [HeaderName; 1] = [header::CONTENT_ENCODING];
 static LEN_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
 
 /// The standard name `raw` spells in any case, for the fields most responses carry: the same
-/// name `HeaderName::from_bytes` gives, found by one comparison or three instead of its general
-/// parse. `None` for any other name.
+/// name `HeaderName::from_bytes` gives, found by a comparison or three of whole words instead
+/// of its general parse. `None` for any other name. `raw` must be a field name httparse
+/// accepted (token characters only, see [`same_name`]).
 fn common_name(raw: &[u8]) -> Option<HeaderName> {
     let candidates: &[HeaderName] = match raw.len() {
         4 => &LEN_4,
@@ -269,8 +270,33 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
     };
     candidates
         .iter()
-        .find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(raw))
+        .find(|n| same_name(raw, n.as_str().as_bytes()))
         .cloned()
+}
+
+/// Whether the token `raw` is `lower` (lowercase letters and `-`, as long as `raw`) in any
+/// case. Setting bit 0x20 lowers a capital and keeps a lowercase letter or `-`; no other token
+/// character (RFC 9110 §5.6.2) becomes a letter or `-` by it, so for tokens this is
+/// `eq_ignore_ascii_case`, eight bytes a step.
+fn same_name(raw: &[u8], lower: &[u8]) -> bool {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    fn word(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b.try_into().expect("eight bytes"))
+    }
+    let n = raw.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return raw.iter().zip(lower).all(|(&r, &l)| r | 0x20 == l);
+    }
+    // The first and the last eight bytes (overlapping below 16), then any middle.
+    word(&raw[..8]) | LOW == word(&lower[..8])
+        && word(&raw[n - 8..]) | LOW == word(&lower[n - 8..])
+        && raw[8..n.max(16) - 8]
+            .iter()
+            .zip(&lower[8..n.max(16) - 8])
+            .all(|(&r, &l)| r | 0x20 == l)
 }
 
 /// The framing of a response's body and whether its connection may carry another request
