@@ -28,6 +28,7 @@ mod shadow;
 mod snapshot;
 mod sniff;
 mod status;
+mod timer;
 mod traffic;
 pub mod upstream;
 

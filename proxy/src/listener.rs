@@ -13,6 +13,7 @@
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
 use crate::sniff::Sniff;
+use crate::timer::ReusingTimer;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -101,7 +102,8 @@ impl Drop for OpenConn {
 fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
+        // A header-read timer per request head, reused rather than made each time.
+        .timer(ReusingTimer)
         .header_read_timeout(timeouts.request_header)
         .max_headers(limits.max_headers)
         // hyper's read buffer bounds one header block; the proxy also counts the parsed block.
