@@ -28,7 +28,6 @@ mod shadow;
 mod snapshot;
 mod sniff;
 mod status;
-mod timer;
 mod traffic;
 pub mod upstream;
 

@@ -13,7 +13,6 @@
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
 use crate::sniff::Sniff;
-use crate::timer::ReusingTimer;
 use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -102,8 +101,7 @@ impl Drop for OpenConn {
 fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        // A header-read timer per request head, reused rather than made each time.
-        .timer(ReusingTimer)
+        .timer(TokioTimer::new())
         .header_read_timeout(timeouts.request_header)
         .max_headers(limits.max_headers)
         // hyper's read buffer bounds one header block; the proxy also counts the parsed block.
