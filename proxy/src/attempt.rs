@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 
-/// What a failed attempt leaves: the cause, and the request when it may be sent again (boxed,
-/// so the rare failure does not make every successful result large).
-pub(crate) type AttemptError = (Cause, Option<Box<Request<UpstreamBody>>>);
+/// What a failed attempt leaves: the cause, and whether the request may be sent again (then it
+/// is as it was: nothing of it reached the endpoint).
+pub(crate) type AttemptError = (Cause, bool);
 
-/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). On failure,
-/// hands the request back when it may be sent again.
+/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). The request
+/// is borrowed (see `crate::upstream::exchange::send`); on failure, says whether it may be sent
+/// again.
 pub(crate) async fn send(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     idle: Duration,
 ) -> Result<Response<ResponseBody>, AttemptError> {
@@ -51,7 +52,8 @@ pub(crate) async fn send(
                 } else {
                     Cause::ConnectFailed
                 };
-                return Err((cause, Some(Box::new(req))));
+                // Not sent at all: the request is untouched, body included.
+                return Err((cause, true));
             }
         },
     };

@@ -206,7 +206,7 @@ async fn proxy(
     } else {
         body
     };
-    let req = Request::from_parts(parts, body);
+    let mut req = Request::from_parts(parts, body);
 
     stack.stats.record_request();
     let sending = log.is_some().then(Instant::now);
@@ -214,7 +214,7 @@ async fn proxy(
         svc,
         stack,
         ep,
-        req,
+        &mut req,
         &set,
         settings.upstream_idle,
         (conn.listener, start),
@@ -440,7 +440,7 @@ async fn send_with_retry(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     idle: Duration,
     origin: Origin,
@@ -448,11 +448,11 @@ async fn send_with_retry(
     let _in_flight = ep.begin();
     match attempt::send(svc, stack, ep, req, set, idle).await {
         Ok(r) => Ok((r, ep.clone())),
-        Err((cause, None)) => {
+        Err((cause, false)) => {
             attempt_failed(ep, cause, origin);
             Err(cause)
         }
-        Err((cause, Some(req))) => {
+        Err((cause, true)) => {
             // Handed back unsent: a failed connect counts against the endpoint; a pooled
             // connection the endpoint had closed while idle does not.
             if cause != Cause::UpstreamError {
@@ -463,7 +463,7 @@ async fn send_with_retry(
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, *req, set, idle).await {
+            match attempt::send(svc, stack, next, req, set, idle).await {
                 Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
                     attempt_failed(next, c, origin);

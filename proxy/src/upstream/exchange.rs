@@ -23,15 +23,15 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tracing::debug;
 
-/// An exchange that failed: the cause, and the request when it may be sent again (boxed: the
-/// error is rare, and a small `Result` keeps every successful response's moves small).
+/// An exchange that failed: the cause, and whether the request may be sent again.
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) cause: Cause,
-    /// Handed back when the connection was one reused from the pool that the endpoint closed
-    /// before answering a bodiless request of a safe method: the endpoint's idle close raced
-    /// the request, and nothing it did can have depended on it.
-    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
+    /// True when the connection was one reused from the pool that the endpoint closed before
+    /// answering a bodiless request of a safe method: the endpoint's idle close raced the
+    /// request, and nothing it did can have depended on it. The request is then as it was
+    /// (its body, empty, taken).
+    pub(crate) unsent: bool,
 }
 
 /// Why no response head arrived.
@@ -55,14 +55,19 @@ enum Failure {
 /// response head within `timeout` (else fails with `Cause::UpstreamTimeout`, and the connection
 /// is closed); the response's body reads the rest and hands the connection back to `home`'s
 /// pool when it may carry another request.
+///
+/// The request is borrowed, not moved (a request's head is large, and moving it through each
+/// layer of futures costs a copy per layer): its body is taken, and once an answer arrived its
+/// header map becomes the response's (see `decode::parse_response_head_into`). The caller keeps
+/// what it needs to send it again when [`Failed::unsent`] says it may.
 pub(crate) async fn send(
     mut conn: Conn,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     home: &Arc<EndpointState>,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (mut parts, body) = req.into_parts();
+    let body = std::mem::replace(req.body_mut(), UpstreamBody::Empty);
     let shape = if body.is_end_stream() {
         BodyShape::Empty
     } else {
@@ -72,9 +77,9 @@ pub(crate) async fn send(
         }
     };
     let framing = encode::encode_request_head(
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
+        req.method(),
+        req.uri(),
+        req.headers(),
         set,
         shape,
         &mut conn.out.head,
@@ -94,7 +99,7 @@ pub(crate) async fn send(
                 r.map_err(Failure::Write)?;
             }
         }
-        let head = poll_head(cx, &mut conn, &mut received, &mut parts.headers);
+        let head = poll_head(cx, &mut conn, &mut received, req.headers_mut());
         // As `tokio::time::timeout`: the exchange first, the deadline only while it waits.
         if head.is_pending() && conn.poll_deadline(cx).is_ready() {
             return Poll::Ready(Err(Failure::Timeout));
@@ -114,7 +119,7 @@ pub(crate) async fn send(
             let retry = conn.reused
                 && bodiless
                 && !received
-                && parts.method.is_safe()
+                && req.method().is_safe()
                 && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed);
             let cause = match &f {
                 // The connection is dropped with this future: closed, never pooled.
@@ -126,11 +131,11 @@ pub(crate) async fn send(
             };
             return Err(Failed {
                 cause,
-                unsent: retry.then(|| Box::new(Request::from_parts(parts, UpstreamBody::Empty))),
+                unsent: retry,
             });
         }
     };
-    respond(conn, head, pump, parts.method == Method::HEAD, home)
+    respond(conn, head, pump, req.method() == Method::HEAD, home)
 }
 
 /// Reads until a final response head (or a switch) has arrived. The head's fields are built
@@ -175,7 +180,7 @@ fn respond(
         debug!(endpoint = %home.addr(), error = %e, "upstream response refused");
         Failed {
             cause: Cause::UpstreamError,
-            unsent: None,
+            unsent: false,
         }
     };
     let (decoder, keep_alive) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
