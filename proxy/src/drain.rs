@@ -77,6 +77,14 @@ impl Drain {
     }
 }
 
+impl Drop for Drain {
+    /// A drain dropped without [`Drain::shutdown`] also asks its connections to finish, as
+    /// hyper-util's does (its watchers see the channel close); they are woken by the close.
+    fn drop(&mut self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
 impl Watcher {
     /// Runs `conn`, starting its graceful shutdown once the [`Drain`] is shut down. Must be the
     /// whole of the task that runs it (see the module's documentation).
@@ -159,6 +167,30 @@ mod tests {
             .await
             .expect("every connection ended");
         let result = task.await.expect("task");
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_drain_shuts_its_connections_down() {
+        let drain = Drain::new();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let conn = Conn {
+            asked: false,
+            polls: polls.clone(),
+        };
+        let task = tokio::spawn(drain.watcher().watch(conn));
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while polls.load(Ordering::Relaxed) == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("first poll");
+        drop(drain);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("ended")
+            .expect("task");
         assert_eq!(result, Ok(()));
     }
 

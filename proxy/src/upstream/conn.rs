@@ -122,8 +122,9 @@ pub(crate) struct Conn {
     /// The response-head timer, made with the connection's first request and re-armed for each
     /// later one. Moving a running timer's deadline later is one atomic operation; a timer per
     /// request would be registered with and removed from the runtime's timer wheel each time.
-    /// Between requests it may stay registered with its last deadline: firing then wakes
-    /// nobody who waits, and the next request re-arms it.
+    /// Between requests it may stay registered with its last deadline: firing then wakes the
+    /// task that used the connection last, once (a spurious wake-up, harmless), and the next
+    /// request re-arms it.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
