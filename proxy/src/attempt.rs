@@ -15,17 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
 
-/// What a failed attempt leaves: the cause, and the request when it may be sent again (boxed,
-/// so the rare failure does not make every successful result large).
-pub(crate) type AttemptError = (Cause, Option<Box<Request<UpstreamBody>>>);
+/// What a failed attempt leaves: the cause, and whether the request may be sent again (then it
+/// is as it was: nothing of it reached the endpoint).
+pub(crate) type AttemptError = (Cause, bool);
 
-/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). On failure,
-/// hands the request back when it may be sent again.
+/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). The request
+/// is borrowed (see `crate::upstream::exchange::send`); on failure, says whether it may be sent
+/// again.
 pub(crate) async fn send(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     idle: Duration,
 ) -> Result<Response<ResponseBody>, AttemptError> {
@@ -51,20 +52,20 @@ pub(crate) async fn send(
                 } else {
                     Cause::ConnectFailed
                 };
-                return Err((cause, Some(Box::new(req))));
+                // Not sent at all: the request is untouched, body included.
+                return Err((cause, true));
             }
         },
     };
-    match tokio::time::timeout(svc.response_timeout, exchange::send(conn, req, set, ep)).await {
-        // The connection went with the dropped exchange: closed, never pooled.
-        Err(_) => Err((Cause::UpstreamTimeout, None)),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(f)) => {
+    match exchange::send(conn, req, set, ep, svc.response_timeout).await {
+        Ok(resp) => Ok(resp),
+        Err(f) => {
             if f.cause == Cause::RequestBodyTimeout {
                 // The client stalled mid-body: the upstream connection is closed with the
                 // aborted request, and nothing is retried.
                 debug!(endpoint = %ep.addr(), "request body timed out");
             }
+            // A timeout (`Cause::UpstreamTimeout`) closed the connection with the exchange.
             Err((f.cause, f.unsent))
         }
     }

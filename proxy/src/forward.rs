@@ -11,7 +11,7 @@ use crate::attempt;
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
-use crate::headers::{self, Forwarding, SetField, X_REQUEST_ID};
+use crate::headers::{self, Forwarding, Scan, SetField};
 use crate::request_id;
 use crate::select;
 use crate::shadow;
@@ -62,12 +62,13 @@ pub(crate) async fn handle(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let id = request_id::of(req.headers().get(&X_REQUEST_ID));
+    let scan = Scan::of(req.headers());
+    let id = request_id::of(scan.request_id.as_ref());
     let Some(log) = &settings.access_log else {
-        let mut resp = proxy(snap, settings, conn, req, id.clone(), None)
+        let mut resp = proxy(snap, settings, conn, req, scan, &id, None)
             .await
             .unwrap_or_else(Cause::response);
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
         return resp;
     };
     // Pending from the start: a request the client abandons before its response (this
@@ -82,7 +83,7 @@ pub(crate) async fn handle(
         ),
         log.clone(),
     );
-    let result = proxy(snap, settings, conn, req, id.clone(), pending.entry()).await;
+    let result = proxy(snap, settings, conn, req, scan, &id, pending.entry()).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(cause) => {
@@ -95,18 +96,21 @@ pub(crate) async fn handle(
     if let Some(e) = pending.entry() {
         e.status = resp.status().as_u16();
     }
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
     resp.body_mut().log(pending);
     resp
 }
 
 /// Routes and forwards one request; `Err` is the cause of an answer the proxy makes itself.
+/// `scan` is what one pass over the request's fields found.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only be unpacked here
 async fn proxy(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
-    id: HeaderValue,
+    scan: Scan,
+    id: &HeaderValue,
     mut log: Option<&mut Entry>,
 ) -> Result<Response<ProxyBody>, Cause> {
     let start = Instant::now();
@@ -119,10 +123,11 @@ async fn proxy(
         return Err(Cause::BadRequest);
     }
     let h = req.headers();
-    if h.len() > settings.max_headers || headers::header_block_size(h) > settings.max_header_bytes {
+    if h.len() > settings.max_headers || scan.block_size > settings.max_header_bytes {
         return Err(Cause::HeadersTooLarge);
     }
-    let Ok(host) = headers::request_host(h, req.uri()) else {
+    let host = scan.host.as_ref().map(HeaderValue::as_bytes);
+    let Ok(host) = headers::host_of(host, scan.hosts_repeated, req.uri()) else {
         return Err(Cause::BadRequest);
     };
     let Some(svc) = snap.route(conn.listener, host, req.uri().path()) else {
@@ -139,6 +144,7 @@ async fn proxy(
     // Only the protocols the service allows are tunnelled; any other `Upgrade` (h2c above all)
     // is removed with the other hop-by-hop headers and the request goes on as a plain one.
     let upgrade = req.version() == Version::HTTP_11
+        && scan.hop_by_hop
         && headers::wants_upgrade(req.headers())
         && svc.allows_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -173,13 +179,15 @@ async fn proxy(
         }
     };
 
-    let host_value = parts.headers.get(header::HOST).cloned().or_else(|| {
+    let host_value = scan.host.or_else(|| {
         parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if scan.hop_by_hop {
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    }
     let forwarding = Forwarding {
         host: host_value,
         keep_host: svc.preserve_host,
@@ -206,7 +214,7 @@ async fn proxy(
     } else {
         body
     };
-    let req = Request::from_parts(parts, body);
+    let mut req = Request::from_parts(parts, body);
 
     stack.stats.record_request();
     let sending = log.is_some().then(Instant::now);
@@ -214,7 +222,7 @@ async fn proxy(
         svc,
         stack,
         ep,
-        req,
+        &mut req,
         &set,
         settings.upstream_idle,
         (conn.listener, start),
@@ -440,7 +448,7 @@ async fn send_with_retry(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     idle: Duration,
     origin: Origin,
@@ -448,11 +456,11 @@ async fn send_with_retry(
     let _in_flight = ep.begin();
     match attempt::send(svc, stack, ep, req, set, idle).await {
         Ok(r) => Ok((r, ep.clone())),
-        Err((cause, None)) => {
+        Err((cause, false)) => {
             attempt_failed(ep, cause, origin);
             Err(cause)
         }
-        Err((cause, Some(req))) => {
+        Err((cause, true)) => {
             // Handed back unsent: a failed connect counts against the endpoint; a pooled
             // connection the endpoint had closed while idle does not.
             if cause != Cause::UpstreamError {
@@ -463,7 +471,7 @@ async fn send_with_retry(
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, *req, set, idle).await {
+            match attempt::send(svc, stack, next, req, set, idle).await {
                 Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
                     attempt_failed(next, c, origin);

@@ -85,17 +85,17 @@ pub(crate) fn wants_upgrade(h: &HeaderMap) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AmbiguousHost;
 
-/// The host a request addresses: its one `Host` field, else the request-target's authority
+/// The host a request addresses, from what a [`Scan`] found (the first `Host` value and whether
+/// another followed): its one `Host` field, else the request-target's authority
 /// (absolute form on HTTP/1, `:authority` on HTTP/2). More than one `Host`, or a `Host` that
 /// differs from the authority, is refused (RFC 9112 §3.2, RFC 9113 §8.3.1): the proxy and the
-/// endpoint could each pick a different one. Looks at no more than two values; no copy.
-pub(crate) fn request_host<'a>(
-    h: &'a HeaderMap,
+/// endpoint could each pick a different one.
+pub(crate) fn host_of<'a>(
+    host: Option<&'a [u8]>,
+    repeated: bool,
     uri: &'a http::Uri,
 ) -> Result<Option<&'a [u8]>, AmbiguousHost> {
-    let mut hosts = h.get_all(header::HOST).iter();
-    let host = hosts.next().map(HeaderValue::as_bytes);
-    if hosts.next().is_some() {
+    if repeated {
         return Err(AmbiguousHost);
     }
     let authority = uri.authority().map(|a| a.as_str().as_bytes());
@@ -163,7 +163,7 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) keep_host: bool,
     pub(crate) peer_ip: &'a HeaderValue,
     pub(crate) tls: bool,
-    pub(crate) request_id: HeaderValue,
+    pub(crate) request_id: &'a HeaderValue,
 }
 
 impl Forwarding<'_> {
@@ -177,7 +177,7 @@ impl Forwarding<'_> {
                 Some(if self.tls { &PROTO_HTTPS } else { &PROTO_HTTP }),
             ),
             (&X_FORWARDED_HOST, self.host.as_ref()),
-            (&X_REQUEST_ID, Some(&self.request_id)),
+            (&X_REQUEST_ID, Some(self.request_id)),
         ]
     }
 
@@ -192,14 +192,61 @@ impl Forwarding<'_> {
     }
 }
 
-/// Total bytes of names and values plus per-field framing, as counted for the header limit.
-pub(crate) fn header_block_size(h: &HeaderMap) -> usize {
-    h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+/// What one pass over a request's fields finds, for the request path's checks and rewrites:
+/// one iteration instead of a hash lookup or a scan of its own for each.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Total bytes of names and values plus per-field framing, as counted for the header limit.
+    pub(crate) block_size: usize,
+    /// The first `Host` value.
+    pub(crate) host: Option<HeaderValue>,
+    /// Whether more than one `Host` value came.
+    pub(crate) hosts_repeated: bool,
+    /// The first `X-Request-Id` value.
+    pub(crate) request_id: Option<HeaderValue>,
+    /// Whether any hop-by-hop field came (`Upgrade` and `Connection` among them): without one,
+    /// there is nothing to strip and no upgrade asked for.
+    pub(crate) hop_by_hop: bool,
+}
+
+impl Scan {
+    /// Scans `h` once.
+    pub(crate) fn of(h: &HeaderMap) -> Self {
+        let mut s = Self::default();
+        for (n, v) in h {
+            s.block_size += n.as_str().len() + v.len() + 4;
+            if n == header::HOST {
+                if s.host.is_none() {
+                    s.host = Some(v.clone());
+                } else {
+                    s.hosts_repeated = true;
+                }
+            } else if n == X_REQUEST_ID {
+                if s.request_id.is_none() {
+                    s.request_id = Some(v.clone());
+                }
+            } else if !s.hop_by_hop && is_hop_by_hop(n) {
+                s.hop_by_hop = true;
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host as the request path finds it: one [`Scan`], then [`host_of`].
+    fn request_host(h: &HeaderMap, uri: &http::Uri) -> Result<Option<Vec<u8>>, AmbiguousHost> {
+        let scan = Scan::of(h);
+        host_of(
+            scan.host.as_ref().map(HeaderValue::as_bytes),
+            scan.hosts_repeated,
+            uri,
+        )
+        .map(|h| h.map(<[u8]>::to_vec))
+    }
 
     #[test]
     fn connection_listed_headers_are_removed() {
@@ -250,15 +297,46 @@ mod tests {
     }
 
     #[test]
+    fn one_scan_finds_what_the_request_path_looks_up() {
+        let mut h = HeaderMap::new();
+        h.append(header::HOST, HeaderValue::from_static("a.test"));
+        h.append("x-request-id", HeaderValue::from_static("first"));
+        h.append("x-request-id", HeaderValue::from_static("second"));
+        h.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let scan = Scan::of(&h);
+        let size: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        assert_eq!(scan.block_size, size);
+        assert_eq!(scan.host, Some(HeaderValue::from_static("a.test")));
+        assert!(!scan.hosts_repeated);
+        assert_eq!(scan.request_id, h.get("x-request-id").cloned());
+        assert!(!scan.hop_by_hop);
+        for hop in [
+            "connection",
+            "upgrade",
+            "te",
+            "keep-alive",
+            "http2-settings",
+        ] {
+            let mut with = h.clone();
+            with.append(HeaderName::from_static(hop), HeaderValue::from_static("x"));
+            assert!(Scan::of(&with).hop_by_hop, "{hop}");
+        }
+        h.append(header::HOST, HeaderValue::from_static("b.test"));
+        let scan = Scan::of(&h);
+        assert!(scan.hosts_repeated);
+        assert_eq!(scan.host, Some(HeaderValue::from_static("a.test")));
+    }
+
+    #[test]
     fn repeated_or_conflicting_host_is_ambiguous() {
         let origin: http::Uri = "/x".parse().expect("uri");
         let absolute: http::Uri = "http://a.test/x".parse().expect("uri");
         let mut h = HeaderMap::new();
         assert_eq!(request_host(&h, &origin), Ok(None));
-        assert_eq!(request_host(&h, &absolute), Ok(Some(&b"a.test"[..])));
+        assert_eq!(request_host(&h, &absolute), Ok(Some(b"a.test".to_vec())));
         h.insert(header::HOST, HeaderValue::from_static("A.test"));
-        assert_eq!(request_host(&h, &origin), Ok(Some(&b"A.test"[..])));
-        assert_eq!(request_host(&h, &absolute), Ok(Some(&b"A.test"[..])));
+        assert_eq!(request_host(&h, &origin), Ok(Some(b"A.test".to_vec())));
+        assert_eq!(request_host(&h, &absolute), Ok(Some(b"A.test".to_vec())));
         h.insert(header::HOST, HeaderValue::from_static("b.test"));
         assert_eq!(request_host(&h, &absolute), Err(AmbiguousHost));
         h.append(header::HOST, HeaderValue::from_static("b.test"));

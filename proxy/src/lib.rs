@@ -12,6 +12,7 @@ mod attempt;
 mod body;
 mod build;
 mod discovery;
+mod drain;
 mod endpoint;
 mod error;
 mod forward;

@@ -10,6 +10,7 @@
 //! under it; only connections still open after half the drain deadline are shut down
 //! gracefully (idle ones closed, HTTP/2 sent GOAWAY) within the other half.
 
+use crate::drain::Drain;
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
 use crate::sniff::Sniff;
@@ -17,7 +18,6 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -130,7 +130,7 @@ pub(crate) fn spawn_listener(
     let span = info_span!("listener", name = %bound.name);
     let task = async move {
         let builder = Arc::new(builder(&limits, &timeouts));
-        let graceful = GracefulShutdown::new();
+        let graceful = Drain::new();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
         loop {

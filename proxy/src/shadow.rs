@@ -137,7 +137,7 @@ async fn send_copy(
         stats.record_failure(listener, Cause::NoHealthyEndpoint, start.elapsed());
         return;
     };
-    let req = head.map(|()| match data {
+    let mut req = head.map(|()| match data {
         None => UpstreamBody::Empty,
         Some(data) => {
             stats.record_bytes_in(data.len() as u64);
@@ -145,12 +145,12 @@ async fn send_copy(
         }
     });
     let _in_flight = ep.begin();
-    let resp = match attempt::send(&svc, stack, &ep, req, &[], idle).await {
+    let resp = match attempt::send(&svc, stack, &ep, &mut req, &[], idle).await {
         Ok(x) => x,
         Err((cause, unsent)) => {
             // As on the live path: a pooled connection the endpoint closed while idle is not
             // the endpoint's fault. Copies are not retried.
-            if !(cause == Cause::UpstreamError && unsent.is_some()) {
+            if !(cause == Cause::UpstreamError && unsent) {
                 ep.record(!cause.endpoint_failure());
             }
             debug!(endpoint = %ep.addr(), cause = cause.label(), "shadow copy failed");

@@ -11,8 +11,10 @@ use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// Free space made in the read buffer before a read, at first.
 const READ_SPACE: usize = 8 * 1024;
@@ -117,6 +119,13 @@ pub(crate) struct Conn {
     /// Free space to make before a read: doubles (to `MAX_READ_SPACE`) each time a read fills
     /// it, so large bodies take few reads and small ones little memory.
     read_space: usize,
+    /// The response-head timer, made with the connection's first request and re-armed for each
+    /// later one. Moving a running timer's deadline later is one atomic operation; a timer per
+    /// request would be registered with and removed from the runtime's timer wheel each time.
+    /// Between requests it may stay registered with its last deadline: firing then wakes the
+    /// task that used the connection last, once (a spurious wake-up, harmless), and the next
+    /// request re-arms it.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -128,6 +137,28 @@ impl Conn {
             out: Out::default(),
             reused: false,
             read_space: READ_SPACE,
+            deadline: None,
+        }
+    }
+
+    /// Starts the response-head timer: [`Conn::poll_deadline`] is ready `after` from now.
+    pub(crate) fn arm_deadline(&mut self, after: Duration) {
+        let now = Instant::now();
+        // As `tokio::time::timeout` does: a duration past the clock's range never fires.
+        let at = now
+            .checked_add(after)
+            .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
+        match &mut self.deadline {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+    }
+
+    /// Ready once the deadline set by [`Conn::arm_deadline`] has passed.
+    pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.deadline {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
         }
     }
 

@@ -135,6 +135,18 @@ pub enum Framing {
 /// Parses a response head from the front of `buf`. On success the head's bytes are split off
 /// `buf` (what follows stays); `Ok(None)` means more bytes are needed.
 pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, DecodeError> {
+    parse_response_head_into(buf, &mut HeaderMap::new())
+}
+
+/// [`parse_response_head`], building the head's fields in `spare` (cleared first) so its
+/// allocation is reused: the proxy passes the request's own map, which is no longer needed once
+/// an answer arrives, and the response's map later carries the client's next request (hyper's
+/// server keeps it for that), so a keep-alive exchange allocates no map. `spare` is taken only
+/// when a head is complete.
+pub fn parse_response_head_into(
+    buf: &mut BytesMut,
+    spare: &mut HeaderMap,
+) -> Result<Option<ResponseHead>, DecodeError> {
     // Offsets of (name, value) of each field, relative to the buffer's start: the parse
     // borrows `buf`, and the field values are sliced out of it once it is frozen.
     let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
@@ -183,7 +195,9 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
     };
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut fields = Fields::default();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = std::mem::take(spare);
+    headers.clear();
+    headers.reserve(count);
     for &(n, nl, v, vl) in &spans[..count] {
         let (n, nl, v, vl) = (
             usize::from(n),
@@ -191,7 +205,11 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
             usize::from(v),
             usize::from(vl),
         );
-        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| DecodeError::Head)?;
+        let raw_name = &head[n..n + nl];
+        let name = match common_name(raw_name) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(raw_name).map_err(|_| DecodeError::Head)?,
+        };
         let raw = &head[v..v + vl];
         if name == header::CONTENT_LENGTH {
             fields.content_length(raw);
@@ -215,6 +233,70 @@ pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, D
         headers,
         fields,
     }))
+}
+
+static LEN_4: [HeaderName; 3] = [header::DATE, header::ETAG, header::VARY];
+static LEN_6: [HeaderName; 1] = [header::SERVER];
+static LEN_7: [HeaderName; 1] = [header::EXPIRES];
+static LEN_8: [HeaderName; 1] = [header::LOCATION];
+static LEN_10: [HeaderName; 2] = [header::CONNECTION, header::SET_COOKIE];
+static LEN_12: [HeaderName; 1] = [header::CONTENT_TYPE];
+static LEN_13: [HeaderName; 3] = [
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::ACCEPT_RANGES,
+];
+static LEN_14: [HeaderName; 1] = [header::CONTENT_LENGTH];
+static LEN_16: [HeaderName; 1] = [header::CONTENT_ENCODING];
+static LEN_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
+
+/// The standard name `raw` spells in any case, for the fields most responses carry: the same
+/// name `HeaderName::from_bytes` gives, found by a comparison or three of whole words instead
+/// of its general parse. `None` for any other name. `raw` must be a field name httparse
+/// accepted (token characters only, see [`same_name`]).
+fn common_name(raw: &[u8]) -> Option<HeaderName> {
+    let candidates: &[HeaderName] = match raw.len() {
+        4 => &LEN_4,
+        6 => &LEN_6,
+        7 => &LEN_7,
+        8 => &LEN_8,
+        10 => &LEN_10,
+        12 => &LEN_12,
+        13 => &LEN_13,
+        14 => &LEN_14,
+        16 => &LEN_16,
+        17 => &LEN_17,
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|n| same_name(raw, n.as_str().as_bytes()))
+        .cloned()
+}
+
+/// Whether the token `raw` is `lower` (lowercase letters and `-`, as long as `raw`) in any
+/// case. Setting bit 0x20 lowers a capital and keeps a lowercase letter or `-`; no other token
+/// character (RFC 9110 §5.6.2) becomes a letter or `-` by it, so for tokens this is
+/// `eq_ignore_ascii_case`, eight bytes a step.
+fn same_name(raw: &[u8], lower: &[u8]) -> bool {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    fn word(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b.try_into().expect("eight bytes"))
+    }
+    let n = raw.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return raw.iter().zip(lower).all(|(&r, &l)| r | 0x20 == l);
+    }
+    // The first and the last eight bytes (overlapping below 16), then any middle.
+    word(&raw[..8]) | LOW == word(&lower[..8])
+        && word(&raw[n - 8..]) | LOW == word(&lower[n - 8..])
+        && raw[8..n.max(16) - 8]
+            .iter()
+            .zip(&lower[8..n.max(16) - 8])
+            .all(|(&r, &l)| r | 0x20 == l)
 }
 
 /// The framing of a response's body and whether its connection may carry another request

@@ -2,7 +2,8 @@
 //! head is encoded and written (with the body's first frame in the same write when it is at
 //! hand), the rest of the body is sent while the response head is awaited, informational
 //! answers (100, 102, 103) are skipped, and the final head becomes a `Response` whose body owns
-//! the connection. No task, no channel.
+//! the connection. No task, no channel, and no timer per request: the response timeout is the
+//! connection's own re-armed timer (`Conn::arm_deadline`).
 
 use super::body::{Decoder, Reading, ResponseBody};
 use super::chunked::ChunkedDecoder;
@@ -14,22 +15,23 @@ use crate::body::{RequestBodyTimeout, UpstreamBody};
 use crate::endpoint::EndpointState;
 use crate::error::Cause;
 use crate::headers::SetField;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tracing::debug;
 
-/// An exchange that failed: the cause, and the request when it may be sent again (boxed: the
-/// error is rare, and a small `Result` keeps every successful response's moves small).
+/// An exchange that failed: the cause, and whether the request may be sent again.
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) cause: Cause,
-    /// Handed back when the connection was one reused from the pool that the endpoint closed
-    /// before answering a bodiless request of a safe method: the endpoint's idle close raced
-    /// the request, and nothing it did can have depended on it.
-    pub(crate) unsent: Option<Box<Request<UpstreamBody>>>,
+    /// True when the connection was one reused from the pool that the endpoint closed before
+    /// answering a bodiless request of a safe method: the endpoint's idle close raced the
+    /// request, and nothing it did can have depended on it. The request is then as it was
+    /// (its body, empty, taken).
+    pub(crate) unsent: bool,
 }
 
 /// Why no response head arrived.
@@ -45,18 +47,27 @@ enum Failure {
     Decode(#[source] DecodeError),
     #[error("sending the request body failed")]
     Pump(PumpError),
+    #[error("no response head within the response timeout")]
+    Timeout,
 }
 
 /// Sends `req` over `conn`, with the fields in `set` in place of the client's, and reads the
-/// response head; the response's body reads the rest and hands the connection back to
-/// `home`'s pool when it may carry another request.
+/// response head within `timeout` (else fails with `Cause::UpstreamTimeout`, and the connection
+/// is closed); the response's body reads the rest and hands the connection back to `home`'s
+/// pool when it may carry another request.
+///
+/// The request is borrowed, not moved (a request's head is large, and moving it through each
+/// layer of futures costs a copy per layer): its body is taken, and once an answer arrived its
+/// header map becomes the response's (see `decode::parse_response_head_into`). The caller keeps
+/// what it needs to send it again when [`Failed::unsent`] says it may.
 pub(crate) async fn send(
     mut conn: Conn,
-    req: Request<UpstreamBody>,
+    req: &mut Request<UpstreamBody>,
     set: &[SetField<'_>],
     home: &Arc<EndpointState>,
+    timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (parts, body) = req.into_parts();
+    let body = std::mem::replace(req.body_mut(), UpstreamBody::Empty);
     let shape = if body.is_end_stream() {
         BodyShape::Empty
     } else {
@@ -66,9 +77,9 @@ pub(crate) async fn send(
         }
     };
     let framing = encode::encode_request_head(
-        &parts.method,
-        &parts.uri,
-        &parts.headers,
+        req.method(),
+        req.uri(),
+        req.headers(),
         set,
         shape,
         &mut conn.out.head,
@@ -76,6 +87,7 @@ pub(crate) async fn send(
     let bodiless = shape == BodyShape::Empty;
     let mut pump = (!bodiless).then(|| Pump::new(Box::pin(body), framing));
     let mut received = false;
+    conn.arm_deadline(timeout);
     let head = poll_fn(|cx| {
         if let Some(p) = pump.as_mut() {
             if let Poll::Ready(r) = p.poll(cx, &mut conn) {
@@ -87,7 +99,12 @@ pub(crate) async fn send(
                 r.map_err(Failure::Write)?;
             }
         }
-        poll_head(cx, &mut conn, &mut received)
+        let head = poll_head(cx, &mut conn, &mut received, req.headers_mut());
+        // As `tokio::time::timeout`: the exchange first, the deadline only while it waits.
+        if head.is_pending() && conn.poll_deadline(cx).is_ready() {
+            return Poll::Ready(Err(Failure::Timeout));
+        }
+        head
     })
     .await;
     let head = match head {
@@ -102,9 +119,11 @@ pub(crate) async fn send(
             let retry = conn.reused
                 && bodiless
                 && !received
-                && parts.method.is_safe()
+                && req.method().is_safe()
                 && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed);
             let cause = match &f {
+                // The connection is dropped with this future: closed, never pooled.
+                Failure::Timeout => Cause::UpstreamTimeout,
                 Failure::Pump(PumpError::Body(e)) if RequestBodyTimeout::is_cause_of(&**e) => {
                     Cause::RequestBodyTimeout
                 }
@@ -112,23 +131,26 @@ pub(crate) async fn send(
             };
             return Err(Failed {
                 cause,
-                unsent: retry.then(|| Box::new(Request::from_parts(parts, UpstreamBody::Empty))),
+                unsent: retry,
             });
         }
     };
-    respond(conn, head, pump, parts.method == Method::HEAD, home)
+    respond(conn, head, pump, req.method() == Method::HEAD, home)
 }
 
-/// Reads until a final response head (or a switch) has arrived.
+/// Reads until a final response head (or a switch) has arrived. The head's fields are built
+/// in `spare`'s allocation: the request's map, no longer needed once any answer arrived (a
+/// request is sent again only when nothing was received).
 fn poll_head(
     cx: &mut Context<'_>,
     conn: &mut Conn,
     received: &mut bool,
+    spare: &mut HeaderMap,
 ) -> Poll<Result<ResponseHead, Failure>> {
     loop {
         if !conn.read.is_empty() {
             if let Some(head) =
-                decode::parse_response_head(&mut conn.read).map_err(Failure::Decode)?
+                decode::parse_response_head_into(&mut conn.read, spare).map_err(Failure::Decode)?
             {
                 if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
                 {
@@ -158,7 +180,7 @@ fn respond(
         debug!(endpoint = %home.addr(), error = %e, "upstream response refused");
         Failed {
             cause: Cause::UpstreamError,
-            unsent: None,
+            unsent: false,
         }
     };
     let (decoder, keep_alive) = if head.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -206,3 +206,75 @@ fn the_hops_own_fields_are_kept_out_of_the_header_map() {
     .expect("complete");
     assert_eq!(head.headers["connection"], "upgrade");
 }
+
+#[test]
+fn common_names_are_the_names_the_general_parse_gives() {
+    for set in [
+        &LEN_4[..],
+        &LEN_6,
+        &LEN_7,
+        &LEN_8,
+        &LEN_10,
+        &LEN_12,
+        &LEN_13,
+        &LEN_14,
+        &LEN_16,
+        &LEN_17,
+    ] {
+        for name in set {
+            let lower = name.as_str();
+            let upper = lower.to_ascii_uppercase();
+            let title: String = lower
+                .split('-')
+                .map(|w| w[..1].to_ascii_uppercase() + &w[1..])
+                .collect::<Vec<_>>()
+                .join("-");
+            for spelling in [lower, upper.as_str(), title.as_str()] {
+                let general = HeaderName::from_bytes(spelling.as_bytes()).expect("valid");
+                assert_eq!(common_name(spelling.as_bytes()).as_ref(), Some(&general));
+            }
+        }
+    }
+    assert_eq!(common_name(b"cOnTeNt-LeNgTh"), Some(header::CONTENT_LENGTH));
+    // Same lengths, other names: left to the general parse.
+    for other in [
+        "x-id",
+        "x-req-id",
+        "content-typo",
+        "content-lengths",
+        "x-frame-opts",
+        "content^type",
+        "Content_Type",
+        "content.length",
+        "transfer-encodin",
+        "transfer-encodinx",
+        "Dat~",
+    ] {
+        assert_eq!(common_name(other.as_bytes()), None, "{other}");
+    }
+}
+
+#[test]
+fn a_head_parsed_into_a_used_map_has_only_its_own_fields() {
+    let mut spare = HeaderMap::new();
+    spare.insert("x-old", HeaderValue::from_static("1"));
+    spare.insert(header::SERVER, HeaderValue::from_static("old"));
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 0\r\n\r\n"[..]);
+    let head = parse_response_head_into(&mut buf, &mut spare)
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(head.headers.len(), 2);
+    assert_eq!(head.headers["server"], "t");
+    assert_eq!(head.headers["content-length"], "0");
+    assert!(head.headers.get("x-old").is_none());
+    // A partial head leaves the map where it was.
+    let mut spare = HeaderMap::new();
+    spare.insert("x-old", HeaderValue::from_static("1"));
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nServ"[..]);
+    assert!(
+        parse_response_head_into(&mut buf, &mut spare)
+            .expect("valid")
+            .is_none()
+    );
+    assert_eq!(spare["x-old"], "1");
+}

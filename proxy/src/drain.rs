@@ -1,0 +1,212 @@
+//! Graceful shutdown of a listener's connections: what hyper-util's `GracefulShutdown` does,
+//! with a cheaper watch on the request path.
+//!
+//! hyper-util's watcher polls a `watch::Receiver::changed` future every time the connection's
+//! task is polled, and each such poll takes the channel's waiter lock (several times a request,
+//! and a lock all connections share). Here a connection registers for the signal once, on its
+//! first poll, and afterwards reads one atomic flag per poll. That suffices because the watched
+//! connection is the whole of its task (see `crate::listener`): the waker registered on the first
+//! poll wakes that same task, which then polls this future and sees the flag. Counting open
+//! connections and waiting for them to finish work as in hyper-util: each connection holds a
+//! receiver of one `watch` channel.
+
+use hyper_util::server::graceful::GracefulConnection;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+
+/// A connection that can be asked to finish gracefully: hyper-util's connections (its trait is
+/// sealed, so tests implement this one).
+pub(crate) trait Graceful: Future {
+    /// Starts the graceful shutdown (finish the request in flight, take no other).
+    fn start_shutdown(self: Pin<&mut Self>);
+}
+
+impl<C: GracefulConnection> Graceful for C {
+    fn start_shutdown(self: Pin<&mut Self>) {
+        GracefulConnection::graceful_shutdown(self);
+    }
+}
+
+/// The shutdown signal of one listener's connections.
+#[derive(Debug)]
+pub(crate) struct Drain {
+    tx: watch::Sender<()>,
+    draining: Arc<AtomicBool>,
+}
+
+/// One connection's side of a [`Drain`].
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    rx: watch::Receiver<()>,
+    draining: Arc<AtomicBool>,
+}
+
+impl Drain {
+    /// A signal nobody watches yet.
+    pub(crate) fn new() -> Self {
+        let (tx, _) = watch::channel(());
+        Self {
+            tx,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A watcher for one more connection.
+    pub(crate) fn watcher(&self) -> Watcher {
+        Watcher {
+            rx: self.tx.subscribe(),
+            draining: self.draining.clone(),
+        }
+    }
+
+    /// Connections watched now (their watchers not dropped yet).
+    pub(crate) fn count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Asks every watched connection to finish gracefully, then waits until all have ended.
+    pub(crate) async fn shutdown(self) {
+        // The flag first: a connection woken by the signal must see it.
+        self.draining.store(true, Ordering::Release);
+        // No connection left to tell is not an error.
+        let _ = self.tx.send(());
+        self.tx.closed().await;
+    }
+}
+
+impl Drop for Drain {
+    /// A drain dropped without [`Drain::shutdown`] also asks its connections to finish, as
+    /// hyper-util's does (its watchers see the channel close); they are woken by the close.
+    fn drop(&mut self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+impl Watcher {
+    /// Runs `conn`, starting its graceful shutdown once the [`Drain`] is shut down. Must be the
+    /// whole of the task that runs it (see the module's documentation).
+    pub(crate) async fn watch<C: Graceful>(self, conn: C) -> C::Output {
+        let Watcher { mut rx, draining } = self;
+        let mut conn = pin!(conn);
+        let mut signal = pin!(rx.changed());
+        let mut registered = false;
+        let mut shut = false;
+        poll_fn(|cx| {
+            if !shut {
+                let signalled = if registered {
+                    draining.load(Ordering::Acquire)
+                } else {
+                    // Registers this task's waker with the channel, once.
+                    registered = true;
+                    signal.as_mut().poll(cx).is_ready() || draining.load(Ordering::Acquire)
+                };
+                if signalled {
+                    shut = true;
+                    conn.as_mut().start_shutdown();
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+
+    /// A connection that ends once asked to shut down, counting its polls.
+    struct Conn {
+        asked: bool,
+        polls: Arc<AtomicUsize>,
+    }
+
+    impl Future for Conn {
+        type Output = Result<(), ()>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if self.asked {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Graceful for Conn {
+        fn start_shutdown(mut self: Pin<&mut Self>) {
+            self.asked = true;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_woken_and_shut_down_when_the_drain_starts() {
+        let drain = Drain::new();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let conn = Conn {
+            asked: false,
+            polls: polls.clone(),
+        };
+        let watcher = drain.watcher();
+        let task = tokio::spawn(watcher.watch(conn));
+        // Until the task has polled once (and registered), nothing can wake it.
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while polls.load(Ordering::Relaxed) == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("first poll");
+        assert_eq!(drain.count(), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(5), drain.shutdown())
+            .await
+            .expect("every connection ended");
+        let result = task.await.expect("task");
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_drain_shuts_its_connections_down() {
+        let drain = Drain::new();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let conn = Conn {
+            asked: false,
+            polls: polls.clone(),
+        };
+        let task = tokio::spawn(drain.watcher().watch(conn));
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while polls.load(Ordering::Relaxed) == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("first poll");
+        drop(drain);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("ended")
+            .expect("task");
+        assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_connection_watched_after_the_drain_started_is_shut_down_at_once() {
+        let drain = Drain::new();
+        let watcher = drain.watcher();
+        drain.draining.store(true, Ordering::Release);
+        let _ = drain.tx.send(());
+        let conn = Conn {
+            asked: false,
+            polls: Arc::new(AtomicUsize::new(0)),
+        };
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), watcher.watch(conn))
+            .await
+            .expect("ended");
+        assert_eq!(result, Ok(()));
+    }
+}
