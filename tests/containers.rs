@@ -43,9 +43,24 @@ fn docker(args: &[&str]) -> (bool, String, String) {
     }
 }
 
-/// Whether an Engine answers; panics under CI when none does, else says why the test skips.
+/// Whether an Engine answers (within 30 s: a hung Engine fails the test instead of hanging
+/// it); panics under CI when none does, else says why the test skips.
 fn engine_or_skip(test: &str) -> bool {
-    let (ok, _, err) = docker(&["info", "--format", "{{.ServerVersion}}"]);
+    let (ok, _, err) = match Command::new("timeout")
+        .args(["30", "docker", "info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(o) => (
+            o.status.success(),
+            String::new(),
+            if o.status.code() == Some(124) {
+                "`docker info` did not answer within 30 s".to_owned()
+            } else {
+                String::from_utf8_lossy(&o.stderr).into_owned()
+            },
+        ),
+        Err(e) => (false, String::new(), e.to_string()),
+    };
     if ok {
         return true;
     }

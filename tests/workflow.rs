@@ -848,6 +848,7 @@ async fn aborting_a_rolling_update_midway_restores_the_old_replicas_exactly() {
     for pid in old {
         reaper.add([pid]);
     }
+    recorded_old_replicas(&proxy, &reaper, new[0]).await;
     assert!(proxy.stop().success());
 }
 
@@ -950,6 +951,15 @@ async fn a_rolling_update_interrupted_by_kill_9_rolls_back_cleanly_on_restart() 
     // live processes, none of them the new version's. The supervisor writes the record once
     // the replica it restarted runs, which may follow the rollback's end by a moment: polled,
     // bounded.
+    recorded_old_replicas(&proxy, &reaper, new[0]).await;
+    assert!(proxy.stop().success());
+}
+
+/// Waits (bounded) until the `app` stack's record lists four live v1.3 processes, none of them
+/// `new`, and hands them to `reaper`: a replica started again on its endpoint has a new PID the
+/// test did not see. The supervisor writes the record once the replica it restarted runs,
+/// which may follow the rollback's end by a moment.
+async fn recorded_old_replicas(proxy: &Proxy, reaper: &support::Reaper, new: u32) {
     let path = proxy
         .dir
         .path()
@@ -967,21 +977,18 @@ async fn a_rolling_update_interrupted_by_kill_9_rolls_back_cleanly_on_restart() 
             .map(|p| u32::try_from(p).expect("pid"))
             .collect();
         reaper.add(recorded.clone());
-        let live = recorded.len() == 4
-            && recorded
-                .iter()
-                .all(|p| support::pid_alive(*p) && *p != new[0]);
+        let live =
+            recorded.len() == 4 && recorded.iter().all(|p| support::pid_alive(*p) && *p != new);
         if live {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the stack record lists {recorded:?} (new replica {}): {record:#}",
-            new[0]
+            "the stack record lists {recorded:?} (new replica {new}): {record:#}"
         );
+        // A poll interval, bounded by the deadline above.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(proxy.stop().success());
 }
 
 /// Runs the `switchyard` client with the ci token against `proxy`.

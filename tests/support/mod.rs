@@ -496,20 +496,34 @@ pub fn pid_alive(pid: u32) -> bool {
         .is_some_and(|state| state != 'Z')
 }
 
-/// Kills the listed processes when dropped, so a failing test leaves no replica behind.
+/// A process's start time (clock ticks after boot, field 22 of `/proc/PID/stat`): with the
+/// PID, it names one process even after the PID is reused.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Kills the listed processes when dropped, so a failing test leaves no replica behind. Each
+/// is known by its PID and start time, taken when it is added: a PID the kernel has handed to
+/// another process since (PIDs wrap at `pid_max`, 32768 here) is left alone.
 #[derive(Default)]
-pub struct Reaper(pub std::sync::Mutex<Vec<u32>>);
+pub struct Reaper(std::sync::Mutex<Vec<(u32, u64)>>);
 
 impl Reaper {
     pub fn add(&self, pids: impl IntoIterator<Item = u32>) {
-        self.0.lock().expect("reaper lock").extend(pids);
+        let known: Vec<(u32, u64)> = pids
+            .into_iter()
+            .filter_map(|pid| start_ticks(pid).map(|t| (pid, t)))
+            .collect();
+        self.0.lock().expect("reaper lock").extend(known);
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for pid in self.0.lock().map(|p| p.clone()).unwrap_or_default() {
-            if pid_alive(pid) {
+        for (pid, ticks) in self.0.lock().map(|p| p.clone()).unwrap_or_default() {
+            if pid_alive(pid) && start_ticks(pid) == Some(ticks) {
                 let _ = Command::new("kill")
                     .arg("-KILL")
                     .arg(pid.to_string())
