@@ -33,12 +33,16 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The Engine's version, or why it cannot be reached.
+/// The Engine's version, or why it cannot be reached (within 30 s: a hung Engine fails the
+/// test instead of hanging it).
 fn engine() -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
+    let out = Command::new("timeout")
+        .args(["30", "docker", "info", "--format", "{{.ServerVersion}}"])
         .output()
         .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.code() == Some(124) {
+        return Err("docker info did not answer within 30 s".to_owned());
+    }
     let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if out.status.success() && !version.is_empty() {
         Ok(version)
