@@ -31,9 +31,26 @@ const IMAGE_UNHEALTHY: &str = "switchyard-test-unhealthy:v3";
 /// Bound on a whole deployment (container starts included).
 const DEPLOY_WAIT: Duration = Duration::from_secs(60);
 
-/// `docker ARGS`: (success, stdout, stderr).
+/// `docker ARGS`: (success, stdout, stderr), bounded at 5 minutes.
 fn docker(args: &[&str]) -> (bool, String, String) {
-    match Command::new("docker").args(args).output() {
+    docker_within(300, args)
+}
+
+/// `docker ARGS` given at most `secs` seconds: an Engine that hangs (Docker 20.10's network
+/// code can deadlock on concurrent container exits and removals) fails the test with a message
+/// instead of hanging the suite.
+fn docker_within(secs: u32, args: &[&str]) -> (bool, String, String) {
+    match Command::new("timeout")
+        .arg(secs.to_string())
+        .arg("docker")
+        .args(args)
+        .output()
+    {
+        Ok(o) if o.status.code() == Some(124) => (
+            false,
+            String::new(),
+            format!("`docker {}` did not answer within {secs} s", args.join(" ")),
+        ),
         Ok(o) => (
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -43,24 +60,10 @@ fn docker(args: &[&str]) -> (bool, String, String) {
     }
 }
 
-/// Whether an Engine answers (within 30 s: a hung Engine fails the test instead of hanging
-/// it); panics under CI when none does, else says why the test skips.
+/// Whether an Engine answers (within 30 s); panics under CI when none does, else says why the
+/// test skips.
 fn engine_or_skip(test: &str) -> bool {
-    let (ok, _, err) = match Command::new("timeout")
-        .args(["30", "docker", "info", "--format", "{{.ServerVersion}}"])
-        .output()
-    {
-        Ok(o) => (
-            o.status.success(),
-            String::new(),
-            if o.status.code() == Some(124) {
-                "`docker info` did not answer within 30 s".to_owned()
-            } else {
-                String::from_utf8_lossy(&o.stderr).into_owned()
-            },
-        ),
-        Err(e) => (false, String::new(), e.to_string()),
-    };
+    let (ok, _, err) = docker_within(30, &["info", "--format", "{{.ServerVersion}}"]);
     if ok {
         return true;
     }
@@ -181,12 +184,12 @@ impl Cleanup {
         c
     }
 
+    /// One container at a time: fewer concurrent removals for the Engine's network code. Best
+    /// effort and never panicking (it also runs while a failed test unwinds).
     fn remove(&self) {
-        let names = containers(&self.0);
-        if !names.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(names.iter().map(String::as_str));
-            docker(&args);
+        let (_, out, _) = docker(&["ps", "-a", "--format", "{{.Names}}"]);
+        for name in out.lines().filter(|n| n.starts_with(&self.0)) {
+            docker(&["rm", "-f", name]);
         }
     }
 }

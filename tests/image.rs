@@ -20,8 +20,10 @@ use support::{output_text as text, stdout_lines};
 /// Failure bound for each wait (image start-up on a loaded machine), never a delay.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// `docker ARGS`, bounded at 5 minutes (a hung Engine fails the test instead of hanging it).
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
+    Command::new("timeout")
+        .args(["300", "docker"])
         .args(args)
         .output()
         .expect("run docker")
