@@ -8,6 +8,11 @@
 //! user is done; every container a test's Switchyard starts is named
 //! `switchyard-test-<case>-...` and removed by name when the test ends, failed or not.
 //!
+//! The tests take the Engine one at a time: Docker 20.10's network code (what Debian 12 ships)
+//! can deadlock when containers of parallel tests exit and are removed concurrently. Should the
+//! Engine hang all the same, every docker command is bounded and, once one did not answer, the
+//! remaining tests fail at once instead of each waiting out its bounds.
+//!
 //! Without an Engine the tests print why they skip; with `CI=true` a missing Engine fails them.
 
 mod support;
@@ -15,7 +20,8 @@ mod support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,26 +37,36 @@ const IMAGE_UNHEALTHY: &str = "switchyard-test-unhealthy:v3";
 /// Bound on a whole deployment (container starts included).
 const DEPLOY_WAIT: Duration = Duration::from_secs(60);
 
-/// `docker ARGS`: (success, stdout, stderr), bounded at 5 minutes.
+/// `docker ARGS`: (success, stdout, stderr), bounded at 2 minutes.
 fn docker(args: &[&str]) -> (bool, String, String) {
-    docker_within(300, args)
+    docker_within(120, args)
 }
 
 /// `docker ARGS` given at most `secs` seconds: an Engine that hangs (Docker 20.10's network
 /// code can deadlock on concurrent container exits and removals) fails the test with a message
 /// instead of hanging the suite.
 fn docker_within(secs: u32, args: &[&str]) -> (bool, String, String) {
+    if ENGINE_HUNG.load(Ordering::Relaxed) {
+        return (
+            false,
+            String::new(),
+            format!("`docker {}` not tried: the Engine hangs", args.join(" ")),
+        );
+    }
     match Command::new("timeout")
         .arg(secs.to_string())
         .arg("docker")
         .args(args)
         .output()
     {
-        Ok(o) if o.status.code() == Some(124) => (
-            false,
-            String::new(),
-            format!("`docker {}` did not answer within {secs} s", args.join(" ")),
-        ),
+        Ok(o) if o.status.code() == Some(124) => {
+            ENGINE_HUNG.store(true, Ordering::Relaxed);
+            (
+                false,
+                String::new(),
+                format!("`docker {}` did not answer within {secs} s", args.join(" ")),
+            )
+        }
         Ok(o) => (
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -63,6 +79,10 @@ fn docker_within(secs: u32, args: &[&str]) -> (bool, String, String) {
 /// Whether an Engine answers (within 30 s); panics under CI when none does, else says why the
 /// test skips.
 fn engine_or_skip(test: &str) -> bool {
+    assert!(
+        !ENGINE_HUNG.load(Ordering::Relaxed),
+        "a docker command of an earlier test did not answer: the Docker Engine hangs"
+    );
     let (ok, _, err) = docker_within(30, &["info", "--format", "{{.ServerVersion}}"]);
     if ok {
         return true;
@@ -78,25 +98,43 @@ fn engine_or_skip(test: &str) -> bool {
     false
 }
 
-/// How many tests use the images now; the first builds them, the last removes them.
+/// Set when a docker command did not answer in time.
+static ENGINE_HUNG: AtomicBool = AtomicBool::new(false);
+
+/// How many tests use the images now (running or waiting for their turn); the first builds
+/// them, the last removes them.
 static IMAGE_USERS: Mutex<usize> = Mutex::new(0);
 
-/// The test images, for as long as this lives.
+/// Whether a test has the Engine now, and the wait for it.
+static TURN: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// The test images and the Engine's turn, for as long as this lives.
 struct Images;
 
 impl Images {
     fn acquire() -> Self {
-        let mut users = IMAGE_USERS.lock().unwrap_or_else(|p| p.into_inner());
-        if *users == 0 {
-            build_images();
+        {
+            let mut users = IMAGE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+            if *users == 0 {
+                build_images();
+            }
+            *users += 1;
         }
-        *users += 1;
+        let (busy, free) = &TURN;
+        let mut busy = busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = free.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy = true;
         Images
     }
 }
 
 impl Drop for Images {
     fn drop(&mut self) {
+        let (busy, free) = &TURN;
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        free.notify_one();
         let mut users = IMAGE_USERS.lock().unwrap_or_else(|p| p.into_inner());
         *users -= 1;
         if *users == 0 {

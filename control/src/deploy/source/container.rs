@@ -456,13 +456,12 @@ impl Source for ContainerSource {
             names.extend(labelled.into_iter().filter_map(|c| engine::name_of(&c)));
             names.sort();
             names.dedup();
+            // One after another (the Engine takes container changes one at a time anyway);
+            // a failure does not keep the others from being removed.
             let secs = stop_secs(drain);
-            let stops = names
-                .iter()
-                .map(|name| self.engine.stop_and_remove(name, secs));
             let mut failed = None;
-            for r in futures_util::future::join_all(stops).await {
-                if let Err(e) = r {
+            for name in &names {
+                if let Err(e) = self.engine.stop_and_remove(name, secs).await {
                     failed = Some(e);
                 }
             }

@@ -5,6 +5,12 @@
 //! Every container this module creates carries the `switchyard.*` labels: service, stack,
 //! deployment, replica, and the owner (the state folder of the Switchyard that started it), so
 //! two Switchyards sharing one Engine never touch each other's containers.
+//!
+//! The calls that change a container (create, start, stop, rename, remove) are made one at a
+//! time: Docker 20.10's network code (still what Debian 12 ships) can deadlock when containers
+//! exit and are removed concurrently, after which the Engine answers nothing until restarted.
+//! The stops of a retirement therefore follow one another; each is short because the proxy
+//! drained the stack's requests before retiring it.
 
 use std::collections::HashMap;
 
@@ -46,6 +52,8 @@ pub(super) type LogStream =
 pub(super) struct Engine {
     host: String,
     docker: OnceCell<Docker>,
+    /// Held across each call that changes a container (see the module's notes).
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// A listed container's name (the Engine lists it as `/name`).
@@ -77,6 +85,7 @@ impl Engine {
         Self {
             host,
             docker: OnceCell::new(),
+            changes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -155,6 +164,7 @@ impl Engine {
         body: ContainerCreateBody,
     ) -> Result<(), ContainerError> {
         let docker = self.docker().await?;
+        let _turn = self.changes.lock().await;
         let options = || CreateContainerOptions {
             name: Some(name.to_owned()),
             ..Default::default()
@@ -177,7 +187,7 @@ impl Engine {
                 name: name.to_owned(),
             });
         }
-        self.remove(name).await?;
+        self.remove_now(docker, name).await?;
         docker
             .create_container(Some(options()), body)
             .await
@@ -188,6 +198,7 @@ impl Engine {
     /// Starts container `name` (already running is fine).
     pub(super) async fn start(&self, name: &str) -> Result<(), ContainerError> {
         let docker = self.docker().await?;
+        let _turn = self.changes.lock().await;
         match docker.start_container(name, None).await {
             Ok(()) => Ok(()),
             Err(e) if status(&e, 304) => Ok(()),
@@ -229,6 +240,7 @@ impl Engine {
             t: Some(drain_secs),
             signal: None,
         };
+        let _turn = self.changes.lock().await;
         match docker.stop_container(name, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if not_found(&e) => Ok(false),
@@ -243,6 +255,7 @@ impl Engine {
         let options = RenameContainerOptions {
             name: to.to_owned(),
         };
+        let _turn = self.changes.lock().await;
         docker
             .rename_container(name, options)
             .await
@@ -252,6 +265,12 @@ impl Engine {
     /// Removes container `name` by force; already gone is fine.
     pub(super) async fn remove(&self, name: &str) -> Result<(), ContainerError> {
         let docker = self.docker().await?;
+        let _turn = self.changes.lock().await;
+        self.remove_now(docker, name).await
+    }
+
+    /// [`Self::remove`] for a caller that already holds `changes`.
+    async fn remove_now(&self, docker: &Docker, name: &str) -> Result<(), ContainerError> {
         let options = RemoveContainerOptions {
             force: true,
             ..Default::default()
