@@ -223,7 +223,18 @@ fn service_response(
     published: &Published,
     name: &str,
     status: StatusCode,
+    minimal: bool,
 ) -> Result<Response, ApiError> {
+    if minimal && status == StatusCode::OK {
+        // The revision is all the caller needs to chain writes (If-Match); no view is built.
+        let revision = published.records.get(name).map_or(0, |r| r.revision);
+        let etag = HeaderValue::from_str(&format!("\"{revision}\"")).map_err(ApiError::internal)?;
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, etag);
+        headers.insert(PREFERENCE_APPLIED, HeaderValue::from_static(RETURN_MINIMAL));
+        return Ok(response);
+    }
     let mut view = crate::view::service(published, state.data_plane().as_ref(), name)
         .ok_or_else(|| ApiError::NotFound(format!("no service {name:?}")))?;
     view.deployment = state
@@ -235,6 +246,27 @@ fn service_response(
     let mut response = (status, axum::Json(view)).into_response();
     response.headers_mut().insert(header::ETAG, etag);
     Ok(response)
+}
+
+/// `Preference-Applied` (RFC 7240).
+const PREFERENCE_APPLIED: header::HeaderName =
+    header::HeaderName::from_static("preference-applied");
+/// The preference for a reply without the resource's representation.
+const RETURN_MINIMAL: &str = "return=minimal";
+
+/// Whether the caller sent `Prefer: return=minimal` (RFC 7240): a write then answers 204 with
+/// the service's revision in `ETag` instead of the whole service view. Other preferences, and
+/// their parameters, are ignored.
+fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            let p = p.split(';').next().unwrap_or("").trim();
+            p.eq_ignore_ascii_case(RETURN_MINIMAL)
+        })
 }
 
 #[cfg(test)]

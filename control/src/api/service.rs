@@ -10,7 +10,7 @@ use serde::Deserialize;
 use switchyard_config::{Role, raw};
 use utoipa::ToSchema;
 
-use super::{ApiPath, existing_service, if_match, service_response};
+use super::{ApiPath, existing_service, if_match, prefers_minimal, service_response};
 use crate::auth::Caller;
 use crate::change::Change;
 use crate::error::{ApiError, ErrorBody};
@@ -104,7 +104,7 @@ pub(crate) async fn show(
 ) -> Result<Response, ApiError> {
     caller.authorize(Role::Read, Some(&service))?;
     existing_service(&state, &service)?;
-    service_response(&state, &state.published(), &service, StatusCode::OK)
+    service_response(&state, &state.published(), &service, StatusCode::OK, false)
 }
 
 #[utoipa::path(
@@ -144,7 +144,7 @@ pub(crate) async fn create(
             Change::CreateService(Box::new(body)),
         )
         .await?;
-    service_response(&state, &published, &name, StatusCode::CREATED)
+    service_response(&state, &published, &name, StatusCode::CREATED, false)
 }
 
 #[utoipa::path(
@@ -196,10 +196,12 @@ pub(crate) async fn remove(
     params(
         ("service" = String, Path, description = "Service name"),
         ("If-Match" = Option<String>, Header, description = "Expected revision"),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the new revision in `ETag` (and `Preference-Applied: return=minimal`) instead of the service view"),
     ),
     request_body = WeightsBody,
     responses(
         (status = 200, description = "Applied", body = ServiceView),
+        (status = 204, description = "Applied; `Prefer: return=minimal` asked for no view"),
         (status = 400, description = "Malformed JSON, unknown stack or weight out of range; the message names the field", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
@@ -221,9 +223,10 @@ pub(crate) async fn set_weights(
     caller.authorize(Role::Operate, Some(&service))?;
     existing_service(&state, &service)?;
     let if_match = if_match(request.headers())?;
+    let minimal = prefers_minimal(request.headers());
     let change = json::read::<WeightsBody>(request).await?.into_change();
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;
-    service_response(&state, &published, &service, StatusCode::OK)
+    service_response(&state, &published, &service, StatusCode::OK, minimal)
 }

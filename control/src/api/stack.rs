@@ -7,7 +7,9 @@ use serde::Deserialize;
 use switchyard_config::{Role, raw};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiPath, ApiQuery, check_name, existing_service, if_match, service_response};
+use super::{
+    ApiPath, ApiQuery, check_name, existing_service, if_match, prefers_minimal, service_response,
+};
 use crate::auth::Caller;
 use crate::change::Change;
 use crate::error::{ApiError, ErrorBody};
@@ -87,7 +89,7 @@ pub(crate) async fn add(
             Change::AddStack(Box::new(body)),
         )
         .await?;
-    service_response(&state, &published, &service, StatusCode::CREATED)
+    service_response(&state, &published, &service, StatusCode::CREATED, false)
 }
 
 #[utoipa::path(
@@ -97,10 +99,12 @@ pub(crate) async fn add(
         ("service" = String, Path, description = "Service name"),
         ("stack" = String, Path, description = "Stack name"),
         ("If-Match" = Option<String>, Header, description = "Expected revision"),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the new revision in `ETag` (and `Preference-Applied: return=minimal`) instead of the service view"),
     ),
     request_body = EndpointsBody,
     responses(
         (status = 200, description = "Applied", body = ServiceView),
+        (status = 204, description = "Applied; `Prefer: return=minimal` asked for no view"),
         (status = 400, description = "Malformed JSON or an invalid endpoint; the message names it", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
@@ -122,13 +126,14 @@ pub(crate) async fn set_endpoints(
     existing_service(&state, &service)?;
     check_name("stack", &stack)?;
     let if_match = if_match(request.headers())?;
+    let minimal = prefers_minimal(request.headers());
     let change = json::read::<EndpointsBody>(request)
         .await?
         .into_change(stack);
     let published = state
         .write(caller.name(), &service, if_match, change)
         .await?;
-    service_response(&state, &published, &service, StatusCode::OK)
+    service_response(&state, &published, &service, StatusCode::OK, minimal)
 }
 
 #[utoipa::path(
@@ -139,10 +144,12 @@ pub(crate) async fn set_endpoints(
         ("service" = String, Path, description = "Service name"),
         ("stack" = String, Path, description = "Stack name"),
         ("If-Match" = Option<String>, Header, description = "Expected revision"),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the new revision in `ETag` (and `Preference-Applied: return=minimal`) instead of the service view"),
         DeleteStackQuery,
     ),
     responses(
         (status = 200, description = "Removed", body = ServiceView),
+        (status = 204, description = "Removed; `Prefer: return=minimal` asked for no view"),
         (status = 400, description = "Invalid name or query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the role or the service", body = ErrorBody),
@@ -174,5 +181,11 @@ pub(crate) async fn remove(
         .await?;
     // Its process or container replicas stop now, not at the next start.
     state.deployments().release_removed(&service, vec![stack]);
-    service_response(&state, &published, &service, StatusCode::OK)
+    service_response(
+        &state,
+        &published,
+        &service,
+        StatusCode::OK,
+        prefers_minimal(&headers),
+    )
 }

@@ -102,6 +102,43 @@ async fn if_match_with_an_old_revision_is_412_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn prefer_return_minimal_answers_204_with_the_revision_and_applies_the_same() {
+    let f = Fixture::start(&config_text()).await;
+    let put = |prefer: &str, weight: u32| {
+        Request::builder()
+            .method(Method::PUT)
+            .uri(WEIGHTS)
+            .header("authorization", format!("Bearer {OPERATE}"))
+            .header("content-type", "application/json")
+            .header("prefer", prefer)
+            .body(Body::from(format!(r#"{{"weights":{{"green":{weight}}}}}"#)))
+            .expect("valid request")
+    };
+    let a = f
+        .send(put("handling=lenient, return=minimal; x=1", 5))
+        .await;
+    assert_eq!(a.status, 204);
+    assert!(a.bytes.is_empty());
+    assert_eq!(a.headers["etag"], "\"2\"");
+    assert_eq!(a.headers["preference-applied"], "return=minimal");
+    let v = f.get("/v1/services/auth").await;
+    assert_eq!(v.json()["revision"], 2);
+    assert_eq!(
+        weights_of(&f.dp.last_applied().expect("applied"), "auth"),
+        vec![("blue".into(), 100), ("green".into(), 5)]
+    );
+    // Any other preference gets the whole view, as without the header.
+    let a = f.send(put("return=representation", 6)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["revision"], 3);
+    assert!(!a.headers.contains_key("preference-applied"));
+    // An error is an error whatever the preference.
+    let a = f.send(put("return=minimal", 20000)).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(f.get("/v1/services/auth").await.json()["revision"], 3);
+}
+
+#[tokio::test]
 async fn deleting_a_stack_with_weight_needs_force() {
     let f = Fixture::start(&config_text()).await;
     let a = f
