@@ -1,14 +1,16 @@
 //! [`FileStore`]: the desired state and history as files in the state directory.
 //!
-//! `state.json` is replaced atomically: written to `state.json.tmp`, fsynced, renamed over the
-//! old file, then the directory is fsynced so the rename itself survives a power loss.
-//! `history.jsonl` gets one JSON line per entry, fsynced before the append resolves. A crash can
-//! leave at most a torn last history line, which [`FileStore::open`] terminates and readers skip.
+//! Every change of the desired state or the history is first one durable line of
+//! `state.journal` (one write, one `fdatasync`; see [`journal`]); `history.jsonl` gets the
+//! change's history lines at once, `state.json` the state at the next checkpoint, where it is
+//! replaced atomically: written to `state.json.tmp`, fsynced, renamed over the old file, then
+//! the directory is fsynced so the rename itself survives a power loss. [`FileStore::open`]
+//! recovers whatever a crash left (a torn journal or history line included) and checkpoints.
 //! Blocking file I/O runs on tokio's blocking pool, never on the runtime's workers.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{HistoryEntry, IdempotencyRecord, STATE_FORMAT, SavedState, Store, StoreError};
 use crate::data_plane::BoxFuture;
@@ -17,6 +19,7 @@ use crate::deploy::{DeploymentRecord, ProcessStackRecord};
 mod atomic;
 mod deployments;
 mod idempotency;
+mod journal;
 mod replicas;
 
 const STATE_FILE: &str = "state.json";
@@ -29,6 +32,7 @@ const HISTORY_FILE: &str = "history.jsonl";
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    journal: Arc<Mutex<journal::Journal>>,
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
@@ -63,13 +67,15 @@ fn nested_entries(top: &Path) -> Result<Vec<PathBuf>, StoreError> {
 }
 
 impl FileStore {
-    /// Opens (creating it if needed) the state directory.
+    /// Opens (creating it if needed) the state directory, recovering what a crash left.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-        let store = Self { dir };
-        store.terminate_torn_history()?;
-        Ok(store)
+        let journal = journal::Journal::recover(&dir)?;
+        Ok(Self {
+            dir,
+            journal: Arc::new(Mutex::new(journal)),
+        })
     }
 
     /// The state directory.
@@ -77,43 +83,36 @@ impl FileStore {
         &self.dir
     }
 
-    /// Ends a last line left without its newline by a crash, so the next entry starts clean.
-    fn terminate_torn_history(&self) -> Result<(), StoreError> {
-        let path = self.dir.join(HISTORY_FILE);
-        let mut file = match OpenOptions::new().read(true).append(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io("open", &path)(e)),
-        };
-        let len = file.metadata().map_err(io("stat", &path))?.len();
-        if len == 0 {
-            return Ok(());
-        }
-        let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1))
-            .and_then(|_| file.read_exact(&mut last))
-            .map_err(io("read", &path))?;
-        if last[0] != b'\n' {
-            tracing::warn!(path = %path.display(), "terminating a torn last history line");
-            file.write_all(b"\n")
-                .and_then(|()| file.sync_data())
-                .map_err(io("write", &path))?;
-        }
-        Ok(())
+    /// Runs `f` with the journal on the blocking pool.
+    async fn with_journal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut journal::Journal) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let journal = self.journal.clone();
+        blocking(move || f(&mut lock(&journal))).await
     }
 
-    fn load_blocking(dir: &Path) -> Result<Option<SavedState>, StoreError> {
-        let path = dir.join(STATE_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("read", &path)(e)),
+    fn load_blocking(
+        dir: &Path,
+        journal: &journal::Journal,
+    ) -> Result<Option<SavedState>, StoreError> {
+        let (state, path) = match journal.latest()? {
+            Some(s) => (s, dir.join(journal::JOURNAL_FILE)),
+            None => {
+                let path = dir.join(STATE_FILE);
+                let bytes = match fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io("read", &path)(e)),
+                };
+                let state =
+                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?;
+                (state, path)
+            }
         };
-        let state: SavedState =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                path: path.clone(),
-                source,
-            })?;
         if state.format > STATE_FORMAT {
             return Err(StoreError::Format {
                 path,
@@ -121,27 +120,6 @@ impl FileStore {
             });
         }
         Ok(Some(state))
-    }
-
-    fn save_blocking(dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        atomic::write(&dir.join(STATE_FILE), bytes)
-    }
-
-    fn append_blocking(dir: &Path, line: &[u8]) -> Result<(), StoreError> {
-        let path = dir.join(HISTORY_FILE);
-        let created = !path.exists();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io("open", &path))?;
-        file.write_all(line)
-            .and_then(|()| file.sync_data())
-            .map_err(io("append to", &path))?;
-        if created {
-            atomic::sync_dir(dir)?;
-        }
-        Ok(())
     }
 
     fn read_history_blocking(
@@ -175,6 +153,11 @@ impl FileStore {
     }
 }
 
+/// The journal, even if a thread panicked holding it (every step leaves the files consistent).
+fn lock(journal: &Mutex<journal::Journal>) -> MutexGuard<'_, journal::Journal> {
+    journal.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -186,61 +169,36 @@ async fn blocking<T: Send + 'static>(
 impl Store for FileStore {
     fn load(&self) -> BoxFuture<'_, Result<Option<SavedState>, StoreError>> {
         let dir = self.dir.clone();
-        Box::pin(blocking(move || Self::load_blocking(&dir)))
+        Box::pin(self.with_journal(move |j| Self::load_blocking(&dir, j)))
     }
 
+    /// Journals `state`, then checkpoints: `state.json` holds it when this resolves.
     fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
-        let dir = self.dir.clone();
-        Box::pin(async move {
-            let bytes = atomic::pretty_json(state, "desired state")?;
-            blocking(move || Self::save_blocking(&dir, &bytes)).await
-        })
+        let state = state.clone();
+        Box::pin(self.with_journal(move |j| {
+            j.append(Some(&state), &[])?;
+            j.checkpoint(Some(&state))
+        }))
     }
 
     fn append_history<'a>(
         &'a self,
         entry: &'a HistoryEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let dir = self.dir.clone();
-        Box::pin(async move {
-            let mut line = serde_json::to_vec(entry).map_err(|source| StoreError::Encode {
-                what: "history entry",
-                source,
-            })?;
-            line.push(b'\n');
-            blocking(move || Self::append_blocking(&dir, &line)).await
-        })
+        let entry = entry.clone();
+        Box::pin(self.with_journal(move |j| j.append(None, std::slice::from_ref(&entry))))
     }
 
-    /// Saves `next`, then appends every entry of `history` in one write and one `fsync`, in
-    /// one blocking task (one writer: nothing can have changed `base`).
+    /// Journals `next` and every entry of `history` as one line: one write and one
+    /// `fdatasync` (one writer: nothing can have changed `base`).
     fn commit<'a>(
         &'a self,
         _base: &'a SavedState,
         next: &'a SavedState,
         history: &'a [HistoryEntry],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let dir = self.dir.clone();
-        Box::pin(async move {
-            let bytes = atomic::pretty_json(next, "desired state")?;
-            let mut lines = Vec::new();
-            for entry in history {
-                serde_json::to_writer(&mut lines, entry).map_err(|source| StoreError::Encode {
-                    what: "history entry",
-                    source,
-                })?;
-                lines.push(b'\n');
-            }
-            blocking(move || {
-                Self::save_blocking(&dir, &bytes)?;
-                if lines.is_empty() {
-                    Ok(())
-                } else {
-                    Self::append_blocking(&dir, &lines)
-                }
-            })
-            .await
-        })
+        let (next, history) = (next.clone(), history.to_vec());
+        Box::pin(self.with_journal(move |j| j.append(Some(&next), &history)))
     }
 
     fn read_history<'a>(

@@ -1,5 +1,7 @@
 use super::*;
 use crate::store::{Origin, ServiceRecord};
+use std::fs::OpenOptions;
+use std::io::Write;
 
 fn entry(service: &str, n: u64) -> HistoryEntry {
     HistoryEntry {
@@ -127,4 +129,176 @@ async fn a_commit_saves_the_state_and_appends_its_whole_history() {
     // A commit without history changes only the state.
     store.commit(&state, &state, &[]).await.expect("commit");
     assert_eq!(store.read_history(None, 100).await.expect("read").len(), 3);
+}
+
+fn state_at(revision: u64) -> SavedState {
+    let mut state = SavedState {
+        format: STATE_FORMAT,
+        ..SavedState::default()
+    };
+    state.services.insert(
+        "auth".into(),
+        ServiceRecord {
+            revision,
+            origin: Origin::Runtime,
+            spec: None,
+            promotions: Default::default(),
+            updated_at: "2025-01-01T00:00:00Z".into(),
+        },
+    );
+    state
+}
+
+fn revisions(entries: &[HistoryEntry]) -> Vec<u64> {
+    entries.iter().map(|e| e.revision).collect()
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open")
+        .write_all(bytes)
+        .expect("append");
+}
+
+#[tokio::test]
+async fn a_commit_is_one_journal_line_and_state_json_follows_at_the_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    // A new folder gets its state.json at the first change.
+    store
+        .commit(&SavedState::default(), &state_at(1), &[])
+        .await
+        .expect("commit");
+    let on_disk = fs::read(dir.path().join(STATE_FILE)).expect("state.json");
+    store
+        .commit(&state_at(1), &state_at(2), &[entry("auth", 2)])
+        .await
+        .expect("commit");
+    // Durable in the journal; state.json untouched until the next checkpoint.
+    assert_eq!(
+        fs::read(dir.path().join(STATE_FILE)).expect("state.json"),
+        on_disk
+    );
+    let journal = fs::read_to_string(dir.path().join(journal::JOURNAL_FILE)).expect("journal");
+    assert_eq!(journal.lines().count(), 2, "{journal}");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(2)));
+    // A reopen (a restart) checkpoints: state.json holds the journalled state.
+    drop(store);
+    let store = FileStore::open(dir.path()).expect("reopen");
+    let saved: SavedState =
+        serde_json::from_slice(&fs::read(dir.path().join(STATE_FILE)).expect("state.json"))
+            .expect("parse");
+    assert_eq!(saved, state_at(2));
+    assert_eq!(store.load().await.expect("load"), Some(state_at(2)));
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2]
+    );
+}
+
+#[tokio::test]
+async fn after_a_crash_the_journal_restores_the_state_and_exactly_the_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    store.save(&state_at(1)).await.expect("save");
+    store
+        .commit(&state_at(1), &state_at(2), &[entry("auth", 2)])
+        .await
+        .expect("commit");
+    store
+        .append_history(&entry("web", 3))
+        .await
+        .expect("append");
+    store
+        .commit(
+            &state_at(2),
+            &state_at(4),
+            &[entry("auth", 4), entry("auth", 5)],
+        )
+        .await
+        .expect("commit");
+    drop(store);
+    // What a crash can leave: history lines lost or half written (never synced), and a change
+    // cut short in the journal (never acknowledged).
+    let history = dir.path().join(HISTORY_FILE);
+    let text = fs::read_to_string(&history).expect("history");
+    let first = text.lines().next().expect("a line").len() + 1;
+    fs::write(&history, &text.as_bytes()[..first + 7]).expect("cut history");
+    append_raw(
+        &dir.path().join(journal::JOURNAL_FILE),
+        br#"{"state":{"format":1,"serv"#,
+    );
+    let store = FileStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(4)));
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2, 3, 4, 5]
+    );
+    // The same again (a crash during recovery leaves the same files) changes nothing.
+    drop(store);
+    let store = FileStore::open(dir.path()).expect("reopen again");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(4)));
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2, 3, 4, 5]
+    );
+    store
+        .commit(&state_at(4), &state_at(6), &[entry("auth", 6)])
+        .await
+        .expect("commit");
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2, 3, 4, 5, 6]
+    );
+}
+
+#[tokio::test]
+async fn the_journal_checkpoints_when_it_grows_and_stays_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    let mut state = state_at(1);
+    // About 20 KB a line: the 1 MiB journal checkpoints within ~50 changes.
+    for n in 0..400 {
+        state.services.get_mut("auth").expect("auth").updated_at = format!("{n:020000}");
+        store
+            .commit(&state_at(1), &state, &[])
+            .await
+            .expect("commit");
+    }
+    let journal = fs::metadata(dir.path().join(journal::JOURNAL_FILE)).expect("journal");
+    assert!(
+        journal.len() < 1_200_000,
+        "journal of {} bytes",
+        journal.len()
+    );
+    let saved: SavedState =
+        serde_json::from_slice(&fs::read(dir.path().join(STATE_FILE)).expect("state.json"))
+            .expect("parse");
+    assert_ne!(saved, state_at(1), "state.json was never checkpointed");
+    assert_eq!(store.load().await.expect("load"), Some(state));
+}
+
+#[tokio::test]
+async fn a_state_folder_from_before_the_journal_opens_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        dir.path().join(STATE_FILE),
+        atomic::pretty_json(&state_at(7), "state").expect("json"),
+    )
+    .expect("state.json");
+    let mut lines = serde_json::to_vec(&entry("auth", 7)).expect("json");
+    lines.extend_from_slice(b"\n{\"time\":\"20");
+    fs::write(dir.path().join(HISTORY_FILE), &lines).expect("history");
+    let store = FileStore::open(dir.path()).expect("open");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(7)));
+    store
+        .append_history(&entry("auth", 8))
+        .await
+        .expect("append");
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![7, 8]
+    );
 }

@@ -1,0 +1,270 @@
+//! The write-ahead journal of the file store: one durable write per change.
+//!
+//! A change (a new desired state, history entries, or both) is one JSON line appended to
+//! `state.journal` and made durable with one `fdatasync` before it is acknowledged; its history
+//! lines are then appended to `history.jsonl` without a sync (readers see them at once through
+//! the page cache). Replacing `state.json` (write, fsync, rename, fsync the folder) and syncing
+//! `history.jsonl` happen only at a checkpoint: when the journal has grown past
+//! [`CHECKPOINT_BYTES`], on [`FileStore::save`](super::FileStore), at the first state of a new
+//! folder, and when the store opens.
+//! Before this journal every change paid three syncs and a rename, whose kernel time on a
+//! virtual disk was most of a weight change's CPU (`benches/RESULTS.md`).
+//!
+//! The journal's first line is its header: the length `history.jsonl` had, synced, when the
+//! journal was started. Recovery (on open) cuts `history.jsonl` back to that length, appends
+//! the history of every journal line, syncs it, writes the last journalled state to
+//! `state.json`, and starts a fresh journal, each step safe to repeat if a crash interrupts
+//! it: until the fresh journal replaces the old one (atomically), the old one is the truth.
+//! A last journal line without its newline was never acknowledged and is dropped.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{HISTORY_FILE, STATE_FILE, atomic, io};
+use crate::store::{HistoryEntry, SavedState, StoreError};
+
+/// The journal file in the state directory.
+pub(super) const JOURNAL_FILE: &str = "state.journal";
+/// Journal size past which a change also checkpoints.
+const CHECKPOINT_BYTES: u64 = 1 << 20;
+
+/// The journal's first line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// Length of `history.jsonl` (synced) when the journal started.
+    history_len: u64,
+}
+
+/// One change as journalled.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change<S, H> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<S>,
+    #[serde(default)]
+    history: H,
+}
+
+/// A change as read back.
+type Read = Change<SavedState, Vec<HistoryEntry>>;
+
+/// The open journal; one per store, behind its lock, so changes and checkpoints never
+/// interleave.
+#[derive(Debug)]
+pub(super) struct Journal {
+    dir: PathBuf,
+    file: File,
+    /// Bytes of the journal file.
+    len: u64,
+    /// Whether `state.json` exists (a fresh folder gets it at its first change).
+    has_state_file: bool,
+}
+
+impl Journal {
+    /// Recovers the state directory `dir` (see the module's notes) and starts a fresh journal.
+    pub(super) fn recover(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(JOURNAL_FILE);
+        let history_len = match fs::read(&path) {
+            Ok(bytes) => {
+                let (header, changes) = parse(&path, &bytes)?;
+                replay(dir, header.history_len, &changes)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => legacy_history_len(dir)?,
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        Self::start(dir, history_len)
+    }
+
+    /// Replaces the journal with a fresh one whose header records `history_len`.
+    fn start(dir: &Path, history_len: u64) -> Result<Self, StoreError> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut header =
+            serde_json::to_vec(&Header { history_len }).map_err(|source| StoreError::Encode {
+                what: "journal header",
+                source,
+            })?;
+        header.push(b'\n');
+        atomic::write(&path, &header)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            len: header.len() as u64,
+            has_state_file: dir.join(STATE_FILE).exists(),
+        })
+    }
+
+    /// Makes `state` and `history` durable as one journal line, then appends `history` to
+    /// `history.jsonl`; checkpoints when the journal grew past [`CHECKPOINT_BYTES`].
+    pub(super) fn append(
+        &mut self,
+        state: Option<&SavedState>,
+        history: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(&Change { state, history }).map_err(|source| {
+            StoreError::Encode {
+                what: "journal line",
+                source,
+            }
+        })?;
+        line.push(b'\n');
+        let path = self.dir.join(JOURNAL_FILE);
+        if let Err(e) = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+        {
+            // Not acknowledged, so not kept: a partial line would join the next one, and a
+            // whole one whose sync failed would come back after a restart.
+            let _ = self.file.set_len(self.len);
+            return Err(io("append to", &path)(e));
+        }
+        self.len += line.len() as u64;
+        append_history(&self.dir, history)?;
+        if self.len > CHECKPOINT_BYTES || (state.is_some() && !self.has_state_file) {
+            self.checkpoint(state)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `state` (the latest journalled one, if any change carried one since the last
+    /// checkpoint; else the state file is current) to `state.json` and starts a fresh
+    /// journal. A change journalled with no state leaves `state` as `None`: the journal is
+    /// then read for the latest state.
+    pub(super) fn checkpoint(&mut self, state: Option<&SavedState>) -> Result<(), StoreError> {
+        let history_len = sync_history(&self.dir)?;
+        let latest = match state {
+            Some(s) => Some(atomic::pretty_json(s, "desired state")?),
+            None => self
+                .latest()?
+                .map(|s| atomic::pretty_json(&s, "desired state"))
+                .transpose()?,
+        };
+        if let Some(bytes) = latest {
+            atomic::write(&self.dir.join(STATE_FILE), &bytes)?;
+        }
+        *self = Self::start(&self.dir, history_len)?;
+        Ok(())
+    }
+
+    /// The latest state journalled since the last checkpoint.
+    pub(super) fn latest(&self) -> Result<Option<SavedState>, StoreError> {
+        let path = self.dir.join(JOURNAL_FILE);
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        let (_, changes) = parse(&path, &bytes)?;
+        Ok(changes.into_iter().rev().find_map(|c| c.state))
+    }
+}
+
+/// The header and the complete changes of a journal; a last line without its newline (an
+/// append a crash cut short, never acknowledged) is left out.
+fn parse(path: &Path, bytes: &[u8]) -> Result<(Header, Vec<Read>), StoreError> {
+    let complete = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(&bytes[..0], |end| &bytes[..end]);
+    let mut lines = complete.split(|&b| b == b'\n');
+    let corrupt = |source| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    };
+    let header: Header =
+        serde_json::from_slice(lines.next().unwrap_or_default()).map_err(corrupt)?;
+    let changes = lines
+        .map(|l| serde_json::from_slice::<Read>(l).map_err(corrupt))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((header, changes))
+}
+
+/// Puts the history of `changes` after the first `history_len` bytes of `history.jsonl`
+/// (dropping whatever an interrupted checkpoint or unsynced append left there), syncs it, and
+/// writes the last journalled state to `state.json`. Returns the new history length.
+fn replay(dir: &Path, history_len: u64, changes: &[Read]) -> Result<u64, StoreError> {
+    let path = dir.join(HISTORY_FILE);
+    match OpenOptions::new().write(true).open(&path) {
+        Ok(f) => {
+            let len = f.metadata().map_err(io("stat", &path))?.len();
+            if len > history_len {
+                tracing::info!(path = %path.display(), history_len, "restoring the history from the journal");
+                f.set_len(history_len).map_err(io("truncate", &path))?;
+            } else if len < history_len {
+                // Shortened by hand since the checkpoint: keep what is there.
+                tracing::warn!(path = %path.display(), history_len, len, "the history is shorter than the journal recorded");
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && history_len == 0 => {}
+        Err(e) => return Err(io("open", &path)(e)),
+    }
+    for c in changes {
+        append_history(dir, &c.history)?;
+    }
+    let len = sync_history(dir)?;
+    if let Some(state) = changes.iter().rev().find_map(|c| c.state.as_ref()) {
+        atomic::write(
+            &dir.join(STATE_FILE),
+            &atomic::pretty_json(state, "desired state")?,
+        )?;
+    }
+    Ok(len)
+}
+
+/// A state directory from before the journal: `history.jsonl` as it is, a torn last line
+/// (a crash mid-append) terminated.
+fn legacy_history_len(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join(HISTORY_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        tracing::warn!(path = %path.display(), "terminating a torn last history line");
+        append_bytes(&path, b"\n")?;
+    }
+    sync_history(dir)
+}
+
+/// Appends `history` to `history.jsonl`, one line each, in one write.
+fn append_history(dir: &Path, history: &[HistoryEntry]) -> Result<(), StoreError> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    let mut lines = Vec::new();
+    for entry in history {
+        serde_json::to_writer(&mut lines, entry).map_err(|source| StoreError::Encode {
+            what: "history entry",
+            source,
+        })?;
+        lines.push(b'\n');
+    }
+    append_bytes(&dir.join(HISTORY_FILE), &lines)
+}
+
+fn append_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io("append to", path))
+}
+
+/// Syncs `history.jsonl` (and the folder, which may have gained it); returns its length.
+fn sync_history(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join(HISTORY_FILE);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("open", &path)(e)),
+    };
+    file.sync_data().map_err(io("sync", &path))?;
+    atomic::sync_dir(dir)?;
+    Ok(file.metadata().map_err(io("stat", &path))?.len())
+}
