@@ -1,6 +1,7 @@
 //! Endpoint health kept across restarts: `STATE_DIR/health.json`, written when an active check
-//! changes an endpoint's health or a new generation is applied (debounced, then write, fsync,
-//! rename, fsync the folder) and once more on shutdown, and read at start so endpoints that
+//! changes an endpoint's health or a new generation is applied (debounced; only when what it
+//! would write differs from the last write; then write, fsync, rename, fsync the folder) and
+//! once more on shutdown, and read at start so endpoints that
 //! were healthy keep taking traffic until a check says otherwise (a restart is then not a
 //! window of 503s). A missing or unreadable file means nothing is remembered.
 
@@ -94,24 +95,31 @@ fn saved(status: &ProxyStatus) -> Saved {
     }
 }
 
-/// Writes `status` durably: a temporary file, fsync, rename over the old one, fsync the folder.
-fn write(dir: &Path, status: &ProxyStatus) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(&saved(status)).map_err(std::io::Error::other)?;
+/// Writes `bytes` durably: a temporary file, fsync, rename over the old one, fsync the folder.
+fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{FILE}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&bytes)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, dir.join(FILE))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
-async fn save(dir: &Path, proxy: &ProxyHandle) {
-    let status = proxy.status();
+/// Saves what is worth remembering now, unless it equals `last` (what the previous save
+/// wrote): a new generation that changed weights but no endpoint's health costs no write.
+async fn save(dir: &Path, proxy: &ProxyHandle, last: &mut Option<Vec<u8>>) {
+    let bytes = match serde_json::to_vec_pretty(&saved(&proxy.status())) {
+        Ok(b) => b,
+        Err(e) => return warn!(error = %e, "cannot encode endpoint health"),
+    };
+    if last.as_ref() == Some(&bytes) {
+        return;
+    }
     let dir2: PathBuf = dir.to_path_buf();
-    let r = tokio::task::spawn_blocking(move || write(&dir2, &status)).await;
+    let r = tokio::task::spawn_blocking(move || write(&dir2, &bytes).map(|()| bytes)).await;
     match r {
-        Ok(Ok(())) => {}
+        Ok(Ok(bytes)) => *last = Some(bytes),
         Ok(Err(e)) => warn!(dir = %dir.display(), error = %e, "cannot save endpoint health"),
         Err(e) => warn!(error = %e, "endpoint health save task failed"),
     }
@@ -126,6 +134,7 @@ pub(crate) fn spawn_saver(
     let task = async move {
         let mut changes = proxy.health_changes();
         let mut generations = proxy.generation();
+        let mut last = None;
         loop {
             tokio::select! {
                 r = changes.changed() => if r.is_err() { break },
@@ -138,9 +147,9 @@ pub(crate) fn spawn_saver(
             }
             changes.borrow_and_update();
             generations.borrow_and_update();
-            save(&dir, &proxy).await;
+            save(&dir, &proxy, &mut last).await;
         }
-        save(&dir, &proxy).await;
+        save(&dir, &proxy, &mut last).await;
     };
     tokio::spawn(task.instrument(info_span!("health-saver")))
 }
