@@ -1,8 +1,10 @@
 //! Upstream connections: connecting (plain or TLS) with a deadline, and a bounded, lock-free
 //! pool of idle HTTP/1.1 connections per endpoint.
 //!
-//! The pool is a fixed-capacity `ArrayQueue`: taking and returning a connection is one atomic
-//! operation, never a lock. A connection goes back only after its response was read to its end
+//! The pool is a fixed-capacity `ArrayQueue` per worker (`crate::worker`): taking and returning
+//! a connection is one atomic operation, never a lock. A connection's socket is registered with
+//! the reactor of the runtime that opened it, so with thread-per-core workers each worker keeps
+//! its own queue and only ever takes its own connections back. A connection goes back only after its response was read to its end
 //! (`crate::upstream::body`), and one that the endpoint closed, sent unasked bytes on, or that
 //! idled too long is dropped on the way out.
 
@@ -19,34 +21,46 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections of one endpoint.
+/// Idle connections of one endpoint, one queue per worker.
 pub(crate) struct Pool {
-    idle: ArrayQueue<Idle>,
+    shards: Box<[ArrayQueue<Idle>]>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("idle", &self.idle.len())
-            .finish()
+        f.debug_struct("Pool").field("idle", &self.idle()).finish()
     }
 }
 
 impl Pool {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A pool keeping up to `capacity` idle connections for each of `workers` workers.
+    pub(crate) fn new(capacity: usize, workers: usize) -> Self {
         Self {
-            idle: ArrayQueue::new(capacity.max(1)),
+            shards: (0..workers.max(1))
+                .map(|_| ArrayQueue::new(capacity.max(1)))
+                .collect(),
         }
     }
 
-    /// Connections waiting in the pool now.
-    pub(crate) fn idle(&self) -> usize {
-        self.idle.len()
+    /// The calling worker's queue.
+    #[inline]
+    fn shard(&self) -> &ArrayQueue<Idle> {
+        match self.shards.len() {
+            1 => &self.shards[0],
+            n => &self.shards[crate::worker::current() % n],
+        }
     }
 
-    /// An idle connection that is still open and was idle less than `max_idle`.
+    /// Connections waiting in the pool now, over every worker.
+    pub(crate) fn idle(&self) -> usize {
+        self.shards.iter().map(ArrayQueue::len).sum()
+    }
+
+    /// An idle connection of the calling worker that is still open and was idle less than
+    /// `max_idle`.
     pub(crate) fn take(&self, max_idle: Duration) -> Option<Conn> {
-        while let Some(mut c) = self.idle.pop() {
+        let idle = self.shard();
+        while let Some(mut c) = idle.pop() {
             if c.since.elapsed() < max_idle && c.conn.is_open() {
                 return Some(c.conn);
             }
@@ -54,11 +68,12 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last response was read to its end; dropped (and so closed)
-    /// when the pool is full.
+    /// Returns a connection whose last response was read to its end (on the worker that opened
+    /// it: a response body is read where its request was served); dropped (and so closed)
+    /// when the worker's queue is full.
     pub(crate) fn put(&self, conn: Conn) {
         // A full pool means enough idle connections already: this one is closed by the drop.
-        let _ = self.idle.push(Idle {
+        let _ = self.shard().push(Idle {
             conn,
             since: Instant::now(),
         });
