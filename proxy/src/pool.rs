@@ -159,3 +159,53 @@ pub(crate) async fn connect_io(
         .await
         .map_err(|_| ConnectError::Timeout { addr })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Workers;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_worker_takes_back_only_the_connections_it_pooled() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Keeps the accepted ends open, so the pooled connections stay usable.
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let pool = Arc::new(Pool::new(4, 2));
+        let workers = Workers::start(2).expect("workers");
+        let max_idle = Duration::from_secs(30);
+        let p = pool.clone();
+        workers
+            .spawn(0, async move {
+                let (conn, _) = connect(addr, None, Duration::from_secs(5))
+                    .await
+                    .expect("connect");
+                p.put(conn);
+            })
+            .await
+            .expect("worker 0");
+        assert_eq!(pool.idle(), 1);
+        let p = pool.clone();
+        let on_1 = workers
+            .spawn(1, async move { p.take(max_idle).is_some() })
+            .await
+            .expect("worker 1");
+        assert!(!on_1, "worker 1 took worker 0's connection");
+        let p = pool.clone();
+        let on_0 = workers
+            .spawn(0, async move { p.take(max_idle).is_some() })
+            .await
+            .expect("worker 0");
+        assert!(on_0, "worker 0 lost its connection");
+        assert_eq!(pool.idle(), 0);
+        workers.stop().await;
+        held.abort();
+    }
+}
