@@ -17,5 +17,6 @@ pub mod upgrade;
 
 pub use plane::ProxyPlane;
 pub use serve::{
-    Bound, ServeError, Started, bind, check_certificates, lock_state, serve_until_signal,
+    Bound, ServeError, Started, bind, check_certificates, lock_state, proxy_workers,
+    serve_until_signal,
 };

@@ -226,6 +226,18 @@ fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The runtime `serve` and `upgrade` start on. With thread-per-core workers (the proxy's
+/// own threads, `switchyard::proxy_workers`) it only runs the snapshot writer, health checks,
+/// discovery and signals: one thread. Otherwise it serves the listeners too, with
+/// `[runtime] worker_threads` threads.
+fn proxy_runtime(config: &switchyard_config::Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    if switchyard::proxy_workers(config) > 0 {
+        runtime(Some(1))
+    } else {
+        runtime(config.runtime().worker_threads)
+    }
+}
+
 fn load_config(path: &Path) -> Result<switchyard_config::Config, ExitCode> {
     switchyard_config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -271,7 +283,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let rt = runtime(config.runtime().worker_threads)?;
+            let rt = proxy_runtime(&config)?;
             rt.block_on(async move {
                 let lock = switchyard::lock_state(&config)?;
                 let bound = switchyard::bind(&config).await?;
@@ -284,7 +296,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let rt = runtime(config.runtime().worker_threads)?;
+            let rt = proxy_runtime(&config)?;
             rt.block_on(switchyard::upgrade::take_over(config, path, print_started))?;
             Ok(ExitCode::SUCCESS)
         }

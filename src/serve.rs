@@ -25,11 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_certs::{CertSource, CertStore};
-use switchyard_config::{Config, ListenerTls, StoreSpec, UnknownSni};
+use switchyard_config::{Config, ListenerTls, Scheduler, StoreSpec, UnknownSni};
 use switchyard_control::{
     ControlState, EtcdStore, FileStore, Store, spawn_control, spawn_control_tls,
 };
-use switchyard_proxy::{BoundListener, ListenerInfo, spawn_proxy_with};
+use switchyard_proxy::{BoundListener, ListenerInfo, Workers, spawn_proxy_on, spawn_proxy_with};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -85,6 +85,9 @@ pub enum ServeError {
     /// The control plane's thread could not be started.
     #[error("cannot start the control plane's runtime")]
     Runtime(#[source] std::io::Error),
+    /// The proxy's thread-per-core workers could not be started.
+    #[error("cannot start the proxy's worker threads")]
+    Workers(#[source] std::io::Error),
     /// The state folder is locked by another instance, or cannot be locked.
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
@@ -128,32 +131,100 @@ pub(crate) struct Inherited {
     pub(crate) control: Option<OwnedFd>,
 }
 
-/// `fd` as the listener for `want` when it is bound there (a configured port 0 matches any
-/// port on the same address), else a new socket bound to `want`.
-async fn listen(
-    name: &str,
-    want: SocketAddr,
-    fd: Option<OwnedFd>,
-) -> Result<TcpListener, ServeError> {
+/// `fd` as a listener for `want` when it is bound there (a configured port 0 matches any
+/// port on the same address); `None` (logged, and the socket closed) when it is elsewhere.
+fn adopt(name: &str, want: SocketAddr, fd: OwnedFd) -> Result<Option<TcpListener>, ServeError> {
     let err = |source| ServeError::Bind {
         name: name.to_owned(),
         addr: want,
         source,
     };
-    if let Some(fd) = fd {
-        let l = std::net::TcpListener::from(fd);
-        match l.local_addr() {
-            Ok(a) if a == want || (want.port() == 0 && a.ip() == want.ip()) => {
-                l.set_nonblocking(true).map_err(err)?;
-                return TcpListener::from_std(l).map_err(err);
-            }
-            Ok(a) => {
-                warn!(listener = name, inherited = %a, configured = %want, "the running instance's socket is elsewhere; binding anew")
-            }
-            Err(e) => warn!(listener = name, error = %e, "unusable inherited socket; binding anew"),
+    let l = std::net::TcpListener::from(fd);
+    match l.local_addr() {
+        Ok(a) if a == want || (want.port() == 0 && a.ip() == want.ip()) => {
+            l.set_nonblocking(true).map_err(err)?;
+            TcpListener::from_std(l).map(Some).map_err(err)
+        }
+        Ok(a) => {
+            warn!(listener = name, inherited = %a, configured = %want, "the running instance's socket is elsewhere; binding anew");
+            Ok(None)
+        }
+        Err(e) => {
+            warn!(listener = name, error = %e, "unusable inherited socket; binding anew");
+            Ok(None)
         }
     }
-    TcpListener::bind(want).await.map_err(err)
+}
+
+/// A new listening socket on `addr`; with `reuseport`, one of a `SO_REUSEPORT` group (each
+/// thread-per-core worker accepts on a socket of its own, and the kernel spreads new
+/// connections over the group).
+fn bind_socket(addr: SocketAddr, reuseport: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // What `TcpListener::bind` sets: a restart binds while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if reuseport {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accept queue of each listening socket (what `TcpListener::bind` uses).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The sockets of one listener: those inherited at `want`, else a new one; then, up to
+/// `count`, new sockets joining its `SO_REUSEPORT` group. A socket that refuses to join (an
+/// inherited one bound without `SO_REUSEPORT`) leaves fewer sockets than workers, which then
+/// share them.
+fn listen(
+    name: &str,
+    want: SocketAddr,
+    fds: Vec<OwnedFd>,
+    count: usize,
+) -> Result<Vec<TcpListener>, ServeError> {
+    let err = |addr, source| ServeError::Bind {
+        name: name.to_owned(),
+        addr,
+        source,
+    };
+    let mut out = Vec::with_capacity(count.max(fds.len()));
+    for fd in fds {
+        if let Some(l) = adopt(name, want, fd)? {
+            out.push(l);
+        }
+    }
+    if out.is_empty() {
+        out.push(bind_socket(want, count > 1).map_err(|e| err(want, e))?);
+    }
+    let addr = out[0].local_addr().map_err(|e| err(want, e))?;
+    while out.len() < count {
+        match bind_socket(addr, true) {
+            Ok(l) => out.push(l),
+            Err(e) => {
+                info!(listener = name, sockets = out.len(), error = %e, "cannot add a socket to the listener; its workers share the sockets it has");
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many thread-per-core workers serve the listeners (`[runtime]`): 0 when the proxy runs
+/// on the main runtime (one worker thread, or the work-stealing scheduler).
+pub fn proxy_workers(config: &Config) -> usize {
+    let rt = config.runtime();
+    let n = rt
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    match rt.scheduler {
+        Scheduler::ThreadPerCore if n > 1 => n,
+        _ => 0,
+    }
 }
 
 fn dup(name: &str, l: &TcpListener) -> Result<OwnedFd, ServeError> {
@@ -230,6 +301,8 @@ pub(crate) async fn bind_inherited(
     };
     let mut listeners = Vec::new();
     let mut stores = Vec::new();
+    // One socket per thread-per-core worker.
+    let workers = proxy_workers(config).max(1);
     for l in config.listeners() {
         let tls = match l.tls() {
             Some(t) => {
@@ -240,20 +313,21 @@ pub(crate) async fn bind_inherited(
             None => None,
         };
         let name = l.name().as_str();
-        let fd = inherited
-            .public
-            .iter()
-            .position(|(n, _)| n == name)
-            .map(|i| inherited.public.swap_remove(i).1);
-        let listener = listen(name, l.bind(), fd).await?;
-        sockets
-            .public
-            .push((name.to_owned(), dup(name, &listener)?));
-        listeners.push(BoundListener {
-            name: l.name().clone(),
-            listener,
-            tls,
-        });
+        let (mine, rest) = std::mem::take(&mut inherited.public)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(n, _)| n == name);
+        inherited.public = rest;
+        let fds = mine.into_iter().map(|(_, fd)| fd).collect();
+        for listener in listen(name, l.bind(), fds, workers)? {
+            sockets
+                .public
+                .push((name.to_owned(), dup(name, &listener)?));
+            listeners.push(BoundListener {
+                name: l.name().clone(),
+                listener,
+                tls: tls.clone(),
+            });
+        }
     }
     let control_tls = match &config.control().tls {
         Some(t) => {
@@ -263,7 +337,13 @@ pub(crate) async fn bind_inherited(
         }
         None => None,
     };
-    let control = listen("control", config.control().listen, inherited.control).await?;
+    let control = listen(
+        "control",
+        config.control().listen,
+        inherited.control.into_iter().collect(),
+        1,
+    )?
+    .swap_remove(0);
     sockets.control = Some(dup("control", &control)?);
     for (name, _) in &inherited.public {
         warn!(listener = %name, "the new configuration has no such listener; its socket is closed");
@@ -294,6 +374,7 @@ pub async fn serve_until_signal(
     on_started: impl FnOnce(&Started),
 ) -> Result<(), ServeError> {
     let drain = config.timeouts().drain;
+    let workers = proxy_workers(&config);
     let base = config_path
         .parent()
         .map(Path::to_path_buf)
@@ -323,7 +404,13 @@ pub async fn serve_until_signal(
     }
     let stores = bound.stores;
     let remembered = health_file::load(lock.dir());
-    let proxy = spawn_proxy_with(loaded.desired(), bound.listeners, remembered).await?;
+    let proxy = match workers {
+        0 => spawn_proxy_with(loaded.desired(), bound.listeners, remembered).await?,
+        n => {
+            let workers = Workers::start(n).map_err(ServeError::Workers)?;
+            spawn_proxy_on(workers, loaded.desired(), bound.listeners, remembered).await?
+        }
+    };
     let (saver_stop, saver_rx) = watch::channel(false);
     let saver = health_file::spawn_saver(lock.dir().to_path_buf(), proxy.clone(), saver_rx);
     let plane = ProxyPlane::new(proxy.clone(), loaded.desired().metrics_enabled())

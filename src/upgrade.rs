@@ -39,8 +39,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 /// The socket's name in the state folder.
 const SOCKET: &str = "upgrade.sock";
-/// Most sockets passed in one hand-over.
-const MAX_FDS: usize = 64;
+/// Most sockets passed in one hand-over (the kernel's `SCM_MAX_FD`): every socket of every
+/// listener (one per thread-per-core worker) and the control listener.
+const MAX_FDS: usize = 253;
 /// Largest header line.
 const MAX_HEADER: usize = 64 * 1024;
 

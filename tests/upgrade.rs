@@ -342,9 +342,48 @@ async fn a_restart_under_load_loses_no_request_to_a_503_after_the_new_process_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hot_upgrade_under_keep_alive_load_refuses_no_connection_and_loses_no_request() {
+    hot_upgrade_under_load("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_upgrade_of_two_thread_per_core_workers_hands_over_every_socket_and_loses_no_request()
+{
+    let runtime = "\n[runtime]\nworker_threads = 2\nscheduler = \"thread-per-core\"\n";
+    let (old, new) = hot_upgrade_under_load(runtime).await;
+    // Two sockets of the public listener (one per worker) and the control listener, all taken
+    // over: nothing was bound anew.
+    assert!(
+        new.stderr().contains("sockets=3"),
+        "old: {}\nnew: {}",
+        old.stderr(),
+        new.stderr()
+    );
+    assert!(!new.stderr().contains("binding anew"), "{}", new.stderr());
+    // Both of the new process's workers accepted connections of the load (new connections
+    // spread over the group by the kernel's hash: hundreds of them, so each gets some).
+    let mut m = support::Client::connect(new.control).await;
+    let text = String::from_utf8_lossy(&m.get("/metrics").await.body).into_owned();
+    for w in ["0", "1"] {
+        let accepted = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "switchyard_worker_connections_accepted_total{{worker=\"{w}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        assert!(accepted > 0.0, "worker {w} accepted nothing: {text}");
+    }
+}
+
+/// A hot upgrade while keep-alive and new-connection clients load the proxy, with `runtime`
+/// appended to the configuration; returns the old and the new process.
+async fn hot_upgrade_under_load(runtime: &str) -> (Proxy, Proxy) {
     let up = Upstream::start("v1").await;
     let stacks = stack("blue", 100, &[up.addr], "");
-    let mut old = block_in_place(|| Proxy::start(&service("127.0.0.1:0", HTTP_CHECK, &stacks)));
+    let text = format!("{}{runtime}", service("127.0.0.1:0", HTTP_CHECK, &stacks));
+    let mut old = block_in_place(|| Proxy::start(&text));
     let addr = old.addr("public");
     wait_json(
         old.control,
@@ -395,4 +434,5 @@ async fn a_hot_upgrade_under_keep_alive_load_refuses_no_connection_and_loses_no_
     let lock = std::fs::read_to_string(old.dir.path().join("switchyard-state/switchyard.lock"))
         .expect("lock file");
     assert_eq!(lock.trim(), new.child.id().to_string());
+    (old, new)
 }

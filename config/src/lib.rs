@@ -33,7 +33,7 @@ pub use service::{
 };
 pub use settings::{
     AccessLogSpec, AccessLogTarget, Config, ControlSpec, DnsSpec, EtcdSpec, EtcdTls, Limits, Role,
-    Runtime, StoreSpec, Timeouts, TokenSpec,
+    Runtime, Scheduler, StoreSpec, Timeouts, TokenSpec,
 };
 pub use shadow::{DEFAULT_SHADOW_MAX_BODY, DEFAULT_SHADOW_METHODS, MAX_SHADOW_BODY, ShadowSpec};
 pub use size::{EXPECTED_SIZE, format_size, parse_size, parse_size_at_most};

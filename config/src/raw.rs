@@ -391,6 +391,9 @@ pub struct Runtime {
     /// Worker threads of the async runtime; default: the machine's cores.
     #[serde(default)]
     pub worker_threads: Option<i64>,
+    /// How more than one worker thread serves: `thread-per-core` or `work-stealing`.
+    #[serde(default)]
+    pub scheduler: Option<String>,
 }
 
 /// `[timeouts]`

@@ -125,6 +125,20 @@ impl AccessLogSpec {
 pub struct Runtime {
     /// Worker threads; `None` means one per core.
     pub worker_threads: Option<usize>,
+    /// How more than one worker thread serves connections.
+    pub scheduler: Scheduler,
+}
+
+/// `[runtime] scheduler`: how more than one worker thread serves (one worker is always a
+/// single-threaded runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduler {
+    /// Each worker thread runs a runtime of its own that accepts on its own `SO_REUSEPORT`
+    /// sockets and keeps its own upstream connections: a request never changes thread.
+    #[default]
+    ThreadPerCore,
+    /// One multi-threaded runtime whose workers steal each other's tasks (tokio's default).
+    WorkStealing,
 }
 
 /// Control API settings.

@@ -498,3 +498,23 @@ fn shadow_follows_its_stack_and_is_set_through_the_model() {
 }
 
 mod store;
+
+#[test]
+fn runtime_scheduler_defaults_to_thread_per_core_and_refuses_unknown_values() {
+    let c = parse(GOOD, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(c.runtime().scheduler, Scheduler::ThreadPerCore);
+    let text = format!("{GOOD}\n[runtime]\nworker_threads = 2\nscheduler = \"work-stealing\"\n");
+    let c = parse(&text, Path::new("/etc/sy.toml")).expect("valid");
+    assert_eq!(c.runtime().worker_threads, Some(2));
+    assert_eq!(c.runtime().scheduler, Scheduler::WorkStealing);
+    let text = format!("{GOOD}\n[runtime]\nscheduler = \"fibers\"\n");
+    let problems = problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].to_string().contains(
+            "runtime.scheduler: unknown value \"fibers\": expected \"thread-per-core\" or \"work-stealing\""
+        ),
+        "{}",
+        problems[0]
+    );
+}

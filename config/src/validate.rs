@@ -5,7 +5,7 @@ use crate::error::{FieldPath, Problem, Problems};
 use crate::model::{CertPaths, ListenerSpec, ListenerTls, Name, UnknownSni};
 use crate::raw;
 use crate::service::{ServiceSpec, StackSpec};
-use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Timeouts, TokenSpec};
+use crate::settings::{Config, ControlSpec, Limits, Role, Runtime, Scheduler, Timeouts, TokenSpec};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -280,7 +280,21 @@ fn runtime(r: Option<&raw::Runtime>, at: &FieldPath, p: &mut Problems) -> Runtim
     let worker_threads = r
         .and_then(|r| r.worker_threads)
         .map(|n| positive(Some(n), &at.key("worker_threads"), 1, 1024, p));
-    Runtime { worker_threads }
+    let scheduler = match r.and_then(|r| r.scheduler.as_deref()) {
+        None | Some("thread-per-core") => Scheduler::ThreadPerCore,
+        Some("work-stealing") => Scheduler::WorkStealing,
+        Some(o) => {
+            p.push(
+                &at.key("scheduler"),
+                format!("unknown value {o:?}: expected \"thread-per-core\" or \"work-stealing\""),
+            );
+            Scheduler::default()
+        }
+    };
+    Runtime {
+        worker_threads,
+        scheduler,
+    }
 }
 
 fn timeouts(t: Option<&raw::Timeouts>, at: &FieldPath, p: &mut Problems) -> Timeouts {

@@ -59,6 +59,9 @@ pub(crate) struct Registry {
     /// Health saved by the previous process, used for the endpoints of the first build only
     /// (a later endpoint is new and starts as its check says).
     pub(crate) remembered: RememberedHealth,
+    /// Serving workers (`crate::worker`), each with its own idle connections per endpoint; 0
+    /// and 1 both mean one.
+    pub(crate) workers: usize,
     stacks: HashMap<(String, String), Arc<StackStats>>,
     /// Shadow copy counters by service.
     shadows: HashMap<String, Arc<ShadowCounters>>,
@@ -220,6 +223,7 @@ impl Registry {
                                 key.clone(),
                                 initial,
                                 pool_capacity,
+                                self.workers,
                                 policy.clone(),
                                 stack_existed,
                                 config.listeners().len(),

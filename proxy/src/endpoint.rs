@@ -147,11 +147,13 @@ pub struct EndpointState {
 impl EndpointState {
     /// New state; `health` is what it has before any check (`Healthy` takes traffic at once);
     /// `ramp` starts a slow-start ramp at once (a healthy endpoint joining a running stack);
-    /// `listeners` is the number of configured listeners (for its traffic figures).
+    /// `listeners` is the number of configured listeners (for its traffic figures); the pool
+    /// keeps up to `pool_capacity` idle connections for each of `workers` workers.
     pub(crate) fn new(
         key: EndpointKey,
         health: Health,
         pool_capacity: usize,
+        workers: usize,
         policy: Arc<StackPolicy>,
         ramp: bool,
         listeners: usize,
@@ -164,7 +166,7 @@ impl EndpointState {
             stats: Arc::new(StackStats::with_history(listeners, ENDPOINT_HISTORY)),
             failures_total: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
-            pool: Pool::new(pool_capacity),
+            pool: Pool::new(pool_capacity, workers),
             born: Instant::now(),
             policy,
             ramp_start: AtomicU64::new(0),

@@ -18,13 +18,14 @@ use crate::discovery::{Discovery, Update};
 use crate::endpoint::{EndpointState, RememberedHealth};
 use crate::forward::Settings;
 use crate::health::Checks;
-use crate::listener::{BoundListener, ConnCounters, spawn_listener};
+use crate::listener::{BoundListener, ConnCounters, start_listeners};
 use crate::snapshot::Snapshot;
 use crate::status::ProxyStatus;
+use crate::worker::Workers;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use switchyard_config::{Config, Figures, Name, Reading, Window};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) handing_over: AtomicBool,
     /// Connection counters by listener position in the configuration.
     pub(crate) connections: Box<[ConnCounters]>,
+    /// Connections accepted by each thread-per-core worker (empty without workers).
+    pub(crate) worker_accepted: Box<[AtomicU64]>,
 }
 
 impl Shared {
@@ -93,6 +96,8 @@ pub struct ProxyHandle {
     listener_names: Arc<Vec<String>>,
     shutdown: Arc<watch::Sender<bool>>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    /// Thread-per-core workers serving the listeners, stopped after the drain.
+    workers: Arc<std::sync::Mutex<Option<Workers>>>,
 }
 
 /// Looks up endpoint host names that are not IP literals.
@@ -138,12 +143,36 @@ pub async fn spawn_proxy_with(
     bound: Vec<BoundListener>,
     remembered: RememberedHealth,
 ) -> Result<ProxyHandle, ApplyError> {
+    start(config, bound, remembered, None).await
+}
+
+/// [`spawn_proxy_with`], serving the listeners on thread-per-core `workers` instead of the
+/// calling runtime: each worker accepts on its own sockets of every listener (pass several
+/// [`BoundListener`]s of one name, a `SO_REUSEPORT` group, ideally one per worker) and keeps
+/// its own idle upstream connections. The snapshot writer, health checks and discovery run on
+/// the calling runtime. [`ProxyHandle::shutdown`] stops the workers after the drain.
+pub async fn spawn_proxy_on(
+    workers: Workers,
+    config: Arc<Config>,
+    bound: Vec<BoundListener>,
+    remembered: RememberedHealth,
+) -> Result<ProxyHandle, ApplyError> {
+    start(config, bound, remembered, Some(workers)).await
+}
+
+async fn start(
+    config: Arc<Config>,
+    bound: Vec<BoundListener>,
+    remembered: RememberedHealth,
+    workers: Option<Workers>,
+) -> Result<ProxyHandle, ApplyError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let mut discovery = Discovery::new(updates_tx);
     discovery.sync(&config, &shutdown_rx).await;
     let mut registry = Registry::default();
     registry.remembered = remembered;
+    registry.workers = workers.as_ref().map_or(1, Workers::len);
     let resolved = resolve(&config).await;
     let built = registry.build(&config, 1, &resolved, discovery.sets());
     registry.remembered = RememberedHealth::default();
@@ -181,11 +210,14 @@ pub async fn spawn_proxy_with(
         health_changes: watch::channel(0).0,
         handing_over: AtomicBool::new(false),
         connections: names.iter().map(|_| ConnCounters::default()).collect(),
+        worker_accepted: (0..workers.as_ref().map_or(0, Workers::len))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
     });
     let (gen_tx, gen_rx) = watch::channel(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let mut tasks = Vec::new();
-    let mut infos = Vec::new();
+    let mut infos: Vec<ListenerInfo> = Vec::new();
+    let mut serving = Vec::new();
     for b in bound {
         let Some(index) = config.listeners().iter().position(|l| l.name() == &b.name) else {
             warn!(listener = %b.name, "bound listener is not in the configuration; not serving it");
@@ -201,20 +233,24 @@ pub async fn spawn_proxy_with(
                 return Err(ApplyError::Stopped);
             }
         };
-        infos.push(ListenerInfo {
-            name: b.name.clone(),
-            addr,
-            tls: b.tls.is_some(),
-        });
-        tasks.push(spawn_listener(
-            index,
-            b,
-            shared.clone(),
-            config.limits(),
-            config.timeouts(),
-            shutdown_rx.clone(),
-        ));
+        // Several sockets of one listener (a `SO_REUSEPORT` group) are one listener.
+        if !infos.iter().any(|i| i.name == b.name) {
+            infos.push(ListenerInfo {
+                name: b.name.clone(),
+                addr,
+                tls: b.tls.is_some(),
+            });
+        }
+        serving.push((index, b));
     }
+    let mut tasks = start_listeners(
+        serving,
+        workers.as_ref(),
+        &shared,
+        config.limits(),
+        config.timeouts(),
+        &shutdown_rx,
+    );
     let writer = Writer {
         shared: shared.clone(),
         registry,
@@ -240,6 +276,7 @@ pub async fn spawn_proxy_with(
         listener_names: Arc::new(names),
         shutdown: Arc::new(shutdown_tx),
         tasks: Arc::new(std::sync::Mutex::new(tasks)),
+        workers: Arc::new(std::sync::Mutex::new(workers)),
     })
 }
 
@@ -482,6 +519,13 @@ impl ProxyHandle {
             // The last requests' lines are written and flushed, unless the log's output is
             // stuck (then they are lost rather than holding up the exit).
             l.close(std::time::Duration::from_secs(2)).await;
+        }
+        let workers = match self.workers.lock() {
+            Ok(mut w) => w.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(w) = workers {
+            w.stop().await;
         }
     }
 }

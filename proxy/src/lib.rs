@@ -31,13 +31,16 @@ mod sniff;
 mod status;
 mod traffic;
 pub mod upstream;
+mod worker;
 
 pub use body::ProxyBody;
 pub use build::BuildError;
 pub use discovery::ResolutionOutcome;
 pub use endpoint::{EndpointKey, EndpointState, Health, RememberedHealth};
 pub use error::Cause;
-pub use handle::{ApplyError, ListenerInfo, ProxyHandle, spawn_proxy, spawn_proxy_with};
+pub use handle::{
+    ApplyError, ListenerInfo, ProxyHandle, spawn_proxy, spawn_proxy_on, spawn_proxy_with,
+};
 pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::{Schedule, stable_hash, sticky_pick};
@@ -48,3 +51,4 @@ pub use status::{
     CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, ShownHealth, StackStatus,
 };
 pub use traffic::{SHADOW_IN_FLIGHT, ShadowCounters, StackStats};
+pub use worker::Workers;

@@ -9,6 +9,10 @@
 //! request opens a new connection to the new process and no request meets a connection closed
 //! under it; only connections still open after half the drain deadline are shut down
 //! gracefully (idle ones closed, HTTP/2 sent GOAWAY) within the other half.
+//!
+//! With thread-per-core workers (`crate::worker`) each worker runs accept loops of its own on
+//! its own sockets of a listener's `SO_REUSEPORT` group (`spread`), and a
+//! connection is served entirely on the worker that accepted it.
 
 use crate::drain::Drain;
 use crate::forward::{self, ConnInfo};
@@ -19,6 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +31,9 @@ use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
+
+mod spread;
+pub(crate) use spread::start_listeners;
 
 /// A listener bound by the caller, handed to the proxy.
 pub struct BoundListener {
@@ -118,15 +126,15 @@ fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor>
     b
 }
 
-/// Spawns the accept loop of listener `index`.
-pub(crate) fn spawn_listener(
+/// The accept loop of listener `index`, its connections spawned on the runtime that runs it.
+pub(crate) fn listener_task(
     index: usize,
     bound: BoundListener,
     shared: Arc<Shared>,
     limits: Limits,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("listener", name = %bound.name);
     let task = async move {
         let builder = Arc::new(builder(&limits, &timeouts));
@@ -151,6 +159,9 @@ pub(crate) fn spawn_listener(
             let counters = shared.connections.get(index);
             if let Some(c) = counters {
                 c.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(c) = shared.worker_accepted.get(crate::worker::current()) {
+                c.fetch_add(1, Ordering::Relaxed);
             }
             let open = Arc::new(OpenConn {
                 shared: shared.clone(),
@@ -271,5 +282,5 @@ pub(crate) fn spawn_listener(
             warn!("drain deadline reached with connections still open");
         }
     };
-    tokio::spawn(task.instrument(span))
+    task.instrument(span)
 }

@@ -134,6 +134,12 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
         MetricType::COUNTER,
         &["service", "reason"],
     ),
+    (
+        "switchyard_worker_connections_accepted_total",
+        "Client connections accepted by each thread-per-core worker (absent without workers).",
+        MetricType::COUNTER,
+        &["worker"],
+    ),
 ];
 
 /// The data plane's metrics, read from the live snapshot at scrape time.
@@ -373,6 +379,13 @@ impl Collector for ProxyCollector {
                     count(&c.handshake_errors),
                 ));
             }
+        }
+        for (w, accepted) in self.shared.worker_accepted.iter().enumerate() {
+            out[19].push(value_metric(
+                labels(l(19), &[&w.to_string()]),
+                MetricType::COUNTER,
+                count(accepted),
+            ));
         }
         if let Some(log) = &self.shared.settings.access_log {
             out[16].push(value_metric(

@@ -1,8 +1,10 @@
 //! Upstream connections: connecting (plain or TLS) with a deadline, and a bounded, lock-free
 //! pool of idle HTTP/1.1 connections per endpoint.
 //!
-//! The pool is a fixed-capacity `ArrayQueue`: taking and returning a connection is one atomic
-//! operation, never a lock. A connection goes back only after its response was read to its end
+//! The pool is a fixed-capacity `ArrayQueue` per worker (`crate::worker`): taking and returning
+//! a connection is one atomic operation, never a lock. A connection's socket is registered with
+//! the reactor of the runtime that opened it, so with thread-per-core workers each worker keeps
+//! its own queue and only ever takes its own connections back. A connection goes back only after its response was read to its end
 //! (`crate::upstream::body`), and one that the endpoint closed, sent unasked bytes on, or that
 //! idled too long is dropped on the way out.
 
@@ -19,34 +21,46 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections of one endpoint.
+/// Idle connections of one endpoint, one queue per worker.
 pub(crate) struct Pool {
-    idle: ArrayQueue<Idle>,
+    shards: Box<[ArrayQueue<Idle>]>,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("idle", &self.idle.len())
-            .finish()
+        f.debug_struct("Pool").field("idle", &self.idle()).finish()
     }
 }
 
 impl Pool {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A pool keeping up to `capacity` idle connections for each of `workers` workers.
+    pub(crate) fn new(capacity: usize, workers: usize) -> Self {
         Self {
-            idle: ArrayQueue::new(capacity.max(1)),
+            shards: (0..workers.max(1))
+                .map(|_| ArrayQueue::new(capacity.max(1)))
+                .collect(),
         }
     }
 
-    /// Connections waiting in the pool now.
-    pub(crate) fn idle(&self) -> usize {
-        self.idle.len()
+    /// The calling worker's queue.
+    #[inline]
+    fn shard(&self) -> &ArrayQueue<Idle> {
+        match self.shards.len() {
+            1 => &self.shards[0],
+            n => &self.shards[crate::worker::current() % n],
+        }
     }
 
-    /// An idle connection that is still open and was idle less than `max_idle`.
+    /// Connections waiting in the pool now, over every worker.
+    pub(crate) fn idle(&self) -> usize {
+        self.shards.iter().map(ArrayQueue::len).sum()
+    }
+
+    /// An idle connection of the calling worker that is still open and was idle less than
+    /// `max_idle`.
     pub(crate) fn take(&self, max_idle: Duration) -> Option<Conn> {
-        while let Some(mut c) = self.idle.pop() {
+        let idle = self.shard();
+        while let Some(mut c) = idle.pop() {
             if c.since.elapsed() < max_idle && c.conn.is_open() {
                 return Some(c.conn);
             }
@@ -54,11 +68,12 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last response was read to its end; dropped (and so closed)
-    /// when the pool is full.
+    /// Returns a connection whose last response was read to its end (on the worker that opened
+    /// it: a response body is read where its request was served); dropped (and so closed)
+    /// when the worker's queue is full.
     pub(crate) fn put(&self, conn: Conn) {
         // A full pool means enough idle connections already: this one is closed by the drop.
-        let _ = self.idle.push(Idle {
+        let _ = self.shard().push(Idle {
             conn,
             since: Instant::now(),
         });
@@ -143,4 +158,54 @@ pub(crate) async fn connect_io(
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| ConnectError::Timeout { addr })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Workers;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_worker_takes_back_only_the_connections_it_pooled() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Keeps the accepted ends open, so the pooled connections stay usable.
+        let held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let pool = Arc::new(Pool::new(4, 2));
+        let workers = Workers::start(2).expect("workers");
+        let max_idle = Duration::from_secs(30);
+        let p = pool.clone();
+        workers
+            .spawn(0, async move {
+                let (conn, _) = connect(addr, None, Duration::from_secs(5))
+                    .await
+                    .expect("connect");
+                p.put(conn);
+            })
+            .await
+            .expect("worker 0");
+        assert_eq!(pool.idle(), 1);
+        let p = pool.clone();
+        let on_1 = workers
+            .spawn(1, async move { p.take(max_idle).is_some() })
+            .await
+            .expect("worker 1");
+        assert!(!on_1, "worker 1 took worker 0's connection");
+        let p = pool.clone();
+        let on_0 = workers
+            .spawn(0, async move { p.take(max_idle).is_some() })
+            .await
+            .expect("worker 0");
+        assert!(on_0, "worker 0 lost its connection");
+        assert_eq!(pool.idle(), 0);
+        workers.stop().await;
+        held.abort();
+    }
 }

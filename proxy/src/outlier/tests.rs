@@ -31,6 +31,7 @@ fn stack(n: u16, o: &OutlierSpec, slow_start: Option<Duration>) -> Vec<Arc<Endpo
                 key,
                 crate::endpoint::Health::Healthy,
                 1,
+                1,
                 policy.clone(),
                 false,
                 1,
