@@ -137,11 +137,16 @@ async fn weights_change_over_http_and_are_on_disk_when_acknowledged() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["stacks"][1]["weight"], 10);
-    // Acknowledged means durable: the state file already has it.
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("state.json")).expect("state file"))
-            .expect("state JSON");
-    assert_eq!(saved["services"]["auth"]["spec"]["stacks"][1]["weight"], 10);
+    // Acknowledged means durable: the store's journal already has it (state.json follows at
+    // the next checkpoint).
+    let journal = std::fs::read_to_string(dir.path().join("state.journal")).expect("journal");
+    let last: serde_json::Value =
+        serde_json::from_str(journal.lines().last().expect("a journal line"))
+            .expect("journal JSON");
+    assert_eq!(
+        last["state"]["services"]["auth"]["spec"]["stacks"][1]["weight"],
+        10
+    );
     assert_eq!(dp.applied.lock().expect("not poisoned").len(), 1);
 
     let (status, body) = send(Method::GET, "/v1/services/auth", Some(SECRET), "").await;
