@@ -22,20 +22,7 @@ async fn saved_state_loads_back_and_leaves_no_temp_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = FileStore::open(dir.path().join("state")).expect("open");
     assert_eq!(store.load().await.expect("load"), None);
-    let mut state = SavedState {
-        format: STATE_FORMAT,
-        ..SavedState::default()
-    };
-    state.services.insert(
-        "auth".into(),
-        ServiceRecord {
-            revision: 3,
-            origin: Origin::Runtime,
-            spec: None,
-            promotions: Default::default(),
-            updated_at: "2025-01-01T00:00:00Z".into(),
-        },
-    );
+    let state = state_at(3);
     store.save(&state).await.expect("save");
     assert_eq!(store.load().await.expect("load"), Some(state));
     assert!(!store.dir().join(STATE_TMP).exists());
