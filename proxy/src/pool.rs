@@ -4,9 +4,9 @@
 //! The pool is a fixed-capacity `ArrayQueue` per worker (`crate::worker`): taking and returning
 //! a connection is one atomic operation, never a lock. A connection's socket is registered with
 //! the reactor of the runtime that opened it, so with thread-per-core workers each worker keeps
-//! its own queue and only ever takes its own connections back. A connection goes back only after its response was read to its end
-//! (`crate::upstream::body`), and one that the endpoint closed, sent unasked bytes on, or that
-//! idled too long is dropped on the way out.
+//! its own queue and only ever takes its own connections back. A connection goes back only
+//! after its response was read to its end (`crate::upstream::body`), and one that the endpoint
+//! closed, sent unasked bytes on, or that idled too long is dropped on the way out.
 
 use crate::upstream::conn::{Conn, Io};
 use crossbeam_queue::ArrayQueue;
