@@ -10,11 +10,11 @@
 //! (`crate::upstream::body`).
 
 use crate::access_log::Pending;
+use crate::server::RequestBody;
 use crate::traffic::{Done, StackStats};
 use crate::upstream::body::ResponseBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -39,7 +39,7 @@ pin_project! {
         /// [`RequestBodyTimeout`], which aborts the upstream request and closes its connection.
         Client {
             first: Option<Frame<Bytes>>,
-            rest: Incoming,
+            rest: RequestBody,
             #[pin]
             gap: Sleep,
             gap_len: Duration,
@@ -61,7 +61,7 @@ impl UpstreamBody {
     /// The client's body after its first frame, with the gap timer started now.
     pub(crate) fn client(
         first: Frame<Bytes>,
-        rest: Incoming,
+        rest: RequestBody,
         gap_len: Duration,
         stats: Arc<StackStats>,
         counted: Option<Arc<AtomicU64>>,

@@ -30,6 +30,33 @@ impl<C: GracefulConnection> Graceful for C {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A connection that watches the drain flag itself ([`Watcher::draining`]): Switchyard's
+    /// HTTP/1 connections check it whenever they are idle, so asking them is a no-op.
+    pub(crate) struct SelfDraining<F> {
+        #[pin]
+        conn: F,
+    }
+}
+
+impl<F> SelfDraining<F> {
+    pub(crate) fn new(conn: F) -> Self {
+        Self { conn }
+    }
+}
+
+impl<F: Future> Future for SelfDraining<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        self.project().conn.poll(cx)
+    }
+}
+
+impl<F: Future> Graceful for SelfDraining<F> {
+    fn start_shutdown(self: Pin<&mut Self>) {}
+}
+
 /// The shutdown signal of one listener's connections.
 #[derive(Debug)]
 pub(crate) struct Drain {
@@ -86,6 +113,12 @@ impl Drop for Drain {
 }
 
 impl Watcher {
+    /// The flag set when the drain starts, for connections that check it themselves
+    /// ([`SelfDraining`]); the watcher still wakes them when it is set.
+    pub(crate) fn draining(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
     /// Runs `conn`, starting its graceful shutdown once the [`Drain`] is shut down. Must be the
     /// whole of the task that runs it (see the module's documentation).
     pub(crate) async fn watch<C: Graceful>(self, conn: C) -> C::Output {

@@ -14,6 +14,7 @@ use crate::error::Cause;
 use crate::headers::{self, Forwarding, Scan, SetField};
 use crate::request_id;
 use crate::select;
+use crate::server::{OnUpgrade, RequestBody};
 use crate::shadow;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::Done;
@@ -21,8 +22,6 @@ use crate::upstream::body::ResponseBody;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -48,9 +47,6 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) peer_ip: HeaderValue,
     pub(crate) tls: bool,
-    /// Raised by the framing watcher (`crate::sniff`) when a request head on this connection
-    /// carried both `Content-Length` and `Transfer-Encoding`.
-    pub(crate) ambiguous_framing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Handles one request end to end; the response carries the request's id (see
@@ -60,7 +56,7 @@ pub(crate) async fn handle(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<ProxyBody> {
     let scan = Scan::of(req.headers());
     let id = request_id::of(scan.request_id.as_ref());
@@ -108,20 +104,12 @@ async fn proxy(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
     scan: Scan,
     id: &HeaderValue,
     mut log: Option<&mut Entry>,
 ) -> Result<Response<ProxyBody>, Cause> {
     let start = Instant::now();
-    if conn
-        .ambiguous_framing
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
-        // Both Content-Length and Transfer-Encoding: the classic smuggling shape. Refused,
-        // and the connection is closed (the 400 says `Connection: close`).
-        return Err(Cause::BadRequest);
-    }
     let h = req.headers();
     if h.len() > settings.max_headers || scan.block_size > settings.max_header_bytes {
         return Err(Cause::HeadersTooLarge);
@@ -147,7 +135,11 @@ async fn proxy(
         && scan.hop_by_hop
         && headers::wants_upgrade(req.headers())
         && svc.allows_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = if upgrade {
+        crate::server::on_upgrade(&mut req)
+    } else {
+        None
+    };
 
     let (mut parts, mut body) = req.into_parts();
     // Read the first body frame before any endpoint is contacted: a malformed chunked body
@@ -289,18 +281,20 @@ async fn proxy(
 
 /// Joins the client's upgraded connection and the endpoint's switched one and answers the
 /// client's 101. Bytes the endpoint sent right after its 101 go to the client first.
-fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    mut resp: Response<ResponseBody>,
-) -> Response<ProxyBody> {
+fn tunnel(client: OnUpgrade, mut resp: Response<ResponseBody>) -> Response<ProxyBody> {
     let upstream = resp.body_mut().take_switched();
     tokio::spawn(async move {
         let Some((mut u, early)) = upstream else {
             return;
         };
-        match client.await {
-            Ok(c) => {
-                let mut c = TokioIo::new(c);
+        match client.0.await {
+            Ok(crate::server::Upgraded { io: mut c, read }) => {
+                if !read.is_empty() {
+                    if let Err(e) = u.write_all(&read).await {
+                        debug!(error = %e, "upgraded connection ended");
+                        return;
+                    }
+                }
                 if !early.is_empty() {
                     if let Err(e) = c.write_all(&early).await {
                         debug!(error = %e, "upgraded connection ended");
@@ -311,7 +305,7 @@ fn tunnel(
                     debug!(error = %e, "upgraded connection ended");
                 }
             }
-            Err(e) => debug!(error = %e, "upgrade failed"),
+            Err(_) => debug!("upgrade failed: the client connection ended before its switch"),
         }
     });
     let (parts, _) = resp.into_parts();

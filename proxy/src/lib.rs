@@ -25,9 +25,9 @@ mod outlier;
 mod pool;
 mod request_id;
 mod select;
+pub mod server;
 mod shadow;
 mod snapshot;
-mod sniff;
 mod status;
 mod traffic;
 pub mod upstream;
@@ -45,8 +45,6 @@ pub use health::CheckOutcome;
 pub use listener::BoundListener;
 pub use select::{Schedule, stable_hash, sticky_pick};
 pub use snapshot::{ServiceRoute, Snapshot, StackRoute};
-#[doc(hidden)]
-pub use sniff::{Watched, watch_framing};
 pub use status::{
     CheckStatus, DnsStatus, EndpointStatus, ProxyStatus, ServiceStatus, ShownHealth, StackStatus,
 };

@@ -14,20 +14,21 @@
 //! its own sockets of a listener's `SO_REUSEPORT` group (`spread`), and a
 //! connection is served entirely on the worker that accepted it.
 
-use crate::drain::Drain;
+use crate::drain::{Drain, SelfDraining};
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
-use crate::sniff::Sniff;
+use crate::server::{self, RequestBody, Served, head::HeadLimits};
 use http::HeaderValue;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
@@ -106,17 +107,10 @@ impl Drop for OpenConn {
     }
 }
 
-fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.request_header)
-        .max_headers(limits.max_headers)
-        // hyper's read buffer bounds one header block; the proxy also counts the parsed block.
-        .max_buf_size((limits.max_request_header_bytes + 1024).max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+/// The HTTP/2 server's settings.
+fn h2_builder(limits: &Limits, timeouts: &Timeouts) -> Http2Builder {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
         .max_local_error_reset_streams(limits.h2_max_pending_reset_streams)
@@ -124,6 +118,71 @@ fn builder(limits: &Limits, timeouts: &Timeouts) -> auto::Builder<TokioExecutor>
         .keep_alive_interval(timeouts.idle)
         .keep_alive_timeout(Duration::from_secs(20));
     b
+}
+
+type Http2Builder = http2::Builder<TokioExecutor>;
+
+/// The HTTP/1.1 server's settings.
+fn h1_settings(limits: &Limits, timeouts: &Timeouts) -> server::Settings {
+    server::Settings {
+        limits: HeadLimits {
+            max_fields: limits.max_headers,
+            max_bytes: limits.max_request_header_bytes,
+        },
+        request_header: timeouts.request_header,
+        idle: timeouts.idle,
+    }
+}
+
+/// `service` as hyper's HTTP/2 server calls it.
+fn h2_service<S, F>(
+    service: S,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::body::ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::body::ProxyBody>, Infallible>> + Send,
+> + Clone
+where
+    S: Fn(http::Request<RequestBody>) -> F + Clone + Send,
+    F: Future<Output = http::Response<crate::body::ProxyBody>> + Send,
+{
+    service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let f = service(req.map(RequestBody::H2));
+        async move { Ok::<_, Infallible>(f.await) }
+    })
+}
+
+/// Serves one client connection: HTTP/1.1 by Switchyard's own server, switching to hyper's
+/// HTTP/2 server when a plain connection (`h2c`) opens with the HTTP/2 preface.
+async fn serve<IO, S, F>(
+    io: IO,
+    mut service: S,
+    h1: server::Settings,
+    h2: Arc<Http2Builder>,
+    draining: Arc<AtomicBool>,
+    h2c: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Fn(http::Request<RequestBody>) -> F + Clone + Send + 'static,
+    F: Future<Output = http::Response<crate::body::ProxyBody>> + Send + 'static,
+{
+    match server::serve(io, &mut service, h1, &draining, h2c).await? {
+        Served::Done => Ok(()),
+        Served::H2 { io, read } => {
+            let conn = h2.serve_connection(
+                TokioIo::new(server::Rewind::new(read, io)),
+                h2_service(service),
+            );
+            // Already draining: the connection was asked to finish when it started.
+            let mut conn = std::pin::pin!(conn);
+            if draining.load(Ordering::Acquire) {
+                conn.as_mut().graceful_shutdown();
+            }
+            Ok(conn.await?)
+        }
+    }
 }
 
 /// The accept loop of listener `index`, its connections spawned on the runtime that runs it.
@@ -137,7 +196,8 @@ pub(crate) fn listener_task(
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("listener", name = %bound.name);
     let task = async move {
-        let builder = Arc::new(builder(&limits, &timeouts));
+        let h2 = Arc::new(h2_builder(&limits, &timeouts));
+        let h1 = h1_settings(&limits, &timeouts);
         let graceful = Drain::new();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
@@ -174,12 +234,10 @@ pub(crate) fn listener_task(
                 peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                     .expect("an IP address is a valid header value"),
                 tls: tls.is_some(),
-                ambiguous_framing: Arc::new(AtomicBool::new(false)),
             });
-            let framing_flag = info.ambiguous_framing.clone();
             let shared = shared.clone();
             let conn = open.clone();
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let service = move |req: http::Request<RequestBody>| {
                 let h1 = req.version() < http::Version::HTTP_2;
                 conn.mark(!h1);
                 let shared = shared.clone();
@@ -194,25 +252,24 @@ pub(crate) fn listener_task(
                         resp.headers_mut()
                             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
                     }
-                    Ok::<_, Infallible>(resp)
+                    resp
                 }
-            });
+            };
             let alive = alive_tx.clone();
             let watcher = graceful.watcher();
-            let builder = builder.clone();
+            let h2 = h2.clone();
             let tls = tls.clone();
             let handshake_timeout = timeouts.request_header;
             tokio::spawn(
                 async move {
+                    let draining = watcher.draining();
                     let result = match tls {
                         None => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(
-                                    TokioIo::new(Sniff::new(tcp, framing_flag)),
-                                    service,
-                                )
-                                .into_owned();
-                            watcher.watch(conn).await
+                            watcher
+                                .watch(SelfDraining::new(serve(
+                                    tcp, service, h1, h2, draining, true,
+                                )))
+                                .await
                         }
                         Some(acceptor) => {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
@@ -222,18 +279,21 @@ pub(crate) fn listener_task(
                                     if let Some(c) = open.counters() {
                                         c.handshakes.fetch_add(1, Ordering::Relaxed);
                                     }
-                                    // HTTP/2 frames its own messages; only HTTP/1 is watched.
-                                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                    open.mark(h2);
-                                    let stream = Sniff::new(stream, framing_flag);
-                                    let stream = if h2 { stream.off() } else { stream };
-                                    let conn = builder
-                                        .serve_connection_with_upgrades(
+                                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                    open.mark(alpn_h2);
+                                    if alpn_h2 {
+                                        let conn = h2.serve_connection(
                                             TokioIo::new(stream),
-                                            service,
-                                        )
-                                        .into_owned();
-                                    watcher.watch(conn).await
+                                            h2_service(service),
+                                        );
+                                        watcher.watch(conn).await.map_err(Into::into)
+                                    } else {
+                                        watcher
+                                            .watch(SelfDraining::new(serve(
+                                                stream, service, h1, h2, draining, false,
+                                            )))
+                                            .await
+                                    }
                                 }
                                 Ok(Err(e)) => {
                                     if let Some(c) = open.counters() {

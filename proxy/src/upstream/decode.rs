@@ -61,21 +61,23 @@ pub struct ResponseHead {
 
 /// What a head's framing and connection fields said.
 #[derive(Debug, Clone, Copy, Default)]
-struct Fields {
+pub(crate) struct Fields {
     /// `Content-Length`: `None` when absent; `Some(None)` when invalid or disagreeing.
-    length: Option<Option<u64>>,
+    pub(crate) length: Option<Option<u64>>,
     /// Whether `Transfer-Encoding` was present.
-    encoded: bool,
+    pub(crate) encoded: bool,
     /// Whether its last coding is `chunked`.
-    chunked_last: bool,
+    pub(crate) chunked_last: bool,
     /// `chunked` not last, or a field without codings.
-    bad_encoding: bool,
-    close: bool,
-    keep_alive: bool,
+    pub(crate) bad_encoding: bool,
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    /// `Connection` named `upgrade`.
+    pub(crate) upgrade: bool,
 }
 
 impl Fields {
-    fn content_length(&mut self, v: &[u8]) {
+    pub(crate) fn content_length(&mut self, v: &[u8]) {
         for t in v.split(|&b| b == b',') {
             let n = parse_decimal(t.trim_ascii());
             self.length = match (self.length, n) {
@@ -86,7 +88,7 @@ impl Fields {
         }
     }
 
-    fn transfer_encoding(&mut self, v: &[u8]) {
+    pub(crate) fn transfer_encoding(&mut self, v: &[u8]) {
         self.encoded = true;
         let mut any = false;
         for t in v.split(|&b| b == b',') {
@@ -103,7 +105,7 @@ impl Fields {
     }
 
     /// Records the tokens; whether they were only `close` / `keep-alive`.
-    fn connection(&mut self, v: &[u8]) -> bool {
+    pub(crate) fn connection(&mut self, v: &[u8]) -> bool {
         let mut only = true;
         for t in v.split(|&b| b == b',') {
             let t = t.trim_ascii();
@@ -112,6 +114,7 @@ impl Fields {
             } else if t.eq_ignore_ascii_case(b"keep-alive") {
                 self.keep_alive = true;
             } else if !t.is_empty() {
+                self.upgrade |= t.eq_ignore_ascii_case(b"upgrade");
                 only = false;
             }
         }
@@ -278,7 +281,7 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
 /// case. Setting bit 0x20 lowers a capital and keeps a lowercase letter or `-`; no other token
 /// character (RFC 9110 §5.6.2) becomes a letter or `-` by it, so for tokens this is
 /// `eq_ignore_ascii_case`, eight bytes a step.
-fn same_name(raw: &[u8], lower: &[u8]) -> bool {
+pub(crate) fn same_name(raw: &[u8], lower: &[u8]) -> bool {
     const LOW: u64 = 0x2020_2020_2020_2020;
     fn word(b: &[u8]) -> u64 {
         u64::from_le_bytes(b.try_into().expect("eight bytes"))

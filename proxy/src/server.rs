@@ -1,0 +1,21 @@
+//! The server side of HTTP/1.1 towards clients, Switchyard's own: no task, channel or timer per
+//! request, buffers reused from request to request and given back while a connection idles.
+//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) goes to hyper's
+//! server.
+//!
+//! Layers, top down: `conn` (one connection: heads, bodies on demand, responses, keep-alive,
+//! timers, upgrades) uses the codec — [`head`] (request heads and their framing, strict),
+//! `write` (response heads and body framing) — and `body` (the request body the request path
+//! reads, and the hand-over of a switched connection). `rewind` puts bytes already read back
+//! in front of a stream for hyper's HTTP/2 server. The head parser is public for its fuzz
+//! target and bench.
+
+mod body;
+mod conn;
+pub mod head;
+mod rewind;
+mod write;
+
+pub(crate) use body::{OnUpgrade, RequestBody, Upgraded, on_upgrade};
+pub(crate) use conn::{Served, Settings, serve};
+pub(crate) use rewind::Rewind;

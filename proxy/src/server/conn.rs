@@ -1,0 +1,647 @@
+//! One client connection over HTTP/1.1, driven inside its own task without further tasks or
+//! channels: read a head, run the request's future while feeding its body on demand, write the
+//! response, and start over on the same buffers.
+//!
+//! Invariants:
+//! - Requests are answered in order, one at a time; bytes of a pipelined next request wait in
+//!   the read buffer. Reads ahead during a request only fill the buffer's free space (growing it
+//!   would copy the bytes the request's fields still share) and only notice a client that went
+//!   away, which cancels the request (as hyper's server does by default).
+//! - The connection closes after a response when the client or the response asked, when the
+//!   request's body was not read to its end (its rest cannot be told from a next request), when
+//!   the listener drains, and when the response's length is the close.
+//! - Timers: one per connection, moved only later on the fast path (one atomic operation in
+//!   tokio). A fresh connection has `timeouts.request_header` for its first head; a kept-alive
+//!   one `timeouts.idle` for the next, and a head that starts arriving has
+//!   `timeouts.request_header` from its first bytes. A connection idle for [`PARK_AFTER`] gives
+//!   its buffers back (an idle connection then holds no buffer at all).
+
+use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
+use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
+use super::write::{Asked, Plan, encode_head, put_chunk_size, put_trailers};
+use crate::body::ProxyBody;
+use crate::error::Cause;
+use crate::upstream::ChunkedDecoder;
+use crate::upstream::Decoded;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Request, Response};
+use http_body::Body;
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+/// How long a kept-alive connection waits before it gives its buffers back.
+pub(crate) const PARK_AFTER: Duration = Duration::from_secs(2);
+/// Free space made in the read buffer before a read, at first.
+const READ_SPACE: usize = 4 * 1024;
+/// The most the read space grows to while large bodies arrive.
+const MAX_READ_SPACE: usize = 64 * 1024;
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long and how much a closing connection still reads (and drops) so that the client
+/// receives the last response before the close (a close with unread bytes resets the
+/// connection, and a reset can destroy a response still in flight).
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// The connection's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Limits of a request head.
+    pub(crate) limits: HeadLimits,
+    /// Time for a head from its first byte (and for a fresh connection's first head).
+    pub(crate) request_header: Duration,
+    /// Time a kept-alive connection waits for its next request.
+    pub(crate) idle: Duration,
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub(crate) enum Served<IO> {
+    /// It closed (or switched protocols and was handed over).
+    Done,
+    /// It opened with the HTTP/2 preface: the stream and the bytes read so far, for an HTTP/2
+    /// server.
+    H2 {
+        /// The stream.
+        io: IO,
+        /// What was read (the preface, perhaps more).
+        read: Bytes,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// A head is due by the timer.
+    Head,
+    /// Kept alive and idle; the timer parks the connection.
+    Idle,
+    /// Parked; the timer ends the idle time.
+    Parked,
+}
+
+/// What waiting for a head gave.
+#[allow(clippy::large_enum_variant)] // once per request, moved once; a box would allocate
+enum Next {
+    Head(RequestHead),
+    Close,
+    H2,
+    Refuse(Cause),
+}
+
+/// A request body being read for the request path.
+struct Feed {
+    pipe: Arc<Pipe>,
+    decode: Decode,
+    /// A `100 Continue` is owed when the body is first asked for.
+    continue_due: bool,
+    /// The last piece (or a fault) was handed over.
+    finished: bool,
+    /// The body could not be read to its end.
+    broken: bool,
+}
+
+enum Decode {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// The bytes queued for the client: head bytes (a response head, chunk-size lines), a body
+/// frame's bytes (never copied), then a short tail.
+#[derive(Default)]
+struct Out {
+    head: BytesMut,
+    data: Bytes,
+    tail: &'static [u8],
+}
+
+impl Out {
+    fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.data.is_empty() && self.tail.is_empty()
+    }
+}
+
+struct Conn<IO> {
+    io: IO,
+    read: BytesMut,
+    read_space: usize,
+    out: Out,
+    /// The map the next request's fields are parsed into (the last response's, cleared).
+    spare: HeaderMap,
+    timer: Pin<Box<Sleep>>,
+    stage: Stage,
+    /// When the connection went idle.
+    idle_since: Instant,
+    settings: Settings,
+}
+
+/// Serves HTTP/1.1 on `io` until it closes, answering each request with `service`'s response.
+/// `h2c`: a connection opening with the HTTP/2 preface is returned as [`Served::H2`].
+/// `draining`: once set, the connection takes no new request and closes when idle.
+pub(crate) async fn serve<IO, S, F>(
+    io: IO,
+    service: &mut S,
+    settings: Settings,
+    draining: &AtomicBool,
+    h2c: bool,
+) -> io::Result<Served<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = Response<ProxyBody>>,
+{
+    let now = Instant::now();
+    let mut c = Conn {
+        io,
+        read: BytesMut::new(),
+        read_space: READ_SPACE,
+        out: Out::default(),
+        spare: HeaderMap::new(),
+        timer: Box::pin(tokio::time::sleep_until(later(
+            now,
+            settings.request_header,
+        ))),
+        stage: Stage::Head,
+        idle_since: now,
+        settings,
+    };
+    let mut first = true;
+    loop {
+        let head = match poll_fn(|cx| c.poll_head(cx, first && h2c, draining)).await {
+            Next::Head(h) => h,
+            Next::Close => {
+                c.close().await;
+                return Ok(Served::Done);
+            }
+            Next::H2 => {
+                return Ok(Served::H2 {
+                    io: c.io,
+                    read: c.read.freeze(),
+                });
+            }
+            Next::Refuse(cause) => {
+                let asked = Asked {
+                    head: false,
+                    version: http::Version::HTTP_11,
+                    keep_alive: false,
+                };
+                let _ = c.respond(cause.response(), asked, &mut None, true).await;
+                c.linger().await;
+                return Ok(Served::Done);
+            }
+        };
+        first = false;
+        let asked = Asked {
+            head: head.method == http::Method::HEAD,
+            version: head.version,
+            keep_alive: head.keep_alive,
+        };
+        let (req, mut feed, upgrade) = c.request(head);
+        let answered = {
+            let mut fut = pin!(service(req));
+            poll_fn(|cx| {
+                loop {
+                    if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
+                        return Poll::Ready(Some(resp));
+                    }
+                    if c.poll_feed(&mut feed, false, cx) {
+                        continue;
+                    }
+                    let reading = feed.as_ref().is_some_and(|f| !f.finished);
+                    if !reading && c.poll_gone(cx) {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Pending;
+                }
+            })
+            .await
+        };
+        let Some(resp) = answered else {
+            // The client went away: the request was cancelled by dropping it.
+            return Ok(Served::Done);
+        };
+        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        let plan = c
+            .respond(resp, asked, &mut feed, draining.load(Ordering::Relaxed))
+            .await?;
+        if switching {
+            if let Some(tx) = upgrade {
+                let _ = tx.send(Upgraded {
+                    io: Box::new(c.io),
+                    read: c.read.freeze(),
+                });
+            }
+            return Ok(Served::Done);
+        }
+        let unread = feed.as_ref().is_some_and(|f| !f.finished || f.broken);
+        if plan.close || unread {
+            if unread {
+                c.linger().await;
+            } else {
+                c.close().await;
+            }
+            return Ok(Served::Done);
+        }
+        c.rest();
+    }
+}
+
+/// `now + d`, or far ahead when that overflows (as `tokio::time::timeout` does).
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30))
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
+    fn arm(&mut self, at: Instant) {
+        self.timer.as_mut().reset(at);
+    }
+
+    /// After a response: idle until the next head.
+    fn rest(&mut self) {
+        let now = Instant::now();
+        self.idle_since = now;
+        self.stage = Stage::Idle;
+        self.arm(later(now, PARK_AFTER.min(self.settings.idle)));
+    }
+
+    /// Gives the buffers back while idle.
+    fn park(&mut self) {
+        self.read = BytesMut::new();
+        self.read_space = READ_SPACE;
+        self.out = Out::default();
+        self.spare = HeaderMap::new();
+    }
+
+    fn poll_head(&mut self, cx: &mut Context<'_>, h2c: bool, draining: &AtomicBool) -> Poll<Next> {
+        loop {
+            if !self.read.is_empty() {
+                let preface = h2c && {
+                    let n = self.read.len().min(H2_PREFACE.len());
+                    self.read[..n] == H2_PREFACE[..n]
+                };
+                if preface {
+                    if self.read.len() >= H2_PREFACE.len() {
+                        return Poll::Ready(Next::H2);
+                    }
+                } else {
+                    match parse_request_head(&mut self.read, self.settings.limits, &mut self.spare)
+                    {
+                        Ok(Some(h)) => return Poll::Ready(Next::Head(h)),
+                        Ok(None) => {}
+                        Err(HeadError::Malformed) => {
+                            return Poll::Ready(Next::Refuse(Cause::BadRequest));
+                        }
+                        Err(HeadError::TooLarge) => {
+                            return Poll::Ready(Next::Refuse(Cause::HeadersTooLarge));
+                        }
+                    }
+                }
+                if self.stage != Stage::Head {
+                    self.stage = Stage::Head;
+                    let at = later(Instant::now(), self.settings.request_header);
+                    self.arm(at);
+                }
+            } else if draining.load(Ordering::Acquire) {
+                return Poll::Ready(Next::Close);
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Close),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => {}
+            }
+            ready!(self.timer.as_mut().poll(cx));
+            if self.stage == Stage::Idle {
+                self.park();
+                self.stage = Stage::Parked;
+                let at = later(self.idle_since, self.settings.idle);
+                self.arm(at);
+                continue;
+            }
+            // No head in time, or the idle time is over.
+            return Poll::Ready(Next::Close);
+        }
+    }
+
+    /// The request for `head`, the reading of its body, and the sender of its upgrade.
+    fn request(
+        &mut self,
+        head: RequestHead,
+    ) -> (
+        Request<RequestBody>,
+        Option<Feed>,
+        Option<oneshot::Sender<Upgraded>>,
+    ) {
+        let RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            expect_continue,
+            upgrade,
+            ..
+        } = head;
+        let (body, feed) = match framing {
+            BodyFraming::None => (RequestBody::Empty, None),
+            BodyFraming::Length(n) if self.read.len() as u64 >= n => {
+                let whole = self.read.split_to(n as usize).freeze();
+                (RequestBody::Full(Some(whole)), None)
+            }
+            framing => {
+                let pipe = Pipe::new();
+                let (length, decode) = match framing {
+                    BodyFraming::Length(n) => (Some(n), Decode::Length(n)),
+                    _ => (None, Decode::Chunked(ChunkedDecoder::new())),
+                };
+                let feed = Feed {
+                    pipe: pipe.clone(),
+                    decode,
+                    continue_due: expect_continue,
+                    finished: false,
+                    broken: false,
+                };
+                (RequestBody::Piped(PipedBody::new(pipe, length)), Some(feed))
+            }
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers;
+        let upgrade = upgrade.then(|| {
+            let (tx, rx) = oneshot::channel();
+            req.extensions_mut().insert(Switch::new(rx));
+            tx
+        });
+        (req, feed, upgrade)
+    }
+
+    /// Hands the request body its next piece if it asked for one; whether anything was handed
+    /// (the request should be polled again). `responding`: the response has started, so no
+    /// `100 Continue` may go out any more.
+    fn poll_feed(
+        &mut self,
+        feed: &mut Option<Feed>,
+        responding: bool,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let Some(f) = feed.as_mut() else {
+            return false;
+        };
+        loop {
+            if f.finished || f.pipe.is_gone() || !f.pipe.wanted(cx) {
+                return false;
+            }
+            if f.continue_due {
+                f.continue_due = false;
+                if !responding {
+                    self.out
+                        .head
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+            }
+            if !responding && !self.out.is_empty() {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => {
+                        f.fault(BodyFault::Incomplete, cx);
+                        return true;
+                    }
+                    Poll::Pending => return false,
+                }
+            }
+            let piece = match &mut f.decode {
+                Decode::Length(left) => {
+                    if self.read.is_empty() {
+                        None
+                    } else {
+                        let n = (*left).min(self.read.len() as u64);
+                        *left -= n;
+                        Some((
+                            Piece::Data(self.read.split_to(n as usize).freeze()),
+                            *left == 0,
+                        ))
+                    }
+                }
+                Decode::Chunked(d) => match d.decode(&mut self.read) {
+                    Ok(Decoded::Data(b)) => {
+                        let last = d.finish_if_last(&mut self.read);
+                        Some((Piece::Data(b), last))
+                    }
+                    Ok(Decoded::Trailers(t)) => Some((Piece::Trailers(t), true)),
+                    Ok(Decoded::End) => {
+                        f.finished = true;
+                        f.pipe.end(cx);
+                        return true;
+                    }
+                    Ok(Decoded::NeedMore) => None,
+                    Err(_) => {
+                        f.fault(BodyFault::Malformed, cx);
+                        return true;
+                    }
+                },
+            };
+            if let Some((piece, last)) = piece {
+                f.finished = last;
+                f.pipe.put(piece, last, cx);
+                return true;
+            }
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    f.fault(BodyFault::Incomplete, cx);
+                    return true;
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// While a request runs without a body to read: whether the client closed the
+    /// connection. Reads only into the read buffer's free space (see the module's invariants).
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            let free = self.read.capacity() - self.read.len();
+            if free == 0 || self.read.len() >= self.settings.limits.max_bytes {
+                return false;
+            }
+            match pin!(self.io.read_buf(&mut self.read)).poll(cx) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return true,
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// Writes `resp` to the client: its head, then its body, while still feeding the request
+    /// body if the response's producer asks for it.
+    async fn respond(
+        &mut self,
+        resp: Response<ProxyBody>,
+        asked: Asked,
+        feed: &mut Option<Feed>,
+        closing: bool,
+    ) -> io::Result<Plan> {
+        let (parts, body) = resp.into_parts();
+        let plan = encode_head(
+            &mut self.out.head,
+            &parts,
+            &body.size_hint(),
+            asked,
+            closing,
+        );
+        let mut map = parts.headers;
+        map.clear();
+        self.spare = map;
+        let mut body = pin!(body);
+        let mut ended = plan.bodiless && body.is_end_stream();
+        poll_fn(|cx| {
+            loop {
+                if !ended && self.out.data.is_empty() && self.out.tail.is_empty() {
+                    match body.as_mut().poll_frame(cx) {
+                        Poll::Ready(None) => {
+                            ended = true;
+                            if plan.chunked && !plan.bodiless {
+                                self.out.tail = b"0\r\n\r\n";
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame))) => {
+                            let last = body.is_end_stream();
+                            ended = last;
+                            self.queue(frame, plan, last);
+                        }
+                        Poll::Ready(Some(Err(_))) => {
+                            // The body broke mid-way: the client must not take what was sent
+                            // for a whole response, so the connection is cut.
+                            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+                        }
+                        Poll::Pending => {
+                            if self.poll_feed(feed, true, cx) {
+                                continue;
+                            }
+                            if self.out.is_empty() {
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+                if !self.out.is_empty() {
+                    ready!(self.poll_write_out(cx))?;
+                    continue;
+                }
+                if ended {
+                    return Poll::Ready(Ok(plan));
+                }
+            }
+        })
+        .await
+    }
+
+    /// Queues a frame of the response body according to `plan`.
+    fn queue(&mut self, frame: http_body::Frame<Bytes>, plan: Plan, last: bool) {
+        if plan.bodiless {
+            return;
+        }
+        match frame.into_data() {
+            Ok(data) => {
+                if plan.chunked {
+                    if !data.is_empty() {
+                        put_chunk_size(&mut self.out.head, data.len() as u64);
+                        self.out.data = data;
+                        self.out.tail = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+                    } else if last {
+                        self.out.tail = b"0\r\n\r\n";
+                    }
+                } else {
+                    self.out.data = data;
+                }
+            }
+            Err(frame) => {
+                if let (Ok(trailers), true) = (frame.into_trailers(), plan.chunked) {
+                    put_trailers(&mut self.out.head, &trailers);
+                }
+            }
+        }
+    }
+
+    /// Reads into the read buffer; `Ok(0)` is the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < self.read_space / 2 {
+            self.read.reserve(self.read_space);
+        }
+        let spare = self.read.capacity() - self.read.len();
+        let n = ready!(pin!(self.io.read_buf(&mut self.read)).poll(cx))?;
+        if n >= spare && self.read_space < MAX_READ_SPACE {
+            self.read_space *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes everything queued, then flushes (TLS keeps records until then).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let out = &mut self.out;
+            let slices = [
+                IoSlice::new(&out.head),
+                IoSlice::new(&out.data),
+                IoSlice::new(out.tail),
+            ];
+            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let mut n = n;
+            let h = n.min(out.head.len());
+            out.head.advance(h);
+            n -= h;
+            let d = n.min(out.data.len());
+            out.data.advance(d);
+            n -= d;
+            out.tail = &out.tail[n.min(out.tail.len())..];
+        }
+        // Empty now: clearing keeps the head buffer's allocation for the next response.
+        self.out.head.clear();
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Shuts the stream down (a TLS close_notify, then the FIN).
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(
+            LINGER,
+            poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)),
+        )
+        .await;
+    }
+
+    /// Closes after reading and dropping what the client still sends, for a short while.
+    async fn linger(&mut self) {
+        self.close().await;
+        let mut sink = [0u8; 8192];
+        let mut left = LINGER_BYTES;
+        let _ = tokio::time::timeout(LINGER, async {
+            while left > 0 {
+                match self.io.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl Feed {
+    fn fault(&mut self, fault: BodyFault, cx: &Context<'_>) {
+        self.finished = true;
+        self.broken = true;
+        self.pipe.put(Piece::Fault(fault), true, cx);
+    }
+}
