@@ -196,7 +196,7 @@ impl Body for UpstreamBody {
                     if let Some(Ok(f)) = &r {
                         count(f);
                     }
-                    return Poll::Ready(r.map(|r| r.map_err(Into::into)));
+                    return Poll::Ready(r);
                 }
                 ready!(gap.poll(cx));
                 Poll::Ready(Some(Err(RequestBodyTimeout.into())))

@@ -19,3 +19,6 @@ mod write;
 pub(crate) use body::{OnUpgrade, RequestBody, Upgraded, on_upgrade};
 pub(crate) use conn::{Served, Settings, serve};
 pub(crate) use rewind::Rewind;
+
+#[cfg(test)]
+mod tests;

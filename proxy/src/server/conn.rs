@@ -19,7 +19,6 @@
 use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
 use super::write::{Asked, Plan, encode_head, put_chunk_size, put_trailers};
-use crate::body::ProxyBody;
 use crate::error::Cause;
 use crate::upstream::ChunkedDecoder;
 use crate::upstream::Decoded;
@@ -145,7 +144,7 @@ struct Conn<IO> {
 /// Serves HTTP/1.1 on `io` until it closes, answering each request with `service`'s response.
 /// `h2c`: a connection opening with the HTTP/2 preface is returned as [`Served::H2`].
 /// `draining`: once set, the connection takes no new request and closes when idle.
-pub(crate) async fn serve<IO, S, F>(
+pub(crate) async fn serve<IO, S, F, B>(
     io: IO,
     service: &mut S,
     settings: Settings,
@@ -155,7 +154,8 @@ pub(crate) async fn serve<IO, S, F>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: FnMut(Request<RequestBody>) -> F,
-    F: Future<Output = Response<ProxyBody>>,
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes>,
 {
     let now = Instant::now();
     let mut c = Conn {
@@ -309,13 +309,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     let at = later(Instant::now(), self.settings.request_header);
                     self.arm(at);
                 }
-            } else if draining.load(Ordering::Acquire) {
-                return Poll::Ready(Next::Close);
             }
             match self.poll_fill(cx) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Close),
                 Poll::Ready(Ok(_)) => continue,
                 Poll::Pending => {}
+            }
+            // Idle when the drain starts (a request already sent is read and answered first).
+            if self.read.is_empty() && draining.load(Ordering::Acquire) {
+                return Poll::Ready(Next::Close);
             }
             ready!(self.timer.as_mut().poll(cx));
             if self.stage == Stage::Idle {
@@ -483,14 +485,19 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 
     /// Writes `resp` to the client: its head, then its body, while still feeding the request
     /// body if the response's producer asks for it.
-    async fn respond(
+    async fn respond<B: Body<Data = Bytes>>(
         &mut self,
-        resp: Response<ProxyBody>,
+        resp: Response<B>,
         asked: Asked,
         feed: &mut Option<Feed>,
         closing: bool,
     ) -> io::Result<Plan> {
         let (parts, body) = resp.into_parts();
+        // A body the request path dropped unread: its rest cannot be told from a next request.
+        let closing = closing
+            || feed
+                .as_ref()
+                .is_some_and(|f| !f.finished && f.pipe.is_gone());
         let plan = encode_head(
             &mut self.out.head,
             &parts,
@@ -514,7 +521,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                             }
                         }
                         Poll::Ready(Some(Ok(frame))) => {
-                            let last = body.is_end_stream();
+                            // Trailers end the body.
+                            let last = body.is_end_stream() || frame.is_trailers();
                             ended = last;
                             self.queue(frame, plan, last);
                         }

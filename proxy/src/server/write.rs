@@ -85,6 +85,14 @@ pub(crate) fn encode_head(
     let mut chunked = false;
     if switching {
         close = false;
+    } else if bodiless && !length && asked.head && code >= 200 && code != 204 && code != 304 {
+        // The proxy's own answer to a HEAD says the length its GET would have had. (An
+        // endpoint's answer brings its own; its empty body says nothing, so 0 is not sent.)
+        if let Some(n) = size.exact().filter(|&n| n > 0) {
+            out.put_slice(b"content-length: ");
+            put_decimal(out, n);
+            out.put_slice(b"\r\n");
+        }
     } else if !bodiless && !length {
         if let Some(n) = size.exact() {
             out.put_slice(b"content-length: ");
