@@ -10,6 +10,7 @@
 # stopped, by PID.
 #
 #   benches/idle.sh [N]          # default N = 10000; needs `ulimit -n` above N + 100
+#   IDLE_SETTLE=S benches/idle.sh  # seconds the connections sit idle before the reading (default 3)
 #
 # Uses target/release/switchyard (or SWITCHYARD_BIN) and nginx from PATH (apt-get install nginx).
 set -euo pipefail
@@ -88,7 +89,8 @@ measure() { # name pid port
   exec 9>"$run/hold-$name"
   for _ in $(seq 1 600); do [ -s "$run/opened-$name" ] && break; kill -0 $client 2>/dev/null || break; sleep 0.1; done
   [ "$(cat "$run/opened-$name" 2>/dev/null)" = "$n" ] || { echo "$name: the client could not open $n connections" >&2; exit 1; }
-  sleep 1
+  # Settle: Switchyard gives an idle connection's buffers back after 2 s (nginx at once).
+  sleep "${IDLE_SETTLE:-3}"
   after=$(rss_kib "$pid")
   exec 9>&-
   wait $client || true
