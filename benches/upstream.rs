@@ -1,10 +1,12 @@
-//! The inline upstream client's codec: encoding a proxied request head, parsing a response
-//! head into a `HeaderMap` (with its framing decided), and decoding a chunked body. Calls the
-//! public codec of the proxy crate (`switchyard_proxy::upstream`).
+//! The HTTP/1 codecs of the proxy crate: the inline upstream client's (encoding a proxied
+//! request head, parsing a response head into a `HeaderMap` with its framing decided, decoding
+//! a chunked body; `switchyard_proxy::upstream`) and the server's (parsing a client's request
+//! head; `switchyard_proxy::server::head`).
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Uri};
+use switchyard_proxy::server::head::{HeadLimits, parse_request_head};
 use switchyard_proxy::upstream::decode::{parse_response_head, response_framing};
 use switchyard_proxy::upstream::encode::{BodyShape, encode_request_head};
 use switchyard_proxy::upstream::{ChunkedDecoder, Decoded};
@@ -71,6 +73,39 @@ fn parse(c: &mut Criterion) {
     g.finish();
 }
 
+/// wrk's request in the side-by-side bench, and a browser-like one.
+const WRK: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18093\r\n\r\n";
+const BROWSER: &[u8] = b"GET /app/items?page=2 HTTP/1.1\r\nHost: app.example.test\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\nAccept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\nConnection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\nUpgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Site: same-origin\r\nPriority: u=0, i\r\n\r\n";
+
+fn request_head(c: &mut Criterion) {
+    let limits = HeadLimits {
+        max_fields: 100,
+        max_bytes: 64 * 1024,
+    };
+    let mut g = c.benchmark_group("server parse request head");
+    for (name, text) in [("wrk", WRK), ("browser", BROWSER)] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), text, |b, text| {
+            // The connection's map is reused from request to request, as the server does.
+            let mut spare = HeaderMap::with_capacity(32);
+            b.iter_batched(
+                || BytesMut::from(text),
+                |mut buf| {
+                    let head = parse_request_head(&mut buf, limits, &mut spare)
+                        .expect("valid")
+                        .expect("complete");
+                    let mut headers = head.headers;
+                    headers.clear();
+                    spare = headers;
+                    black_box((head.uri, buf))
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 fn chunked(c: &mut Criterion) {
     let mut body = BytesMut::new();
     for _ in 0..16 {
@@ -103,7 +138,7 @@ fn chunked(c: &mut Criterion) {
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, encode, parse, chunked);
+    criterion_group!(benches, encode, parse, request_head, chunked);
 }
 
 criterion_main!(group::benches);
