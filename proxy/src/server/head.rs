@@ -17,6 +17,8 @@ use std::mem::MaybeUninit;
 /// The most header fields a head may have, whatever `limits.max_headers` says (the parse's
 /// field array lives on the stack).
 pub const MAX_FIELDS: usize = 256;
+/// Fields whose offsets are kept on the stack; a head with more keeps them in a `Vec`.
+const INLINE_FIELDS: usize = 32;
 
 /// Why a request head was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,8 +83,10 @@ pub fn parse_request_head(
 ) -> Result<Option<RequestHead>, HeadError> {
     let max_fields = limits.max_fields.min(MAX_FIELDS);
     // Offsets of each field's name and value relative to the buffer's start: the parse borrows
-    // `buf`, and values are sliced out of it once the head is split off and frozen.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    // `buf`, and values are sliced out of it once the head is split off and frozen. A few on
+    // the stack (zeroing room for all of them cost more than the parse), more on the heap.
+    let mut inline = [(0u32, 0u32, 0u32, 0u32); INLINE_FIELDS];
+    let mut spilled = Vec::new();
     let (len, method, target, minor, count) = {
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
         let mut req = httparse::Request::new(&mut []);
@@ -105,10 +109,17 @@ pub fn parse_request_head(
         }
         let base = buf.as_ptr() as usize;
         let span = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
-        for (slot, h) in spans.iter_mut().zip(req.headers.iter()) {
+        let field = |h: &httparse::Header<'_>| {
             let (n, nl) = span(h.name.as_bytes());
             let (v, vl) = span(h.value);
-            *slot = (n, nl, v, vl);
+            (n, nl, v, vl)
+        };
+        if req.headers.len() <= INLINE_FIELDS {
+            for (slot, h) in inline.iter_mut().zip(req.headers.iter()) {
+                *slot = field(h);
+            }
+        } else {
+            spilled = req.headers.iter().map(field).collect();
         }
         let method = req.method.ok_or(HeadError::Malformed)?;
         let method = match method {
@@ -135,7 +146,12 @@ pub fn parse_request_head(
     let mut headers = std::mem::take(spare);
     headers.clear();
     headers.reserve(count);
-    for &(n, nl, v, vl) in &spans[..count] {
+    let spans = if count <= INLINE_FIELDS {
+        &inline[..count]
+    } else {
+        &spilled[..]
+    };
+    for &(n, nl, v, vl) in spans {
         let (n0, n1) = at((n, nl));
         let (v0, v1) = at((v, vl));
         let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| HeadError::Malformed)?;
@@ -234,6 +250,15 @@ mod tests {
         let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
         let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(req.as_bytes()).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn many_fields_are_all_kept() {
+        let many: String = (0..60).map(|i| format!("x-{i}: v{i}\r\n")).collect();
+        let h = head(&format!("GET / HTTP/1.1\r\n{many}content-length: 3\r\n\r\n"));
+        assert_eq!(h.headers.len(), 61);
+        assert_eq!(h.headers["x-59"], "v59");
+        assert_eq!(h.framing, BodyFraming::Length(3));
     }
 
     #[test]
