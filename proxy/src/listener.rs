@@ -14,6 +14,7 @@
 //! its own sockets of a listener's `SO_REUSEPORT` group (`spread`), and a
 //! connection is served entirely on the worker that accepted it.
 
+use crate::body::ProxyBody;
 use crate::drain::{Drain, SelfDraining};
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
@@ -134,30 +135,62 @@ fn h1_settings(limits: &Limits, timeouts: &Timeouts) -> server::Settings {
     }
 }
 
-/// `service` as hyper's HTTP/2 server calls it.
-fn h2_service<S, F>(
-    service: S,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::body::ProxyBody>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::body::ProxyBody>, Infallible>> + Send,
-> + Clone
-where
-    S: Fn(http::Request<RequestBody>) -> F + Clone + Send,
-    F: Future<Output = http::Response<crate::body::ProxyBody>> + Send,
-{
-    service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let f = service(req.map(RequestBody::H2));
-        async move { Ok::<_, Infallible>(f.await) }
-    })
+/// What answers one connection's requests: the request path with the connection's facts.
+#[derive(Clone)]
+struct Service {
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+    open: Arc<OpenConn>,
+}
+
+impl Service {
+    async fn answer(&self, req: http::Request<RequestBody>) -> http::Response<ProxyBody> {
+        let h1 = req.version() < http::Version::HTTP_2;
+        self.open.mark(!h1);
+        let snap = self.shared.snapshot.load_full();
+        let mut resp = forward::handle(snap, &self.shared.settings, &self.info, req).await;
+        if h1
+            && self.shared.handing_over.load(Ordering::Relaxed)
+            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    /// The service as hyper's HTTP/2 server calls it (one clone per stream).
+    fn h2(
+        self,
+    ) -> impl hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<ProxyBody>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send,
+    > + Clone {
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let this = self.clone();
+            async move { Ok::<_, Infallible>(this.answer(req.map(RequestBody::H2)).await) }
+        })
+    }
+}
+
+impl server::Handler for Service {
+    type Body = ProxyBody;
+
+    fn call(
+        &self,
+        req: http::Request<RequestBody>,
+    ) -> impl Future<Output = http::Response<ProxyBody>> {
+        self.answer(req)
+    }
 }
 
 /// Serves one client connection: HTTP/1.1 by Switchyard's own server, switching to hyper's
 /// HTTP/2 server when a plain connection (`h2c`) opens with the HTTP/2 preface.
-async fn serve<IO, S, F>(
+async fn serve<IO>(
     io: IO,
-    mut service: S,
+    service: Service,
     h1: server::Settings,
     h2: Arc<Http2Builder>,
     draining: Arc<AtomicBool>,
@@ -165,16 +198,12 @@ async fn serve<IO, S, F>(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Fn(http::Request<RequestBody>) -> F + Clone + Send + 'static,
-    F: Future<Output = http::Response<crate::body::ProxyBody>> + Send + 'static,
 {
-    match server::serve(io, &mut service, h1, &draining, h2c).await? {
+    match server::serve(io, &service, h1, &draining, h2c).await? {
         Served::Done => Ok(()),
         Served::H2 { io, read } => {
-            let conn = h2.serve_connection(
-                TokioIo::new(server::Rewind::new(read, io)),
-                h2_service(service),
-            );
+            let conn =
+                h2.serve_connection(TokioIo::new(server::Rewind::new(read, io)), service.h2());
             // Already draining: the connection was asked to finish when it started.
             let mut conn = std::pin::pin!(conn);
             if draining.load(Ordering::Acquire) {
@@ -235,25 +264,10 @@ pub(crate) fn listener_task(
                     .expect("an IP address is a valid header value"),
                 tls: tls.is_some(),
             });
-            let shared = shared.clone();
-            let conn = open.clone();
-            let service = move |req: http::Request<RequestBody>| {
-                let h1 = req.version() < http::Version::HTTP_2;
-                conn.mark(!h1);
-                let shared = shared.clone();
-                let info = info.clone();
-                async move {
-                    let snap = shared.snapshot.load_full();
-                    let mut resp = forward::handle(snap, &shared.settings, &info, req).await;
-                    if h1
-                        && shared.handing_over.load(Ordering::Relaxed)
-                        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
-                    {
-                        resp.headers_mut()
-                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    resp
-                }
+            let service = Service {
+                shared: shared.clone(),
+                info,
+                open: open.clone(),
             };
             let alive = alive_tx.clone();
             let watcher = graceful.watcher();
@@ -282,10 +296,8 @@ pub(crate) fn listener_task(
                                     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                                     open.mark(alpn_h2);
                                     if alpn_h2 {
-                                        let conn = h2.serve_connection(
-                                            TokioIo::new(stream),
-                                            h2_service(service),
-                                        );
+                                        let conn =
+                                            h2.serve_connection(TokioIo::new(stream), service.h2());
                                         watcher.watch(conn).await.map_err(Into::into)
                                     } else {
                                         watcher

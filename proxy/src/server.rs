@@ -17,6 +17,32 @@ mod rewind;
 mod write;
 
 pub(crate) use body::{OnUpgrade, RequestBody, Upgraded, on_upgrade};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use std::future::Future;
+
+/// What answers a connection's requests. The answer's future may borrow the handler, so a
+/// request clones nothing of the connection's.
+pub(crate) trait Handler {
+    /// The body of the answers.
+    type Body: http_body::Body<Data = Bytes>;
+    /// Answers `req`.
+    fn call(&self, req: Request<RequestBody>) -> impl Future<Output = Response<Self::Body>>;
+}
+
+impl<F, Fut, B> Handler for F
+where
+    F: Fn(Request<RequestBody>) -> Fut,
+    Fut: Future<Output = Response<B>>,
+    B: http_body::Body<Data = Bytes>,
+{
+    type Body = B;
+
+    fn call(&self, req: Request<RequestBody>) -> impl Future<Output = Response<B>> {
+        self(req)
+    }
+}
 pub(crate) use conn::{Served, Settings, serve};
 pub(crate) use rewind::Rewind;
 

@@ -16,6 +16,7 @@
 //!   `timeouts.request_header` from its first bytes. A connection idle for [`PARK_AFTER`] gives
 //!   its buffers back (an idle connection then holds no buffer at all).
 
+use super::Handler;
 use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
 use super::write::{Asked, Plan, encode_head, put_chunk_size, put_trailers};
@@ -144,18 +145,16 @@ struct Conn<IO> {
 /// Serves HTTP/1.1 on `io` until it closes, answering each request with `service`'s response.
 /// `h2c`: a connection opening with the HTTP/2 preface is returned as [`Served::H2`].
 /// `draining`: once set, the connection takes no new request and closes when idle.
-pub(crate) async fn serve<IO, S, F, B>(
+pub(crate) async fn serve<IO, H>(
     io: IO,
-    service: &mut S,
+    service: &H,
     settings: Settings,
     draining: &AtomicBool,
     h2c: bool,
 ) -> io::Result<Served<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: FnMut(Request<RequestBody>) -> F,
-    F: Future<Output = Response<B>>,
-    B: Body<Data = Bytes>,
+    H: Handler,
 {
     let now = Instant::now();
     let mut c = Conn {
@@ -205,7 +204,7 @@ where
         };
         let (req, mut feed, upgrade) = c.request(head);
         let answered = {
-            let mut fut = pin!(service(req));
+            let mut fut = pin!(service.call(req));
             poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(resp) = fut.as_mut().poll(cx) {

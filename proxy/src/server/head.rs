@@ -9,7 +9,7 @@
 //! HTTP/1.0 request. httparse itself refuses whitespace before a field's colon, obsolete line
 //! folding, bare control characters and anything but HTTP/1.0 and HTTP/1.1.
 
-use crate::upstream::decode::Fields;
+use crate::upstream::decode::{Fields, same_name};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use std::mem::MaybeUninit;
@@ -144,7 +144,10 @@ pub fn parse_request_head(
     let mut expect_continue = false;
     let mut upgrade_field = false;
     let mut headers = std::mem::take(spare);
-    headers.clear();
+    if !headers.is_empty() {
+        // Clearing walks the whole index table, even of an empty map.
+        headers.clear();
+    }
     headers.reserve(count);
     let spans = if count <= INLINE_FIELDS {
         &inline[..count]
@@ -154,7 +157,11 @@ pub fn parse_request_head(
     for &(n, nl, v, vl) in spans {
         let (n0, n1) = at((n, nl));
         let (v0, v1) = at((v, vl));
-        let name = HeaderName::from_bytes(&head[n0..n1]).map_err(|_| HeadError::Malformed)?;
+        let raw_name = &head[n0..n1];
+        let name = match common_name(raw_name) {
+            Some(name) => name,
+            None => HeaderName::from_bytes(raw_name).map_err(|_| HeadError::Malformed)?,
+        };
         let raw = &head[v0..v1];
         if name == header::CONTENT_LENGTH {
             fields.content_length(raw);
@@ -182,6 +189,45 @@ pub fn parse_request_head(
         expect_continue: expect_continue && http11,
         upgrade: fields.upgrade && upgrade_field && http11,
     }))
+}
+
+static LEN_4: [HeaderName; 1] = [header::HOST];
+static LEN_6: [HeaderName; 3] = [header::ACCEPT, header::COOKIE, header::ORIGIN];
+static LEN_7: [HeaderName; 2] = [header::REFERER, header::UPGRADE];
+static LEN_10: [HeaderName; 2] = [header::USER_AGENT, header::CONNECTION];
+static LEN_12: [HeaderName; 2] = [
+    header::CONTENT_TYPE,
+    HeaderName::from_static("x-request-id"),
+];
+static LEN_13: [HeaderName; 2] = [header::AUTHORIZATION, header::CACHE_CONTROL];
+static LEN_14: [HeaderName; 1] = [header::CONTENT_LENGTH];
+static LEN_15: [HeaderName; 3] = [
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
+    HeaderName::from_static("x-forwarded-for"),
+];
+static LEN_17: [HeaderName; 1] = [header::TRANSFER_ENCODING];
+
+/// The name `raw` spells in any case, for the fields most requests carry, found by a word
+/// comparison or two instead of `HeaderName::from_bytes`'s general parse; `None` for any other
+/// name. `raw` is a field name httparse accepted (token characters only).
+fn common_name(raw: &[u8]) -> Option<HeaderName> {
+    let candidates: &[HeaderName] = match raw.len() {
+        4 => &LEN_4,
+        6 => &LEN_6,
+        7 => &LEN_7,
+        10 => &LEN_10,
+        12 => &LEN_12,
+        13 => &LEN_13,
+        14 => &LEN_14,
+        15 => &LEN_15,
+        17 => &LEN_17,
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|n| same_name(raw, n.as_str().as_bytes()))
+        .cloned()
 }
 
 /// The value bytes `head[from..to]` as a field value sharing `head`.
@@ -253,9 +299,44 @@ mod tests {
     }
 
     #[test]
+    fn common_names_are_the_names_the_general_parse_gives() {
+        for name in [
+            "Host",
+            "ACCEPT",
+            "cookie",
+            "Origin",
+            "referer",
+            "Upgrade",
+            "User-Agent",
+            "connection",
+            "Content-Type",
+            "X-Request-ID",
+            "authorization",
+            "Cache-Control",
+            "content-length",
+            "Accept-Encoding",
+            "accept-language",
+            "X-Forwarded-For",
+            "Transfer-Encoding",
+        ] {
+            let fast = common_name(name.as_bytes()).expect(name);
+            assert_eq!(
+                fast,
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
+        }
+        for other in ["hostx", "accepts", "x-request-ie", "content-lengtx", "a"] {
+            assert!(common_name(other.as_bytes()).is_none(), "{other}");
+        }
+    }
+
+    #[test]
     fn many_fields_are_all_kept() {
         let many: String = (0..60).map(|i| format!("x-{i}: v{i}\r\n")).collect();
-        let h = head(&format!("GET / HTTP/1.1\r\n{many}content-length: 3\r\n\r\n"));
+        let h = head(&format!(
+            "GET / HTTP/1.1\r\n{many}content-length: 3\r\n\r\n"
+        ));
         assert_eq!(h.headers.len(), 61);
         assert_eq!(h.headers["x-59"], "v59");
         assert_eq!(h.framing, BodyFraming::Length(3));

@@ -86,8 +86,8 @@ async fn server(settings: Settings) -> Server {
             let (tcp, _) = listener.accept().await.unwrap();
             let (b, d) = (b.clone(), d.clone());
             tokio::spawn(async move {
-                let mut service = |req| answer(req, b.clone());
-                let _ = serve(tcp, &mut service, settings, &d, false).await;
+                let service = |req| answer(req, b.clone());
+                let _ = serve(tcp, &service, settings, &d, false).await;
             });
         }
     });
