@@ -119,11 +119,14 @@ impl Watcher {
         self.draining.clone()
     }
 
-    /// Runs `conn`, starting its graceful shutdown once the [`Drain`] is shut down. Must be the
-    /// whole of the task that runs it (see the module's documentation).
-    pub(crate) async fn watch<C: Graceful>(self, conn: C) -> C::Output {
+    /// Runs the connection `make` makes, starting its graceful shutdown once the [`Drain`] is
+    /// shut down. Must be the whole of the task that runs it (see the module's documentation).
+    /// The connection is made here, in place: a connection future passed in would be stored
+    /// twice in this one (once as the argument, once pinned), and a task's size is what every
+    /// idle connection costs.
+    pub(crate) async fn watch<C: Graceful>(self, make: impl FnOnce() -> C) -> C::Output {
         let Watcher { mut rx, draining } = self;
-        let mut conn = pin!(conn);
+        let mut conn = pin!(make());
         let mut signal = pin!(rx.changed());
         let mut registered = false;
         let mut shut = false;
@@ -186,7 +189,7 @@ mod tests {
             polls: polls.clone(),
         };
         let watcher = drain.watcher();
-        let task = tokio::spawn(watcher.watch(conn));
+        let task = tokio::spawn(watcher.watch(|| conn));
         // Until the task has polled once (and registered), nothing can wake it.
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while polls.load(Ordering::Relaxed) == 0 {
@@ -211,7 +214,7 @@ mod tests {
             asked: false,
             polls: polls.clone(),
         };
-        let task = tokio::spawn(drain.watcher().watch(conn));
+        let task = tokio::spawn(drain.watcher().watch(|| conn));
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while polls.load(Ordering::Relaxed) == 0 {
                 tokio::task::yield_now().await;
@@ -237,9 +240,10 @@ mod tests {
             asked: false,
             polls: Arc::new(AtomicUsize::new(0)),
         };
-        let result = tokio::time::timeout(std::time::Duration::from_secs(5), watcher.watch(conn))
-            .await
-            .expect("ended");
+        let result =
+            tokio::time::timeout(std::time::Duration::from_secs(5), watcher.watch(|| conn))
+                .await
+                .expect("ended");
         assert_eq!(result, Ok(()));
     }
 }

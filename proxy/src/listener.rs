@@ -202,14 +202,61 @@ where
     match server::serve(io, &service, h1, &draining, h2c).await? {
         Served::Done => Ok(()),
         Served::H2 { io, read } => {
-            let conn =
-                h2.serve_connection(TokioIo::new(server::Rewind::new(read, io)), service.h2());
-            // Already draining: the connection was asked to finish when it started.
-            let mut conn = std::pin::pin!(conn);
+            // Boxed: hyper's HTTP/2 connection is large and rare on plain listeners.
+            let mut conn = Box::pin(
+                h2.serve_connection(TokioIo::new(server::Rewind::new(read, io)), service.h2()),
+            );
             if draining.load(Ordering::Acquire) {
                 conn.as_mut().graceful_shutdown();
             }
             Ok(conn.await?)
+        }
+    }
+}
+
+/// The TLS handshake of one connection, then HTTP/2 (ALPN `h2`) or HTTP/1.1 over it; `None`
+/// when the handshake failed (counted and logged here).
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    handshake_timeout: Duration,
+    open: &OpenConn,
+    service: Service,
+    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    watcher: crate::drain::Watcher,
+) -> Option<Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            if let Some(c) = open.counters() {
+                c.handshakes.fetch_add(1, Ordering::Relaxed);
+            }
+            let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            open.mark(alpn_h2);
+            Some(if alpn_h2 {
+                watcher
+                    .watch(|| h2.serve_connection(TokioIo::new(stream), service.h2()))
+                    .await
+                    .map_err(Into::into)
+            } else {
+                let draining = watcher.draining();
+                watcher
+                    .watch(|| SelfDraining::new(serve(stream, service, h1, h2, draining, false)))
+                    .await
+            })
+        }
+        Ok(Err(e)) => {
+            if let Some(c) = open.counters() {
+                c.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!(error = %e, "tls handshake failed");
+            None
+        }
+        Err(_) => {
+            if let Some(c) = open.counters() {
+                c.handshake_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            debug!("tls handshake timed out");
+            None
         }
     }
 }
@@ -274,63 +321,40 @@ pub(crate) fn listener_task(
             let h2 = h2.clone();
             let tls = tls.clone();
             let handshake_timeout = timeouts.request_header;
-            tokio::spawn(
-                async move {
-                    let draining = watcher.draining();
-                    let result = match tls {
-                        None => {
-                            watcher
-                                .watch(SelfDraining::new(serve(
-                                    tcp, service, h1, h2, draining, true,
-                                )))
-                                .await
-                        }
-                        Some(acceptor) => {
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
-                                .await
-                            {
-                                Ok(Ok(stream)) => {
-                                    if let Some(c) = open.counters() {
-                                        c.handshakes.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                    open.mark(alpn_h2);
-                                    if alpn_h2 {
-                                        let conn =
-                                            h2.serve_connection(TokioIo::new(stream), service.h2());
-                                        watcher.watch(conn).await.map_err(Into::into)
-                                    } else {
-                                        watcher
-                                            .watch(SelfDraining::new(serve(
-                                                stream, service, h1, h2, draining, false,
-                                            )))
-                                            .await
-                                    }
-                                }
-                                Ok(Err(e)) => {
-                                    if let Some(c) = open.counters() {
-                                        c.handshake_errors.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    debug!(error = %e, "tls handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    if let Some(c) = open.counters() {
-                                        c.handshake_errors.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    debug!("tls handshake timed out");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    if let Err(e) = result {
-                        debug!(error = %e, "connection ended with an error");
+            let task = async move {
+                let draining = watcher.draining();
+                let result = match tls {
+                    None => {
+                        watcher
+                            .watch(|| {
+                                SelfDraining::new(serve(tcp, service, h1, h2, draining, true))
+                            })
+                            .await
                     }
-                    drop(alive);
+                    // Boxed: a TLS session and hyper's HTTP/2 connection are large, and a
+                    // plain connection's task must not carry room for them.
+                    Some(acceptor) => match Box::pin(serve_tls(
+                        acceptor,
+                        tcp,
+                        handshake_timeout,
+                        &open,
+                        service,
+                        (h1, h2),
+                        watcher,
+                    ))
+                    .await
+                    {
+                        Some(result) => result,
+                        None => return,
+                    },
+                };
+                if let Err(e) = result {
+                    debug!(error = %e, "connection ended with an error");
                 }
-                .instrument(debug_span!("conn", %peer)),
-            );
+                drop(alive);
+            }
+            .instrument(debug_span!("conn", %peer));
+            tokio::spawn(task);
         }
         info!(
             connections = graceful.count(),

@@ -14,6 +14,7 @@ mod body;
 mod conn;
 pub mod head;
 mod rewind;
+mod spare;
 mod write;
 
 pub(crate) use body::{OnUpgrade, RequestBody, Upgraded, on_upgrade};
