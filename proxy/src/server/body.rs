@@ -171,6 +171,23 @@ impl PipedBody {
     }
 }
 
+impl PipedBody {
+    /// The next frame, or the end, if either is there.
+    #[allow(clippy::type_complexity)] // Body::poll_frame's own item type
+    fn ready(&mut self) -> Option<Option<Result<Frame<Bytes>, BodyError>>> {
+        // The state first: a piece put before ENDED was set is in the slot when ENDED is seen.
+        let ended = self.pipe.state.load(Ordering::Acquire) & ENDED != 0;
+        if let Some(f) = self.take() {
+            return Some(Some(f));
+        }
+        if ended {
+            self.done = true;
+            return Some(None);
+        }
+        None
+    }
+}
+
 impl Drop for PipedBody {
     fn drop(&mut self) {
         self.pipe.state.fetch_or(GONE, Ordering::AcqRel);
@@ -194,30 +211,16 @@ impl Body for RequestBody {
                 if b.done {
                     return Poll::Ready(None);
                 }
-                // The state first: a piece put before ENDED was set is in the slot when
-                // ENDED is seen.
-                let ended = b.pipe.state.load(Ordering::Acquire) & ENDED != 0;
-                if let Some(f) = b.take() {
-                    return Poll::Ready(Some(f));
-                }
-                if ended {
-                    b.done = true;
-                    return Poll::Ready(None);
+                if let Some(ready) = b.ready() {
+                    return Poll::Ready(ready);
                 }
                 b.pipe.reader.register(cx.waker());
                 let before = b.pipe.state.fetch_or(WANT, Ordering::AcqRel);
                 if before & WANT == 0 {
                     b.pipe.feeder.wake();
                 }
-                let ended = b.pipe.state.load(Ordering::Acquire) & ENDED != 0;
-                if let Some(f) = b.take() {
-                    return Poll::Ready(Some(f));
-                }
-                if ended {
-                    b.done = true;
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
+                // Again: the piece may have come between the first look and the registration.
+                b.ready().map_or(Poll::Pending, Poll::Ready)
             }
         }
     }

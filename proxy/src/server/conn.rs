@@ -21,15 +21,16 @@ use super::Handler;
 use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
 use super::spare::{self, Kit};
-use super::write::{Asked, Plan, encode_head, put_chunk_size, put_trailers};
+use super::write::{Asked, Plan, encode_head};
 use crate::error::Cause;
-use crate::upstream::ChunkedDecoder;
-use crate::upstream::Decoded;
-use bytes::{Buf, Bytes, BytesMut};
+use crate::upstream::conn::{Out, poll_fill, poll_write_out};
+use crate::upstream::encode::{encode_chunk_size, encode_last_chunk};
+use crate::upstream::{ChunkedDecoder, Decoded};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use std::future::{Future, poll_fn};
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,8 +42,6 @@ use tokio::time::{Instant, Sleep};
 
 /// Free space made in the read buffer before a read, at first.
 const READ_SPACE: usize = spare::READ_ROOM;
-/// The most the read space grows to while large bodies arrive.
-const MAX_READ_SPACE: usize = 64 * 1024;
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long and how much a closing connection still reads (and drops) so that the client
@@ -109,21 +108,6 @@ struct Feed {
 enum Decode {
     Length(u64),
     Chunked(ChunkedDecoder),
-}
-
-/// The bytes queued for the client: head bytes (a response head, chunk-size lines), a body
-/// frame's bytes (never copied), then a short tail.
-#[derive(Default)]
-struct Out {
-    head: BytesMut,
-    data: Bytes,
-    tail: &'static [u8],
-}
-
-impl Out {
-    fn is_empty(&self) -> bool {
-        self.head.is_empty() && self.data.is_empty() && self.tail.is_empty()
-    }
 }
 
 struct Conn<IO> {
@@ -570,7 +554,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             Ok(data) => {
                 if plan.chunked {
                     if !data.is_empty() {
-                        put_chunk_size(&mut self.out.head, data.len() as u64);
+                        encode_chunk_size(data.len(), &mut self.out.head);
                         self.out.data = data;
                         self.out.tail = if last { b"\r\n0\r\n\r\n" } else { b"\r\n" };
                     } else if last {
@@ -582,7 +566,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             }
             Err(frame) => {
                 if let (Ok(trailers), true) = (frame.into_trailers(), plan.chunked) {
-                    put_trailers(&mut self.out.head, &trailers);
+                    encode_last_chunk(&trailers, &mut self.out.head);
                 }
             }
         }
@@ -593,42 +577,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         if self.read.capacity() == 0 {
             self.unpark();
         }
-        if self.read.capacity() - self.read.len() < self.read_space / 2 {
-            self.read.reserve(self.read_space);
-        }
-        let spare = self.read.capacity() - self.read.len();
-        let n = ready!(pin!(self.io.read_buf(&mut self.read)).poll(cx))?;
-        if n >= spare && self.read_space < MAX_READ_SPACE {
-            self.read_space *= 2;
-        }
-        Poll::Ready(Ok(n))
+        poll_fill(&mut self.io, &mut self.read, &mut self.read_space, cx)
     }
 
-    /// Writes everything queued, then flushes (TLS keeps records until then).
+    /// Writes everything queued, then flushes.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let out = &mut self.out;
-            let slices = [
-                IoSlice::new(&out.head),
-                IoSlice::new(&out.data),
-                IoSlice::new(out.tail),
-            ];
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            let mut n = n;
-            let h = n.min(out.head.len());
-            out.head.advance(h);
-            n -= h;
-            let d = n.min(out.data.len());
-            out.data.advance(d);
-            n -= d;
-            out.tail = &out.tail[n.min(out.tail.len())..];
-        }
-        // Empty now: clearing keeps the head buffer's allocation for the next response.
-        self.out.head.clear();
-        Pin::new(&mut self.io).poll_flush(cx)
+        poll_write_out(&mut self.io, &mut self.out, cx)
     }
 
     /// Shuts the stream down (a TLS close_notify, then the FIN).

@@ -9,7 +9,7 @@
 //! HTTP/1.0 request. httparse itself refuses whitespace before a field's colon, obsolete line
 //! folding, bare control characters and anything but HTTP/1.0 and HTTP/1.1.
 
-use crate::upstream::decode::{Fields, same_name};
+use crate::upstream::decode::{Fields, one_of};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use std::mem::MaybeUninit;
@@ -224,10 +224,7 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
         17 => &LEN_17,
         _ => return None,
     };
-    candidates
-        .iter()
-        .find(|n| same_name(raw, n.as_str().as_bytes()))
-        .cloned()
+    one_of(raw, candidates)
 }
 
 /// The value bytes `head[from..to]` as a field value sharing `head`.

@@ -7,6 +7,7 @@
 //! coding (HTTP/1.1 clients) or the connection's close (HTTP/1.0 clients). A `Date` is added
 //! when the response has none, formatted once a second per thread.
 
+use crate::upstream::encode::{put_decimal, put_field};
 use bytes::{BufMut, BytesMut};
 use http::response::Parts;
 use http::{StatusCode, Version, header};
@@ -74,10 +75,7 @@ pub(crate) fn encode_head(
         } else if name == header::DATE {
             date = true;
         }
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
+        put_field(out, name, value);
     }
     if !date {
         put_date(out);
@@ -125,52 +123,6 @@ pub(crate) fn encode_head(
 fn has_token(v: &[u8], token: &[u8]) -> bool {
     v.split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
-/// Appends `n` in decimal.
-pub(crate) fn put_decimal(out: &mut BytesMut, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
-}
-
-/// Appends a chunk-size line: `n` in hexadecimal and CRLF.
-pub(crate) fn put_chunk_size(out: &mut BytesMut, n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = HEX[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
-    out.put_slice(b"\r\n");
-}
-
-/// Appends trailer fields and the chunked body's end.
-pub(crate) fn put_trailers(out: &mut BytesMut, trailers: &http::HeaderMap) {
-    out.put_slice(b"0\r\n");
-    for (name, value) in trailers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(b"\r\n");
 }
 
 thread_local! {
@@ -277,15 +229,5 @@ mod tests {
         *r.status_mut() = StatusCode::NO_CONTENT;
         let (h, plan) = head(r, SizeHint::default(), GET11, false);
         assert!(plan.bodiless && !h.contains("content-length") && !h.contains("chunked"));
-    }
-
-    #[test]
-    fn numbers_are_written_in_their_bases() {
-        let mut out = BytesMut::new();
-        put_decimal(&mut out, 0);
-        put_decimal(&mut out, 18_446_744_073_709_551_615);
-        put_chunk_size(&mut out, 0x1f2e);
-        put_chunk_size(&mut out, 0);
-        assert_eq!(&out[..], b"0184467440737095516151f2e\r\n0\r\n");
     }
 }

@@ -88,10 +88,10 @@ impl AsyncWrite for Io {
     }
 }
 
-/// Bytes queued for the endpoint, written in this order.
+/// Bytes queued for the peer, written in this order.
 #[derive(Debug, Default)]
 pub(crate) struct Out {
-    /// A request head, chunk-size line or last chunk (encoded here; the buffer is reused).
+    /// A head, chunk-size line or last chunk (encoded here; the buffer is reused).
     pub(crate) head: BytesMut,
     /// A body frame's bytes.
     pub(crate) data: Bytes,
@@ -180,48 +180,69 @@ impl Conn {
 
     /// Reads what the endpoint sent into `read`; `Ok(0)` is the end of the stream.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < self.read_space / 2 {
-            self.read.reserve(self.read_space);
-        }
-        let spare = self.read.capacity() - self.read.len();
-        // `read_buf` fills the spare capacity without zeroing it first; a pending read consumed
-        // nothing, so dropping its future is harmless.
-        let n = ready!(pin!(self.io.read_buf(&mut self.read)).poll(cx))?;
-        if n >= spare && self.read_space < MAX_READ_SPACE {
-            self.read_space *= 2;
-        }
-        Poll::Ready(Ok(n))
+        poll_fill(&mut self.io, &mut self.read, &mut self.read_space, cx)
     }
 
     /// Writes everything in `out`, then flushes (TLS keeps records until then).
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.out.is_empty() {
-            let out = &mut self.out;
-            let slices = [
-                IoSlice::new(&out.head),
-                IoSlice::new(&out.data),
-                IoSlice::new(out.tail),
-            ];
-            let n = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            let mut n = n;
-            let h = n.min(out.head.len());
-            out.head.advance(h);
-            n -= h;
-            let d = n.min(out.data.len());
-            out.data.advance(d);
-            n -= d;
-            out.tail = &out.tail[n.min(out.tail.len())..];
-        }
-        // The head buffer is empty here: clearing keeps its allocation for the next request.
-        self.out.head.clear();
-        Pin::new(&mut self.io).poll_flush(cx)
+        poll_write_out(&mut self.io, &mut self.out, cx)
     }
 
     /// The stream and any bytes already read past the response head (for a protocol switch).
     pub(crate) fn into_parts(self) -> (Io, Bytes) {
         (self.io, self.read.freeze())
     }
+}
+
+/// Reads from `io` into `read`, first making `space / 2` or more of free room (`space` doubles,
+/// to [`MAX_READ_SPACE`], each time a read fills the room: large bodies take few reads, small
+/// ones little memory); `Ok(0)` is the end of the stream. Used by both sides of the proxy.
+pub(crate) fn poll_fill<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    read: &mut BytesMut,
+    space: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if read.capacity() - read.len() < *space / 2 {
+        read.reserve(*space);
+    }
+    let spare = read.capacity() - read.len();
+    // `read_buf` fills the spare capacity without zeroing it first; a pending read consumed
+    // nothing, so dropping its future is harmless.
+    let n = ready!(pin!(io.read_buf(read)).poll(cx))?;
+    if n >= spare && *space < MAX_READ_SPACE {
+        *space *= 2;
+    }
+    Poll::Ready(Ok(n))
+}
+
+/// Writes everything in `out` to `io` as vectored writes of its three parts, then flushes (TLS
+/// keeps records until then). The head buffer is cleared, keeping its allocation. Used by
+/// both sides of the proxy.
+pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
+    io: &mut IO,
+    out: &mut Out,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while !out.is_empty() {
+        let slices = [
+            IoSlice::new(&out.head),
+            IoSlice::new(&out.data),
+            IoSlice::new(out.tail),
+        ];
+        let n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        let mut n = n;
+        let h = n.min(out.head.len());
+        out.head.advance(h);
+        n -= h;
+        let d = n.min(out.data.len());
+        out.data.advance(d);
+        n -= d;
+        out.tail = &out.tail[n.min(out.tail.len())..];
+    }
+    out.head.clear();
+    Pin::new(io).poll_flush(cx)
 }

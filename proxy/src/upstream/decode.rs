@@ -271,6 +271,11 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
         17 => &LEN_17,
         _ => return None,
     };
+    one_of(raw, candidates)
+}
+
+/// The name among `candidates` that the field name `raw` spells in any case.
+pub(crate) fn one_of(raw: &[u8], candidates: &[HeaderName]) -> Option<HeaderName> {
     candidates
         .iter()
         .find(|n| same_name(raw, n.as_str().as_bytes()))
@@ -281,7 +286,7 @@ fn common_name(raw: &[u8]) -> Option<HeaderName> {
 /// case. Setting bit 0x20 lowers a capital and keeps a lowercase letter or `-`; no other token
 /// character (RFC 9110 §5.6.2) becomes a letter or `-` by it, so for tokens this is
 /// `eq_ignore_ascii_case`, eight bytes a step.
-pub(crate) fn same_name(raw: &[u8], lower: &[u8]) -> bool {
+fn same_name(raw: &[u8], lower: &[u8]) -> bool {
     const LOW: u64 = 0x2020_2020_2020_2020;
     fn word(b: &[u8]) -> u64 {
         u64::from_le_bytes(b.try_into().expect("eight bytes"))

@@ -118,14 +118,16 @@ pub fn encode_last_chunk(trailers: &HeaderMap, dst: &mut BytesMut) {
     dst.put_slice(b"\r\n");
 }
 
-fn put_field(dst: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
+/// Appends one field line.
+pub(crate) fn put_field(dst: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
     dst.put_slice(name.as_str().as_bytes());
     dst.put_slice(b": ");
     dst.put_slice(value.as_bytes());
     dst.put_slice(b"\r\n");
 }
 
-fn put_decimal(dst: &mut BytesMut, mut n: u64) {
+/// Appends `n` in decimal.
+pub(crate) fn put_decimal(dst: &mut BytesMut, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
