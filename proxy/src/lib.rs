@@ -1,5 +1,6 @@
-//! The Switchyard data plane: listeners, TLS accept, the routing snapshot, stack and endpoint
-//! selection, forwarding and upstream connection pools.
+//! The Switchyard data plane: listeners, TLS accept, the HTTP/1.1 server (`server`; hyper serves
+//! HTTP/2), the routing snapshot, stack and endpoint selection, forwarding, the HTTP/1.1
+//! upstream client (`upstream`) and its connection pools.
 //!
 //! The request path reads one immutable [`Snapshot`] behind an `ArcSwap` and never waits on the
 //! control plane; [`ProxyHandle::apply`] builds and publishes the next one. Endpoint health
