@@ -46,7 +46,7 @@ impl Default for Timeouts {
 pub struct Limits {
     /// Bytes in a request's header block (default 65536; larger gets 431).
     pub max_request_header_bytes: usize,
-    /// Request header fields (default 100; more gets 431).
+    /// Request header fields (default 100, at most 256; more gets 431).
     pub max_headers: usize,
     /// HTTP/2 concurrent streams per connection (default 100).
     pub h2_max_concurrent_streams: u32,

@@ -518,3 +518,21 @@ fn runtime_scheduler_defaults_to_thread_per_core_and_refuses_unknown_values() {
         problems[0]
     );
 }
+
+#[test]
+fn max_headers_is_bounded_by_what_the_http1_parser_holds() {
+    let ok = format!("{GOOD}\n[limits]\nmax_headers = 256\n");
+    assert_eq!(
+        parse(&ok, Path::new("/etc/sy.toml"))
+            .unwrap()
+            .limits
+            .max_headers,
+        256
+    );
+    let p = problems(&format!("{GOOD}\n[limits]\nmax_headers = 257\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    let shown = p[0].to_string();
+    assert!(shown.starts_with("limits.max_headers:"), "{shown}");
+    assert!(shown.contains("1 to 256"), "{shown}");
+    assert_eq!(p[0].location.map(|l| l.line), Some(30), "{shown}");
+}

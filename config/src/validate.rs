@@ -342,13 +342,8 @@ fn limits(l: Option<&raw::Limits>, at: &FieldPath, p: &mut Problems) -> Limits {
             1 << 20,
             p,
         ),
-        max_headers: positive(
-            l.max_headers,
-            &at.key("max_headers"),
-            d.max_headers,
-            10_000,
-            p,
-        ),
+        // The HTTP/1 parser keeps its field slots on the stack (`proxy::server::head`).
+        max_headers: positive(l.max_headers, &at.key("max_headers"), d.max_headers, 256, p),
         h2_max_concurrent_streams: positive(
             l.h2_max_concurrent_streams,
             &at.key("h2_max_concurrent_streams"),
