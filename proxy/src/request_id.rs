@@ -27,10 +27,13 @@ pub(crate) fn of(client: Option<&HeaderValue>) -> HeaderValue {
 /// 128 random bits as 32 lowercase hex digits.
 pub(crate) fn fresh() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let v: u128 = rand::random();
+    let bits = rand::random::<u128>().to_be_bytes();
     let mut buf = [0u8; 32];
-    for (j, b) in buf.iter_mut().enumerate() {
-        *b = HEX[((v >> (124 - 4 * j)) & 0xf) as usize];
+    // A byte a step (two digits) over the bytes, not four bits a step over a `u128`: the
+    // 128-bit shifts cost more than the rest of the id.
+    for (pair, b) in buf.chunks_exact_mut(2).zip(bits) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
