@@ -19,14 +19,15 @@ use tracing::debug;
 /// is as it was: nothing of it reached the endpoint).
 pub(crate) type AttemptError = (Cause, bool);
 
-/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). The request
-/// is borrowed (see `crate::upstream::exchange::send`); on failure, says whether it may be sent
-/// again.
-pub(crate) async fn send(
+/// One attempt: `set` are the fields the proxy sets (`crate::headers::Forwarding`). The request's
+/// head and its body are borrowed (see `crate::upstream::exchange::send`); on failure, says
+/// whether it may be sent again.
+pub(crate) async fn send<B>(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: &mut Request<UpstreamBody>,
+    req: &mut Request<B>,
+    body: &mut UpstreamBody,
     set: &[SetField<'_>],
     idle: Duration,
 ) -> Result<Response<ResponseBody>, AttemptError> {
@@ -57,7 +58,7 @@ pub(crate) async fn send(
             }
         },
     };
-    match exchange::send(conn, req, set, ep, svc.response_timeout).await {
+    match exchange::send(conn, req, body, set, ep, svc.response_timeout).await {
         Ok(resp) => Ok(resp),
         Err(f) => {
             if f.cause == Cause::RequestBodyTimeout {

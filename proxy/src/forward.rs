@@ -52,16 +52,19 @@ pub(crate) struct ConnInfo {
 /// Handles one request end to end; the response carries the request's id (see
 /// `crate::request_id`). With the access log on, the request's entry is filled on the way
 /// and queued when the response ends.
+///
+/// The request is lent, not moved (see `crate::server::Handler`): its body is taken, and its
+/// head is rewritten in place into the head that goes upstream.
 pub(crate) async fn handle(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
-    req: Request<RequestBody>,
+    req: &mut Request<RequestBody>,
 ) -> Response<ProxyBody> {
-    let scan = Scan::of(req.headers());
+    let mut scan = Scan::of(req.headers());
     let id = request_id::of(scan.request_id.as_ref());
     let Some(log) = &settings.access_log else {
-        let mut resp = proxy(snap, settings, conn, req, scan, &id, None)
+        let mut resp = proxy(snap, settings, conn, req, &mut scan, &id, None)
             .await
             .unwrap_or_else(Cause::response);
         resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
@@ -79,7 +82,7 @@ pub(crate) async fn handle(
         ),
         log.clone(),
     );
-    let result = proxy(snap, settings, conn, req, scan, &id, pending.entry()).await;
+    let result = proxy(snap, settings, conn, req, &mut scan, &id, pending.entry()).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(cause) => {
@@ -104,8 +107,8 @@ async fn proxy(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
-    mut req: Request<RequestBody>,
-    scan: Scan,
+    req: &mut Request<RequestBody>,
+    scan: &mut Scan,
     id: &HeaderValue,
     mut log: Option<&mut Entry>,
 ) -> Result<Response<ProxyBody>, Cause> {
@@ -136,15 +139,15 @@ async fn proxy(
         && headers::wants_upgrade(req.headers())
         && svc.allows_upgrade(req.headers());
     let client_upgrade = if upgrade {
-        crate::server::on_upgrade(&mut req)
+        crate::server::on_upgrade(req)
     } else {
         None
     };
 
-    let (mut parts, mut body) = req.into_parts();
+    let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
     // Read the first body frame before any endpoint is contacted: a malformed chunked body
     // fails here and never reaches an upstream.
-    let body = if body.is_end_stream() {
+    let mut body = if body.is_end_stream() {
         UpstreamBody::Empty
     } else {
         match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
@@ -171,14 +174,13 @@ async fn proxy(
         }
     };
 
-    let host_value = scan.host.or_else(|| {
-        parts
-            .uri
+    let host_value = scan.host.take().or_else(|| {
+        req.uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     if scan.hop_by_hop {
-        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::strip_hop_by_hop(req.headers_mut(), upgrade);
     }
     let forwarding = Forwarding {
         host: host_value,
@@ -188,25 +190,23 @@ async fn proxy(
         request_id: id,
     };
     let set = forwarding.fields();
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+    let uri = req.uri();
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        *req.uri_mut() = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
-    parts.version = Version::HTTP_11;
-    let body = if svc.shadow.is_some() {
-        shadow::mirror(
+    *req.version_mut() = Version::HTTP_11;
+    if svc.shadow.is_some() {
+        body = shadow::mirror(
             svc,
             stack,
             conn.listener,
             settings.upstream_idle,
-            &mut parts,
+            req,
             &forwarding,
             body,
-        )
-    } else {
-        body
-    };
-    let mut req = Request::from_parts(parts, body);
+        );
+    }
 
     stack.stats.record_request();
     let sending = log.is_some().then(Instant::now);
@@ -214,7 +214,8 @@ async fn proxy(
         svc,
         stack,
         ep,
-        &mut req,
+        req,
+        &mut body,
         &set,
         settings.upstream_idle,
         (conn.listener, start),
@@ -442,13 +443,14 @@ async fn send_with_retry(
     svc: &ServiceRoute,
     stack: &StackRoute,
     ep: &Arc<EndpointState>,
-    req: &mut Request<UpstreamBody>,
+    req: &mut Request<RequestBody>,
+    body: &mut UpstreamBody,
     set: &[SetField<'_>],
     idle: Duration,
     origin: Origin,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
-    match attempt::send(svc, stack, ep, req, set, idle).await {
+    match attempt::send(svc, stack, ep, req, body, set, idle).await {
         Ok(r) => Ok((r, ep.clone())),
         Err((cause, false)) => {
             attempt_failed(ep, cause, origin);
@@ -465,7 +467,7 @@ async fn send_with_retry(
                 .or_else(|| (!cause.retryable()).then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
-            match attempt::send(svc, stack, next, req, set, idle).await {
+            match attempt::send(svc, stack, next, req, body, set, idle).await {
                 Ok(r) => Ok((r, next.clone())),
                 Err((c, _)) => {
                     attempt_failed(next, c, origin);

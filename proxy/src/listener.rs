@@ -144,7 +144,7 @@ struct Service {
 }
 
 impl Service {
-    async fn answer(&self, req: http::Request<RequestBody>) -> http::Response<ProxyBody> {
+    async fn answer(&self, req: &mut http::Request<RequestBody>) -> http::Response<ProxyBody> {
         let h1 = req.version() < http::Version::HTTP_2;
         self.open.mark(!h1);
         let snap = self.shared.snapshot.load_full();
@@ -170,7 +170,10 @@ impl Service {
     > + Clone {
         service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let this = self.clone();
-            async move { Ok::<_, Infallible>(this.answer(req.map(RequestBody::H2)).await) }
+            async move {
+                let mut req = req.map(RequestBody::H2);
+                Ok::<_, Infallible>(this.answer(&mut req).await)
+            }
         })
     }
 }
@@ -178,9 +181,9 @@ impl Service {
 impl server::Handler for Service {
     type Body = ProxyBody;
 
-    fn call(
-        &self,
-        req: http::Request<RequestBody>,
+    fn call<'a>(
+        &'a self,
+        req: &'a mut http::Request<RequestBody>,
     ) -> impl Future<Output = http::Response<ProxyBody>> {
         self.answer(req)
     }

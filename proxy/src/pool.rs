@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -58,7 +58,7 @@ impl Pool {
 
     /// An idle connection of the calling worker that is still open and was idle less than
     /// `max_idle`.
-    pub(crate) fn take(&self, max_idle: Duration) -> Option<Conn> {
+    pub(crate) fn take(&self, max_idle: Duration) -> Option<Box<Conn>> {
         let idle = self.shard();
         while let Some(mut c) = idle.pop() {
             if c.since.elapsed() < max_idle && c.conn.is_open() {
@@ -71,7 +71,7 @@ impl Pool {
     /// Returns a connection whose last response was read to its end (on the worker that opened
     /// it: a response body is read where its request was served); dropped (and so closed)
     /// when the worker's queue is full.
-    pub(crate) fn put(&self, conn: Conn) {
+    pub(crate) fn put(&self, conn: Box<Conn>) {
         // A full pool means enough idle connections already: this one is closed by the drop.
         let _ = self.shard().push(Idle {
             conn,
@@ -125,7 +125,7 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     tls: Option<&UpstreamTls>,
     timeout: Duration,
-) -> Result<(Conn, Duration), ConnectError> {
+) -> Result<(Box<Conn>, Duration), ConnectError> {
     let start = Instant::now();
     let io = connect_io(addr, tls, timeout).await?;
     Ok((Conn::new(io), start.elapsed()))

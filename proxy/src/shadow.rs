@@ -20,7 +20,6 @@ use crate::headers::Forwarding;
 use crate::select;
 use crate::snapshot::{ServiceRoute, StackRoute};
 use crate::traffic::ShadowSlot;
-use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -34,28 +33,28 @@ use tracing::debug;
 /// Marks a shadow copy, so endpoints can tell it from live traffic.
 pub(crate) const X_SWITCHYARD_SHADOW: HeaderName = HeaderName::from_static("x-switchyard-shadow");
 
-/// Mirrors the live request (`parts` as it goes upstream, with the proxy's fields in
+/// Mirrors the live request (`req`'s head as it goes upstream, with the proxy's fields in
 /// `forwarding`, and `body`), routed to `live`, when the
 /// service's shadow setting selects it: starts the copy's task and returns the body to send
 /// live, teed when there is a body to copy. Otherwise returns `body` untouched. Either way a
 /// client's own `x-switchyard-shadow` is removed, so the mark is the proxy's alone.
-pub(crate) fn mirror(
+pub(crate) fn mirror<B>(
     svc: &Arc<ServiceRoute>,
     live: &StackRoute,
     listener: usize,
     idle: Duration,
-    parts: &mut Parts,
+    req: &mut Request<B>,
     forwarding: &Forwarding<'_>,
     body: UpstreamBody,
 ) -> UpstreamBody {
     let Some(sh) = svc.shadow.as_ref() else {
         return body;
     };
-    parts.headers.remove(&X_SWITCHYARD_SHADOW);
+    req.headers_mut().remove(&X_SWITCHYARD_SHADOW);
     let shadow = &svc.stacks[sh.stack];
     if std::ptr::eq(live, shadow)
-        || !sh.methods.contains(&parts.method)
-        || parts.headers.contains_key(header::UPGRADE)
+        || !sh.methods.contains(req.method())
+        || req.headers().contains_key(header::UPGRADE)
         || (sh.percent < 100 && select::fast_random() % 100 >= u64::from(sh.percent))
     {
         return body;
@@ -72,10 +71,10 @@ pub(crate) fn mirror(
         return body;
     };
     let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    *head.uri_mut() = parts.uri.clone();
-    *head.version_mut() = parts.version;
-    *head.headers_mut() = parts.headers.clone();
+    *head.method_mut() = req.method().clone();
+    *head.uri_mut() = req.uri().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
     // The live request gets these from the encoder; the copy's head is a map of its own.
     forwarding.apply(head.headers_mut());
     head.headers_mut()
@@ -137,15 +136,16 @@ async fn send_copy(
         stats.record_failure(listener, Cause::NoHealthyEndpoint, start.elapsed());
         return;
     };
-    let mut req = head.map(|()| match data {
+    let mut head = head;
+    let mut body = match data {
         None => UpstreamBody::Empty,
         Some(data) => {
             stats.record_bytes_in(data.len() as u64);
             UpstreamBody::Full { data: Some(data) }
         }
-    });
+    };
     let _in_flight = ep.begin();
-    let resp = match attempt::send(&svc, stack, &ep, &mut req, &[], idle).await {
+    let resp = match attempt::send(&svc, stack, &ep, &mut head, &mut body, &[], idle).await {
         Ok(x) => x,
         Err((cause, unsent)) => {
             // As on the live path: a pooled connection the endpoint closed while idle is not

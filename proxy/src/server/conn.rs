@@ -181,12 +181,12 @@ where
             version: head.version,
             keep_alive: head.keep_alive,
         };
-        let (req, mut feed, upgrade) = c.request(head);
+        let (mut req, mut feed, upgrade) = c.request(head);
         let answered = {
             // In the connection's task, not boxed: boxing it per request (the task would then
             // not keep room for it while idle) measured 1.1k more instructions a request, the
             // future being built on the stack and copied to the heap.
-            let mut fut = pin!(service.call(req));
+            let mut fut = pin!(service.call(&mut req));
             poll_fn(|cx| {
                 loop {
                     if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
@@ -204,6 +204,9 @@ where
             })
             .await
         };
+        // What the answer left of the request (an unread body among it) goes before the
+        // response is written: a body dropped unread means the connection must close.
+        drop(req);
         let Some(resp) = answered else {
             // The client went away: the request was cancelled by dropping it.
             return Ok(Served::Done);

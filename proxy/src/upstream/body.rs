@@ -58,7 +58,7 @@ pub(crate) enum Decoder {
 /// What reading is left: the connection and how to delimit the body on it.
 #[derive(Debug)]
 pub(crate) struct Reading {
-    pub(crate) conn: Conn,
+    pub(crate) conn: Box<Conn>,
     pub(crate) decoder: Decoder,
     /// A request body still being sent.
     pub(crate) pump: Option<Pump>,

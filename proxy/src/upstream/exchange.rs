@@ -57,17 +57,19 @@ enum Failure {
 /// pool when it may carry another request.
 ///
 /// The request is borrowed, not moved (a request's head is large, and moving it through each
-/// layer of futures costs a copy per layer): its body is taken, and once an answer arrived its
-/// header map becomes the response's (see `decode::parse_response_head_into`). The caller keeps
-/// what it needs to send it again when [`Failed::unsent`] says it may.
-pub(crate) async fn send(
-    mut conn: Conn,
-    req: &mut Request<UpstreamBody>,
+/// layer of futures costs a copy per layer): `req` is its head (its own body, if any, is not
+/// looked at), and `body` is taken; once an answer arrived the head's header map becomes the
+/// response's (see `decode::parse_response_head_into`). The caller keeps what it needs to send
+/// it again when [`Failed::unsent`] says it may.
+pub(crate) async fn send<B>(
+    mut conn: Box<Conn>,
+    req: &mut Request<B>,
+    body: &mut UpstreamBody,
     set: &[SetField<'_>],
     home: &Arc<EndpointState>,
     timeout: Duration,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let body = std::mem::replace(req.body_mut(), UpstreamBody::Empty);
+    let body = std::mem::replace(body, UpstreamBody::Empty);
     let shape = if body.is_end_stream() {
         BodyShape::Empty
     } else {
@@ -170,7 +172,7 @@ fn poll_head(
 
 /// The response for a final head: its body decided by the framing, or the switched connection.
 fn respond(
-    conn: Conn,
+    conn: Box<Conn>,
     head: ResponseHead,
     pump: Option<Pump>,
     head_request: bool,
