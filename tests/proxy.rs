@@ -516,3 +516,96 @@ fn check_reports_errors_with_file_line_and_field() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 listeners, 1 services, 1 stacks"));
 }
+
+/// An endpoint answering every request on a connection with `answer` (keep-alive).
+async fn fixed_upstream(answer: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..i + 4);
+                        if tcp.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_endpoints_fields_reach_http1_and_http2_clients_once_less_the_hops_own() {
+    use http_body_util::{BodyExt, Full};
+    let up = fixed_upstream(
+        "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+X-Request-Id: theirs\r\nX-Up: 1\r\nx-up: 2\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let proxy = Proxy::start(&config(&[("blue", "v1", 1, vec![up])], "", ""));
+    let addr = proxy.addr("public");
+
+    // HTTP/1.1, twice on one connection: the endpoint's lines as they came, the hop's own
+    // left out, and one request id, the proxy's.
+    let out = raw_exchange(
+        addr,
+        b"GET /a HTTP/1.1\r\nHost: a.test\r\n\r\nGET /b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").filter(|a| !a.is_empty()).collect();
+    assert_eq!(answers.len(), 2, "{out}");
+    for a in answers {
+        let (head, body) = a.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("200 OK\r\n"), "{head}");
+        assert_eq!(body, "hello", "{out}");
+        let lower = head.to_ascii_lowercase();
+        assert!(head.contains("\r\nServer: up\r\n"), "{head}");
+        assert!(head.contains("\r\nX-Up: 1\r\nx-up: 2\r\n"), "{head}");
+        assert!(head.contains("\r\nContent-Length: 5"), "{head}");
+        assert_eq!(lower.matches("x-request-id:").count(), 1, "{head}");
+        assert!(!lower.contains("theirs"), "{head}");
+        assert!(!lower.contains("keep-alive"), "{head}");
+        assert_eq!(lower.matches("content-length:").count(), 1, "{head}");
+        assert_eq!(lower.matches("date:").count(), 1, "{head}");
+    }
+
+    // HTTP/2 (prior knowledge): the same fields, as hyper's map carries them.
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("http://a.test/c")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let resp = send.send_request(req).await.expect("h2 request");
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["server"], "up");
+    assert_eq!(h["content-type"], "text/plain");
+    let ups: Vec<_> = h.get_all("x-up").iter().collect();
+    assert_eq!(ups, ["1", "2"]);
+    let ids: Vec<_> = h.get_all("x-request-id").iter().collect();
+    assert_eq!(ids.len(), 1);
+    assert_ne!(ids[0], "theirs");
+    assert!(h.get("keep-alive").is_none() && h.get("connection").is_none());
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"hello");
+}

@@ -13,6 +13,7 @@ use crate::access_log::Pending;
 use crate::server::RequestBody;
 use crate::traffic::{Done, StackStats};
 use crate::upstream::body::ResponseBody;
+use crate::upstream::decode::RawFields;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -287,6 +288,22 @@ impl ProxyBody {
             done,
             log: None,
         })
+    }
+
+    /// The response's fields kept as bytes (an endpoint's; see `ResponseBody::raw_fields`).
+    pub(crate) fn raw_fields(&self) -> Option<&RawFields> {
+        match &self.0 {
+            Kind::Upstream { inner, .. } => inner.raw_fields(),
+            Kind::Full(_) => None,
+        }
+    }
+
+    /// Takes the response's fields kept as bytes, for a client that needs them in the map.
+    pub(crate) fn take_raw_fields(&mut self) -> Option<RawFields> {
+        match &mut self.0 {
+            Kind::Upstream { inner, .. } => inner.take_raw_fields(),
+            Kind::Full(_) => None,
+        }
     }
 
     /// Hands the request's access-log entry to the body: an endpoint's body queues it when it

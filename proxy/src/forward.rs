@@ -22,6 +22,7 @@ use crate::upstream::body::ResponseBody;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -54,65 +55,152 @@ pub(crate) struct ConnInfo {
 /// and queued when the response ends.
 ///
 /// The request is lent, not moved (see `crate::server::Handler`): its body is taken, and its
-/// head is rewritten in place into the head that goes upstream.
-pub(crate) async fn handle(
+/// head is rewritten in place into the head that goes upstream. What can be done before the
+/// first wait is done here, so the request's future is one async layer above the send.
+pub(crate) fn handle<'a>(
+    snap: Arc<Snapshot>,
+    settings: &'a Settings,
+    conn: &'a ConnInfo,
+    req: &'a mut Request<RequestBody>,
+) -> impl Future<Output = Response<ProxyBody>> + 'a {
+    let scan = Scan::of(req.headers());
+    let id = request_id::of(scan.request_id.as_ref());
+    // Pending from the start: a request the client abandons before its response (its future
+    // is dropped) is still logged, with status 499.
+    let pending = settings.access_log.as_ref().map(|log| {
+        Pending::new(
+            log.entry(
+                conn.listener,
+                conn.peer,
+                req.method(),
+                req.uri(),
+                id.clone(),
+            ),
+            log.clone(),
+        )
+    });
+    answer(snap, settings, conn, req, scan, id, pending)
+}
+
+/// The request's future: routes and forwards it, or answers the cause when the proxy answers
+/// itself; marks the response with the request's id and hands the log entry to its body.
+///
+/// One function, not a layer per step: each async layer costs copies of the response (about
+/// 280 bytes) on its way back. The steps that do not wait are functions of their own.
+#[allow(clippy::too_many_arguments)] // one call site, `handle`
+async fn answer(
     snap: Arc<Snapshot>,
     settings: &Settings,
     conn: &ConnInfo,
     req: &mut Request<RequestBody>,
+    mut scan: Scan,
+    id: HeaderValue,
+    mut pending: Option<Pending>,
 ) -> Response<ProxyBody> {
-    let mut scan = Scan::of(req.headers());
-    let id = request_id::of(scan.request_id.as_ref());
-    let Some(log) = &settings.access_log else {
-        let mut resp = proxy(snap, settings, conn, req, &mut scan, &id, None)
-            .await
-            .unwrap_or_else(Cause::response);
-        resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
-        return resp;
+    let start = Instant::now();
+    let mut log = pending.as_mut().and_then(Pending::entry);
+    let result = 'proxy: {
+        let routed = match route(&snap, settings, conn, req, &scan, log.as_deref_mut()) {
+            Ok(r) => r,
+            Err(cause) => break 'proxy Err(cause),
+        };
+        let Routed {
+            svc,
+            stack,
+            ep,
+            upgrade,
+            client_upgrade,
+        } = routed;
+        let body = std::mem::replace(req.body_mut(), RequestBody::Empty);
+        // Read the first body frame before any endpoint is contacted: a malformed chunked
+        // body fails here and never reaches an upstream.
+        let mut body = if body.is_end_stream() {
+            UpstreamBody::Empty
+        } else {
+            let counted = log.as_deref_mut().map(|e| {
+                let n = Arc::new(AtomicU64::new(0));
+                e.bytes_in = Some(n.clone());
+                n
+            });
+            match first_frame(body, svc, stack, counted).await {
+                Ok(b) => b,
+                Err(cause) => break 'proxy Err(cause),
+            }
+        };
+        let forwarding = rewrite(svc, req, &mut scan, conn, &id, upgrade);
+        let set = forwarding.fields();
+        if svc.shadow.is_some() {
+            body = shadow::mirror(
+                svc,
+                stack,
+                conn.listener,
+                settings.upstream_idle,
+                req,
+                &forwarding,
+                body,
+            );
+        }
+        stack.stats.record_request();
+        let sending = log.is_some().then(Instant::now);
+        let sent = send_with_retry(
+            svc,
+            stack,
+            ep,
+            req,
+            &mut body,
+            &set,
+            settings.upstream_idle,
+            (conn.listener, start),
+        )
+        .await;
+        if let Some(e) = log {
+            e.upstream = sending.map(|t| t.elapsed());
+            if let Ok((_, ep)) = &sent {
+                e.endpoint = Some(ep.clone());
+            }
+        }
+        received(sent, svc, stack, conn.listener, start, client_upgrade)
     };
-    // Pending from the start: a request the client abandons before its response (this
-    // future is dropped) is still logged, with status 499.
-    let mut pending = Pending::new(
-        log.entry(
-            conn.listener,
-            conn.peer,
-            req.method(),
-            req.uri(),
-            id.clone(),
-        ),
-        log.clone(),
-    );
-    let result = proxy(snap, settings, conn, req, &mut scan, &id, pending.entry()).await;
     let mut resp = match result {
         Ok(r) => r,
         Err(cause) => {
-            if let Some(e) = pending.entry() {
+            if let Some(e) = pending.as_mut().and_then(Pending::entry) {
                 e.error = Some(cause);
             }
             cause.response()
         }
     };
-    if let Some(e) = pending.entry() {
+    if let Some(e) = pending.as_mut().and_then(Pending::entry) {
         e.status = resp.status().as_u16();
     }
     resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
-    resp.body_mut().log(pending);
+    if let Some(p) = pending {
+        resp.body_mut().log(p);
+    }
     resp
 }
 
-/// Routes and forwards one request; `Err` is the cause of an answer the proxy makes itself.
-/// `scan` is what one pass over the request's fields found.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only be unpacked here
-async fn proxy(
-    snap: Arc<Snapshot>,
+/// Where a request goes.
+struct Routed<'s> {
+    svc: &'s Arc<ServiceRoute>,
+    stack: &'s StackRoute,
+    ep: &'s Arc<EndpointState>,
+    /// The request asks for a protocol switch that the service allows.
+    upgrade: bool,
+    /// The client's side of that switch.
+    client_upgrade: Option<OnUpgrade>,
+}
+
+/// Checks the head's limits and routes the request on the snapshot: its service, stack and
+/// endpoint. `scan` is what one pass over the request's fields found.
+fn route<'s>(
+    snap: &'s Snapshot,
     settings: &Settings,
     conn: &ConnInfo,
     req: &mut Request<RequestBody>,
-    scan: &mut Scan,
-    id: &HeaderValue,
+    scan: &Scan,
     mut log: Option<&mut Entry>,
-) -> Result<Response<ProxyBody>, Cause> {
-    let start = Instant::now();
+) -> Result<Routed<'s>, Cause> {
     let h = req.headers();
     if h.len() > settings.max_headers || scan.block_size > settings.max_header_bytes {
         return Err(Cause::HeadersTooLarge);
@@ -128,7 +216,7 @@ async fn proxy(
         e.service = Some(svc.clone());
     }
     let (stack, ep) = svc.choose(req.headers())?;
-    if let Some(e) = log.as_deref_mut() {
+    if let Some(e) = log {
         e.stack = svc.stacks.iter().position(|s| std::ptr::eq(s, stack));
         e.endpoint = Some(ep.clone());
     }
@@ -143,38 +231,51 @@ async fn proxy(
     } else {
         None
     };
+    Ok(Routed {
+        svc,
+        stack,
+        ep,
+        upgrade,
+        client_upgrade,
+    })
+}
 
-    let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
-    // Read the first body frame before any endpoint is contacted: a malformed chunked body
-    // fails here and never reaches an upstream.
-    let mut body = if body.is_end_stream() {
-        UpstreamBody::Empty
-    } else {
-        match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
-            Err(_) => return Err(Cause::RequestBodyTimeout),
-            Ok(None) => UpstreamBody::Empty,
-            Ok(Some(Ok(f))) => {
-                let counted = log.as_deref_mut().map(|e| {
-                    let n = Arc::new(AtomicU64::new(0));
-                    e.bytes_in = Some(n.clone());
-                    n
-                });
-                UpstreamBody::client(
-                    f,
-                    body,
-                    svc.request_body_timeout,
-                    stack.stats.clone(),
-                    counted,
-                )
-            }
-            Ok(Some(Err(e))) => {
-                debug!(error = %e, "request body framing");
-                return Err(Cause::BadRequest);
-            }
+/// The body to send upstream: the client's, with its first frame read (within the service's
+/// request-body timeout). `counted`: the access log's count of the body's bytes.
+async fn first_frame(
+    mut body: RequestBody,
+    svc: &ServiceRoute,
+    stack: &StackRoute,
+    counted: Option<Arc<AtomicU64>>,
+) -> Result<UpstreamBody, Cause> {
+    match tokio::time::timeout(svc.request_body_timeout, body.frame()).await {
+        Err(_) => Err(Cause::RequestBodyTimeout),
+        Ok(None) => Ok(UpstreamBody::Empty),
+        Ok(Some(Ok(f))) => Ok(UpstreamBody::client(
+            f,
+            body,
+            svc.request_body_timeout,
+            stack.stats.clone(),
+            counted,
+        )),
+        Ok(Some(Err(e))) => {
+            debug!(error = %e, "request body framing");
+            Err(Cause::BadRequest)
         }
-    };
+    }
+}
 
-    let host_value = scan.host.take().or_else(|| {
+/// Rewrites the request's head in place into the one that goes upstream (hop-by-hop fields
+/// removed, origin-form target, HTTP/1.1) and returns the fields the proxy sets.
+fn rewrite<'a>(
+    svc: &ServiceRoute,
+    req: &mut Request<RequestBody>,
+    scan: &mut Scan,
+    conn: &'a ConnInfo,
+    id: &'a HeaderValue,
+    upgrade: bool,
+) -> Forwarding<'a> {
+    let host = scan.host.take().or_else(|| {
         req.uri()
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -182,58 +283,36 @@ async fn proxy(
     if scan.hop_by_hop {
         headers::strip_hop_by_hop(req.headers_mut(), upgrade);
     }
-    let forwarding = Forwarding {
-        host: host_value,
-        keep_host: svc.preserve_host,
-        peer_ip: &conn.peer_ip,
-        tls: conn.tls,
-        request_id: id,
-    };
-    let set = forwarding.fields();
     let uri = req.uri();
     if uri.scheme().is_some() || uri.authority().is_some() {
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         *req.uri_mut() = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
     }
     *req.version_mut() = Version::HTTP_11;
-    if svc.shadow.is_some() {
-        body = shadow::mirror(
-            svc,
-            stack,
-            conn.listener,
-            settings.upstream_idle,
-            req,
-            &forwarding,
-            body,
-        );
+    Forwarding {
+        host,
+        keep_host: svc.preserve_host,
+        peer_ip: &conn.peer_ip,
+        tls: conn.tls,
+        request_id: id,
     }
+}
 
-    stack.stats.record_request();
-    let sending = log.is_some().then(Instant::now);
-    let sent = send_with_retry(
-        svc,
-        stack,
-        ep,
-        req,
-        &mut body,
-        &set,
-        settings.upstream_idle,
-        (conn.listener, start),
-    )
-    .await;
-    if let Some(e) = log {
-        e.upstream = sending.map(|t| t.elapsed());
-        if let Ok((_, ep)) = &sent {
-            e.endpoint = Some(ep.clone());
-        }
-    }
+/// What the endpoint's answer (or the failure to get one) makes of the response: figures and
+/// passive health recorded, hop-by-hop fields removed, a requested switch tunnelled.
+fn received(
+    sent: Result<Sent, Cause>,
+    svc: &ServiceRoute,
+    stack: &StackRoute,
+    listener: usize,
+    start: Instant,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ProxyBody>, Cause> {
     let (resp, ep) = match sent {
         Ok(x) => x,
         Err(cause) => {
             if !cause.client_fault() {
-                stack
-                    .stats
-                    .record_failure(conn.listener, cause, start.elapsed());
+                stack.stats.record_failure(listener, cause, start.elapsed());
             }
             return Err(cause);
         }
@@ -245,7 +324,7 @@ async fn proxy(
                 ep.record(true);
                 let elapsed = start.elapsed();
                 for stats in [&stack.stats, ep.stats()] {
-                    stats.record_status(conn.listener, status.as_u16(), elapsed);
+                    stats.record_status(listener, status.as_u16(), elapsed);
                     stats.record_done(elapsed, 0);
                 }
                 Ok(tunnel(client, resp))
@@ -258,7 +337,7 @@ async fn proxy(
                 ep.record(false);
                 let elapsed = start.elapsed();
                 for stats in [&stack.stats, ep.stats()] {
-                    stats.record_failure(conn.listener, Cause::UpstreamProtocol, elapsed);
+                    stats.record_failure(listener, Cause::UpstreamProtocol, elapsed);
                 }
                 Err(Cause::UpstreamProtocol)
             }
@@ -268,9 +347,8 @@ async fn proxy(
     let elapsed = start.elapsed();
     stack
         .stats
-        .record_status(conn.listener, status.as_u16(), elapsed);
-    ep.stats()
-        .record_status(conn.listener, status.as_u16(), elapsed);
+        .record_status(listener, status.as_u16(), elapsed);
+    ep.stats().record_status(listener, status.as_u16(), elapsed);
     let done = Done::new(stack.stats.clone(), ep.stats().clone(), start);
     let (mut parts, body) = resp.into_parts();
     strip_response_headers(&mut parts.headers);
@@ -439,6 +517,9 @@ fn attempt_failed(ep: &EndpointState, cause: Cause, (listener, start): Origin) {
     }
 }
 
+/// Sends the request (its head `req`, rewritten, and `body`) to `ep`, and once more when
+/// nothing of it reached the endpoint (see the module's doc).
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only be unpacked here
 async fn send_with_retry(
     svc: &ServiceRoute,
     stack: &StackRoute,

@@ -144,19 +144,16 @@ struct Service {
 }
 
 impl Service {
-    async fn answer(&self, req: &mut http::Request<RequestBody>) -> http::Response<ProxyBody> {
-        let h1 = req.version() < http::Version::HTTP_2;
-        self.open.mark(!h1);
+    /// The request's future, on the snapshot of now. Not an async layer of its own (each costs
+    /// copies of the response on its way back): a hand-over's `Connection: close` is the HTTP/1.1
+    /// server's to add (`server::Handler::closing`).
+    fn answer<'a>(
+        &'a self,
+        req: &'a mut http::Request<RequestBody>,
+    ) -> impl Future<Output = http::Response<ProxyBody>> + 'a {
+        self.open.mark(req.version() >= http::Version::HTTP_2);
         let snap = self.shared.snapshot.load_full();
-        let mut resp = forward::handle(snap, &self.shared.settings, &self.info, req).await;
-        if h1
-            && self.shared.handing_over.load(Ordering::Relaxed)
-            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
-        {
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
+        forward::handle(snap, &self.shared.settings, &self.info, req)
     }
 
     /// The service as hyper's HTTP/2 server calls it (one clone per stream).
@@ -172,7 +169,12 @@ impl Service {
             let this = self.clone();
             async move {
                 let mut req = req.map(RequestBody::H2);
-                Ok::<_, Infallible>(this.answer(&mut req).await)
+                let mut resp = this.answer(&mut req).await;
+                // hyper's HTTP/2 server sends the map: fields kept as bytes go into it.
+                if let Some(raw) = resp.body_mut().take_raw_fields() {
+                    raw.append_to(resp.headers_mut());
+                }
+                Ok::<_, Infallible>(resp)
             }
         })
     }
@@ -186,6 +188,11 @@ impl server::Handler for Service {
         req: &'a mut http::Request<RequestBody>,
     ) -> impl Future<Output = http::Response<ProxyBody>> {
         self.answer(req)
+    }
+
+    fn closing(&self) -> bool {
+        // A hand-over to another process: clients reconnect to it after their answer.
+        self.shared.handing_over.load(Ordering::Relaxed)
     }
 }
 

@@ -19,6 +19,7 @@ mod write;
 
 pub(crate) use body::{OnUpgrade, RequestBody, Upgraded, on_upgrade};
 
+use crate::upstream::decode::RawFields;
 use bytes::Bytes;
 use http::{Request, Response};
 use std::future::Future;
@@ -30,12 +31,18 @@ use std::future::Future;
 /// connection's.
 pub(crate) trait Handler {
     /// The body of the answers.
-    type Body: http_body::Body<Data = Bytes>;
+    type Body: http_body::Body<Data = Bytes> + RawHead;
     /// Answers `req`.
     fn call<'a>(
         &'a self,
         req: &'a mut Request<RequestBody>,
     ) -> impl Future<Output = Response<Self::Body>>;
+
+    /// Whether answers should close their connection from now on (`Connection: close`; a
+    /// switch of protocols is exempt).
+    fn closing(&self) -> bool {
+        false
+    }
 }
 
 /// A function of an owned request (tests): it is given the request, body and all.
@@ -43,7 +50,7 @@ impl<F, Fut, B> Handler for F
 where
     F: Fn(Request<RequestBody>) -> Fut,
     Fut: Future<Output = Response<B>>,
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + RawHead,
 {
     type Body = B;
 
@@ -51,6 +58,21 @@ where
         self(std::mem::replace(req, Request::new(RequestBody::Empty)))
     }
 }
+/// A response body that may carry some of its response's fields as bytes to send unchanged
+/// (an endpoint's: see `crate::upstream::decode::RawFields`); they go out after the map's.
+pub(crate) trait RawHead {
+    /// Those fields, if any.
+    fn raw_fields(&self) -> Option<&RawFields> {
+        None
+    }
+}
+
+impl RawHead for crate::body::ProxyBody {
+    fn raw_fields(&self) -> Option<&RawFields> {
+        crate::body::ProxyBody::raw_fields(self)
+    }
+}
+
 pub(crate) use conn::{Served, Settings, serve};
 pub(crate) use rewind::Rewind;
 

@@ -17,11 +17,11 @@
 //! - Buffers follow requests, not connections: a connection with nothing to read gives its
 //!   buffers to the thread's stock (`spare`) and takes a set back when bytes arrive.
 
-use super::Handler;
 use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
 use super::spare::{self, Kit};
 use super::write::{Asked, Plan, encode_head};
+use super::{Handler, RawHead};
 use crate::error::Cause;
 use crate::upstream::conn::{Out, poll_fill, poll_write_out};
 use crate::upstream::encode::{encode_chunk_size, encode_last_chunk};
@@ -212,9 +212,12 @@ where
             return Ok(Served::Done);
         };
         let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        let plan = c
-            .respond(resp, asked, &mut feed, draining.load(Ordering::Relaxed))
-            .await?;
+        // The head is encoded here and the body written in place (not moved into a future of
+        // its own: a response is about 280 bytes, and each move is a copy).
+        let (parts, body) = resp.into_parts();
+        let closing = draining.load(Ordering::Relaxed) || service.closing();
+        let plan = c.start(parts, &body, asked, &feed, closing);
+        let plan = c.write_body(pin!(body), plan, &mut feed).await?;
         if switching {
             if let Some(tx) = upgrade {
                 let _ = tx.send(Upgraded {
@@ -478,9 +481,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         }
     }
 
-    /// Writes `resp` to the client: its head, then its body, while still feeding the request
-    /// body if the response's producer asks for it.
-    async fn respond<B: Body<Data = Bytes>>(
+    /// Writes `resp` to the client: its head, then its body.
+    async fn respond<B: Body<Data = Bytes> + RawHead>(
         &mut self,
         resp: Response<B>,
         asked: Asked,
@@ -488,6 +490,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         closing: bool,
     ) -> io::Result<Plan> {
         let (parts, body) = resp.into_parts();
+        let plan = self.start(parts, &body, asked, feed, closing);
+        self.write_body(pin!(body), plan, feed).await
+    }
+
+    /// Queues the head of a response whose body is `body`, and keeps its header map for the
+    /// next request.
+    fn start<B: Body<Data = Bytes> + RawHead>(
+        &mut self,
+        parts: http::response::Parts,
+        body: &B,
+        asked: Asked,
+        feed: &Option<Feed>,
+        closing: bool,
+    ) -> Plan {
         // A body the request path dropped unread: its rest cannot be told from a next request.
         let closing = closing
             || feed
@@ -496,6 +512,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         let plan = encode_head(
             &mut self.out.head,
             &parts,
+            body.raw_fields(),
             &body.size_hint(),
             asked,
             closing,
@@ -503,7 +520,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         let mut map = parts.headers;
         map.clear();
         self.spare = map;
-        let mut body = pin!(body);
+        plan
+    }
+
+    /// Writes the queued head and then `body` by `plan`, while still feeding the request body
+    /// if the response's producer asks for it.
+    async fn write_body<B: Body<Data = Bytes>>(
+        &mut self,
+        mut body: Pin<&mut B>,
+        plan: Plan,
+        feed: &mut Option<Feed>,
+    ) -> io::Result<Plan> {
         let mut ended = plan.bodiless && body.is_end_stream();
         poll_fn(|cx| {
             loop {

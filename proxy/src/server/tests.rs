@@ -24,6 +24,8 @@ const SETTINGS: Settings = Settings {
 
 type Out = BoxBody<Bytes, BodyError>;
 
+impl RawHead for Out {}
+
 fn full(b: impl Into<Bytes>) -> Out {
     Full::new(b.into()).map_err(|e| match e {}).boxed()
 }

@@ -7,6 +7,7 @@
 //! coding (HTTP/1.1 clients) or the connection's close (HTTP/1.0 clients). A `Date` is added
 //! when the response has none, formatted once a second per thread.
 
+use crate::upstream::decode::RawFields;
 use crate::upstream::encode::{put_decimal, put_field};
 use bytes::{BufMut, BytesMut};
 use http::response::Parts;
@@ -42,6 +43,7 @@ pub(crate) struct Plan {
 pub(crate) fn encode_head(
     out: &mut BytesMut,
     parts: &Parts,
+    raw: Option<&RawFields>,
     size: &SizeHint,
     asked: Asked,
     closing: bool,
@@ -76,6 +78,14 @@ pub(crate) fn encode_head(
             date = true;
         }
         put_field(out, name, value);
+    }
+    if let Some(raw) = raw {
+        // Whole field lines, the hop's own already left out (`RawFields`).
+        for run in raw.runs() {
+            out.put_slice(run);
+        }
+        date |= raw.has_date();
+        length |= raw.has_length();
     }
     if !date {
         put_date(out);
@@ -154,7 +164,7 @@ mod tests {
     fn head(resp: Response<()>, size: SizeHint, asked: Asked, closing: bool) -> (String, Plan) {
         let (parts, ()) = resp.into_parts();
         let mut out = BytesMut::new();
-        let plan = encode_head(&mut out, &parts, &size, asked, closing);
+        let plan = encode_head(&mut out, &parts, None, &size, asked, closing);
         (String::from_utf8(out.to_vec()).unwrap(), plan)
     }
 
@@ -211,6 +221,37 @@ mod tests {
             "{h}"
         );
         assert_eq!(h.matches("date").count(), 1, "{h}");
+    }
+
+    #[test]
+    fn fields_kept_as_bytes_follow_the_maps_and_count_for_date_and_length() {
+        use crate::upstream::decode::parse_response_head_raw;
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nServer: up\r\nDate: then\r\nConnection: keep-alive\r\n\
+Content-Length: 2\r\n\r\n"[..],
+        );
+        let up = parse_response_head_raw(&mut buf, &mut http::HeaderMap::new())
+            .unwrap()
+            .unwrap();
+        let mut r = Response::new(());
+        r.headers_mut()
+            .insert("x-request-id", HeaderValue::from_static("mine"));
+        let (parts, ()) = r.into_parts();
+        let mut out = BytesMut::new();
+        let plan = encode_head(
+            &mut out,
+            &parts,
+            up.raw.as_ref(),
+            &SizeHint::with_exact(2),
+            GET11,
+            false,
+        );
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nx-request-id: mine\r\nServer: up\r\nDate: then\r\n\
+Content-Length: 2\r\n\r\n"
+        );
+        assert!(!plan.close && !plan.chunked && !plan.bodiless);
     }
 
     #[test]

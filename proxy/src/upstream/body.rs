@@ -9,7 +9,7 @@
 
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::{Conn, Io};
-use super::decode::DecodeError;
+use super::decode::{DecodeError, RawFields};
 use super::pump::{Pump, PumpError};
 use crate::body::BodyError;
 use crate::endpoint::EndpointState;
@@ -156,6 +156,9 @@ pub(crate) struct ResponseBody {
     reading: Option<Box<Reading>>,
     /// A frame decoded before the head was handed out.
     ready: Option<Frame<Bytes>>,
+    /// The response's fields as the bytes that came, when they were kept so (see
+    /// `decode::parse_response_head_raw`); the response's map then holds none of them.
+    raw: Option<RawFields>,
 }
 
 impl ResponseBody {
@@ -175,12 +178,30 @@ impl ResponseBody {
             return Ok(Self {
                 reading: None,
                 ready,
+                raw: None,
             });
         }
         Ok(Self {
             reading: Some(Box::new(reading)),
             ready,
+            raw: None,
         })
+    }
+
+    /// Gives the body the response's fields kept as bytes.
+    pub(crate) fn with_raw(mut self, raw: Option<RawFields>) -> Self {
+        self.raw = raw;
+        self
+    }
+
+    /// The response's fields kept as bytes, if they were.
+    pub(crate) fn raw_fields(&self) -> Option<&RawFields> {
+        self.raw.as_ref()
+    }
+
+    /// Takes the response's fields kept as bytes, if they were.
+    pub(crate) fn take_raw_fields(&mut self) -> Option<RawFields> {
+        self.raw.take()
     }
 
     /// A switched connection, kept for the tunnel (see [`ResponseBody::take_switched`]).
@@ -188,6 +209,7 @@ impl ResponseBody {
         Self {
             reading: Some(Box::new(reading)),
             ready: None,
+            raw: None,
         }
     }
 

@@ -54,8 +54,11 @@ pub struct ResponseHead {
     pub status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The header fields, in order, less the hop's own (see above).
+    /// The header fields, in order, less the hop's own (see above); empty when they were kept
+    /// as bytes (`raw`).
     pub headers: HeaderMap,
+    /// The fields as the bytes that came (see [`parse_response_head_raw`]).
+    pub raw: Option<RawFields>,
     fields: Fields,
 }
 
@@ -150,6 +153,26 @@ pub fn parse_response_head_into(
     buf: &mut BytesMut,
     spare: &mut HeaderMap,
 ) -> Result<Option<ResponseHead>, DecodeError> {
+    parse(buf, spare, false)
+}
+
+/// [`parse_response_head_into`], but the fields of a final response that only passes through
+/// are kept as the bytes that came ([`RawFields`], in [`ResponseHead::raw`]) and `headers` is
+/// left empty: no map is built for them, and an HTTP/1.1 client gets them as they are. A head
+/// whose fields need more than leaving lines out (see [`RawFields`]) is parsed into the map as
+/// by [`parse_response_head_into`].
+pub fn parse_response_head_raw(
+    buf: &mut BytesMut,
+    spare: &mut HeaderMap,
+) -> Result<Option<ResponseHead>, DecodeError> {
+    parse(buf, spare, true)
+}
+
+fn parse(
+    buf: &mut BytesMut,
+    spare: &mut HeaderMap,
+    try_raw: bool,
+) -> Result<Option<ResponseHead>, DecodeError> {
     // Offsets of (name, value) of each field, relative to the buffer's start: the parse
     // borrows `buf`, and the field values are sliced out of it once it is frozen.
     let mut spans = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
@@ -196,12 +219,27 @@ pub fn parse_response_head_into(
     } else {
         Version::HTTP_11
     };
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let mut fields = Fields::default();
+    let spans = &spans[..count];
     let mut headers = std::mem::take(spare);
     headers.clear();
+    // 1xx and 204 lose their `Content-Length` on the way out (`crate::server`), so their
+    // fields go through the map.
+    if try_raw && status.as_u16() >= 200 && status != StatusCode::NO_CONTENT {
+        let mut fields = Fields::default();
+        if let Some(raw) = RawFields::of(&head, spans, &mut fields) {
+            return Ok(Some(ResponseHead {
+                status,
+                version,
+                headers,
+                raw: Some(raw),
+                fields,
+            }));
+        }
+    }
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut fields = Fields::default();
     headers.reserve(count);
-    for &(n, nl, v, vl) in &spans[..count] {
+    for &(n, nl, v, vl) in spans {
         let (n, nl, v, vl) = (
             usize::from(n),
             usize::from(nl),
@@ -234,8 +272,142 @@ pub fn parse_response_head_into(
         status,
         version,
         headers,
+        raw: None,
         fields,
     }))
+}
+
+/// Most runs of lines a [`RawFields`] keeps; a head that would need more is parsed into a map.
+const RUNS: usize = 4;
+
+/// A response head's fields kept as the bytes that came, for an HTTP/1.1 client: runs of whole
+/// field lines, in order, each line ending in CRLF.
+///
+/// Left out, as from the map: the hop's own `Transfer-Encoding`, `Keep-Alive`, and a
+/// `Connection` that says no more than `close` or `keep-alive`. Also left out: `X-Request-Id`,
+/// which the proxy sets on every response (`crate::forward`). A head is not kept raw (the
+/// parse falls back to the map) when any other hop-by-hop field came (`TE`, `Trailer`,
+/// `Upgrade`, `Proxy-*`, `HTTP2-Settings`, or a `Connection` naming fields to remove), when a
+/// line ends in a bare LF, or when more than four runs would be needed.
+#[derive(Debug, Clone)]
+pub struct RawFields {
+    head: Bytes,
+    runs: [(u16, u16); RUNS],
+    count: u8,
+    date: bool,
+    length: bool,
+}
+
+impl RawFields {
+    /// The runs for `spans` (name and value offsets in `head`), recording the framing fields
+    /// in `fields`; `None` when the head cannot be kept raw.
+    fn of(head: &Bytes, spans: &[(u16, u16, u16, u16)], fields: &mut Fields) -> Option<Self> {
+        let mut raw = Self {
+            head: head.clone(),
+            runs: [(0, 0); RUNS],
+            count: 0,
+            date: false,
+            length: false,
+        };
+        // The blank line that ends the head.
+        let end = head.len().checked_sub(2)?;
+        if !spans.is_empty() && !head.ends_with(b"\r\n\r\n") {
+            return None;
+        }
+        for (i, &(n, nl, v, vl)) in spans.iter().enumerate() {
+            let (start, name) = (usize::from(n), usize::from(nl));
+            let value = &head[usize::from(v)..usize::from(v) + usize::from(vl)];
+            let stop = spans.get(i + 1).map_or(end, |s| usize::from(s.0));
+            // Each line ends in CRLF (the parse also takes a bare LF).
+            if !head[..stop].ends_with(b"\r\n") {
+                return None;
+            }
+            let name = &head[start..start + name];
+            let keep = match name.len() {
+                2 if same_name(name, b"te") => return None,
+                4 if same_name(name, b"date") => {
+                    raw.date = true;
+                    true
+                }
+                7 if same_name(name, b"trailer") || same_name(name, b"upgrade") => return None,
+                10 if same_name(name, b"connection") => {
+                    if !fields.connection(value) {
+                        return None;
+                    }
+                    false
+                }
+                10 if same_name(name, b"keep-alive") => false,
+                12 if same_name(name, b"x-request-id") => false,
+                14 if same_name(name, b"content-length") => {
+                    fields.content_length(value);
+                    raw.length = true;
+                    true
+                }
+                14 if same_name(name, b"http2-settings") => return None,
+                16 if same_name(name, b"proxy-connection") => return None,
+                17 if same_name(name, b"transfer-encoding") => {
+                    fields.transfer_encoding(value);
+                    false
+                }
+                18 if same_name(name, b"proxy-authenticate") => return None,
+                19 if same_name(name, b"proxy-authorization") => return None,
+                _ => true,
+            };
+            if !keep {
+                continue;
+            }
+            let (start, stop) = (start as u16, stop as u16);
+            match raw.count {
+                0 => {}
+                c if raw.runs[usize::from(c) - 1].1 == start => {
+                    raw.runs[usize::from(c) - 1].1 = stop;
+                    continue;
+                }
+                c if usize::from(c) == RUNS => return None,
+                _ => {}
+            }
+            raw.runs[usize::from(raw.count)] = (start, stop);
+            raw.count += 1;
+        }
+        Some(raw)
+    }
+
+    /// The runs of field lines to send, in order.
+    pub fn runs(&self) -> impl Iterator<Item = &[u8]> {
+        self.runs[..usize::from(self.count)]
+            .iter()
+            .map(|&(a, b)| &self.head[usize::from(a)..usize::from(b)])
+    }
+
+    /// Whether a `Date` came.
+    pub fn has_date(&self) -> bool {
+        self.date
+    }
+
+    /// Whether a `Content-Length` came.
+    pub fn has_length(&self) -> bool {
+        self.length
+    }
+
+    /// Appends the fields to `map`, as the map parse would have built them (for a client that
+    /// takes a map: HTTP/2).
+    pub fn append_to(&self, map: &mut HeaderMap) {
+        for run in self.runs() {
+            for line in run.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let Some(colon) = line.iter().position(|&b| b == b':') else {
+                    continue;
+                };
+                let value = line[colon + 1..].trim_ascii();
+                // Both were accepted by the parse already.
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(&line[..colon]),
+                    HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
+                ) {
+                    map.append(n, v);
+                }
+            }
+        }
+    }
 }
 
 static LEN_4: [HeaderName; 3] = [header::DATE, header::ETAG, header::VARY];

@@ -59,7 +59,7 @@ enum Failure {
 /// The request is borrowed, not moved (a request's head is large, and moving it through each
 /// layer of futures costs a copy per layer): `req` is its head (its own body, if any, is not
 /// looked at), and `body` is taken; once an answer arrived the head's header map becomes the
-/// response's (see `decode::parse_response_head_into`). The caller keeps what it needs to send
+/// response's (see `decode::parse_response_head_raw`). The caller keeps what it needs to send
 /// it again when [`Failed::unsent`] says it may.
 pub(crate) async fn send<B>(
     mut conn: Box<Conn>,
@@ -152,7 +152,7 @@ fn poll_head(
     loop {
         if !conn.read.is_empty() {
             if let Some(head) =
-                decode::parse_response_head_into(&mut conn.read, spare).map_err(Failure::Decode)?
+                decode::parse_response_head_raw(&mut conn.read, spare).map_err(Failure::Decode)?
             {
                 if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
                 {
@@ -208,7 +208,9 @@ fn respond(
     let body = if matches!(reading.decoder, Decoder::Switched) {
         ResponseBody::switched(reading)
     } else {
-        ResponseBody::new(reading).map_err(failed)?
+        ResponseBody::new(reading)
+            .map_err(failed)?
+            .with_raw(head.raw)
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;

@@ -278,3 +278,127 @@ fn a_head_parsed_into_a_used_map_has_only_its_own_fields() {
     );
     assert_eq!(spare["x-old"], "1");
 }
+
+/// Parses `text` both ways: kept as bytes when it can be, and into a map.
+fn both(text: &[u8]) -> (ResponseHead, ResponseHead) {
+    let raw = parse_response_head_raw(&mut BytesMut::from(text), &mut HeaderMap::new())
+        .expect("valid")
+        .expect("complete");
+    let map = parse(text).expect("valid").expect("complete");
+    (raw, map)
+}
+
+/// The fields a head kept as bytes gives an HTTP/2 client, against the map parse's (which
+/// keeps the endpoint's `X-Request-Id`; the proxy replaces it either way).
+fn assert_same_fields(raw: &ResponseHead, map: &ResponseHead) {
+    let kept = raw.raw.as_ref().expect("kept as bytes");
+    assert!(raw.headers.is_empty());
+    let mut from_raw = HeaderMap::new();
+    kept.append_to(&mut from_raw);
+    let mut expected = map.headers.clone();
+    expected.remove("x-request-id");
+    assert_eq!(from_raw, expected);
+    assert_eq!(kept.has_date(), map.headers.contains_key(header::DATE));
+    assert_eq!(
+        kept.has_length(),
+        map.headers.contains_key(header::CONTENT_LENGTH)
+    );
+    for head_request in [false, true] {
+        assert_eq!(
+            response_framing(raw, head_request),
+            response_framing(map, head_request)
+        );
+    }
+}
+
+fn runs(head: &ResponseHead) -> String {
+    let kept = head.raw.as_ref().expect("kept as bytes");
+    kept.runs()
+        .map(|r| String::from_utf8(r.to_vec()).unwrap())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+#[test]
+fn a_passing_head_is_kept_as_its_lines_less_the_hops_own() {
+    let text = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\n\
+Content-Type: text/plain\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+ETag: \"x\"\r\nX-Request-Id: theirs\r\nX-Tail:  spaced value \r\n\r\nhello";
+    let mut buf = BytesMut::from(&text[..]);
+    let raw = parse_response_head_raw(&mut buf, &mut HeaderMap::new())
+        .expect("valid")
+        .expect("complete");
+    assert_eq!(&buf[..], b"hello");
+    assert_eq!(
+        runs(&raw),
+        "Server: nginx\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\nContent-Type: text/plain\r\n\
+Content-Length: 5\r\n|ETag: \"x\"\r\n|X-Tail:  spaced value \r\n"
+    );
+    let (raw, map) = both(text);
+    assert_same_fields(&raw, &map);
+    assert_eq!(
+        response_framing(&raw, false),
+        Ok((Framing::Length(5), true))
+    );
+}
+
+#[test]
+fn the_framing_is_read_from_a_head_kept_as_bytes() {
+    for text in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-A: 1\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 30\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n",
+    ] {
+        let (raw, map) = both(text);
+        assert_same_fields(&raw, &map);
+    }
+    // Refused framing is refused the same way.
+    for text in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    ] {
+        let (raw, map) = both(text);
+        assert!(raw.raw.is_some());
+        assert!(response_framing(&raw, false).is_err());
+        assert_eq!(response_framing(&raw, false), response_framing(&map, false));
+    }
+}
+
+#[test]
+fn heads_that_need_more_than_leaving_lines_out_go_through_the_map() {
+    for text in [
+        // Fields named by `Connection`, and the other hop-by-hop fields.
+        &b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTE: trailers\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTrailer: x-sum\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nProxy-Connection: close\r\n\r\n",
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n",
+        // A line ending in a bare LF.
+        b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\n",
+        // Interim answers, a switch and 204 (whose length is dropped).
+        b"HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: ws\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        // More than four runs.
+        b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 1\r\nB: 1\r\nKeep-Alive: 1\r\nC: 1\r\n\
+Keep-Alive: 1\r\nD: 1\r\nKeep-Alive: 1\r\nE: 1\r\n\r\n",
+    ] {
+        let (raw, map) = both(text);
+        assert!(raw.raw.is_none(), "{}", String::from_utf8_lossy(text));
+        assert_eq!(raw.headers, map.headers);
+        assert_eq!(response_framing(&raw, false), response_framing(&map, false));
+    }
+    // Four runs are still kept.
+    let (raw, map) = both(
+        b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 1\r\nB: 1\r\nKeep-Alive: 1\r\nC: 1\r\n\
+Keep-Alive: 1\r\nD: 1\r\n\r\n",
+    );
+    assert_eq!(runs(&raw), "A: 1\r\n|B: 1\r\n|C: 1\r\n|D: 1\r\n");
+    assert_same_fields(&raw, &map);
+}
