@@ -50,7 +50,7 @@ fn notifications(
     use notify::Watcher;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| changes(&e.kind)) {
             // A full channel already holds a wake-up: this event is covered by it.
             let _ = tx.try_send(());
         }
@@ -79,6 +79,18 @@ fn notifications(
         }
     }
     Some((watcher, rx))
+}
+
+/// Whether an event of `kind` may have changed a file. Opening, reading and closing after
+/// reading change nothing, and this watcher's own reads make exactly those: waking up for them
+/// would read the files again, every `SETTLE`, for ever.
+fn changes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 async fn run(store: Arc<CertStore>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -206,4 +218,34 @@ fn stamp_all(sources: &[CertSource]) -> Vec<Option<FileStamp>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+
+    #[test]
+    fn reads_do_not_wake_the_watcher_and_writes_do() {
+        for quiet in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!changes(&quiet), "{quiet:?}");
+        }
+        for change in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(changes(&change), "{change:?}");
+        }
+    }
 }

@@ -173,6 +173,10 @@ async fn answer(
     if let Some(e) = pending.as_mut().and_then(Pending::entry) {
         e.status = resp.status().as_u16();
     }
+    let mut id = id;
+    // Never indexed by HTTP/2's header compression (it has no effect on HTTP/1.1): a value
+    // that is new in every response only churns the compression table.
+    id.set_sensitive(true);
     resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
     if let Some(p) = pending {
         resp.body_mut().log(p);
