@@ -19,6 +19,7 @@ use crate::shadow;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::Done;
 use crate::upstream::body::ResponseBody;
+use crate::upstream::exchange;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -535,7 +536,13 @@ async fn send_with_retry(
     origin: Origin,
 ) -> Result<Sent, Cause> {
     let _in_flight = ep.begin();
-    match attempt::send(svc, stack, ep, req, body, set, idle).await {
+    let sent = match attempt::connection(svc, stack, ep, idle).await {
+        Ok(conn) => exchange::send(conn, req, body, set, ep, svc.response_timeout)
+            .await
+            .map_err(|f| attempt::failed(f, ep)),
+        Err(e) => Err(e),
+    };
+    match sent {
         Ok(r) => Ok((r, ep.clone())),
         Err((cause, false)) => {
             attempt_failed(ep, cause, origin);

@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 use switchyard_config::{Limits, Name, Timeouts};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
@@ -209,7 +208,7 @@ async fn serve<IO>(
     h2c: bool,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: server::Stream,
 {
     match server::serve(io, &service, h1, &draining, h2c).await? {
         Served::Done => Ok(()),
@@ -289,6 +288,12 @@ pub(crate) fn listener_task(
         let graceful = Drain::new();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
+        // Small responses must not wait for Nagle. Set on the listening socket, accepted ones
+        // inherit it (Linux): no system call per connection. Set on each connection only if
+        // the listener refused.
+        let nodelay_inherited = socket2::SockRef::from(&bound.listener)
+            .set_tcp_nodelay(true)
+            .is_ok();
         loop {
             let accepted = tokio::select! {
                 r = bound.listener.accept() => r,
@@ -302,8 +307,9 @@ pub(crate) fn listener_task(
                     continue;
                 }
             };
-            // Small responses must not wait for Nagle.
-            let _ = tcp.set_nodelay(true);
+            if !nodelay_inherited {
+                let _ = tcp.set_nodelay(true);
+            }
             let counters = shared.connections.get(index);
             if let Some(c) = counters {
                 c.accepted.fetch_add(1, Ordering::Relaxed);

@@ -73,6 +73,22 @@ impl RawHead for crate::body::ProxyBody {
     }
 }
 
+/// A client connection's byte stream.
+pub(crate) trait Stream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+    /// Whether closing it sends something of its own first (TLS: its `close_notify`), so a
+    /// close starts with a shutdown. A TCP stream's close sends the FIN itself once the bytes
+    /// written are out, and a shutdown first would only cost a system call.
+    const CLOSE_NOTIFY: bool = true;
+}
+
+impl Stream for tokio::net::TcpStream {
+    const CLOSE_NOTIFY: bool = false;
+}
+
+impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+
 pub(crate) use conn::{Served, Settings, serve};
 pub(crate) use rewind::Rewind;
 

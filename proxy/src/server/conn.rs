@@ -21,7 +21,7 @@ use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgrad
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
 use super::spare::{self, Kit};
 use super::write::{Asked, Plan, encode_head};
-use super::{Handler, RawHead};
+use super::{Handler, RawHead, Stream};
 use crate::error::Cause;
 use crate::upstream::conn::{Out, poll_fill, poll_write_out};
 use crate::upstream::encode::{encode_chunk_size, encode_last_chunk};
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -133,7 +133,7 @@ pub(crate) async fn serve<IO, H>(
     h2c: bool,
 ) -> io::Result<Served<IO>>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: Stream,
     H: Handler,
 {
     let now = Instant::now();
@@ -246,7 +246,7 @@ fn later(now: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30))
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
+impl<IO: Stream> Conn<IO> {
     fn arm(&mut self, at: Instant) {
         self.timer.as_mut().reset(at);
     }
@@ -615,8 +615,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         poll_write_out(&mut self.io, &mut self.out, cx)
     }
 
-    /// Shuts the stream down (a TLS close_notify, then the FIN).
+    /// Ends the stream: a TLS close_notify first (the FIN goes with the close, when the
+    /// connection's task drops the stream).
     async fn close(&mut self) {
+        if IO::CLOSE_NOTIFY {
+            self.shutdown().await;
+        }
+    }
+
+    /// Shuts the stream's sending side down (a TLS close_notify, then the FIN).
+    async fn shutdown(&mut self) {
         let _ = tokio::time::timeout(
             LINGER,
             poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)),
@@ -626,7 +634,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 
     /// Closes after reading and dropping what the client still sends, for a short while.
     async fn linger(&mut self) {
-        self.close().await;
+        self.shutdown().await;
         let mut left = LINGER_BYTES;
         let _ = tokio::time::timeout(LINGER, async {
             while left > 0 {

@@ -155,10 +155,34 @@ impl Reading {
 pub(crate) struct ResponseBody {
     reading: Option<Box<Reading>>,
     /// A frame decoded before the head was handed out.
-    ready: Option<Frame<Bytes>>,
+    ready: Option<Early>,
     /// The response's fields as the bytes that came, when they were kept so (see
     /// `decode::parse_response_head_raw`); the response's map then holds none of them.
     raw: Option<RawFields>,
+}
+
+/// A frame decoded with the head. Trailers are boxed: they are rare, and a map would make every
+/// response larger (and each of its moves a longer copy).
+#[derive(Debug)]
+enum Early {
+    Data(Bytes),
+    Trailers(Box<http::HeaderMap>),
+}
+
+impl Early {
+    fn of(frame: Frame<Bytes>) -> Self {
+        match frame.into_data() {
+            Ok(data) => Self::Data(data),
+            Err(frame) => Self::Trailers(Box::new(frame.into_trailers().unwrap_or_default())),
+        }
+    }
+
+    fn into_frame(self) -> Frame<Bytes> {
+        match self {
+            Self::Data(data) => Frame::data(data),
+            Self::Trailers(t) => Frame::trailers(*t),
+        }
+    }
 }
 
 impl ResponseBody {
@@ -169,7 +193,7 @@ impl ResponseBody {
         let mut ready = None;
         if !reading.conn.read.is_empty() && !matches!(reading.decoder, Decoder::Close) {
             match reading.decode()? {
-                Some(Step::Frame(f)) => ready = Some(f),
+                Some(Step::Frame(f)) => ready = Some(Early::of(f)),
                 Some(Step::End) | None => {}
             }
         }
@@ -235,7 +259,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         if let Some(f) = this.ready.take() {
-            return Poll::Ready(Some(Ok(f)));
+            return Poll::Ready(Some(Ok(f.into_frame())));
         }
         let Some(r) = this.reading.as_mut() else {
             return Poll::Ready(None);
@@ -270,11 +294,10 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let ready = self
-            .ready
-            .as_ref()
-            .and_then(Frame::data_ref)
-            .map_or(0, |d| d.len() as u64);
+        let ready = match &self.ready {
+            Some(Early::Data(d)) => d.len() as u64,
+            _ => 0,
+        };
         match self.reading.as_deref() {
             None => SizeHint::with_exact(ready),
             Some(Reading {
