@@ -171,14 +171,7 @@ async fn duplicate_or_conflicting_host_is_refused_before_routing() {
         assert!(out.contains("bad-request"), "{name}: {out}");
     }
     // HTTP/2: `:authority` and a differing `host` header.
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = support::h2c(addr).await;
     let req = hyper::Request::builder()
         .uri("http://a.test/")
         .header("host", "b.test")

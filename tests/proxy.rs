@@ -7,7 +7,7 @@ mod support;
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{BlueGreen, Client, Proxy, Upstream, config, raw_exchange};
+use support::{BlueGreen, Client, Proxy, Upstream, config, h2c, raw_exchange};
 
 fn count_versions(replies: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
@@ -246,16 +246,7 @@ async fn h2c_with_prior_knowledge_is_served() {
     use http_body_util::{BodyExt, Full};
     let up = Upstream::start("h2-ok").await;
     let proxy = Proxy::start(&config(&[("blue", "v1", 1, vec![up.addr])], "", ""));
-    let tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
-        .await
-        .expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = h2c(proxy.addr("public")).await;
     for i in 0..3 {
         let req = hyper::Request::builder()
             .uri(format!("http://h2.example.test/stream/{i}"))
@@ -583,14 +574,7 @@ X-Request-Id: theirs\r\nX-Up: 1\r\nx-up: 2\r\nContent-Type: text/plain\r\nConten
     }
 
     // HTTP/2 (prior knowledge): the same fields, as hyper's map carries them.
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut send = h2c(addr).await;
     let req = hyper::Request::builder()
         .uri("http://a.test/c")
         .body(Full::new(Bytes::new()))

@@ -356,6 +356,20 @@ impl Client {
 
 /// Sends raw bytes on a fresh connection and returns everything read until the peer closes
 /// (or the failure bound passes).
+/// An HTTP/2 client with prior knowledge (h2c) on a plain connection to `addr`; the connection
+/// is driven by a task of its own.
+pub async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
 pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
