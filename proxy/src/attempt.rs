@@ -10,7 +10,7 @@ use crate::pool;
 use crate::snapshot::{ServiceRoute, StackRoute};
 use crate::upstream::body::ResponseBody;
 use crate::upstream::conn::Conn;
-use crate::upstream::exchange;
+use crate::upstream::exchange::{self, Resend};
 use http::{Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +18,11 @@ use tracing::debug;
 
 /// What a failed attempt leaves: the cause, and whether the request may be sent again (then it
 /// is as it was: nothing of it reached the endpoint).
-pub(crate) type AttemptError = (Cause, bool);
+pub(crate) type AttemptError = (Cause, Resend);
 
 /// A connection to `ep` for one attempt: a pooled one, else a new one (TCP, and TLS when the
 /// stack says so, within the service's connect timeout). A failed connect sent nothing: the
-/// request may go again.
+/// request may go to another endpoint.
 pub(crate) async fn connection(
     svc: &ServiceRoute,
     stack: &StackRoute,
@@ -53,7 +53,7 @@ pub(crate) async fn connection(
                 Cause::ConnectFailed
             };
             // Not sent at all: the request is untouched, body included.
-            Err((cause, true))
+            Err((cause, Resend::Refused))
         }
     }
 }
@@ -66,7 +66,7 @@ pub(crate) fn failed(f: exchange::Failed, ep: &EndpointState) -> AttemptError {
         debug!(endpoint = %ep.addr(), "request body timed out");
     }
     // A timeout (`Cause::UpstreamTimeout`) closed the connection with the exchange.
-    (f.cause, f.unsent)
+    (f.cause, f.resend)
 }
 
 /// One attempt: [`connection`], then the exchange (`crate::upstream::exchange::send`: `set`

@@ -105,11 +105,6 @@ impl Cause {
         }
     }
 
-    /// Whether the request may be tried on another endpoint (nothing reached the first).
-    pub fn retryable(self) -> bool {
-        matches!(self, Self::ConnectFailed)
-    }
-
     /// Whether this counts against the endpoint for passive health.
     pub fn endpoint_failure(self) -> bool {
         matches!(

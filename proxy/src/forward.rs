@@ -2,9 +2,11 @@
 //! send over a pooled connection, and stream the answer back (or tunnel an upgrade).
 //!
 //! It loads the snapshot once per request and takes no lock. A connect failure is retried once
-//! on another endpoint of the same stack, as is a bodiless request of a safe method that a pooled
-//! connection lost before any answer (the endpoint's idle close raced it); nothing else is
-//! retried, because the endpoint may have acted on it.
+//! on another endpoint of the same stack, as is a bodiless request of a safe method whose new
+//! connection the endpoint reset or closed before any answer (a container restarting behind
+//! its port proxy); one that a pooled connection lost before any answer (the endpoint's idle
+//! close raced it) is retried once on another endpoint or, without one, the same. Nothing else
+//! is retried, because the endpoint may have acted on it.
 
 use crate::access_log::{AccessLog, Entry, Pending};
 use crate::attempt;
@@ -19,7 +21,7 @@ use crate::shadow;
 use crate::snapshot::{ServiceRoute, Snapshot, StackRoute, StickyKey};
 use crate::traffic::Done;
 use crate::upstream::body::ResponseBody;
-use crate::upstream::exchange;
+use crate::upstream::exchange::{self, Resend};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -544,19 +546,21 @@ async fn send_with_retry(
     };
     match sent {
         Ok(r) => Ok((r, ep.clone())),
-        Err((cause, false)) => {
+        Err((cause, Resend::No)) => {
             attempt_failed(ep, cause, origin);
             Err(cause)
         }
-        Err((cause, true)) => {
-            // Handed back unsent: a failed connect counts against the endpoint; a pooled
-            // connection the endpoint had closed while idle does not.
-            if cause != Cause::UpstreamError {
+        Err((cause, resend)) => {
+            // Handed back unsent: a refusal counts against the endpoint; a pooled connection
+            // the endpoint had closed while idle does not.
+            let stale = resend == Resend::Stale;
+            if !stale {
                 attempt_failed(ep, cause, origin);
             }
-            // Nothing reached the endpoint: try once more, on another endpoint when there is one.
+            // Nothing reached the endpoint: try once more, on another endpoint when there is
+            // one (the same only after a stale connection).
             let next = select::other_endpoint(&stack.endpoints, &stack.cursor, ep)
-                .or_else(|| (!cause.retryable()).then_some(ep))
+                .or_else(|| stale.then_some(ep))
                 .ok_or(cause)?;
             let _in_flight = next.begin();
             match attempt::send(svc, stack, next, req, body, set, idle).await {

@@ -20,6 +20,7 @@ use crate::headers::Forwarding;
 use crate::select;
 use crate::snapshot::{ServiceRoute, StackRoute};
 use crate::traffic::ShadowSlot;
+use crate::upstream::exchange::Resend;
 use http::{HeaderName, HeaderValue, Request, header};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -108,7 +109,7 @@ async fn send_copy(
     stack: usize,
     listener: usize,
     idle: Duration,
-    head: Request<()>,
+    mut head: Request<()>,
     body: Option<oneshot::Receiver<Teed>>,
     slot: ShadowSlot,
 ) {
@@ -136,7 +137,6 @@ async fn send_copy(
         stats.record_failure(listener, Cause::NoHealthyEndpoint, start.elapsed());
         return;
     };
-    let mut head = head;
     let mut body = match data {
         None => UpstreamBody::Empty,
         Some(data) => {
@@ -147,10 +147,10 @@ async fn send_copy(
     let _in_flight = ep.begin();
     let resp = match attempt::send(&svc, stack, &ep, &mut head, &mut body, &[], idle).await {
         Ok(x) => x,
-        Err((cause, unsent)) => {
+        Err((cause, resend)) => {
             // As on the live path: a pooled connection the endpoint closed while idle is not
             // the endpoint's fault. Copies are not retried.
-            if !(cause == Cause::UpstreamError && unsent) {
+            if resend != Resend::Stale {
                 ep.record(!cause.endpoint_failure());
             }
             debug!(endpoint = %ep.addr(), cause = cause.label(), "shadow copy failed");

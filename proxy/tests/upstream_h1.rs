@@ -402,6 +402,71 @@ async fn a_pooled_connection_the_endpoint_closed_costs_the_client_nothing() {
     proxy.stop().await;
 }
 
+/// An endpoint whose port accepts but resets each connection once the request arrived, as a
+/// container's port proxy does while nothing listens behind it (a restarting container).
+async fn reset_after_the_head(mut tcp: TcpStream, _: u64) {
+    let mut buf = Vec::new();
+    if read_head(&mut tcp, &mut buf).await.is_some() {
+        let _ = tcp.set_zero_linger();
+    }
+}
+
+#[tokio::test]
+async fn a_new_connection_reset_before_any_answer_sends_a_get_to_another_endpoint_once() {
+    trace();
+    let refusing = RawUpstream::start(reset_after_the_head).await;
+    let up = RawUpstream::start(|tcp, _| answer_each(tcp, OK)).await;
+    let both = config(refusing.addr).replace(
+        &format!("endpoints = [\"{}\"]", refusing.addr),
+        &format!("endpoints = [\"{}\", \"{}\"]", refusing.addr, up.addr),
+    );
+    let proxy = start_proxy(&both).await;
+    // Round robin: the refusing endpoint is chosen at least once in four.
+    for i in 0..4 {
+        let out = request(proxy.addr, GET).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
+        assert!(out.ends_with("\r\n\r\nok"), "request {i}: {out}");
+    }
+    assert!(refusing.accepts() >= 1, "the refusing endpoint was never tried");
+    proxy.stop().await;
+
+    // Alone, it is not tried twice: the request may have reached it.
+    let refusing = RawUpstream::start(reset_after_the_head).await;
+    let proxy = start_proxy(&config(refusing.addr)).await;
+    let out = request(proxy.addr, GET).await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    assert_eq!(refusing.accepts(), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_is_never_sent_twice_after_a_reset() {
+    trace();
+    let refusing = RawUpstream::start(reset_after_the_head).await;
+    let up = RawUpstream::start(|tcp, _| answer_each(tcp, OK)).await;
+    let both = config(refusing.addr).replace(
+        &format!("endpoints = [\"{}\"]", refusing.addr),
+        &format!("endpoints = [\"{}\", \"{}\"]", refusing.addr, up.addr),
+    );
+    let proxy = start_proxy(&both).await;
+    let post = "POST / HTTP/1.1\r\nhost: app.test\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi";
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..4 {
+        let out = request(proxy.addr, post).await;
+        if out.starts_with("HTTP/1.1 200") {
+            ok += 1;
+        } else {
+            assert!(out.starts_with("HTTP/1.1 502"), "request {i}: {out}");
+            failed += 1;
+        }
+    }
+    // Each POST that reached the refusing endpoint failed there, once, and went nowhere else.
+    assert_eq!(failed, refusing.accepts(), "{ok} answered");
+    assert!(failed >= 1, "the refusing endpoint was never tried");
+    assert_eq!(ok + failed, 4);
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn a_chunked_request_body_reaches_the_endpoint_chunked() {
     trace();

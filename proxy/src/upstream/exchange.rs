@@ -27,11 +27,25 @@ use tracing::debug;
 #[derive(Debug)]
 pub(crate) struct Failed {
     pub(crate) cause: Cause,
-    /// True when the connection was one reused from the pool that the endpoint closed before
-    /// answering a bodiless request of a safe method: the endpoint's idle close raced the
-    /// request, and nothing it did can have depended on it. The request is then as it was
-    /// (its body, empty, taken).
-    pub(crate) unsent: bool,
+    /// Whether, and where, the request may be sent again. The request is then as it was (its
+    /// body, empty, taken).
+    pub(crate) resend: Resend,
+}
+
+/// Whether a failed attempt's request may be sent again: only a bodiless request of a safe
+/// method whose connection failed (write or read error, or a close) before one byte of an
+/// answer, or one that never had a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// No: the endpoint may have acted on it.
+    No,
+    /// A connection reused from the pool that the endpoint had closed while idle: the close
+    /// raced the request. Not the endpoint's failure; it may go to the same endpoint.
+    Stale,
+    /// The endpoint refused it: the connect failed, or a new connection was reset or closed
+    /// before any answer (a container's port proxy accepts while nothing listens behind it,
+    /// an endpoint that died with the request). An endpoint failure; it may go to another.
+    Refused,
 }
 
 /// Why no response head arrived.
@@ -60,7 +74,7 @@ enum Failure {
 /// layer of futures costs a copy per layer): `req` is its head (its own body, if any, is not
 /// looked at), and `body` is taken; once an answer arrived the head's header map becomes the
 /// response's (see `decode::parse_response_head_raw`). The caller keeps what it needs to send
-/// it again when [`Failed::unsent`] says it may.
+/// it again when [`Failed::resend`] says it may.
 pub(crate) async fn send<B>(
     mut conn: Box<Conn>,
     req: &mut Request<B>,
@@ -118,11 +132,19 @@ pub(crate) async fn send<B>(
                 cause = std::error::Error::source(&f).map(tracing::field::display),
                 "upstream request failed"
             );
-            let retry = conn.reused
-                && bodiless
+            let resend = if bodiless
                 && !received
                 && req.method().is_safe()
-                && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed);
+                && matches!(f, Failure::Write(_) | Failure::Read(_) | Failure::Closed)
+            {
+                if conn.reused {
+                    Resend::Stale
+                } else {
+                    Resend::Refused
+                }
+            } else {
+                Resend::No
+            };
             let cause = match &f {
                 // The connection is dropped with this future: closed, never pooled.
                 Failure::Timeout => Cause::UpstreamTimeout,
@@ -131,10 +153,7 @@ pub(crate) async fn send<B>(
                 }
                 _ => Cause::UpstreamError,
             };
-            return Err(Failed {
-                cause,
-                unsent: retry,
-            });
+            return Err(Failed { cause, resend });
         }
     };
     respond(conn, head, pump, req.method() == Method::HEAD, home)
@@ -182,7 +201,7 @@ fn respond(
         debug!(endpoint = %home.addr(), error = %e, "upstream response refused");
         Failed {
             cause: Cause::UpstreamError,
-            unsent: false,
+            resend: Resend::No,
         }
     };
     let (decoder, keep_alive) = if head.status == StatusCode::SWITCHING_PROTOCOLS {
