@@ -427,7 +427,10 @@ async fn a_new_connection_reset_before_any_answer_sends_a_get_to_another_endpoin
         assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
         assert!(out.ends_with("\r\n\r\nok"), "request {i}: {out}");
     }
-    assert!(refusing.accepts() >= 1, "the refusing endpoint was never tried");
+    assert!(
+        refusing.accepts() >= 1,
+        "the refusing endpoint was never tried"
+    );
     proxy.stop().await;
 
     // Alone, it is not tried twice: the request may have reached it.
@@ -449,7 +452,8 @@ async fn a_request_with_a_body_is_never_sent_twice_after_a_reset() {
         &format!("endpoints = [\"{}\", \"{}\"]", refusing.addr, up.addr),
     );
     let proxy = start_proxy(&both).await;
-    let post = "POST / HTTP/1.1\r\nhost: app.test\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi";
+    let post =
+        "POST / HTTP/1.1\r\nhost: app.test\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi";
     let (mut ok, mut failed) = (0, 0);
     for i in 0..4 {
         let out = request(proxy.addr, post).await;
