@@ -475,6 +475,61 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(r.version(), "slow");
 }
 
+#[tokio::test]
+async fn a_keep_alive_connection_idle_past_a_second_sleeps_wakes_and_closes_with_the_drain() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("v1").await;
+    let proxy = Proxy::start_with_env(
+        &config(&[("blue", "v1", 1, vec![up.addr])], "", ""),
+        &[("RUST_LOG", "info,switchyard_proxy::listener=debug")],
+    );
+    let mut s = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    for round in 1..=2 {
+        s.write_all(b"GET / HTTP/1.1\r\nhost: web.test\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        tokio::time::timeout(support::WAIT, async {
+            // The demo upstream's JSON answer, with a length.
+            while !(out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"}")) {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
+                out.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("an answer");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 "), "round {round}: {text}");
+        assert!(text.contains(r#""version":"v1""#), "round {round}: {text}");
+        // Past the dormant time (a second): the connection's task ends, a small one waits.
+        wait_for_log_count(&proxy, "connection dormant", round).await;
+    }
+    assert_eq!(
+        proxy.stderr().matches("dormant connection woken").count(),
+        1
+    );
+    // The drain closes the dormant connection at once, and the process ends.
+    let stopped = tokio::task::spawn_blocking(move || proxy.stop());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(support::WAIT, s.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    assert!(stopped.await.expect("stop").success());
+}
+
+async fn wait_for_log_count(proxy: &Proxy, needle: &str, n: usize) {
+    tokio::time::timeout(support::WAIT, async {
+        while proxy.stderr().matches(needle).count() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("log never said {needle:?} {n} times: {}", proxy.stderr()));
+}
+
 #[test]
 fn check_reports_errors_with_file_line_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");

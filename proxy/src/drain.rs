@@ -119,13 +119,21 @@ impl Watcher {
         self.draining.clone()
     }
 
+    /// Ready once the drain starts (or the [`Drain`] is gone): for a connection waiting outside
+    /// [`Watcher::watch`] (a dormant one, see `crate::listener`).
+    pub(crate) async fn drained(&mut self) {
+        if !self.draining.load(Ordering::Acquire) {
+            let _ = self.rx.changed().await;
+        }
+    }
+
     /// Runs the connection `make` makes, starting its graceful shutdown once the [`Drain`] is
     /// shut down. Must be the whole of the task that runs it (see the module's documentation).
     /// The connection is made here, in place: a connection future passed in would be stored
     /// twice in this one (once as the argument, once pinned), and a task's size is what every
     /// idle connection costs.
-    pub(crate) async fn watch<C: Graceful>(self, make: impl FnOnce() -> C) -> C::Output {
-        let Watcher { mut rx, draining } = self;
+    pub(crate) async fn watch<C: Graceful>(&mut self, make: impl FnOnce() -> C) -> C::Output {
+        let Watcher { rx, draining } = self;
         let mut conn = pin!(make());
         let mut signal = pin!(rx.changed());
         let mut registered = false;
@@ -188,8 +196,8 @@ mod tests {
             asked: false,
             polls: polls.clone(),
         };
-        let watcher = drain.watcher();
-        let task = tokio::spawn(watcher.watch(|| conn));
+        let mut watcher = drain.watcher();
+        let task = tokio::spawn(async move { watcher.watch(|| conn).await });
         // Until the task has polled once (and registered), nothing can wake it.
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while polls.load(Ordering::Relaxed) == 0 {
@@ -214,7 +222,8 @@ mod tests {
             asked: false,
             polls: polls.clone(),
         };
-        let task = tokio::spawn(drain.watcher().watch(|| conn));
+        let mut watcher = drain.watcher();
+        let task = tokio::spawn(async move { watcher.watch(|| conn).await });
         tokio::time::timeout(std::time::Duration::from_secs(5), async {
             while polls.load(Ordering::Relaxed) == 0 {
                 tokio::task::yield_now().await;
@@ -233,17 +242,18 @@ mod tests {
     #[tokio::test]
     async fn a_connection_watched_after_the_drain_started_is_shut_down_at_once() {
         let drain = Drain::new();
-        let watcher = drain.watcher();
+        let mut watcher = drain.watcher();
         drain.draining.store(true, Ordering::Release);
         let _ = drain.tx.send(());
         let conn = Conn {
             asked: false,
             polls: Arc::new(AtomicUsize::new(0)),
         };
-        let result =
-            tokio::time::timeout(std::time::Duration::from_secs(5), watcher.watch(|| conn))
-                .await
-                .expect("ended");
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), async move {
+            watcher.watch(|| conn).await
+        })
+        .await
+        .expect("ended");
         assert_eq!(result, Ok(()));
     }
 }

@@ -18,7 +18,7 @@ use crate::body::ProxyBody;
 use crate::drain::{Drain, SelfDraining};
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
-use crate::server::{self, RequestBody, Served, head::HeadLimits};
+use crate::server::{self, RequestBody, Served, Wake, head::HeadLimits};
 use http::HeaderValue;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -131,8 +131,15 @@ fn h1_settings(limits: &Limits, timeouts: &Timeouts) -> server::Settings {
         },
         request_header: timeouts.request_header,
         idle: timeouts.idle,
+        dormant_after: Some(DORMANT_AFTER),
     }
 }
+
+/// Idle time after which a plain kept-alive connection's task ends and a small one waits for
+/// its next bytes (see `server::Served::Dormant`): the next request then pays for a task
+/// (about a microsecond), and the idle connection holds a few hundred bytes instead of its
+/// whole task. TLS connections stay in their task (the session is most of their memory).
+const DORMANT_AFTER: Duration = Duration::from_secs(1);
 
 /// What answers one connection's requests: the request path with the connection's facts.
 #[derive(Clone)]
@@ -197,31 +204,91 @@ impl server::Handler for Service {
     }
 }
 
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Serves one client connection: HTTP/1.1 by Switchyard's own server, switching to hyper's
-/// HTTP/2 server when a plain connection (`h2c`) opens with the HTTP/2 preface.
+/// HTTP/2 server when a plain connection (`h2c`) opens with the HTTP/2 preface. Returns the
+/// stream when it went dormant (`h1.dormant_after`).
 async fn serve<IO>(
     io: IO,
-    service: Service,
+    service: &Service,
     h1: server::Settings,
-    h2: Arc<Http2Builder>,
-    draining: Arc<AtomicBool>,
+    h2: &Http2Builder,
+    draining: &AtomicBool,
     h2c: bool,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    wake: Option<Wake>,
+) -> Result<Option<(IO, Wake)>, ConnError>
 where
     IO: server::Stream,
 {
-    match server::serve(io, &service, h1, &draining, h2c).await? {
-        Served::Done => Ok(()),
+    match server::serve(io, service, h1, draining, h2c, wake).await? {
+        Served::Done => Ok(None),
+        Served::Dormant { io, wake } => Ok(Some((io, wake))),
         Served::H2 { io, read } => {
             // Boxed: hyper's HTTP/2 connection is large and rare on plain listeners.
-            let mut conn = Box::pin(
-                h2.serve_connection(TokioIo::new(server::Rewind::new(read, io)), service.h2()),
-            );
+            let mut conn = Box::pin(h2.serve_connection(
+                TokioIo::new(server::Rewind::new(read, io)),
+                service.clone().h2(),
+            ));
             if draining.load(Ordering::Acquire) {
                 conn.as_mut().graceful_shutdown();
             }
-            Ok(conn.await?)
+            conn.await?;
+            Ok(None)
         }
+    }
+}
+
+/// A plain connection's task: serves it until it closes. A kept-alive connection idle for
+/// `h1.dormant_after` goes dormant: its serving future (boxed, about 4.5 KiB: room for a
+/// request's) is dropped, and the task, a few hundred bytes, waits for the client's next bytes
+/// (then serves again), the end of the idle time or the drain (then closes).
+async fn plain(
+    mut tcp: tokio::net::TcpStream,
+    service: Service,
+    h1: server::Settings,
+    h2: Arc<Http2Builder>,
+    mut watcher: crate::drain::Watcher,
+) {
+    let draining = watcher.draining();
+    let mut wake = None;
+    loop {
+        let served = watcher
+            .watch(|| {
+                SelfDraining::new(Box::pin(serve(
+                    tcp,
+                    &service,
+                    h1,
+                    &h2,
+                    &draining,
+                    wake.is_none(),
+                    wake.take(),
+                )))
+            })
+            .await;
+        let w = match served {
+            Ok(None) => return,
+            Ok(Some((t, w))) => {
+                tcp = t;
+                wake.insert(w)
+            }
+            Err(e) => {
+                debug!(error = %e, "connection ended with an error");
+                return;
+            }
+        };
+        debug!("connection dormant");
+        let readable = tokio::select! {
+            biased;
+            () = watcher.drained() => false,
+            r = tcp.readable() => r.is_ok(),
+            _ = w.idle_over() => false,
+        };
+        if !readable {
+            debug!("dormant connection closed");
+            return;
+        }
+        debug!("dormant connection woken");
     }
 }
 
@@ -234,8 +301,8 @@ async fn serve_tls(
     open: &OpenConn,
     service: Service,
     (h1, h2): (server::Settings, Arc<Http2Builder>),
-    watcher: crate::drain::Watcher,
-) -> Option<Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+    mut watcher: crate::drain::Watcher,
+) -> Option<Result<(), ConnError>> {
     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             if let Some(c) = open.counters() {
@@ -250,9 +317,17 @@ async fn serve_tls(
                     .map_err(Into::into)
             } else {
                 let draining = watcher.draining();
+                // A TLS connection stays in its task while idle (its session is most of it).
+                let h1 = server::Settings {
+                    dormant_after: None,
+                    ..h1
+                };
                 watcher
-                    .watch(|| SelfDraining::new(serve(stream, service, h1, h2, draining, false)))
+                    .watch(|| {
+                        SelfDraining::new(serve(stream, &service, h1, &h2, &draining, false, None))
+                    })
                     .await
+                    .map(|_| ())
             })
         }
         Ok(Err(e)) => {
@@ -337,42 +412,34 @@ pub(crate) fn listener_task(
             let alive = alive_tx.clone();
             let watcher = graceful.watcher();
             let h2 = h2.clone();
-            let tls = tls.clone();
+            let span = debug_span!("conn", %peer);
+            let Some(acceptor) = tls.clone() else {
+                let task = async move {
+                    plain(tcp, service, h1, h2, watcher).await;
+                    drop(alive);
+                };
+                tokio::spawn(task.instrument(span));
+                continue;
+            };
             let handshake_timeout = timeouts.request_header;
             let task = async move {
-                let draining = watcher.draining();
-                let result = match tls {
-                    None => {
-                        watcher
-                            .watch(|| {
-                                SelfDraining::new(serve(tcp, service, h1, h2, draining, true))
-                            })
-                            .await
-                    }
-                    // Boxed: a TLS session and hyper's HTTP/2 connection are large, and a
-                    // plain connection's task must not carry room for them.
-                    Some(acceptor) => match Box::pin(serve_tls(
-                        acceptor,
-                        tcp,
-                        handshake_timeout,
-                        &open,
-                        service,
-                        (h1, h2),
-                        watcher,
-                    ))
-                    .await
-                    {
-                        Some(result) => result,
-                        None => return,
-                    },
-                };
-                if let Err(e) = result {
+                // Boxed: a TLS session and hyper's HTTP/2 connection are large.
+                let result = Box::pin(serve_tls(
+                    acceptor,
+                    tcp,
+                    handshake_timeout,
+                    &open,
+                    service,
+                    (h1, h2),
+                    watcher,
+                ))
+                .await;
+                if let Some(Err(e)) = result {
                     debug!(error = %e, "connection ended with an error");
                 }
                 drop(alive);
-            }
-            .instrument(debug_span!("conn", %peer));
-            tokio::spawn(task);
+            };
+            tokio::spawn(task.instrument(span));
         }
         info!(
             connections = graceful.count(),

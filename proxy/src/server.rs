@@ -89,7 +89,7 @@ impl Stream for tokio::net::TcpStream {
 
 impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
 
-pub(crate) use conn::{Served, Settings, serve};
+pub(crate) use conn::{Served, Settings, Wake, serve};
 pub(crate) use rewind::Rewind;
 
 #[cfg(test)]

@@ -16,6 +16,11 @@
 //!   `timeouts.request_header` from its first bytes.
 //! - Buffers follow requests, not connections: a connection with nothing to read gives its
 //!   buffers to the thread's stock (`spare`) and takes a set back when bytes arrive.
+//! - With `settings.dormant_after`, a kept-alive connection idle that long ends its task: it is
+//!   returned as [`Served::Dormant`] with its timer, for a small waiter to hold (a task's room
+//!   is its largest state, a request's future included) until bytes arrive, when a new task
+//!   takes it up where it was ([`serve`] with its [`Wake`]). Memory then follows busy
+//!   connections, not open ones.
 
 use super::body::{BodyFault, Piece, Pipe, PipedBody, RequestBody, Switch, Upgraded};
 use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
@@ -59,6 +64,9 @@ pub(crate) struct Settings {
     pub(crate) request_header: Duration,
     /// Time a kept-alive connection waits for its next request.
     pub(crate) idle: Duration,
+    /// Idle time after which a kept-alive connection is handed back dormant
+    /// ([`Served::Dormant`]); `None` keeps it in its task.
+    pub(crate) dormant_after: Option<Duration>,
 }
 
 /// How a connection ended.
@@ -74,6 +82,31 @@ pub(crate) enum Served<IO> {
         /// What was read (the preface, perhaps more).
         read: Bytes,
     },
+    /// Kept alive and idle for `settings.dormant_after`, with nothing read: the stream and
+    /// its timer, to wait with ([`Wake::idle_over`]) and to serve again ([`serve`]) when it
+    /// becomes readable.
+    Dormant {
+        /// The stream.
+        io: IO,
+        /// The idle time left.
+        wake: Wake,
+    },
+}
+
+/// A dormant connection's idle deadline and the timer that keeps it.
+#[derive(Debug)]
+pub(crate) struct Wake {
+    timer: Pin<Box<Sleep>>,
+    idle_until: Instant,
+}
+
+impl Wake {
+    /// Ready when the connection's idle time is over (it then closes).
+    pub(crate) fn idle_over(&mut self) -> &mut Pin<Box<Sleep>> {
+        // Later than the deadline it had: one atomic operation.
+        self.timer.as_mut().reset(self.idle_until);
+        &mut self.timer
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +124,7 @@ enum Next {
     Close,
     H2,
     Refuse(Cause),
+    Dormant,
 }
 
 /// A request body being read for the request path.
@@ -119,44 +153,63 @@ struct Conn<IO> {
     spare: HeaderMap,
     timer: Pin<Box<Sleep>>,
     stage: Stage,
+    /// While idle: when the idle time is over (the timer may fire first, to go dormant).
+    idle_until: Instant,
     settings: Settings,
 }
 
 /// Serves HTTP/1.1 on `io` until it closes, answering each request with `service`'s response.
 /// `h2c`: a connection opening with the HTTP/2 preface is returned as [`Served::H2`].
-/// `draining`: once set, the connection takes no new request and closes when idle.
+/// `draining`: once set, the connection takes no new request and closes when idle. `wake`: a
+/// dormant connection taken up again (see the module's doc), else a fresh one.
 pub(crate) async fn serve<IO, H>(
     io: IO,
     service: &H,
     settings: Settings,
     draining: &AtomicBool,
     h2c: bool,
+    wake: Option<Wake>,
 ) -> io::Result<Served<IO>>
 where
     IO: Stream,
     H: Handler,
 {
-    let now = Instant::now();
+    let (timer, stage, idle_until) = match wake {
+        Some(Wake { timer, idle_until }) => (timer, Stage::Idle, idle_until),
+        None => {
+            let now = Instant::now();
+            let at = later(now, settings.request_header);
+            (Box::pin(tokio::time::sleep_until(at)), Stage::Head, at)
+        }
+    };
     let mut c = Conn {
         io,
         read: BytesMut::new(),
         read_space: READ_SPACE,
         out: Out::default(),
         spare: HeaderMap::new(),
-        timer: Box::pin(tokio::time::sleep_until(later(
-            now,
-            settings.request_header,
-        ))),
-        stage: Stage::Head,
+        timer,
+        stage,
+        idle_until,
         settings,
     };
-    let mut first = true;
+    // Only a fresh connection may open with the HTTP/2 preface.
+    let mut first = stage == Stage::Head;
     loop {
         let head = match poll_fn(|cx| c.poll_head(cx, first && h2c, draining)).await {
             Next::Head(h) => h,
             Next::Close => {
                 c.close().await;
                 return Ok(Served::Done);
+            }
+            Next::Dormant => {
+                return Ok(Served::Dormant {
+                    io: c.io,
+                    wake: Wake {
+                        timer: c.timer,
+                        idle_until: c.idle_until,
+                    },
+                });
             }
             Next::H2 => {
                 return Ok(Served::H2 {
@@ -251,11 +304,16 @@ impl<IO: Stream> Conn<IO> {
         self.timer.as_mut().reset(at);
     }
 
-    /// After a response: idle until the next head.
+    /// After a response: idle until the next head (the timer fires earlier to go dormant).
     fn rest(&mut self) {
         let now = Instant::now();
         self.stage = Stage::Idle;
-        self.arm(later(now, self.settings.idle));
+        self.idle_until = later(now, self.settings.idle);
+        let at = match self.settings.dormant_after {
+            Some(d) if d < self.settings.idle => later(now, d),
+            _ => self.idle_until,
+        };
+        self.arm(at);
     }
 
     /// Gives the buffers to this thread's stock while nothing is to be read (see `spare`).
@@ -325,6 +383,13 @@ impl<IO: Stream> Conn<IO> {
                 self.park();
             }
             ready!(self.timer.as_mut().poll(cx));
+            if self.stage == Stage::Idle
+                && self.read.capacity() == 0
+                && Instant::now() < self.idle_until
+            {
+                // Idle for `dormant_after`, nothing read, its buffers given back.
+                return Poll::Ready(Next::Dormant);
+            }
             // No head in time, or the idle time is over.
             return Poll::Ready(Next::Close);
         }

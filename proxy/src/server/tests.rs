@@ -20,6 +20,7 @@ const SETTINGS: Settings = Settings {
     },
     request_header: Duration::from_secs(5),
     idle: Duration::from_secs(5),
+    dormant_after: None,
 };
 
 type Out = BoxBody<Bytes, BodyError>;
@@ -89,7 +90,7 @@ async fn server(settings: Settings) -> Server {
             let (b, d) = (b.clone(), d.clone());
             tokio::spawn(async move {
                 let service = |req| answer(req, b.clone());
-                let _ = serve(tcp, &service, settings, &d, false).await;
+                let _ = serve(tcp, &service, settings, &d, false, None).await;
             });
         }
     });
@@ -338,5 +339,69 @@ async fn a_draining_server_closes_after_the_answer_in_flight() {
     assert!(
         out.contains("connection: close\r\n") && out.ends_with("ok"),
         "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_dormant_connection_is_taken_up_again_and_closes_at_its_idle_deadline() {
+    let settings = Settings {
+        idle: Duration::from_millis(1500),
+        dormant_after: Some(Duration::from_millis(100)),
+        ..SETTINGS
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let service = |req| answer(req, Arc::new(AtomicUsize::new(0)));
+        let draining = AtomicBool::new(false);
+        let mut wake = None;
+        loop {
+            let served = serve(tcp, &service, settings, &draining, false, wake.take()).await;
+            let Ok(Served::Dormant { io, wake: mut w }) = served else {
+                tx.send("done").unwrap();
+                return;
+            };
+            tx.send("dormant").unwrap();
+            let readable = tokio::select! {
+                r = io.readable() => r.is_ok(),
+                _ = w.idle_over() => false,
+            };
+            if !readable {
+                tx.send("idle over").unwrap();
+                return;
+            }
+            tcp = io;
+            wake = Some(w);
+        }
+    });
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("the server says what happened")
+    };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for (path, end) in [("/a", "\r\n\r\nok"), ("/echo", "\r\n\r\nGET /echo ")] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let out = read_until(&mut s, end, 1).await;
+        assert!(
+            out.starts_with("HTTP/1.1 200 ") && out.ends_with(end),
+            "{out}"
+        );
+        // Kept alive past its dormant time: handed back, its task ended.
+        assert_eq!(next().await, Some("dormant"));
+    }
+    let dormant = tokio::time::Instant::now();
+    // Nothing more: closed at the idle deadline (1.5 s after the last answer), not before.
+    let out = read_to_close(&mut s).await;
+    assert_eq!(next().await, Some("idle over"));
+    assert_eq!(out, "");
+    assert!(
+        dormant.elapsed() >= Duration::from_millis(1000),
+        "closed {:?} after going dormant, before its idle time was over",
+        dormant.elapsed()
     );
 }

@@ -219,8 +219,8 @@ pub(crate) fn poll_fill<IO: AsyncRead + Unpin>(
 }
 
 /// Writes everything in `out` to `io` as vectored writes of its three parts, then flushes (TLS
-/// keeps records until then). The head buffer is cleared, keeping its allocation. Used by
-/// both sides of the proxy.
+/// keeps records until then). The head buffer is cleared, keeping its allocation; the frame's
+/// bytes are released. Used by both sides of the proxy.
 pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
     io: &mut IO,
     out: &mut Out,
@@ -246,5 +246,9 @@ pub(crate) fn poll_write_out<IO: AsyncWrite + Unpin>(
         out.tail = &out.tail[n.min(out.tail.len())..];
     }
     out.head.clear();
+    // Written out, a frame's bytes are empty but still hold their buffer (an upstream
+    // connection's read buffer): let it go now, not when the next frame comes (an idle client
+    // connection would keep one alive, and the upstream connection could not reuse its room).
+    out.data = Bytes::new();
     Pin::new(io).poll_flush(cx)
 }
