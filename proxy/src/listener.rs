@@ -19,7 +19,6 @@ use crate::drain::{Drain, SelfDraining};
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
 use crate::server::{self, RequestBody, Served, Wake, head::HeadLimits};
-use http::HeaderValue;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -406,8 +405,7 @@ pub(crate) fn listener_task(
             let info = Arc::new(ConnInfo {
                 listener: index,
                 peer,
-                peer_ip: HeaderValue::from_str(&peer.ip().to_string())
-                    .expect("an IP address is a valid header value"),
+                peer_ip: crate::headers::peer_value(peer.ip()),
                 tls: tls.is_some(),
             });
             let service = Service {
