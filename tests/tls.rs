@@ -168,6 +168,51 @@ async fn sni_picks_the_certificate_and_alpn_gives_http2() {
 }
 
 #[tokio::test]
+async fn an_idle_https_keep_alive_connection_sleeps_wakes_and_closes_with_the_drain() {
+    install_provider();
+    let up = Upstream::start("v1").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new();
+    ca.issue(dir.path(), "a", &["a.example.test"]);
+    ca.issue(dir.path(), "b", &["*.b.example.test"]);
+    let proxy = Proxy::start_in_with_env(
+        dir,
+        &tls_config(up.addr),
+        &[("RUST_LOG", "info,switchyard_proxy::listener=debug")],
+    );
+    let addr = proxy.addr("public-tls");
+    let (s, _) = tls_connect(addr, "a.example.test", client_config(&ca, &[b"http/1.1"])).await;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .expect("h1");
+    let conn = tokio::spawn(conn);
+    for round in 1..=2 {
+        let v = get_json(&mut send, "a.example.test").await;
+        assert_eq!(v["headers"]["x-forwarded-proto"], "https", "round {round}");
+        // Past the dormant time (a second): the serving future is dropped, the session kept.
+        tokio::time::timeout(support::WAIT, async {
+            while proxy.stderr().matches("connection dormant").count() < round {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("never dormant (round {round}): {}", proxy.stderr()));
+    }
+    assert_eq!(
+        proxy.stderr().matches("dormant connection woken").count(),
+        1
+    );
+    // The drain closes the dormant connection (with its close_notify), and the process ends.
+    let stopped = tokio::task::spawn_blocking(move || proxy.stop());
+    let ended = tokio::time::timeout(support::WAIT, conn).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the client's connection did not end cleanly: {ended:?}"
+    );
+    assert!(stopped.await.expect("stop").success());
+}
+
+#[tokio::test]
 async fn certificate_reload_keeps_open_connections_and_serves_the_new_one() {
     install_provider();
     let up = Upstream::start("v1").await;

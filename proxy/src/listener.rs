@@ -238,34 +238,34 @@ where
     }
 }
 
-/// A plain connection's task: serves it until it closes. A kept-alive connection idle for
-/// `h1.dormant_after` goes dormant: its serving future (boxed, about 4.3 KiB: room for a
-/// request's) is dropped, and the task, about 700 bytes, waits for the client's next bytes
-/// (then serves again), the end of the idle time or the drain (then closes). `alive` goes with
-/// the task.
+/// An HTTP/1.1 connection (plain, or TLS after its handshake), served until it closes. A
+/// kept-alive connection idle for `h1.dormant_after` goes dormant: its serving future (boxed,
+/// about 4.3 KiB plain and 7.7 KiB over TLS: room for a request's) is dropped, and the rest of
+/// the task (about 600 bytes) waits for the client's next bytes (then serves again), the end
+/// of the idle time or the drain (then closes). `h2c`: a fresh plain connection may open with
+/// the HTTP/2 preface.
 #[allow(clippy::manual_async_fn)] // an `async fn` keeps its arguments twice (about 150 bytes)
-fn plain(
-    mut tcp: tokio::net::TcpStream,
+fn http1<IO: server::Stream>(
+    mut io: IO,
     service: Service,
     h1: server::Settings,
     h2: Arc<Http2Builder>,
-    mut watcher: crate::drain::Watcher,
-    alive: tokio::sync::mpsc::Sender<()>,
-) -> impl Future<Output = ()> + Send {
+    watcher: &mut crate::drain::Watcher,
+    h2c: bool,
+) -> impl Future<Output = ()> + Send + '_ {
     async move {
-        let _alive = alive;
         let draining = watcher.draining();
         let mut wake = None;
         loop {
             let served = watcher
                 .watch(|| {
                     SelfDraining::new(Box::pin(serve(
-                        tcp,
+                        io,
                         &service,
                         h1,
                         &h2,
                         &draining,
-                        wake.is_none(),
+                        h2c && wake.is_none(),
                         wake.take(),
                     )))
                 })
@@ -273,7 +273,7 @@ fn plain(
             let w = match served {
                 Ok(None) => return,
                 Ok(Some((t, w))) => {
-                    tcp = t;
+                    io = t;
                     wake.insert(w)
                 }
                 Err(e) => {
@@ -285,11 +285,19 @@ fn plain(
             let readable = tokio::select! {
                 biased;
                 () = watcher.drained() => false,
-                r = tcp.readable() => r.is_ok(),
+                r = io.readable() => r.is_ok(),
                 _ = w.idle_over() => false,
             };
             if !readable {
                 debug!("dormant connection closed");
+                if IO::CLOSE_NOTIFY {
+                    // TLS: its close_notify, as a connection closing in its task sends it.
+                    let _ = tokio::time::timeout(
+                        CLOSE_WAIT,
+                        tokio::io::AsyncWriteExt::shutdown(&mut io),
+                    )
+                    .await;
+                }
                 return;
             }
             debug!("dormant connection woken");
@@ -297,43 +305,55 @@ fn plain(
     }
 }
 
-/// The TLS handshake of one connection, then HTTP/2 (ALPN `h2`) or HTTP/1.1 over it; `None`
-/// when the handshake failed (counted and logged here).
-async fn serve_tls(
+/// How long a dormant TLS connection's close waits for its close_notify to go out.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// An HTTPS connection's task: the handshake, then HTTP/2 (ALPN `h2`, hyper's server) or HTTP/1.1
+/// ([`http1`]). The handshake and HTTP/2 are boxed, so an idle HTTP/1.1 connection's task keeps
+/// no room for them.
+async fn secure(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     handshake_timeout: Duration,
-    open: &OpenConn,
     service: Service,
     (h1, h2): (server::Settings, Arc<Http2Builder>),
     mut watcher: crate::drain::Watcher,
-) -> Option<Result<(), ConnError>> {
-    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+) {
+    let Some(stream) = Box::pin(handshake(acceptor, tcp, handshake_timeout, &service.open)).await
+    else {
+        return;
+    };
+    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    service.open.mark(alpn_h2);
+    if alpn_h2 {
+        let served = Box::pin(
+            watcher.watch(|| h2.serve_connection(TokioIo::new(stream), service.clone().h2())),
+        )
+        .await;
+        if let Err(e) = served {
+            debug!(error = %e, "connection ended with an error");
+        }
+    } else {
+        http1(stream, service, h1, h2, &mut watcher, false).await;
+    }
+}
+
+/// The TLS handshake of one connection within `timeout`; `None` when it failed (counted and
+/// logged here).
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    timeout: Duration,
+    open: &OpenConn,
+) -> Option<TlsStream> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             if let Some(c) = open.counters() {
                 c.handshakes.fetch_add(1, Ordering::Relaxed);
             }
-            let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            open.mark(alpn_h2);
-            Some(if alpn_h2 {
-                watcher
-                    .watch(|| h2.serve_connection(TokioIo::new(stream), service.h2()))
-                    .await
-                    .map_err(Into::into)
-            } else {
-                let draining = watcher.draining();
-                // A TLS connection stays in its task while idle (its session is most of it).
-                let h1 = server::Settings {
-                    dormant_after: None,
-                    ..h1
-                };
-                watcher
-                    .watch(|| {
-                        SelfDraining::new(serve(stream, &service, h1, &h2, &draining, false, None))
-                    })
-                    .await
-                    .map(|_| ())
-            })
+            Some(stream)
         }
         Ok(Err(e)) => {
             if let Some(c) = open.counters() {
@@ -418,25 +438,17 @@ pub(crate) fn listener_task(
             let h2 = h2.clone();
             let span = debug_span!("conn", %peer);
             let Some(acceptor) = tls.clone() else {
-                tokio::spawn(plain(tcp, service, h1, h2, watcher, alive).instrument(span));
+                let task = async move {
+                    let mut watcher = watcher;
+                    http1(tcp, service, h1, h2, &mut watcher, true).await;
+                    drop(alive);
+                };
+                tokio::spawn(task.instrument(span));
                 continue;
             };
             let handshake_timeout = timeouts.request_header;
             let task = async move {
-                // Boxed: a TLS session and hyper's HTTP/2 connection are large.
-                let result = Box::pin(serve_tls(
-                    acceptor,
-                    tcp,
-                    handshake_timeout,
-                    &open,
-                    service,
-                    (h1, h2),
-                    watcher,
-                ))
-                .await;
-                if let Some(Err(e)) = result {
-                    debug!(error = %e, "connection ended with an error");
-                }
+                secure(acceptor, tcp, handshake_timeout, service, (h1, h2), watcher).await;
                 drop(alive);
             };
             tokio::spawn(task.instrument(span));

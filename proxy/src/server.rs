@@ -81,13 +81,25 @@ pub(crate) trait Stream:
     /// close starts with a shutdown. A TCP stream's close sends the FIN itself once the bytes
     /// written are out, and a shutdown first would only cost a system call.
     const CLOSE_NOTIFY: bool = true;
+
+    /// Ready when the peer has sent something (or closed): for a dormant connection
+    /// ([`Served::Dormant`]), whose last read found nothing, TLS's buffers included.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 impl Stream for tokio::net::TcpStream {
     const CLOSE_NOTIFY: bool = false;
+
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
 }
 
-impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        self.get_ref().0.readable()
+    }
+}
 
 pub(crate) use conn::{Served, Settings, Wake, serve};
 pub(crate) use rewind::Rewind;
