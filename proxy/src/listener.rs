@@ -243,17 +243,18 @@ where
 /// about 4.3 KiB plain and 7.7 KiB over TLS: room for a request's) is dropped, and the rest of
 /// the task (about 600 bytes) waits for the client's next bytes (then serves again), the end
 /// of the idle time or the drain (then closes). `h2c`: a fresh plain connection may open with
-/// the HTTP/2 preface.
+/// the HTTP/2 preface. `alive` goes with the task.
 #[allow(clippy::manual_async_fn)] // an `async fn` keeps its arguments twice (about 150 bytes)
 fn http1<IO: server::Stream>(
     mut io: IO,
     service: Service,
-    h1: server::Settings,
-    h2: Arc<Http2Builder>,
-    watcher: &mut crate::drain::Watcher,
+    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    mut watcher: crate::drain::Watcher,
+    alive: tokio::sync::mpsc::Sender<()>,
     h2c: bool,
-) -> impl Future<Output = ()> + Send + '_ {
+) -> impl Future<Output = ()> + Send {
     async move {
+        let _alive = alive;
         let draining = watcher.draining();
         let mut wake = None;
         loop {
@@ -320,6 +321,7 @@ async fn secure(
     service: Service,
     (h1, h2): (server::Settings, Arc<Http2Builder>),
     mut watcher: crate::drain::Watcher,
+    alive: tokio::sync::mpsc::Sender<()>,
 ) {
     let Some(stream) = Box::pin(handshake(acceptor, tcp, handshake_timeout, &service.open)).await
     else {
@@ -336,7 +338,7 @@ async fn secure(
             debug!(error = %e, "connection ended with an error");
         }
     } else {
-        http1(stream, service, h1, h2, &mut watcher, false).await;
+        http1(stream, service, (h1, h2), watcher, alive, false).await;
     }
 }
 
@@ -438,19 +440,20 @@ pub(crate) fn listener_task(
             let h2 = h2.clone();
             let span = debug_span!("conn", %peer);
             let Some(acceptor) = tls.clone() else {
-                let task = async move {
-                    let mut watcher = watcher;
-                    http1(tcp, service, h1, h2, &mut watcher, true).await;
-                    drop(alive);
-                };
+                let task = http1(tcp, service, (h1, h2), watcher, alive, true);
                 tokio::spawn(task.instrument(span));
                 continue;
             };
             let handshake_timeout = timeouts.request_header;
-            let task = async move {
-                secure(acceptor, tcp, handshake_timeout, service, (h1, h2), watcher).await;
-                drop(alive);
-            };
+            let task = secure(
+                acceptor,
+                tcp,
+                handshake_timeout,
+                service,
+                (h1, h2),
+                watcher,
+                alive,
+            );
             tokio::spawn(task.instrument(span));
         }
         info!(
