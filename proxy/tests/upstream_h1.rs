@@ -81,6 +81,14 @@ fn config(up: SocketAddr) -> String {
     )
 }
 
+/// As [`config`], with the stack's endpoints `a` and `b`, in that order (round robin).
+fn config_two(a: SocketAddr, b: SocketAddr) -> String {
+    config(a).replace(
+        &format!("endpoints = [\"{a}\"]"),
+        &format!("endpoints = [\"{a}\", \"{b}\"]"),
+    )
+}
+
 /// One request on a fresh client connection (which it asks to close); everything the proxy
 /// sent back until it closed.
 async fn request(proxy: SocketAddr, head: &str) -> String {
@@ -416,11 +424,7 @@ async fn a_new_connection_reset_before_any_answer_sends_a_get_to_another_endpoin
     trace();
     let refusing = RawUpstream::start(reset_after_the_head).await;
     let up = RawUpstream::start(|tcp, _| answer_each(tcp, OK)).await;
-    let both = config(refusing.addr).replace(
-        &format!("endpoints = [\"{}\"]", refusing.addr),
-        &format!("endpoints = [\"{}\", \"{}\"]", refusing.addr, up.addr),
-    );
-    let proxy = start_proxy(&both).await;
+    let proxy = start_proxy(&config_two(refusing.addr, up.addr)).await;
     // Round robin: the refusing endpoint is chosen at least once in four.
     for i in 0..4 {
         let out = request(proxy.addr, GET).await;
@@ -447,11 +451,7 @@ async fn a_request_with_a_body_is_never_sent_twice_after_a_reset() {
     trace();
     let refusing = RawUpstream::start(reset_after_the_head).await;
     let up = RawUpstream::start(|tcp, _| answer_each(tcp, OK)).await;
-    let both = config(refusing.addr).replace(
-        &format!("endpoints = [\"{}\"]", refusing.addr),
-        &format!("endpoints = [\"{}\", \"{}\"]", refusing.addr, up.addr),
-    );
-    let proxy = start_proxy(&both).await;
+    let proxy = start_proxy(&config_two(refusing.addr, up.addr)).await;
     let post =
         "POST / HTTP/1.1\r\nhost: app.test\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi";
     let (mut ok, mut failed) = (0, 0);
