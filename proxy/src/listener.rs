@@ -134,10 +134,10 @@ fn h1_settings(limits: &Limits, timeouts: &Timeouts) -> server::Settings {
     }
 }
 
-/// Idle time after which a plain kept-alive connection's task ends and a small one waits for
-/// its next bytes (see `server::Served::Dormant`): the next request then pays for a task
-/// (about a microsecond), and the idle connection holds a few hundred bytes instead of its
-/// whole task. TLS connections stay in their task (the session is most of their memory).
+/// Idle time after which a kept-alive HTTP/1.1 connection (plain or TLS) drops its serving
+/// future and waits for its next bytes in what is left of its task (see [`http1`] and
+/// `server::Served::Dormant`): the next request then pays for a new serving future (about a
+/// microsecond), and the idle connection holds a few hundred bytes instead of several KiB.
 const DORMANT_AFTER: Duration = Duration::from_secs(1);
 
 /// What answers one connection's requests: the request path with the connection's facts.

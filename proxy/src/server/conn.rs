@@ -16,9 +16,9 @@
 //!   `timeouts.request_header` from its first bytes.
 //! - Buffers follow requests, not connections: a connection with nothing to read gives its
 //!   buffers to the thread's stock (`spare`) and takes a set back when bytes arrive.
-//! - With `settings.dormant_after`, a kept-alive connection idle that long ends its task: it is
-//!   returned as [`Served::Dormant`] with its timer, for a small waiter to hold (a task's room
-//!   is its largest state, a request's future included) until bytes arrive, when a new task
+//! - With `settings.dormant_after`, a kept-alive connection idle that long returns as
+//!   [`Served::Dormant`] with its timer: the caller drops this future (its room is its largest
+//!   state, a request's future included) and holds only the stream until bytes arrive, then
 //!   takes it up where it was ([`serve`] with its [`Wake`]). Memory then follows busy
 //!   connections, not open ones.
 
