@@ -6,6 +6,10 @@
 # each and read the answer (so every connection went through a full request and now sits idle
 # in keep-alive), then read the resident memory of the proxy's processes (VmRSS, all of them:
 # nginx's master and worker) before and after. Memory per connection = the difference / N.
+# The connections open in two steps, N/5 then the rest, with a reading after each: the slope
+# between the two readings is the memory per connection without what the proxy keeps after
+# the burst of opening (buffers of the 500 requests in flight at once, freed but kept by the
+# allocator), which the first step already paid.
 # Everything is on 127.0.0.1; every wait is bounded; only the processes started here are
 # stopped, by PID.
 #
@@ -71,15 +75,19 @@ async def one(conns):
     conns.append(w)
 async def main():
     conns = []
-    for start in range(0, n, 500):
-        await asyncio.gather(*(one(conns) for _ in range(start, min(n, start + 500))))
-    print(len(conns), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    loop = asyncio.get_running_loop()
+    first = n // 5
+    for start, end in ((0, first), (first, n)):
+        for at in range(start, end, 500):
+            await asyncio.gather(*(one(conns) for _ in range(at, min(end, at + 500))))
+        print(len(conns), flush=True)
+        # The next step (then the end) when told.
+        await loop.run_in_executor(None, sys.stdin.readline)
 asyncio.run(main())
 EOF
 
 measure() { # name pid port
-  local name=$1 pid=$2 port=$3 before after
+  local name=$1 pid=$2 port=$3 before middle after first=$((n / 5))
   wait_port "$port"
   sleep 1
   before=$(rss_kib "$pid")
@@ -87,19 +95,26 @@ measure() { # name pid port
   python3 "$run/clients.py" "$port" "$n" <"$run/hold-$name" >"$run/opened-$name" &
   local client=$!
   exec 9>"$run/hold-$name"
-  for _ in $(seq 1 600); do [ -s "$run/opened-$name" ] && break; kill -0 $client 2>/dev/null || break; sleep 0.1; done
-  [ "$(cat "$run/opened-$name" 2>/dev/null)" = "$n" ] || { echo "$name: the client could not open $n connections" >&2; exit 1; }
-  # Settle: Switchyard gives an idle connection's buffers back after 2 s (nginx at once).
+  opened() { # count: waits until the client says it holds that many
+    for _ in $(seq 1 600); do grep -qx "$1" "$run/opened-$name" 2>/dev/null && return 0; kill -0 $client 2>/dev/null || break; sleep 0.1; done
+    echo "$name: the client could not open $1 connections" >&2; exit 1
+  }
+  opened "$first"
+  # Settle: dormant connections give their serving state back after a second (nginx at once).
+  sleep "${IDLE_SETTLE:-3}"
+  middle=$(rss_kib "$pid")
+  echo go >&9
+  opened "$n"
   sleep "${IDLE_SETTLE:-3}"
   after=$(rss_kib "$pid")
   exec 9>&-
   wait $client || true
-  awk -v name="$name" -v n="$n" -v b="$before" -v a="$after" 'BEGIN {
-    printf "| %s | %d | %.1f MiB | %.1f MiB | %.2f KiB |\n", name, n, b/1024, a/1024, (a-b)/n }'
+  awk -v name="$name" -v n="$n" -v f="$first" -v b="$before" -v m="$middle" -v a="$after" 'BEGIN {
+    printf "| %s | %d | %.1f MiB | %.1f MiB | %.1f MiB | %.2f KiB | %.2f KiB |\n", name, n, b/1024, m/1024, a/1024, (a-b)/n, (a-m)/(n-f) }'
 }
 
-echo "| proxy | idle connections | RSS before | RSS with them open | per connection |"
-echo "|---|---|---|---|---|"
+echo "| proxy | idle connections | RSS before | RSS with N/5 open | RSS with N open | per connection (all / N) | per connection (slope N/5 → N) |"
+echo "|---|---|---|---|---|---|---|"
 
 ng_port=$(free_port)
 mkdir -p "$run/nginx/logs"

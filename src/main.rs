@@ -12,6 +12,9 @@ use switchyard::demo::{
 /// mimalloc rather than the C library's allocator: tokio allocates each task and each socket's
 /// registration aligned to a cache line, and glibc's aligned allocation bypasses its per-thread
 /// cache (about 1k instructions each, twice per client connection).
+/// The feature `system-allocator` keeps the C library's, for heap profilers (valgrind's massif,
+/// heaptrack) that see only its calls.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

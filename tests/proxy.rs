@@ -505,8 +505,9 @@ async fn a_keep_alive_connection_idle_past_a_second_sleeps_wakes_and_closes_with
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 200 "), "round {round}: {text}");
         assert!(text.contains(r#""version":"v1""#), "round {round}: {text}");
-        // Past the dormant time (a second): the connection's task ends, a small one waits.
-        wait_for_log_count(&proxy, "connection dormant", round).await;
+        // Past the dormant time (a second): the connection's task ends, and it waits in the
+        // listener's lot.
+        wait_for_log_count(&proxy, "dormant connection parked", round).await;
     }
     assert_eq!(
         proxy.stderr().matches("dormant connection woken").count(),
@@ -518,6 +519,42 @@ async fn a_keep_alive_connection_idle_past_a_second_sleeps_wakes_and_closes_with
     let read = tokio::time::timeout(support::WAIT, s.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(Ok(0))), "{read:?}");
     assert!(stopped.await.expect("stop").success());
+}
+
+#[tokio::test]
+async fn a_parked_keep_alive_connection_is_closed_at_the_end_of_its_idle_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("v1").await;
+    let proxy = Proxy::start_with_env(
+        &config(
+            &[("blue", "v1", 1, vec![up.addr])],
+            "",
+            "[timeouts]\nidle = \"3s\"\n",
+        ),
+        &[("RUST_LOG", "info,switchyard_proxy::listener=debug")],
+    );
+    let mut s = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: web.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(support::WAIT, s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
+    wait_for_log_count(&proxy, "dormant connection parked", 1).await;
+    // Parked, its task gone: the lot closes it when its idle time is over.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(support::WAIT, s.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+    wait_for_log_count(&proxy, "dormant connection closed: idle", 1).await;
+    assert_eq!(
+        proxy.stderr().matches("dormant connection woken").count(),
+        0
+    );
 }
 
 async fn wait_for_log_count(proxy: &Proxy, needle: &str, n: usize) {

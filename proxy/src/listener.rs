@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{Instrument, debug, debug_span, info, info_span, warn};
 
+mod lot;
 mod spread;
 pub(crate) use spread::start_listeners;
 
@@ -238,31 +239,44 @@ where
     }
 }
 
+/// What a connection's task holds besides its stream, and a parked connection keeps for its
+/// next task: its service, its drain watcher and its hand-over sender (`alive`: the accept
+/// loop's hand-over waits until every connection has dropped its own).
+struct ConnParts {
+    service: Service,
+    watcher: crate::drain::Watcher,
+    _alive: tokio::sync::mpsc::Sender<()>,
+}
+
+/// Where a listener's dormant plain connections wait (see `lot`).
+type Lot = lot::LotHandle<ConnParts>;
+
 /// An HTTP/1.1 connection (plain, or TLS after its handshake), served until it closes. A
 /// kept-alive connection idle for `h1.dormant_after` goes dormant: its serving future (boxed,
-/// about 4.3 KiB plain and 7.7 KiB over TLS: room for a request's) is dropped, and the rest of
-/// the task (about 600 bytes) waits for the client's next bytes (then serves again), the end
-/// of the idle time or the drain (then closes). `h2c`: a fresh plain connection may open with
-/// the HTTP/2 preface. `alive` goes with the task.
+/// about 4.3 KiB plain and 7.7 KiB over TLS: room for a request's) is dropped. A plain one is
+/// then parked in the listener's `lot` and this task ends; otherwise the rest of the task
+/// (about 600 bytes) waits for the client's next bytes (then serves again), the end of the
+/// idle time or the drain (then closes). `h2c`: a fresh plain connection may open with the
+/// HTTP/2 preface. `wake`: a connection taken up again from the lot, with its idle deadline.
 #[allow(clippy::manual_async_fn)] // an `async fn` keeps its arguments twice (about 150 bytes)
 fn http1<IO: server::Stream>(
     mut io: IO,
-    service: Service,
+    mut parts: ConnParts,
     (h1, h2): (server::Settings, Arc<Http2Builder>),
-    mut watcher: crate::drain::Watcher,
-    alive: tokio::sync::mpsc::Sender<()>,
     h2c: bool,
+    mut wake: Option<Wake>,
+    lot: Option<Lot>,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let _alive = alive;
-        let draining = watcher.draining();
-        let mut wake = None;
+        let draining = parts.watcher.draining();
         loop {
-            let served = watcher
+            let service = &parts.service;
+            let served = parts
+                .watcher
                 .watch(|| {
                     SelfDraining::new(Box::pin(serve(
                         io,
-                        &service,
+                        service,
                         h1,
                         &h2,
                         &draining,
@@ -283,9 +297,18 @@ fn http1<IO: server::Stream>(
                 }
             };
             debug!("connection dormant");
+            if let Some(lot) = &lot {
+                match io.into_tcp() {
+                    Ok(tcp) => {
+                        lot.park(tcp, w.deadline(), parts);
+                        return;
+                    }
+                    Err(back) => io = back,
+                }
+            }
             let readable = tokio::select! {
                 biased;
-                () = watcher.drained() => false,
+                () = parts.watcher.drained() => false,
                 r = io.readable() => r.is_ok(),
                 _ = w.idle_over() => false,
             };
@@ -304,6 +327,25 @@ fn http1<IO: server::Stream>(
             debug!("dormant connection woken");
         }
     }
+}
+
+/// Starts the lot of a plain listener's accept loop. A connection woken there is served
+/// again in a task of its own on this runtime.
+fn spawn_lot(graceful: &Drain, (h1, h2): (server::Settings, Arc<Http2Builder>)) -> Lot {
+    let mut own = graceful.watcher();
+    let wake = move |lot: &Lot, tcp, idle_until, parts: ConnParts| {
+        let span = debug_span!("conn", peer = %parts.service.info.peer);
+        let task = http1(
+            tcp,
+            parts,
+            (h1, h2.clone()),
+            false,
+            Some(Wake::until(idle_until)),
+            Some(lot.clone()),
+        );
+        tokio::spawn(task.instrument(span));
+    };
+    lot::spawn(async move { own.drained().await }, wake)
 }
 
 /// How long a dormant TLS connection's close waits for its close_notify to go out.
@@ -338,7 +380,12 @@ async fn secure(
             debug!(error = %e, "connection ended with an error");
         }
     } else {
-        http1(stream, service, (h1, h2), watcher, alive, false).await;
+        let parts = ConnParts {
+            service,
+            watcher,
+            _alive: alive,
+        };
+        http1(stream, parts, (h1, h2), false, None, None).await;
     }
 }
 
@@ -390,6 +437,10 @@ pub(crate) fn listener_task(
         let graceful = Drain::new();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
+        let lot = match tls {
+            None => Some(spawn_lot(&graceful, (h1, h2.clone()))),
+            Some(_) => None,
+        };
         // Small responses must not wait for Nagle. Set on the listening socket, accepted ones
         // inherit it (Linux): no system call per connection. Set on each connection only if
         // the listener refused.
@@ -440,7 +491,12 @@ pub(crate) fn listener_task(
             let h2 = h2.clone();
             let span = debug_span!("conn", %peer);
             let Some(acceptor) = tls.clone() else {
-                let task = http1(tcp, service, (h1, h2), watcher, alive, true);
+                let parts = ConnParts {
+                    service,
+                    watcher,
+                    _alive: alive,
+                };
+                let task = http1(tcp, parts, (h1, h2), true, None, lot.clone());
                 tokio::spawn(task.instrument(span));
                 continue;
             };

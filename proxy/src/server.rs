@@ -85,6 +85,15 @@ pub(crate) trait Stream:
     /// Ready when the peer has sent something (or closed): for a dormant connection
     /// ([`Served::Dormant`]), whose last read found nothing, TLS's buffers included.
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+
+    /// The plain TCP stream it is, if it is one (a dormant one can then wait without a task:
+    /// `crate::listener`'s lot); else itself.
+    fn into_tcp(self) -> Result<tokio::net::TcpStream, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
 }
 
 impl Stream for tokio::net::TcpStream {
@@ -92,6 +101,10 @@ impl Stream for tokio::net::TcpStream {
 
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         tokio::net::TcpStream::readable(self)
+    }
+
+    fn into_tcp(self) -> Result<tokio::net::TcpStream, Self> {
+        Ok(self)
     }
 }
 

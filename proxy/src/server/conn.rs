@@ -101,6 +101,20 @@ pub(crate) struct Wake {
 }
 
 impl Wake {
+    /// The idle deadline `at`, with a timer of its own: for a dormant connection whose timer
+    /// was dropped while it waited elsewhere (`crate::listener`'s lot).
+    pub(crate) fn until(at: Instant) -> Self {
+        Self {
+            timer: Box::pin(tokio::time::sleep_until(at)),
+            idle_until: at,
+        }
+    }
+
+    /// When the connection's idle time is over.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.idle_until
+    }
+
     /// Ready when the connection's idle time is over (it then closes).
     pub(crate) fn idle_over(&mut self) -> &mut Pin<Box<Sleep>> {
         // Later than the deadline it had: one atomic operation.

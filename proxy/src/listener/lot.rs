@@ -1,0 +1,546 @@
+//! The lot: where a listener's dormant plain connections wait for their next bytes without a
+//! task each.
+//!
+//! A kept-alive HTTP/1.1 connection idle for a second goes dormant (`server::Served::Dormant`).
+//! Over TLS its task keeps waiting (the session's state is in the task). A plain connection has
+//! nothing left to keep but its socket, its idle deadline and what its next task needs (`P`:
+//! the connection's service, drain watcher and hand-over sender), so it is parked here and its
+//! task and timer end. The socket stays registered with the runtime's reactor; its read
+//! readiness is watched with a waker of its own, which names its slot to the lot's one task.
+//! That task waits on those names, on new arrivals, on the earliest idle deadline and on the
+//! drain:
+//! - bytes (or a close) on a parked socket: `wake` serves it again, in a new task, with what is
+//!   left of its idle time;
+//! - its idle deadline: it is closed;
+//! - the drain (or the accept loop gone): every parked connection is closed.
+//!
+//! Parking and waking cost no system call. A parked connection costs its slot (about a hundred
+//! bytes), its waker (a small allocation) and the reactor's state for its socket, plus what `P`
+//! points to, instead of a task of several hundred bytes and a timer.
+
+use crossbeam_queue::SegQueue;
+use futures_util::task::AtomicWaker;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::{Future, poll_fn};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug};
+
+/// A running lot's handle: parks connections in it.
+pub(crate) struct LotHandle<P> {
+    tx: mpsc::UnboundedSender<Parked<P>>,
+}
+
+impl<P> Clone for LotHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// A parked connection.
+struct Parked<P> {
+    tcp: TcpStream,
+    idle_until: Instant,
+    payload: P,
+}
+
+impl<P: Send + 'static> LotHandle<P> {
+    /// Parks `tcp` (dormant: its last read found nothing) until bytes arrive, `idle_until`
+    /// or the drain. When the lot is gone (the listener drains), the connection is closed.
+    pub(crate) fn park(&self, tcp: TcpStream, idle_until: Instant, payload: P) {
+        let parked = Parked {
+            tcp,
+            idle_until,
+            payload,
+        };
+        if self.tx.send(parked).is_err() {
+            debug!("dormant connection closed: the listener drains");
+        }
+    }
+}
+
+/// Starts a lot on the current runtime. `drained` is ready when the listener drains (or is
+/// gone); `wake` takes up a connection that became readable (on this runtime, from the lot's
+/// task), with its idle deadline and the lot's handle to park it again.
+pub(crate) fn spawn<P, D, W>(drained: D, wake: W) -> LotHandle<P>
+where
+    P: Send + 'static,
+    D: Future<Output = ()> + Send + 'static,
+    W: FnMut(&LotHandle<P>, TcpStream, Instant, P) + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = LotHandle { tx };
+    tokio::spawn(run(handle.clone(), rx, drained, wake).in_current_span());
+    handle
+}
+
+/// The slots whose sockets became readable, and the lot's task to tell.
+#[derive(Default)]
+struct Ready {
+    slots: SegQueue<(usize, u32)>,
+    task: AtomicWaker,
+}
+
+/// The waker a parked socket's readiness calls: it names its slot (and the slot's generation,
+/// so a late call for a slot since reused is told apart).
+struct SlotWaker {
+    ready: Arc<Ready>,
+    slot: usize,
+    generation: u32,
+}
+
+impl std::task::Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.slots.push((self.slot, self.generation));
+        self.ready.task.wake();
+    }
+}
+
+/// The lot's loop (see the module's documentation).
+async fn run<P, D, W>(
+    handle: LotHandle<P>,
+    mut rx: mpsc::UnboundedReceiver<Parked<P>>,
+    drained: D,
+    mut wake: W,
+) where
+    D: Future<Output = ()>,
+    W: FnMut(&LotHandle<P>, TcpStream, Instant, P),
+{
+    let mut drained = std::pin::pin!(drained);
+    let ready = Arc::new(Ready::default());
+    let mut slots = Slots::default();
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    let mut armed: Option<Instant> = None;
+    loop {
+        let next = slots.next_deadline();
+        if let Some(at) = next.filter(|&at| armed != Some(at)) {
+            timer.as_mut().reset(at);
+        }
+        armed = next;
+        tokio::select! {
+            biased;
+            () = &mut drained => break,
+            parked = rx.recv() => match parked {
+                Some(p) => {
+                    debug!("dormant connection parked");
+                    if let Some(p) = slots.insert(&ready, p) {
+                        // Readable already.
+                        debug!("dormant connection woken");
+                        wake(&handle, p.tcp, p.idle_until, p.payload);
+                    }
+                }
+                None => break,
+            },
+            (k, generation) = next_ready(&ready) => {
+                let mut at = Some((k, generation));
+                while let Some((k, generation)) = at {
+                    if let Some(p) = slots.take(k, generation) {
+                        debug!("dormant connection woken");
+                        wake(&handle, p.tcp, p.idle_until, p.payload);
+                    }
+                    at = ready.slots.pop();
+                }
+            }
+            () = &mut timer, if armed.is_some() => slots.expire(Instant::now()),
+        }
+    }
+    if slots.live > 0 {
+        debug!(
+            connections = slots.live,
+            "dormant connections closed: the listener drains"
+        );
+    }
+}
+
+/// The next slot named ready.
+fn next_ready(ready: &Ready) -> impl Future<Output = (usize, u32)> + '_ {
+    poll_fn(move |cx| {
+        if let Some(x) = ready.slots.pop() {
+            return Poll::Ready(x);
+        }
+        ready.task.register(cx.waker());
+        // Named between the first look and the registration.
+        match ready.slots.pop() {
+            Some(x) => Poll::Ready(x),
+            None => Poll::Pending,
+        }
+    })
+}
+
+/// The parked connections, by slot, and their idle deadlines in order.
+struct Slots<P> {
+    slots: Vec<Slot<P>>,
+    free: Vec<usize>,
+    /// Deadline, slot, the slot's generation then: an entry whose slot was emptied or reused
+    /// since is stale and skipped (rebuilt away once stale ones outnumber the live).
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    live: usize,
+}
+
+struct Slot<P> {
+    generation: u32,
+    parked: Option<Parked<P>>,
+}
+
+impl<P> Default for Slots<P> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            deadlines: BinaryHeap::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<P> Slots<P> {
+    /// Parks `p`, its readiness watched by a waker naming its slot; gives it back when it is
+    /// readable already (or its socket failed: its next read says so).
+    fn insert(&mut self, ready: &Arc<Ready>, p: Parked<P>) -> Option<Parked<P>> {
+        let k = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot {
+                generation: 0,
+                parked: None,
+            });
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[k];
+        let waker = Waker::from(Arc::new(SlotWaker {
+            ready: ready.clone(),
+            slot: k,
+            generation: slot.generation,
+        }));
+        if p.tcp
+            .poll_read_ready(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.free.push(k);
+            return Some(p);
+        }
+        self.deadlines
+            .push(Reverse((p.idle_until, k, slot.generation)));
+        slot.parked = Some(p);
+        self.live += 1;
+        if self.deadlines.len() > 2 * self.live + 64 {
+            self.compact();
+        }
+        None
+    }
+
+    /// The connection parked in slot `k`, taken out, if it is still the one of `generation`.
+    fn take(&mut self, k: usize, generation: u32) -> Option<Parked<P>> {
+        let slot = self.slots.get_mut(k)?;
+        if slot.generation != generation {
+            return None;
+        }
+        let p = slot.parked.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(k);
+        self.live -= 1;
+        Some(p)
+    }
+
+    /// The earliest idle deadline of a parked connection, stale entries dropped on the way.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, k, generation))) = self.deadlines.peek() {
+            let slot = &self.slots[k];
+            if slot.generation == generation && slot.parked.is_some() {
+                return Some(at);
+            }
+            self.deadlines.pop();
+        }
+        None
+    }
+
+    /// Closes the connections whose idle time is over at `now`.
+    fn expire(&mut self, now: Instant) {
+        let mut closed = 0usize;
+        while let Some(&Reverse((at, k, generation))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            // Dropped: closed.
+            if self.take(k, generation).is_some() {
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            debug!(connections = closed, "dormant connection closed: idle");
+        }
+    }
+
+    /// Rebuilds the deadlines from the live connections alone.
+    fn compact(&mut self) {
+        self.deadlines = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| {
+                s.parked
+                    .as_ref()
+                    .map(|p| Reverse((p.idle_until, k, s.generation)))
+            })
+            .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A woken connection (`None` when it was parked again), its deadline and payload.
+    type Woken = (Option<TcpStream>, Instant, u32);
+
+    /// A lot whose woken connections come out of the receiver, or are parked again after their
+    /// bytes are read (`repark`, as a served connection would go dormant again), with a drain
+    /// to pull.
+    fn lot(
+        repark: bool,
+    ) -> (
+        LotHandle<u32>,
+        mpsc::UnboundedReceiver<Woken>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (woken_tx, woken) = mpsc::unbounded_channel();
+        let (drain, drained) = tokio::sync::oneshot::channel::<()>();
+        let handle = spawn(
+            async move {
+                // A dropped sender drains too.
+                let _ = drained.await;
+            },
+            move |lot: &LotHandle<u32>, mut tcp: TcpStream, at, p| {
+                if !repark {
+                    // The test may have stopped listening: nothing to tell then.
+                    let _ = woken_tx.send((Some(tcp), at, p));
+                    return;
+                }
+                let (lot, woken_tx) = (lot.clone(), woken_tx.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    if matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+                        lot.park(tcp, at, p);
+                    }
+                    let _ = woken_tx.send((None, at, p));
+                });
+            },
+        );
+        (handle, woken, drain)
+    }
+
+    /// `n` connected pairs: (client, server side).
+    async fn pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (server, _) = listener.accept().await.expect("accept");
+            // Tokio takes a fresh stream for readable until a read finds nothing, as a dormant
+            // connection's last read did.
+            let found = server.try_read(&mut [0u8; 1]);
+            assert!(matches!(found, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock));
+            out.push((client, server));
+        }
+        out
+    }
+
+    /// Whether the client sees its connection closed (within the wait).
+    async fn closed(client: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 16];
+        matches!(
+            tokio::time::timeout(WAIT, client.read(&mut buf)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    async fn next(woken: &mut mpsc::UnboundedReceiver<Woken>) -> Woken {
+        tokio::time::timeout(WAIT, woken.recv())
+            .await
+            .expect("woken in time")
+            .expect("the lot runs")
+    }
+
+    #[tokio::test]
+    async fn each_parked_connection_is_woken_by_its_own_bytes_with_its_deadline_and_payload() {
+        let (lot, mut woken, _drain) = lot(false);
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut clients = Vec::new();
+        for (i, (client, server)) in pairs(20).await.into_iter().enumerate() {
+            lot.park(server, far + Duration::from_secs(i as u64), i as u32);
+            clients.push(client);
+        }
+        // Out of order, one at a time: only the one written to wakes.
+        for i in [7usize, 0, 19, 3] {
+            clients[i].write_all(b"GET").await.expect("write");
+            let (tcp, at, p) = next(&mut woken).await;
+            assert_eq!(p, i as u32);
+            assert_eq!(at, far + Duration::from_secs(i as u64));
+            // The stream serves again: its bytes are there, and an answer goes back.
+            let mut tcp = tcp.expect("a stream");
+            let mut buf = [0u8; 3];
+            tcp.read_exact(&mut buf).await.expect("read");
+            assert_eq!(&buf, b"GET");
+            tcp.write_all(b"ok").await.expect("write");
+            let mut back = [0u8; 2];
+            clients[i].read_exact(&mut back).await.expect("answer");
+            assert_eq!(&back, b"ok");
+        }
+        assert!(woken.try_recv().is_err(), "woken without bytes");
+    }
+
+    #[tokio::test]
+    async fn bytes_that_came_before_the_park_wake_it_at_once() {
+        let (lot, mut woken, _drain) = lot(false);
+        let (mut client, server) = pairs(1).await.pop().expect("a pair");
+        client.write_all(b"early").await.expect("write");
+        // Wait until the bytes are there, as they would be in a race with the park.
+        server.readable().await.expect("readable");
+        lot.park(server, Instant::now() + Duration::from_secs(60), 1);
+        let (tcp, _, p) = next(&mut woken).await;
+        assert_eq!(p, 1);
+        let mut buf = [0u8; 5];
+        tcp.expect("a stream")
+            .read_exact(&mut buf)
+            .await
+            .expect("read");
+        assert_eq!(&buf, b"early");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_wakes_its_connection_to_see_the_close() {
+        let (lot, mut woken, _drain) = lot(false);
+        let (client, server) = pairs(1).await.pop().expect("a pair");
+        lot.park(server, Instant::now() + Duration::from_secs(60), 4);
+        drop(client);
+        let (tcp, _, p) = next(&mut woken).await;
+        assert_eq!(p, 4);
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            tcp.expect("a stream").read(&mut buf).await.expect("read"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parked_connection_closes_at_its_idle_deadline_and_only_then() {
+        let (lot, mut woken, _drain) = lot(false);
+        let mut conns = pairs(2).await;
+        let (mut late, late_server) = conns.pop().expect("a pair");
+        let (mut soon, soon_server) = conns.pop().expect("a pair");
+        let now = Instant::now();
+        lot.park(late_server, now + Duration::from_secs(120), 1);
+        lot.park(soon_server, now + Duration::from_millis(300), 2);
+        assert!(closed(&mut soon).await, "closed at its deadline");
+        // The other is still parked: it wakes when written to.
+        late.write_all(b"x").await.expect("write");
+        let (_, _, p) = next(&mut woken).await;
+        assert_eq!(p, 1);
+        assert!(woken.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_drain_closes_every_parked_connection_and_ends_the_lot() {
+        let (lot, mut woken, drain) = lot(false);
+        let mut clients = Vec::new();
+        for (i, (client, server)) in pairs(5).await.into_iter().enumerate() {
+            lot.park(server, Instant::now() + Duration::from_secs(60), i as u32);
+            clients.push(client);
+        }
+        // Parked before the drain: the lot has taken them in once it answers one wake.
+        clients[0].write_all(b"x").await.expect("write");
+        assert_eq!(next(&mut woken).await.2, 0);
+        drain.send(()).expect("the lot listens");
+        for c in &mut clients[1..] {
+            assert!(closed(c).await, "closed by the drain");
+        }
+        // The lot is gone: a connection parked now is closed at once.
+        let (mut client, server) = pairs(1).await.pop().expect("a pair");
+        tokio::time::timeout(WAIT, async {
+            while !lot.tx.is_closed() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the lot ended");
+        lot.park(server, Instant::now() + Duration::from_secs(60), 9);
+        assert!(closed(&mut client).await);
+    }
+
+    #[tokio::test]
+    async fn connections_woken_and_parked_again_many_times_still_close_at_their_deadline() {
+        let (lot, mut woken, _drain) = lot(true);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut clients = Vec::new();
+        for (i, (client, server)) in pairs(10).await.into_iter().enumerate() {
+            lot.park(server, deadline, i as u32);
+            clients.push(client);
+        }
+        // Each wake parks it again with a stale deadline entry left behind: 200 of them, past
+        // the point where the deadlines are rebuilt from the live connections.
+        for round in 0..20 {
+            for (i, c) in clients.iter_mut().enumerate() {
+                c.write_all(b"y").await.expect("write");
+                let (tcp, at, p) = next(&mut woken).await;
+                assert!(tcp.is_none());
+                assert_eq!(p, i as u32, "round {round}");
+                assert_eq!(at, deadline);
+            }
+        }
+        for c in &mut clients {
+            assert!(closed(c).await, "closed at the deadline");
+        }
+    }
+
+    #[tokio::test]
+    async fn stale_deadlines_are_skipped_and_rebuilt_away() {
+        let mut slots: Slots<u32> = Slots::default();
+        let ready = Arc::new(Ready::default());
+        let base = Instant::now();
+        let mut keep = Vec::new();
+        for (i, (client, server)) in pairs(3).await.into_iter().enumerate() {
+            keep.push(client);
+            let parked = Parked {
+                tcp: server,
+                idle_until: base + Duration::from_secs(10 - i as u64),
+                payload: i as u32,
+            };
+            assert!(slots.insert(&ready, parked).is_none(), "not readable");
+        }
+        assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(8)));
+        // The earliest taken out: its entry is stale, the next one counts.
+        let p = slots.take(2, 0).expect("parked");
+        assert_eq!(p.payload, 2);
+        assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(9)));
+        assert!(slots.take(2, 0).is_none());
+        // Its slot reused for a later deadline: the old generation's entry stays stale, and a
+        // late wake for the old generation takes nothing.
+        let again = Parked {
+            idle_until: base + Duration::from_secs(20),
+            ..p
+        };
+        assert!(slots.insert(&ready, again).is_none());
+        assert!(slots.take(2, 0).is_none());
+        assert_eq!(slots.live, 3);
+        slots.expire(base + Duration::from_secs(10));
+        assert_eq!(slots.live, 1);
+        assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(20)));
+        slots.compact();
+        assert_eq!(slots.deadlines.len(), 1);
+    }
+}
