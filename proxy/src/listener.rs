@@ -63,18 +63,19 @@ pub(crate) struct ConnCounters {
 /// Protocol labels of [`ConnCounters::open`].
 pub(crate) const PROTOCOLS: [&str; 2] = ["http1", "http2"];
 
-/// An open connection in its listener's gauge: counted once its protocol is known, uncounted
-/// when dropped (with the connection's service).
+/// An open connection: what the request path knows of it, and its place in its listener's
+/// gauge (counted once its protocol is known, uncounted when dropped with the connection's
+/// service). One allocation per connection, shared by its service's clones.
 struct OpenConn {
     shared: Arc<Shared>,
-    listener: usize,
+    info: ConnInfo,
     /// 0 unknown, else the index in [`PROTOCOLS`] plus one.
     protocol: AtomicU8,
 }
 
 impl OpenConn {
     fn counters(&self) -> Option<&ConnCounters> {
-        self.shared.connections.get(self.listener)
+        self.shared.connections.get(self.info.listener)
     }
 
     /// Counts the connection under `h2` or HTTP/1 the first time it is called.
@@ -144,8 +145,6 @@ const DORMANT_AFTER: Duration = Duration::from_secs(1);
 /// What answers one connection's requests: the request path with the connection's facts.
 #[derive(Clone)]
 struct Service {
-    shared: Arc<Shared>,
-    info: Arc<ConnInfo>,
     open: Arc<OpenConn>,
 }
 
@@ -157,9 +156,10 @@ impl Service {
         &'a self,
         req: &'a mut http::Request<RequestBody>,
     ) -> impl Future<Output = http::Response<ProxyBody>> + 'a {
-        self.open.mark(req.version() >= http::Version::HTTP_2);
-        let snap = self.shared.snapshot.load_full();
-        forward::handle(snap, &self.shared.settings, &self.info, req)
+        let open = &*self.open;
+        open.mark(req.version() >= http::Version::HTTP_2);
+        let snap = open.shared.snapshot.load_full();
+        forward::handle(snap, &open.shared.settings, &open.info, req)
     }
 
     /// The service as hyper's HTTP/2 server calls it (one clone per stream).
@@ -200,7 +200,7 @@ impl server::Handler for Service {
 
     fn closing(&self) -> bool {
         // A hand-over to another process: clients reconnect to it after their answer.
-        self.shared.handing_over.load(Ordering::Relaxed)
+        self.open.shared.handing_over.load(Ordering::Relaxed)
     }
 }
 
@@ -334,7 +334,7 @@ fn http1<IO: server::Stream>(
 fn spawn_lot(graceful: &Drain, (h1, h2): (server::Settings, Arc<Http2Builder>)) -> Lot {
     let mut own = graceful.watcher();
     let wake = move |lot: &Lot, tcp, idle_until, parts: ConnParts| {
-        let span = debug_span!("conn", peer = %parts.service.info.peer);
+        let span = debug_span!("conn", peer = %parts.service.open.info.peer);
         let task = http1(
             tcp,
             parts,
@@ -470,21 +470,17 @@ pub(crate) fn listener_task(
             if let Some(c) = shared.worker_accepted.get(crate::worker::current()) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
-            let open = Arc::new(OpenConn {
-                shared: shared.clone(),
-                listener: index,
-                protocol: AtomicU8::new(0),
-            });
-            let info = Arc::new(ConnInfo {
-                listener: index,
-                peer,
-                peer_ip: crate::headers::peer_value(peer.ip()),
-                tls: tls.is_some(),
-            });
             let service = Service {
-                shared: shared.clone(),
-                info,
-                open: open.clone(),
+                open: Arc::new(OpenConn {
+                    shared: shared.clone(),
+                    info: ConnInfo {
+                        listener: index,
+                        peer,
+                        peer_ip: crate::headers::peer_value(peer.ip()),
+                        tls: tls.is_some(),
+                    },
+                    protocol: AtomicU8::new(0),
+                }),
             };
             let alive = alive_tx.clone();
             let watcher = graceful.watcher();

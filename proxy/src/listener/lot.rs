@@ -76,7 +76,11 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = LotHandle { tx };
-    tokio::spawn(run(handle.clone(), rx, drained, wake).in_current_span());
+    // Unconstrained: a socket's readiness is checked with its own waker, and a task out of
+    // its cooperative budget would see that waker called at once (a wake for nothing). The
+    // loop does a bounded piece of work per arrival and waits when there is none.
+    let lot = tokio::task::unconstrained(run(handle.clone(), rx, drained, wake));
+    tokio::spawn(lot.in_current_span());
     handle
 }
 
@@ -401,6 +405,22 @@ mod tests {
             clients[i].read_exact(&mut back).await.expect("answer");
             assert_eq!(&back, b"ok");
         }
+        assert!(woken.try_recv().is_err(), "woken without bytes");
+    }
+
+    #[tokio::test]
+    async fn a_crowd_parked_at_once_stays_parked_until_written_to() {
+        let (lot, mut woken, _drain) = lot(false);
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut clients = Vec::new();
+        // More than a task's cooperative budget (128) in one go.
+        for (i, (client, server)) in pairs(150).await.into_iter().enumerate() {
+            lot.park(server, far, i as u32);
+            clients.push(client);
+        }
+        clients[149].write_all(b"x").await.expect("write");
+        let (_, _, p) = next(&mut woken).await;
+        assert_eq!(p, 149, "the first wake is the one written to");
         assert!(woken.try_recv().is_err(), "woken without bytes");
     }
 
