@@ -87,16 +87,16 @@ where
 /// The slots whose sockets became readable, and the lot's task to tell.
 #[derive(Default)]
 struct Ready {
-    slots: SegQueue<(usize, u32)>,
+    slots: SegQueue<(usize, u64)>,
     task: AtomicWaker,
 }
 
-/// The waker a parked socket's readiness calls: it names its slot (and the slot's generation,
-/// so a late call for a slot since reused is told apart).
+/// The waker a parked socket's readiness calls: it names its slot and the parking's generation
+/// (unique in the lot), so a late call for a slot since emptied or reused is told apart.
 struct SlotWaker {
     ready: Arc<Ready>,
     slot: usize,
-    generation: u32,
+    generation: u64,
 }
 
 impl std::task::Wake for SlotWaker {
@@ -167,7 +167,7 @@ async fn run<P, D, W>(
 }
 
 /// The next slot named ready.
-fn next_ready(ready: &Ready) -> impl Future<Output = (usize, u32)> + '_ {
+fn next_ready(ready: &Ready) -> impl Future<Output = (usize, u64)> + '_ {
     poll_fn(move |cx| {
         if let Some(x) = ready.slots.pop() {
             return Poll::Ready(x);
@@ -185,16 +185,23 @@ fn next_ready(ready: &Ready) -> impl Future<Output = (usize, u32)> + '_ {
 struct Slots<P> {
     slots: Vec<Slot<P>>,
     free: Vec<usize>,
-    /// Deadline, slot, the slot's generation then: an entry whose slot was emptied or reused
-    /// since is stale and skipped (rebuilt away once stale ones outnumber the live).
-    deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Deadline, slot, generation: an entry whose slot was emptied or reused since is stale
+    /// and skipped (rebuilt away once stale ones outnumber the live).
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     live: usize,
+    /// The next parking's generation.
+    next_generation: u64,
 }
 
 struct Slot<P> {
-    generation: u32,
+    /// The generation of the connection parked here (or last parked, when empty).
+    generation: u64,
     parked: Option<Parked<P>>,
 }
+
+/// Slots beyond which an empty lot gives its memory back (after a crowd of idle connections
+/// has gone). Small in tests, which cannot open thousands of sockets.
+const KEEP_SLOTS: usize = if cfg!(test) { 4 } else { 1024 };
 
 impl<P> Default for Slots<P> {
     fn default() -> Self {
@@ -203,6 +210,7 @@ impl<P> Default for Slots<P> {
             free: Vec::new(),
             deadlines: BinaryHeap::new(),
             live: 0,
+            next_generation: 0,
         }
     }
 }
@@ -211,18 +219,21 @@ impl<P> Slots<P> {
     /// Parks `p`, its readiness watched by a waker naming its slot; gives it back when it is
     /// readable already (or its socket failed: its next read says so).
     fn insert(&mut self, ready: &Arc<Ready>, p: Parked<P>) -> Option<Parked<P>> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let k = self.free.pop().unwrap_or_else(|| {
             self.slots.push(Slot {
-                generation: 0,
+                generation,
                 parked: None,
             });
             self.slots.len() - 1
         });
         let slot = &mut self.slots[k];
+        slot.generation = generation;
         let waker = Waker::from(Arc::new(SlotWaker {
             ready: ready.clone(),
             slot: k,
-            generation: slot.generation,
+            generation,
         }));
         if p.tcp
             .poll_read_ready(&mut Context::from_waker(&waker))
@@ -231,8 +242,7 @@ impl<P> Slots<P> {
             self.free.push(k);
             return Some(p);
         }
-        self.deadlines
-            .push(Reverse((p.idle_until, k, slot.generation)));
+        self.deadlines.push(Reverse((p.idle_until, k, generation)));
         slot.parked = Some(p);
         self.live += 1;
         if self.deadlines.len() > 2 * self.live + 64 {
@@ -242,15 +252,20 @@ impl<P> Slots<P> {
     }
 
     /// The connection parked in slot `k`, taken out, if it is still the one of `generation`.
-    fn take(&mut self, k: usize, generation: u32) -> Option<Parked<P>> {
+    fn take(&mut self, k: usize, generation: u64) -> Option<Parked<P>> {
         let slot = self.slots.get_mut(k)?;
         if slot.generation != generation {
             return None;
         }
         let p = slot.parked.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
         self.free.push(k);
         self.live -= 1;
+        if self.live == 0 && self.slots.len() > KEEP_SLOTS {
+            // Late wakes and deadline entries name generations no slot will have again.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.deadlines = BinaryHeap::new();
+        }
         Some(p)
     }
 
@@ -527,27 +542,39 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn stale_deadlines_are_skipped_and_rebuilt_away() {
-        let mut slots: Slots<u32> = Slots::default();
-        let ready = Arc::new(Ready::default());
-        let base = Instant::now();
+    /// Parks `n` fresh connections straight into `slots` with deadlines `base + 10 s - i s`;
+    /// the clients are returned to keep the connections open.
+    async fn fill(
+        slots: &mut Slots<u32>,
+        ready: &Arc<Ready>,
+        n: usize,
+        base: Instant,
+    ) -> Vec<TcpStream> {
         let mut keep = Vec::new();
-        for (i, (client, server)) in pairs(3).await.into_iter().enumerate() {
+        for (i, (client, server)) in pairs(n).await.into_iter().enumerate() {
             keep.push(client);
             let parked = Parked {
                 tcp: server,
                 idle_until: base + Duration::from_secs(10 - i as u64),
                 payload: i as u32,
             };
-            assert!(slots.insert(&ready, parked).is_none(), "not readable");
+            assert!(slots.insert(ready, parked).is_none(), "not readable");
         }
+        keep
+    }
+
+    #[tokio::test]
+    async fn stale_deadlines_are_skipped_and_rebuilt_away() {
+        let mut slots: Slots<u32> = Slots::default();
+        let ready = Arc::new(Ready::default());
+        let base = Instant::now();
+        let _keep = fill(&mut slots, &ready, 3, base).await;
         assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(8)));
-        // The earliest taken out: its entry is stale, the next one counts.
-        let p = slots.take(2, 0).expect("parked");
+        // The earliest (slot 2, generation 2) taken out: its entry is stale, the next one counts.
+        let p = slots.take(2, 2).expect("parked");
         assert_eq!(p.payload, 2);
         assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(9)));
-        assert!(slots.take(2, 0).is_none());
+        assert!(slots.take(2, 2).is_none());
         // Its slot reused for a later deadline: the old generation's entry stays stale, and a
         // late wake for the old generation takes nothing.
         let again = Parked {
@@ -555,12 +582,35 @@ mod tests {
             ..p
         };
         assert!(slots.insert(&ready, again).is_none());
-        assert!(slots.take(2, 0).is_none());
+        assert!(slots.take(2, 2).is_none());
         assert_eq!(slots.live, 3);
         slots.expire(base + Duration::from_secs(10));
         assert_eq!(slots.live, 1);
         assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(20)));
         slots.compact();
         assert_eq!(slots.deadlines.len(), 1);
+        assert!(slots.take(2, 3).is_some(), "the new generation is taken");
+    }
+
+    #[tokio::test]
+    async fn an_emptied_lot_past_its_kept_slots_gives_its_memory_back() {
+        let mut slots: Slots<u32> = Slots::default();
+        let ready = Arc::new(Ready::default());
+        let base = Instant::now();
+        let n = KEEP_SLOTS + 2;
+        let _keep = fill(&mut slots, &ready, n, base).await;
+        for k in 0..n - 1 {
+            assert!(slots.take(k, k as u64).is_some());
+        }
+        assert_eq!(slots.slots.len(), n, "kept while one is parked");
+        assert!(slots.take(n - 1, (n - 1) as u64).is_some());
+        assert_eq!(slots.slots.capacity(), 0);
+        assert_eq!(slots.deadlines.len(), 0);
+        // A late wake for a slot that is gone takes nothing; parking starts over at slot 0 with
+        // a generation never seen before.
+        assert!(slots.take(n - 1, (n - 1) as u64).is_none());
+        let _more = fill(&mut slots, &ready, 1, base).await;
+        assert!(slots.take(0, 0).is_none());
+        assert!(slots.take(0, n as u64).is_some());
     }
 }
