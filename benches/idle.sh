@@ -13,12 +13,17 @@
 # Everything is on 127.0.0.1; every wait is bounded; only the processes started here are
 # stopped, by PID.
 #
-#   benches/idle.sh [N]          # default N = 10000; needs `ulimit -n` above N + 100
+#   benches/idle.sh [--tls] [N]    # default N = 10000; needs `ulimit -n` above N + 100
 #   IDLE_SETTLE=S benches/idle.sh  # seconds the connections sit idle before the reading (default 3)
+#
+# --tls: the clients connect over TLS 1.3 (a self-signed P-256 certificate made here with
+# openssl; nginx with its defaults for session buffers).
 #
 # Uses target/release/switchyard (or SWITCHYARD_BIN) and nginx from PATH (apt-get install nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tls=0
+if [ "${1:-}" = --tls ]; then tls=1; shift; fi
 n=${1:-10000}
 bin=${SWITCHYARD_BIN:-target/release/switchyard}
 [ -x "$bin" ] || { echo "no $bin: run 'cargo build --release' first" >&2; exit 1; }
@@ -62,8 +67,15 @@ cat >"$run/clients.py" <<'EOF'
 import asyncio, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
 REQ = b"GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n"
+TLS = None
+if len(sys.argv) > 3 and sys.argv[3] == "tls":
+    import ssl
+    TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    TLS.check_hostname = False
+    TLS.verify_mode = ssl.CERT_NONE
 async def one(conns):
-    r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+    r, w = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=TLS, server_hostname="bench.test" if TLS else None), 10)
     w.write(REQ)
     head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 200"), head[:40]
@@ -92,7 +104,7 @@ measure() { # name pid port
   sleep 1
   before=$(rss_kib "$pid")
   mkfifo "$run/hold-$name"
-  python3 "$run/clients.py" "$port" "$n" <"$run/hold-$name" >"$run/opened-$name" &
+  python3 "$run/clients.py" "$port" "$n" "$([ $tls = 1 ] && echo tls || echo plain)" <"$run/hold-$name" >"$run/opened-$name" &
   local client=$!
   exec 9>"$run/hold-$name"
   opened() { # count: waits until the client says it holds that many
@@ -118,6 +130,14 @@ echo "|---|---|---|---|---|---|---|"
 
 ng_port=$(free_port)
 mkdir -p "$run/nginx/logs"
+ng_listen="127.0.0.1:$ng_port"
+sy_tls=""
+if [ $tls = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=bench.test -keyout "$run/key.pem" -out "$run/cert.pem" 2>/dev/null
+  ng_listen="127.0.0.1:$ng_port ssl; ssl_certificate $run/cert.pem; ssl_certificate_key $run/key.pem; ssl_protocols TLSv1.3"
+  sy_tls="tls = { certs = [ { cert = \"$run/cert.pem\", key = \"$run/key.pem\" } ] }"
+fi
 cat >"$run/nginx/nginx.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile $((n + 1000));
@@ -131,7 +151,7 @@ http {
   keepalive_requests 100000;
   upstream up { server 127.0.0.1:$up_port; keepalive 64; }
   server {
-    listen 127.0.0.1:$ng_port;
+    listen $ng_listen;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
@@ -153,6 +173,7 @@ idle = "5m"
 [[listeners]]
 name = "plain"
 bind = "127.0.0.1:$sy_port"
+$sy_tls
 
 [[services]]
 name = "bench"
