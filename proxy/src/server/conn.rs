@@ -189,7 +189,19 @@ where
     H: Handler,
 {
     let (timer, stage, idle_until) = match wake {
-        Some(Wake { timer, idle_until }) => (timer, Stage::Idle, idle_until),
+        Some(Wake {
+            mut timer,
+            idle_until,
+        }) => {
+            // Woken, but the bytes may not come (a wake for nothing): dormant again after
+            // `dormant_after` rather than kept whole until the idle deadline.
+            if let Some(d) = settings.dormant_after {
+                timer
+                    .as_mut()
+                    .reset(later(Instant::now(), d).min(idle_until));
+            }
+            (timer, Stage::Idle, idle_until)
+        }
         None => {
             let now = Instant::now();
             let at = later(now, settings.request_header);

@@ -343,6 +343,41 @@ async fn a_draining_server_closes_after_the_answer_in_flight() {
 }
 
 #[tokio::test]
+async fn a_dormant_connection_woken_for_nothing_goes_dormant_again_before_its_idle_deadline() {
+    let settings = Settings {
+        idle: Duration::from_secs(60),
+        dormant_after: Some(Duration::from_millis(100)),
+        ..SETTINGS
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = TcpStream::connect(addr).await.unwrap();
+    let (tcp, _) = listener.accept().await.unwrap();
+    let service = |req| answer(req, Arc::new(AtomicUsize::new(0)));
+    let draining = AtomicBool::new(false);
+    let idle_until = tokio::time::Instant::now() + Duration::from_secs(60);
+    // Taken up with nothing sent (as after a spurious readiness): handed back dormant, with
+    // its idle deadline unchanged, long before that deadline.
+    let served = tokio::time::timeout(
+        Duration::from_secs(10),
+        serve(
+            tcp,
+            &service,
+            settings,
+            &draining,
+            false,
+            Some(Wake::until(idle_until)),
+        ),
+    )
+    .await
+    .expect("dormant again well before the idle deadline");
+    let Ok(Served::Dormant { wake, .. }) = served else {
+        panic!("not dormant: {served:?}");
+    };
+    assert_eq!(wake.deadline(), idle_until);
+}
+
+#[tokio::test]
 async fn a_dormant_connection_is_taken_up_again_and_closes_at_its_idle_deadline() {
     let settings = Settings {
         idle: Duration::from_millis(1500),
