@@ -636,6 +636,42 @@ async fn wait_sample(control: SocketAddr, name: &str, want: f64) -> String {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_idle_past_a_second_is_counted_dormant_until_it_closes() {
+    let up = Upstream::start("v1").await;
+    let text = support::with_control(&config(&[("blue", "v1", 100, vec![up.addr])], "", ""));
+    let proxy = support::Proxy::start(&text);
+    let dormant = "switchyard_downstream_connections_dormant{listener=\"public\"}";
+    let (_, m, _) = scrape(proxy.control).await;
+    assert_eq!(sample(&m, dormant), Some(0.0), "{m}");
+    let mut c = Client::connect(proxy.addr("public")).await;
+    assert_eq!(c.get("/").await.status, 200);
+    // Idle past its dormant time (a second): parked, and still an open connection.
+    let m = wait_sample(proxy.control, dormant, 1.0).await;
+    assert_eq!(
+        sample(
+            &m,
+            "switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    promtool_check(&m);
+    // Woken by its next request and served; dormant again a second after.
+    assert_eq!(c.get("/").await.status, 200);
+    wait_sample(proxy.control, dormant, 1.0).await;
+    // Closed by its client: the lot sees the close and lets it go.
+    drop(c);
+    wait_sample(proxy.control, dormant, 0.0).await;
+    wait_sample(
+        proxy.control,
+        "switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}",
+        0.0,
+    )
+    .await;
+    assert!(proxy.stop().success());
+}
+
+#[tokio::test]
 async fn config_reloads_and_deployments_are_counted_by_result() {
     let blue = Upstream::start("v1").await;
     let green = Upstream::start("v2").await;

@@ -58,6 +58,8 @@ pub(crate) struct ConnCounters {
     pub(crate) handshakes: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub(crate) handshake_errors: AtomicU64,
+    /// Plain connections parked in the listener's lots now (dormant, without a task).
+    pub(crate) dormant: AtomicU64,
 }
 
 /// Protocol labels of [`ConnCounters::open`].
@@ -331,8 +333,23 @@ fn http1<IO: server::Stream>(
 
 /// Starts the lot of a plain listener's accept loop. A connection woken there is served
 /// again in a task of its own on this runtime.
-fn spawn_lot(graceful: &Drain, (h1, h2): (server::Settings, Arc<Http2Builder>)) -> Lot {
+fn spawn_lot(
+    graceful: &Drain,
+    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    shared: Arc<Shared>,
+    index: usize,
+) -> Lot {
     let mut own = graceful.watcher();
+    // Each worker's lot of the listener adds its own.
+    let gauge = move |delta: i64| {
+        if let Some(c) = shared.connections.get(index) {
+            if delta >= 0 {
+                c.dormant.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+            } else {
+                c.dormant.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            }
+        }
+    };
     let wake = move |lot: &Lot, tcp, idle_until, parts: ConnParts| {
         let span = debug_span!("conn", peer = %parts.service.open.info.peer);
         let task = http1(
@@ -345,7 +362,7 @@ fn spawn_lot(graceful: &Drain, (h1, h2): (server::Settings, Arc<Http2Builder>)) 
         );
         tokio::spawn(task.instrument(span));
     };
-    lot::spawn(async move { own.drained().await }, wake)
+    lot::spawn(async move { own.drained().await }, wake, gauge)
 }
 
 /// How long a dormant TLS connection's close waits for its close_notify to go out.
@@ -438,7 +455,12 @@ pub(crate) fn listener_task(
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
         let lot = match tls {
-            None => Some(spawn_lot(&graceful, (h1, h2.clone()))),
+            None => Some(spawn_lot(
+                &graceful,
+                (h1, h2.clone()),
+                shared.clone(),
+                index,
+            )),
             Some(_) => None,
         };
         // Small responses must not wait for Nagle. Set on the listening socket, accepted ones

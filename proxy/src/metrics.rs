@@ -140,6 +140,12 @@ const FAMILIES: &[(&str, &str, MetricType, &[&str])] = &[
         MetricType::COUNTER,
         &["worker"],
     ),
+    (
+        "switchyard_downstream_connections_dormant",
+        "Kept-alive plain HTTP/1.1 connections idle past a second, parked without a task of their own (also counted in switchyard_downstream_connections).",
+        MetricType::GAUGE,
+        &["listener"],
+    ),
 ];
 
 /// The data plane's metrics, read from the live snapshot at scrape time.
@@ -367,6 +373,13 @@ impl Collector for ProxyCollector {
                 MetricType::COUNTER,
                 count(&c.accepted),
             ));
+            if !self.tls.get(i).copied().unwrap_or(false) {
+                out[20].push(value_metric(
+                    labels(l(20), &[listener]),
+                    MetricType::GAUGE,
+                    count(&c.dormant),
+                ));
+            }
             if self.tls.get(i).copied().unwrap_or(false) {
                 out[13].push(value_metric(
                     labels(l(13), &[listener]),

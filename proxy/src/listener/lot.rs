@@ -67,19 +67,21 @@ impl<P: Send + 'static> LotHandle<P> {
 
 /// Starts a lot on the current runtime. `drained` is ready when the listener drains (or is
 /// gone); `wake` takes up a connection that became readable (on this runtime, from the lot's
-/// task), with its idle deadline and the lot's handle to park it again.
-pub(crate) fn spawn<P, D, W>(drained: D, wake: W) -> LotHandle<P>
+/// task), with its idle deadline and the lot's handle to park it again; `gauge` is told each
+/// change in the number of connections parked (a metric's).
+pub(crate) fn spawn<P, D, W, G>(drained: D, wake: W, gauge: G) -> LotHandle<P>
 where
     P: Send + 'static,
     D: Future<Output = ()> + Send + 'static,
     W: FnMut(&LotHandle<P>, TcpStream, Instant, P) + Send + 'static,
+    G: Fn(i64) + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = LotHandle { tx };
     // Unconstrained: a socket's readiness is checked with its own waker, and a task out of
     // its cooperative budget would see that waker called at once (a wake for nothing). The
     // loop does a bounded piece of work per arrival and waits when there is none.
-    let lot = tokio::task::unconstrained(run(handle.clone(), rx, drained, wake));
+    let lot = tokio::task::unconstrained(run(handle.clone(), rx, drained, wake, gauge));
     tokio::spawn(lot.in_current_span());
     handle
 }
@@ -111,21 +113,28 @@ impl std::task::Wake for SlotWaker {
 }
 
 /// The lot's loop (see the module's documentation).
-async fn run<P, D, W>(
+async fn run<P, D, W, G>(
     handle: LotHandle<P>,
     mut rx: mpsc::UnboundedReceiver<Parked<P>>,
     drained: D,
     mut wake: W,
+    gauge: G,
 ) where
     D: Future<Output = ()>,
     W: FnMut(&LotHandle<P>, TcpStream, Instant, P),
+    G: Fn(i64),
 {
     let mut drained = std::pin::pin!(drained);
     let ready = Arc::new(Ready::default());
     let mut slots = Slots::default();
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
     let mut armed: Option<Instant> = None;
+    let mut told = 0usize;
     loop {
+        if slots.live != told {
+            gauge(slots.live as i64 - told as i64);
+            told = slots.live;
+        }
         let next = slots.next_deadline();
         if let Some(at) = next.filter(|&at| armed != Some(at)) {
             timer.as_mut().reset(at);
@@ -164,6 +173,7 @@ async fn run<P, D, W>(
             "dormant connections closed: the listener drains"
         );
     }
+    gauge(-(told as i64));
 }
 
 /// The next slot named ready.
@@ -317,6 +327,7 @@ impl<P> Slots<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -331,6 +342,18 @@ mod tests {
     /// to pull.
     fn lot(
         repark: bool,
+    ) -> (
+        LotHandle<u32>,
+        mpsc::UnboundedReceiver<Woken>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        lot_counted(repark, Arc::new(AtomicI64::new(0)))
+    }
+
+    /// [`lot`], its gauge adding to `parked`.
+    fn lot_counted(
+        repark: bool,
+        parked: Arc<AtomicI64>,
     ) -> (
         LotHandle<u32>,
         mpsc::UnboundedReceiver<Woken>,
@@ -358,8 +381,44 @@ mod tests {
                     let _ = woken_tx.send((None, at, p));
                 });
             },
+            move |delta| {
+                parked.fetch_add(delta, Ordering::Relaxed);
+            },
         );
         (handle, woken, drain)
+    }
+
+    /// Waits (bounded) until `parked` reads `want`.
+    async fn counted(parked: &AtomicI64, want: i64) {
+        tokio::time::timeout(WAIT, async {
+            while parked.load(Ordering::Relaxed) != want {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the gauge reads {}, not {want}",
+                parked.load(Ordering::Relaxed)
+            )
+        });
+    }
+
+    #[tokio::test]
+    async fn the_gauge_follows_the_connections_parked() {
+        let parked = Arc::new(AtomicI64::new(0));
+        let (lot, mut woken, drain) = lot_counted(false, parked.clone());
+        let mut clients = Vec::new();
+        for (i, (client, server)) in pairs(3).await.into_iter().enumerate() {
+            lot.park(server, Instant::now() + Duration::from_secs(60), i as u32);
+            clients.push(client);
+        }
+        counted(&parked, 3).await;
+        clients[1].write_all(b"x").await.expect("write");
+        assert_eq!(next(&mut woken).await.2, 1);
+        counted(&parked, 2).await;
+        drain.send(()).expect("the lot listens");
+        counted(&parked, 0).await;
     }
 
     /// `n` connected pairs: (client, server side).
