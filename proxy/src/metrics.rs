@@ -373,13 +373,6 @@ impl Collector for ProxyCollector {
                 MetricType::COUNTER,
                 count(&c.accepted),
             ));
-            if !self.tls.get(i).copied().unwrap_or(false) {
-                out[20].push(value_metric(
-                    labels(l(20), &[listener]),
-                    MetricType::GAUGE,
-                    count(&c.dormant),
-                ));
-            }
             if self.tls.get(i).copied().unwrap_or(false) {
                 out[13].push(value_metric(
                     labels(l(13), &[listener]),
@@ -390,6 +383,13 @@ impl Collector for ProxyCollector {
                     labels(l(14), &[listener]),
                     MetricType::COUNTER,
                     count(&c.handshake_errors),
+                ));
+            } else {
+                // Only plain connections park (see `crate::listener`'s lot).
+                out[20].push(value_metric(
+                    labels(l(20), &[listener]),
+                    MetricType::GAUGE,
+                    count(&c.dormant),
                 ));
             }
         }

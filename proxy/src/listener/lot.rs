@@ -408,11 +408,8 @@ mod tests {
     async fn the_gauge_follows_the_connections_parked() {
         let parked = Arc::new(AtomicI64::new(0));
         let (lot, mut woken, drain) = lot_counted(false, parked.clone());
-        let mut clients = Vec::new();
-        for (i, (client, server)) in pairs(3).await.into_iter().enumerate() {
-            lot.park(server, Instant::now() + Duration::from_secs(60), i as u32);
-            clients.push(client);
-        }
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut clients = park_all(&lot, 3, |_| far).await;
         counted(&parked, 3).await;
         clients[1].write_all(b"x").await.expect("write");
         assert_eq!(next(&mut woken).await.2, 1);
@@ -438,6 +435,21 @@ mod tests {
         out
     }
 
+    /// Parks `n` fresh connections in `lot` (payload: their index, deadline: `deadline(i)`)
+    /// and returns their clients.
+    async fn park_all(
+        lot: &LotHandle<u32>,
+        n: usize,
+        deadline: impl Fn(usize) -> Instant,
+    ) -> Vec<TcpStream> {
+        let mut clients = Vec::new();
+        for (i, (client, server)) in pairs(n).await.into_iter().enumerate() {
+            lot.park(server, deadline(i), i as u32);
+            clients.push(client);
+        }
+        clients
+    }
+
     /// Whether the client sees its connection closed (within the wait).
     async fn closed(client: &mut TcpStream) -> bool {
         let mut buf = [0u8; 16];
@@ -458,11 +470,7 @@ mod tests {
     async fn each_parked_connection_is_woken_by_its_own_bytes_with_its_deadline_and_payload() {
         let (lot, mut woken, _drain) = lot(false);
         let far = Instant::now() + Duration::from_secs(60);
-        let mut clients = Vec::new();
-        for (i, (client, server)) in pairs(20).await.into_iter().enumerate() {
-            lot.park(server, far + Duration::from_secs(i as u64), i as u32);
-            clients.push(client);
-        }
+        let mut clients = park_all(&lot, 20, |i| far + Duration::from_secs(i as u64)).await;
         // Out of order, one at a time: only the one written to wakes.
         for i in [7usize, 0, 19, 3] {
             clients[i].write_all(b"GET").await.expect("write");
@@ -486,12 +494,8 @@ mod tests {
     async fn a_crowd_parked_at_once_stays_parked_until_written_to() {
         let (lot, mut woken, _drain) = lot(false);
         let far = Instant::now() + Duration::from_secs(60);
-        let mut clients = Vec::new();
         // More than a task's cooperative budget (128) in one go.
-        for (i, (client, server)) in pairs(150).await.into_iter().enumerate() {
-            lot.park(server, far, i as u32);
-            clients.push(client);
-        }
+        let mut clients = park_all(&lot, 150, |_| far).await;
         clients[149].write_all(b"x").await.expect("write");
         let (_, _, p) = next(&mut woken).await;
         assert_eq!(p, 149, "the first wake is the one written to");
@@ -551,11 +555,8 @@ mod tests {
     #[tokio::test]
     async fn the_drain_closes_every_parked_connection_and_ends_the_lot() {
         let (lot, mut woken, drain) = lot(false);
-        let mut clients = Vec::new();
-        for (i, (client, server)) in pairs(5).await.into_iter().enumerate() {
-            lot.park(server, Instant::now() + Duration::from_secs(60), i as u32);
-            clients.push(client);
-        }
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut clients = park_all(&lot, 5, |_| far).await;
         // Parked before the drain: the lot has taken them in once it answers one wake.
         clients[0].write_all(b"x").await.expect("write");
         assert_eq!(next(&mut woken).await.2, 0);
@@ -580,11 +581,7 @@ mod tests {
     async fn connections_woken_and_parked_again_many_times_still_close_at_their_deadline() {
         let (lot, mut woken, _drain) = lot(true);
         let deadline = Instant::now() + Duration::from_secs(3);
-        let mut clients = Vec::new();
-        for (i, (client, server)) in pairs(10).await.into_iter().enumerate() {
-            lot.park(server, deadline, i as u32);
-            clients.push(client);
-        }
+        let mut clients = park_all(&lot, 10, |_| deadline).await;
         // Each wake parks it again with a stale deadline entry left behind: 200 of them, past
         // the point where the deadlines are rebuilt from the live connections.
         for round in 0..20 {
