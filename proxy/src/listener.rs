@@ -469,10 +469,16 @@ pub(crate) fn listener_task(
         let nodelay_inherited = socket2::SockRef::from(&bound.listener)
             .set_tcp_nodelay(true)
             .is_ok();
+        // One wait for the shutdown for the whole loop, asked only when no connection is
+        // waiting (a new wait per connection took the channel's locks twice). A flood of
+        // connections still lets it through: the runtime's budget makes `accept` pending
+        // after 128 in a row.
+        let mut stop = std::pin::pin!(shutdown.wait_for(|s| *s));
         loop {
             let accepted = tokio::select! {
+                biased;
                 r = bound.listener.accept() => r,
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = &mut stop => break,
             };
             let (tcp, peer) = match accepted {
                 Ok(x) => x,

@@ -226,6 +226,7 @@ where
             Next::Head(h) => h,
             Next::Close => {
                 c.close().await;
+                c.park();
                 return Ok(Served::Done);
             }
             Next::Dormant => {
@@ -313,6 +314,9 @@ where
             } else {
                 c.close().await;
             }
+            // Its buffers serve the thread's next connection (with a connection per request,
+            // three allocations fewer each, and memory still in the cache).
+            c.park();
             return Ok(Served::Done);
         }
         c.rest();
@@ -342,7 +346,8 @@ impl<IO: Stream> Conn<IO> {
         self.arm(at);
     }
 
-    /// Gives the buffers to this thread's stock while nothing is to be read (see `spare`).
+    /// Gives the buffers to this thread's stock while nothing is to be read, or once the
+    /// connection has ended (see `spare`).
     fn park(&mut self) {
         if self.read.capacity() == 0 {
             return;
@@ -350,6 +355,10 @@ impl<IO: Stream> Conn<IO> {
         self.read_space = READ_SPACE;
         self.read.clear();
         self.out.head.clear();
+        // Empty but for a head cut short (clearing walks the whole table: only when needed).
+        if !self.spare.is_empty() {
+            self.spare.clear();
+        }
         spare::give(Kit {
             read: std::mem::take(&mut self.read),
             write: std::mem::take(&mut self.out.head),

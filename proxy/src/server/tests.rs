@@ -440,3 +440,34 @@ async fn a_dormant_connection_is_taken_up_again_and_closes_at_its_idle_deadline(
         dormant.elapsed()
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_that_ends_gives_its_buffers_to_the_next_one() {
+    let srv = server(SETTINGS).await;
+    // The server's tasks run on this thread: its stock is the one counted here.
+    let before = spare::stocked();
+    for i in 0..3 {
+        let out = exchange(
+            srv.addr,
+            b"GET /echo HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        // One set, taken by each connection and given back when it ended (a set per
+        // connection would add one each time).
+        assert_eq!(spare::stocked(), before + 1, "after connection {i}");
+    }
+    // A client that closes without a request also gives its set back.
+    let s = TcpStream::connect(srv.addr).await.unwrap();
+    drop(s);
+    // Its accept and end run on this thread while it sleeps (before the next connection).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(spare::stocked(), before + 1);
+    let out = exchange(
+        srv.addr,
+        b"GET /x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.ends_with("ok"), "{out}");
+    assert_eq!(spare::stocked(), before + 1);
+}
