@@ -39,38 +39,50 @@ fn is_hop_by_hop(n: &HeaderName) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names. With `upgrade`,
 /// keeps `Connection: upgrade` and `Upgrade` so the endpoint sees the upgrade request.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    // One pass over the names (no hashing): most messages carry none, and then nothing is
-    // removed or looked up.
-    if !h.keys().any(is_hop_by_hop) {
+    // One pass over the names (no hashing) finds the hop-by-hop ones: most messages carry
+    // none, and then nothing is removed or looked up. They are distinct and each one of
+    // `is_hop_by_hop`'s, so a fixed array holds them (no allocation for the `Connection:
+    // close` of a connection per request).
+    let mut present: [Option<HeaderName>; HOP_BY_HOP_NAMES] = Default::default();
+    let mut found = 0;
+    let mut connection = false;
+    for n in h.keys() {
+        if is_hop_by_hop(n) && found < HOP_BY_HOP_NAMES {
+            connection |= n == header::CONNECTION;
+            present[found] = Some(n.clone());
+            found += 1;
+        }
+    }
+    if found == 0 {
         return;
     }
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("").split(','))
-        .map(str::trim)
-        .filter(|n| {
-            !n.is_empty()
-                && !n.eq_ignore_ascii_case("close")
-                && !n.eq_ignore_ascii_case("keep-alive")
-                && !n.eq_ignore_ascii_case("upgrade")
-        })
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect();
-    for n in listed {
-        h.remove(n);
-    }
-    // The names are distinct and each is one of `is_hop_by_hop`'s: a fixed array holds them
-    // all (no allocation, for the `Connection: close` of a connection per request).
-    let mut present: [Option<HeaderName>; HOP_BY_HOP_NAMES] = Default::default();
-    let hop = h
-        .keys()
-        .filter(|n| is_hop_by_hop(n) && !(upgrade && *n == header::UPGRADE));
-    for (slot, n) in present.iter_mut().zip(hop) {
-        *slot = Some(n.clone());
+    if connection {
+        // The names `Connection` lists, read as bytes (`close`, `keep-alive` and `upgrade`
+        // are options, not names). Not allocated unless one is listed.
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(header::CONNECTION) {
+            for t in v.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || t.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t) {
+                    listed.push(n);
+                }
+            }
+        }
+        for n in listed {
+            h.remove(n);
+        }
     }
     for n in present.into_iter().flatten() {
-        h.remove(n);
+        if !(upgrade && n == header::UPGRADE) {
+            h.remove(n);
+        }
     }
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -396,6 +408,24 @@ mod tests {
             Some(&b"upgrade"[..])
         );
         assert!(h.get("x-other").is_none());
+    }
+
+    #[test]
+    fn connection_tokens_are_read_in_any_case_around_spaces_and_odd_bytes() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"Close ,  X-Secret,,\xff-odd, KEEP-ALIVE").unwrap(),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("x-second"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-second", HeaderValue::from_static("1"));
+        h.insert("close", HeaderValue::from_static("an option, not a name"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["close", "x-keep"]);
     }
 
     #[test]
