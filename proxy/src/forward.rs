@@ -90,101 +90,107 @@ pub(crate) fn handle<'a>(
 ///
 /// One function, not a layer per step: each async layer costs copies of the response (about
 /// 280 bytes) on its way back. The steps that do not wait are functions of their own.
+///
+/// Not an `async fn`: that would keep its arguments twice in the future (as arguments, and
+/// moved into its body); the block uses them in place.
 #[allow(clippy::too_many_arguments)] // one call site, `handle`
-async fn answer(
+#[allow(clippy::manual_async_fn)]
+fn answer<'a>(
     snap: Arc<Snapshot>,
-    settings: &Settings,
-    conn: &ConnInfo,
-    req: &mut Request<RequestBody>,
+    settings: &'a Settings,
+    conn: &'a ConnInfo,
+    req: &'a mut Request<RequestBody>,
     mut scan: Scan,
     id: HeaderValue,
     mut pending: Option<Pending>,
-) -> Response<ProxyBody> {
-    let start = Instant::now();
-    let mut log = pending.as_mut().and_then(Pending::entry);
-    let result = 'proxy: {
-        let routed = match route(&snap, settings, conn, req, &scan, log.as_deref_mut()) {
-            Ok(r) => r,
-            Err(cause) => break 'proxy Err(cause),
-        };
-        let Routed {
-            svc,
-            stack,
-            ep,
-            upgrade,
-            client_upgrade,
-        } = routed;
-        let body = std::mem::replace(req.body_mut(), RequestBody::Empty);
-        // Read the first body frame before any endpoint is contacted: a malformed chunked
-        // body fails here and never reaches an upstream.
-        let mut body = if body.is_end_stream() {
-            UpstreamBody::Empty
-        } else {
-            let counted = log.as_deref_mut().map(|e| {
-                let n = Arc::new(AtomicU64::new(0));
-                e.bytes_in = Some(n.clone());
-                n
-            });
-            match first_frame(body, svc, stack, counted).await {
-                Ok(b) => b,
+) -> impl Future<Output = Response<ProxyBody>> + 'a {
+    async move {
+        let start = Instant::now();
+        let mut log = pending.as_mut().and_then(Pending::entry);
+        let result = 'proxy: {
+            let routed = match route(&snap, settings, conn, req, &scan, log.as_deref_mut()) {
+                Ok(r) => r,
                 Err(cause) => break 'proxy Err(cause),
-            }
-        };
-        let forwarding = rewrite(svc, req, &mut scan, conn, &id, upgrade);
-        let set = forwarding.fields();
-        if svc.shadow.is_some() {
-            body = shadow::mirror(
+            };
+            let Routed {
                 svc,
                 stack,
-                conn.listener,
-                settings.upstream_idle,
+                ep,
+                upgrade,
+                client_upgrade,
+            } = routed;
+            let body = std::mem::replace(req.body_mut(), RequestBody::Empty);
+            // Read the first body frame before any endpoint is contacted: a malformed chunked
+            // body fails here and never reaches an upstream.
+            let mut body = if body.is_end_stream() {
+                UpstreamBody::Empty
+            } else {
+                let counted = log.as_deref_mut().map(|e| {
+                    let n = Arc::new(AtomicU64::new(0));
+                    e.bytes_in = Some(n.clone());
+                    n
+                });
+                match first_frame(body, svc, stack, counted).await {
+                    Ok(b) => b,
+                    Err(cause) => break 'proxy Err(cause),
+                }
+            };
+            let forwarding = rewrite(svc, req, &mut scan, conn, &id, upgrade);
+            let set = forwarding.fields();
+            if svc.shadow.is_some() {
+                body = shadow::mirror(
+                    svc,
+                    stack,
+                    conn.listener,
+                    settings.upstream_idle,
+                    req,
+                    &forwarding,
+                    body,
+                );
+            }
+            stack.stats.record_request();
+            let sending = log.is_some().then(Instant::now);
+            let sent = send_with_retry(
+                svc,
+                stack,
+                ep,
                 req,
-                &forwarding,
-                body,
-            );
-        }
-        stack.stats.record_request();
-        let sending = log.is_some().then(Instant::now);
-        let sent = send_with_retry(
-            svc,
-            stack,
-            ep,
-            req,
-            &mut body,
-            &set,
-            settings.upstream_idle,
-            (conn.listener, start),
-        )
-        .await;
-        if let Some(e) = log {
-            e.upstream = sending.map(|t| t.elapsed());
-            if let Ok((_, ep)) = &sent {
-                e.endpoint = Some(ep.clone());
+                &mut body,
+                &set,
+                settings.upstream_idle,
+                (conn.listener, start),
+            )
+            .await;
+            if let Some(e) = log {
+                e.upstream = sending.map(|t| t.elapsed());
+                if let Ok((_, ep)) = &sent {
+                    e.endpoint = Some(ep.clone());
+                }
             }
-        }
-        received(sent, svc, stack, conn.listener, start, client_upgrade)
-    };
-    let mut resp = match result {
-        Ok(r) => r,
-        Err(cause) => {
-            if let Some(e) = pending.as_mut().and_then(Pending::entry) {
-                e.error = Some(cause);
+            received(sent, svc, stack, conn.listener, start, client_upgrade)
+        };
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(cause) => {
+                if let Some(e) = pending.as_mut().and_then(Pending::entry) {
+                    e.error = Some(cause);
+                }
+                cause.response()
             }
-            cause.response()
+        };
+        if let Some(e) = pending.as_mut().and_then(Pending::entry) {
+            e.status = resp.status().as_u16();
         }
-    };
-    if let Some(e) = pending.as_mut().and_then(Pending::entry) {
-        e.status = resp.status().as_u16();
+        let mut id = id;
+        // Never indexed by HTTP/2's header compression (it has no effect on HTTP/1.1): a value
+        // that is new in every response only churns the compression table.
+        id.set_sensitive(true);
+        resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
+        if let Some(p) = pending {
+            resp.body_mut().log(p);
+        }
+        resp
     }
-    let mut id = id;
-    // Never indexed by HTTP/2's header compression (it has no effect on HTTP/1.1): a value
-    // that is new in every response only churns the compression table.
-    id.set_sensitive(true);
-    resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), id);
-    if let Some(p) = pending {
-        resp.body_mut().log(p);
-    }
-    resp
 }
 
 /// Where a request goes.

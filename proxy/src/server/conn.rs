@@ -222,79 +222,82 @@ where
     // Only a fresh connection may open with the HTTP/2 preface.
     let mut first = stage == Stage::Head;
     loop {
-        let head = match poll_fn(|cx| c.poll_head(cx, first && h2c, draining)).await {
-            Next::Head(h) => h,
-            Next::Close => {
-                c.close().await;
-                c.park();
-                return Ok(Served::Done);
-            }
-            Next::Dormant => {
-                return Ok(Served::Dormant {
-                    io: c.io,
-                    wake: Wake {
-                        timer: c.timer,
-                        idle_until: c.idle_until,
-                    },
-                });
-            }
-            Next::H2 => {
-                return Ok(Served::H2 {
-                    io: c.io,
-                    read: c.read.freeze(),
-                });
-            }
-            Next::Refuse(cause) => {
-                let asked = Asked {
-                    head: false,
-                    version: http::Version::HTTP_11,
-                    keep_alive: false,
+        // Scoped blocks: a value moved away still holds its room in the connection's future
+        // until its scope ends, and room held across several waits is kept apart from every
+        // other wait's (about 1 KiB more to copy when a connection starts).
+        let (asked, mut feed, upgrade, switching, parts, body) = {
+            let (asked, mut req, mut feed, upgrade) = {
+                let got = match poll_fn(|cx| c.poll_head(cx, first && h2c, draining)).await {
+                    Next::Head(h) => Ok(h),
+                    Next::Close => Err(None),
+                    Next::Refuse(cause) => Err(Some(cause)),
+                    Next::Dormant => {
+                        return Ok(Served::Dormant {
+                            io: c.io,
+                            wake: Wake {
+                                timer: c.timer,
+                                idle_until: c.idle_until,
+                            },
+                        });
+                    }
+                    Next::H2 => {
+                        return Ok(Served::H2 {
+                            io: c.io,
+                            read: c.read.freeze(),
+                        });
+                    }
                 };
-                let _ = c.respond(cause.response(), asked, &mut None, true).await;
-                c.linger().await;
+                let head = match got {
+                    Ok(h) => h,
+                    Err(refused) => {
+                        c.end(refused).await;
+                        return Ok(Served::Done);
+                    }
+                };
+                first = false;
+                let asked = Asked {
+                    head: head.method == http::Method::HEAD,
+                    version: head.version,
+                    keep_alive: head.keep_alive,
+                };
+                let (req, feed, upgrade) = c.request(head);
+                (asked, req, feed, upgrade)
+            };
+            let answered = {
+                // In the connection's task, not boxed: boxing it per request (the task would
+                // then not keep room for it while idle) measured 0.5k more instructions a
+                // request, for 1.4 KiB less per idle connection (`benches/idle.sh`).
+                let mut fut = pin!(service.call(&mut req));
+                poll_fn(|cx| {
+                    loop {
+                        if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
+                            return Poll::Ready(Some(resp));
+                        }
+                        if c.poll_feed(&mut feed, false, cx) {
+                            continue;
+                        }
+                        let reading = feed.as_ref().is_some_and(|f| !f.finished);
+                        if !reading && c.poll_gone(cx) {
+                            return Poll::Ready(None);
+                        }
+                        return Poll::Pending;
+                    }
+                })
+                .await
+            };
+            // What the answer left of the request (an unread body among it) goes before the
+            // response is written: a body dropped unread means the connection must close.
+            drop(req);
+            let Some(resp) = answered else {
+                // The client went away: the request was cancelled by dropping it.
                 return Ok(Served::Done);
-            }
+            };
+            let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            // The head is encoded here and the body written in place (not moved into a future
+            // of its own: a response is about 280 bytes, and each move is a copy).
+            let (parts, body) = resp.into_parts();
+            (asked, feed, upgrade, switching, parts, body)
         };
-        first = false;
-        let asked = Asked {
-            head: head.method == http::Method::HEAD,
-            version: head.version,
-            keep_alive: head.keep_alive,
-        };
-        let (mut req, mut feed, upgrade) = c.request(head);
-        let answered = {
-            // In the connection's task, not boxed: boxing it per request (the task would then
-            // not keep room for it while idle) measured 0.5k more instructions a request, for
-            // 1.4 KiB less per idle connection (`benches/idle.sh`).
-            let mut fut = pin!(service.call(&mut req));
-            poll_fn(|cx| {
-                loop {
-                    if let Poll::Ready(resp) = fut.as_mut().poll(cx) {
-                        return Poll::Ready(Some(resp));
-                    }
-                    if c.poll_feed(&mut feed, false, cx) {
-                        continue;
-                    }
-                    let reading = feed.as_ref().is_some_and(|f| !f.finished);
-                    if !reading && c.poll_gone(cx) {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Pending;
-                }
-            })
-            .await
-        };
-        // What the answer left of the request (an unread body among it) goes before the
-        // response is written: a body dropped unread means the connection must close.
-        drop(req);
-        let Some(resp) = answered else {
-            // The client went away: the request was cancelled by dropping it.
-            return Ok(Served::Done);
-        };
-        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        // The head is encoded here and the body written in place (not moved into a future of
-        // its own: a response is about 280 bytes, and each move is a copy).
-        let (parts, body) = resp.into_parts();
         let closing = draining.load(Ordering::Relaxed) || service.closing();
         let plan = c.start(parts, &body, asked, &feed, closing);
         let plan = c.write_body(pin!(body), plan, &mut feed).await?;
@@ -721,6 +724,24 @@ impl<IO: Stream> Conn<IO> {
         if IO::CLOSE_NOTIFY {
             self.shutdown().await;
         }
+    }
+
+    /// Ends a connection that gave no request to answer: closed (`None`), or refused with
+    /// `cause`'s answer; its buffers go to the thread's stock.
+    async fn end(&mut self, refused: Option<Cause>) {
+        match refused {
+            None => self.close().await,
+            Some(cause) => {
+                let asked = Asked {
+                    head: false,
+                    version: http::Version::HTTP_11,
+                    keep_alive: false,
+                };
+                let _ = self.respond(cause.response(), asked, &mut None, true).await;
+                self.linger().await;
+            }
+        }
+        self.park();
     }
 
     /// Shuts the stream's sending side down (a TLS close_notify, then the FIN).
