@@ -250,8 +250,54 @@ struct ConnParts {
     _alive: tokio::sync::mpsc::Sender<()>,
 }
 
+impl ConnParts {
+    /// The parts as a parked connection keeps them: the facts out of their allocation when
+    /// nothing else holds them, so that a parked connection's memory is its slot in the lot's
+    /// array, not also a small block among the allocator's busy pages (which such blocks,
+    /// one per idle connection, keep from being given back).
+    fn into_parked(self) -> ParkedParts {
+        let open = match Arc::try_unwrap(self.service.open) {
+            Ok(open) => Facts::Owned(open),
+            Err(shared) => Facts::Shared(shared),
+        };
+        ParkedParts {
+            open,
+            watcher: self.watcher,
+            alive: self._alive,
+        }
+    }
+}
+
+/// A parked connection's [`ConnParts`] (see [`ConnParts::into_parked`]).
+struct ParkedParts {
+    open: Facts,
+    watcher: crate::drain::Watcher,
+    alive: tokio::sync::mpsc::Sender<()>,
+}
+
+/// A parked connection's facts: by value, or still shared.
+enum Facts {
+    Owned(OpenConn),
+    Shared(Arc<OpenConn>),
+}
+
+impl ParkedParts {
+    /// The parts again, for the connection's next task.
+    fn into_parts(self) -> ConnParts {
+        let open = match self.open {
+            Facts::Owned(open) => Arc::new(open),
+            Facts::Shared(shared) => shared,
+        };
+        ConnParts {
+            service: Service { open },
+            watcher: self.watcher,
+            _alive: self.alive,
+        }
+    }
+}
+
 /// Where a listener's dormant plain connections wait (see `lot`).
-type Lot = lot::LotHandle<ConnParts>;
+type Lot = lot::LotHandle<ParkedParts>;
 
 /// An HTTP/1.1 connection (plain, or TLS after its handshake), served until it closes. A
 /// kept-alive connection idle for `h1.dormant_after` goes dormant: its serving future (boxed,
@@ -302,7 +348,7 @@ fn http1<IO: server::Stream>(
             if let Some(lot) = &lot {
                 match io.into_tcp() {
                     Ok(tcp) => {
-                        lot.park(tcp, w.deadline(), parts);
+                        lot.park(tcp, w.deadline(), parts.into_parked());
                         return;
                     }
                     Err(back) => io = back,
@@ -332,13 +378,14 @@ fn http1<IO: server::Stream>(
 }
 
 /// Starts the lot of a plain listener's accept loop. A connection woken there is served
-/// again in a task of its own on this runtime.
+/// again in a task of its own on this runtime. Without a lot (its readiness queue could not
+/// be made), dormant connections wait in their tasks.
 fn spawn_lot(
     graceful: &Drain,
     (h1, h2): (server::Settings, Arc<Http2Builder>),
     shared: Arc<Shared>,
     index: usize,
-) -> Lot {
+) -> Option<Lot> {
     let mut own = graceful.watcher();
     // Each worker's lot of the listener adds its own.
     let gauge = move |delta: i64| {
@@ -350,7 +397,8 @@ fn spawn_lot(
             }
         }
     };
-    let wake = move |lot: &Lot, tcp, idle_until, parts: ConnParts| {
+    let wake = move |lot: &Lot, tcp, idle_until, parts: ParkedParts| {
+        let parts = parts.into_parts();
         let span = debug_span!("conn", peer = %parts.service.open.info.peer);
         let task = http1(
             tcp,
@@ -363,6 +411,8 @@ fn spawn_lot(
         spawn_boxed(task.instrument(span));
     };
     lot::spawn(async move { own.drained().await }, wake, gauge)
+        .inspect_err(|e| warn!(error = %e, "no lot for dormant connections: they keep their tasks"))
+        .ok()
 }
 
 /// Spawns a connection's task with its future boxed: the runtime moves a spawned future
@@ -462,12 +512,7 @@ pub(crate) fn listener_task(
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
         let tls = bound.tls.map(tokio_rustls::TlsAcceptor::from);
         let lot = match tls {
-            None => Some(spawn_lot(
-                &graceful,
-                (h1, h2.clone()),
-                shared.clone(),
-                index,
-            )),
+            None => spawn_lot(&graceful, (h1, h2.clone()), shared.clone(), index),
             Some(_) => None,
         };
         // Small responses must not wait for Nagle. Set on the listening socket, accepted ones

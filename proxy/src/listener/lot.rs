@@ -5,55 +5,97 @@
 //! Over TLS its task keeps waiting (the session's state is in the task). A plain connection has
 //! nothing left to keep but its socket, its idle deadline and what its next task needs (`P`:
 //! the connection's service, drain watcher and hand-over sender), so it is parked here and its
-//! task and timer end. The socket stays registered with the runtime's reactor; its read
-//! readiness is watched with a waker of its own, which names its slot to the lot's one task.
-//! That task waits on those names, on new arrivals, on the earliest idle deadline and on the
-//! drain:
-//! - bytes (or a close) on a parked socket: `wake` serves it again, in a new task, with what is
-//!   left of its idle time;
+//! task and timer end. Its socket leaves the runtime's reactor (whose state for a socket is
+//! 256 bytes) for the lot's own readiness queue (an `epoll` instance on Linux, through `mio`),
+//! where it is named by its slot's number and costs no memory of the process's. The lot's
+//! thread waits on that queue until the earliest idle deadline:
+//! - bytes (or a close) on a parked socket: the socket goes back to the runtime's reactor and
+//!   `wake` serves it again, in a new task on the runtime, with what is left of its idle time;
 //! - its idle deadline: it is closed;
-//! - the drain (or the accept loop gone): every parked connection is closed.
+//! - the drain (or the runtime gone): every parked connection is closed and the thread ends.
 //!
-//! Parking and waking cost no system call. A parked connection costs its slot (about a hundred
-//! bytes), its waker (a small allocation) and the reactor's state for its socket, plus what `P`
-//! points to, instead of a task of several hundred bytes and a timer.
+//! A parking costs three system calls (the socket leaves the reactor, the lot's queue takes it,
+//! the lot's thread is woken) and a wake two, once per second of idleness at most. A parked
+//! connection costs its slot (a few dozen bytes) and its deadline's entry, plus what `P` points
+//! to, instead of a task of several hundred bytes, a timer and the reactor's state.
 
-use crossbeam_queue::SegQueue;
-use futures_util::task::AtomicWaker;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Registry, Token};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::future::{Future, poll_fn};
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, debug};
+use tracing::{debug, warn};
 
 /// A running lot's handle: parks connections in it.
 pub(crate) struct LotHandle<P> {
-    tx: mpsc::UnboundedSender<Parked<P>>,
+    tx: mpsc::Sender<Parked<P>>,
+    bell: Arc<Bell>,
 }
 
 impl<P> Clone for LotHandle<P> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            bell: self.bell.clone(),
         }
     }
 }
 
-/// A parked connection.
+/// Wakes the lot's thread: for new arrivals, or to end (`closing`).
+struct Bell {
+    waker: mio::Waker,
+    closing: AtomicBool,
+}
+
+impl Bell {
+    fn ring(&self) {
+        if let Err(e) = self.waker.wake() {
+            warn!(error = %e, "the lot's thread could not be woken");
+        }
+    }
+}
+
+/// Rings the lot's bell to end it when dropped: when the drain comes, or with its task when
+/// the runtime shuts down.
+struct Closer(Arc<Bell>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.closing.store(true, Ordering::Release);
+        self.0.ring();
+    }
+}
+
+/// A parked connection: its socket is out of the runtime's reactor.
 struct Parked<P> {
-    tcp: TcpStream,
+    tcp: std::net::TcpStream,
     idle_until: Instant,
     payload: P,
 }
 
 impl<P: Send + 'static> LotHandle<P> {
     /// Parks `tcp` (dormant: its last read found nothing) until bytes arrive, `idle_until`
-    /// or the drain. When the lot is gone (the listener drains), the connection is closed.
+    /// or the drain. When the lot is ending (the listener drains), the connection is closed.
     pub(crate) fn park(&self, tcp: TcpStream, idle_until: Instant, payload: P) {
+        if self.bell.closing.load(Ordering::Acquire) {
+            debug!("dormant connection closed: the listener drains");
+            return;
+        }
+        // Out of the runtime's reactor (its state for the socket is freed); still non-blocking.
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                debug!(error = %e, "dormant connection closed: it could not leave the reactor");
+                return;
+            }
+        };
         let parked = Parked {
             tcp,
             idle_until,
@@ -61,134 +103,145 @@ impl<P: Send + 'static> LotHandle<P> {
         };
         if self.tx.send(parked).is_err() {
             debug!("dormant connection closed: the listener drains");
+            return;
         }
+        self.bell.ring();
     }
 }
 
-/// Starts a lot on the current runtime. `drained` is ready when the listener drains (or is
-/// gone); `wake` takes up a connection that became readable (on this runtime, from the lot's
-/// task), with its idle deadline and the lot's handle to park it again; `gauge` is told each
-/// change in the number of connections parked (a metric's).
-pub(crate) fn spawn<P, D, W, G>(drained: D, wake: W, gauge: G) -> LotHandle<P>
+/// The bell's token in the lot's queue (a slot's token is its number).
+const BELL: Token = Token(usize::MAX);
+
+/// Starts a lot for the current runtime: a thread of its own, and a task that ends it when
+/// `drained` is ready (the listener drains or is gone) or the runtime shuts down. `wake` takes
+/// up a connection that became readable (from the lot's thread, in the runtime's context: a
+/// task it spawns runs on the runtime), with its idle deadline and the lot's handle to park it
+/// again; `gauge` is told each change in the number of connections parked (a metric's). Fails
+/// when the lot's readiness queue or thread cannot be made.
+pub(crate) fn spawn<P, D, W, G>(drained: D, wake: W, gauge: G) -> io::Result<LotHandle<P>>
 where
     P: Send + 'static,
     D: Future<Output = ()> + Send + 'static,
     W: FnMut(&LotHandle<P>, TcpStream, Instant, P) + Send + 'static,
     G: Fn(i64) + Send + 'static,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let handle = LotHandle { tx };
-    // Unconstrained: a socket's readiness is checked with its own waker, and a task out of
-    // its cooperative budget would see that waker called at once (a wake for nothing). The
-    // loop does a bounded piece of work per arrival and waits when there is none.
-    let lot = tokio::task::unconstrained(run(handle.clone(), rx, drained, wake, gauge));
-    tokio::spawn(lot.in_current_span());
-    handle
+    let queue = mio::Poll::new()?;
+    let bell = Arc::new(Bell {
+        waker: mio::Waker::new(queue.registry(), BELL)?,
+        closing: AtomicBool::new(false),
+    });
+    let (tx, rx) = mpsc::channel();
+    let handle = LotHandle {
+        tx,
+        bell: bell.clone(),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let span = tracing::Span::current();
+    let lot = Lot {
+        queue,
+        rx,
+        handle: handle.clone(),
+        wake,
+        gauge,
+    };
+    std::thread::Builder::new()
+        .name("lot".into())
+        .stack_size(LOT_STACK)
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let _span = span.enter();
+            lot.run();
+        })?;
+    let closer = Closer(bell);
+    tokio::spawn(async move {
+        let _closer = closer;
+        drained.await;
+    });
+    Ok(handle)
 }
 
-/// The slots whose sockets became readable, and the lot's task to tell.
-#[derive(Default)]
-struct Ready {
-    slots: SegQueue<(usize, u64)>,
-    task: AtomicWaker,
-}
+/// The lot's thread's stack: it runs `wake`, which builds a connection's task (boxed).
+const LOT_STACK: usize = 256 * 1024;
 
-/// The waker a parked socket's readiness calls: it names its slot and the parking's generation
-/// (unique in the lot), so a late call for a slot since emptied or reused is told apart.
-struct SlotWaker {
-    ready: Arc<Ready>,
-    slot: usize,
-    generation: u64,
-}
+/// Readiness events taken from the lot's queue at a time.
+const EVENTS: usize = if cfg!(test) { 4 } else { 256 };
 
-impl std::task::Wake for SlotWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.slots.push((self.slot, self.generation));
-        self.ready.task.wake();
-    }
-}
-
-/// The lot's loop (see the module's documentation).
-async fn run<P, D, W, G>(
+/// What the lot's thread owns.
+struct Lot<P, W, G> {
+    queue: mio::Poll,
+    rx: mpsc::Receiver<Parked<P>>,
+    /// Given to `wake`, to park a woken connection again.
     handle: LotHandle<P>,
-    mut rx: mpsc::UnboundedReceiver<Parked<P>>,
-    drained: D,
-    mut wake: W,
+    wake: W,
     gauge: G,
-) where
-    D: Future<Output = ()>,
+}
+
+impl<P, W, G> Lot<P, W, G>
+where
     W: FnMut(&LotHandle<P>, TcpStream, Instant, P),
     G: Fn(i64),
 {
-    let mut drained = std::pin::pin!(drained);
-    let ready = Arc::new(Ready::default());
-    let mut slots = Slots::default();
-    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
-    let mut armed: Option<Instant> = None;
-    let mut told = 0usize;
-    loop {
-        if slots.live != told {
-            gauge(slots.live as i64 - told as i64);
-            told = slots.live;
-        }
-        let next = slots.next_deadline();
-        if let Some(at) = next.filter(|&at| armed != Some(at)) {
-            timer.as_mut().reset(at);
-        }
-        armed = next;
-        tokio::select! {
-            biased;
-            () = &mut drained => break,
-            parked = rx.recv() => match parked {
-                Some(p) => {
-                    debug!("dormant connection parked");
-                    if let Some(p) = slots.insert(&ready, p) {
-                        // Readable already.
-                        debug!("dormant connection woken");
-                        wake(&handle, p.tcp, p.idle_until, p.payload);
-                    }
+    /// The lot's loop (see the module's documentation), until the bell rings its end.
+    fn run(mut self) {
+        let mut slots = Slots::default();
+        let mut events = Events::with_capacity(EVENTS);
+        let mut told = 0usize;
+        loop {
+            if slots.live != told {
+                (self.gauge)(slots.live as i64 - told as i64);
+                told = slots.live;
+            }
+            let timeout = slots
+                .next_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.queue.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
                 }
-                None => break,
-            },
-            (k, generation) = next_ready(&ready) => {
-                let mut at = Some((k, generation));
-                while let Some((k, generation)) = at {
-                    if let Some(p) = slots.take(k, generation) {
-                        debug!("dormant connection woken");
-                        wake(&handle, p.tcp, p.idle_until, p.payload);
-                    }
-                    at = ready.slots.pop();
+                warn!(error = %e, "the lot's readiness queue failed: its dormant connections are closed");
+                break;
+            }
+            if self.handle.bell.closing.load(Ordering::Acquire) {
+                break;
+            }
+            for event in &events {
+                if event.token() == BELL {
+                    continue;
+                }
+                if let Some(p) = slots.take_ready(self.queue.registry(), event.token().0) {
+                    self.serve(p);
                 }
             }
-            () = &mut timer, if armed.is_some() => slots.expire(Instant::now()),
+            // New arrivals (the bell rang for them, or rings after this look).
+            while let Ok(p) = self.rx.try_recv() {
+                debug!("dormant connection parked");
+                if let Err((e, p)) = slots.insert(self.queue.registry(), p) {
+                    // Served in a task again, as before it went dormant.
+                    debug!(error = %e, "dormant connection not parked");
+                    self.serve(p);
+                }
+            }
+            slots.expire(Instant::now());
         }
+        if slots.live > 0 {
+            debug!(
+                connections = slots.live,
+                "dormant connections closed: the listener drains"
+            );
+        }
+        (self.gauge)(-(told as i64));
     }
-    if slots.live > 0 {
-        debug!(
-            connections = slots.live,
-            "dormant connections closed: the listener drains"
-        );
-    }
-    gauge(-(told as i64));
-}
 
-/// The next slot named ready.
-fn next_ready(ready: &Ready) -> impl Future<Output = (usize, u64)> + '_ {
-    poll_fn(move |cx| {
-        if let Some(x) = ready.slots.pop() {
-            return Poll::Ready(x);
+    /// Hands a connection back to the runtime's reactor and to `wake`.
+    fn serve(&mut self, p: Parked<P>) {
+        match TcpStream::from_std(p.tcp) {
+            Ok(tcp) => {
+                debug!("dormant connection woken");
+                (self.wake)(&self.handle, tcp, p.idle_until, p.payload);
+            }
+            Err(e) => debug!(error = %e, "dormant connection closed: the reactor refused it"),
         }
-        ready.task.register(cx.waker());
-        // Named between the first look and the registration.
-        match ready.slots.pop() {
-            Some(x) => Poll::Ready(x),
-            None => Poll::Pending,
-        }
-    })
+    }
 }
 
 /// The parked connections, by slot, and their idle deadlines in order.
@@ -226,9 +279,10 @@ impl<P> Default for Slots<P> {
 }
 
 impl<P> Slots<P> {
-    /// Parks `p`, its readiness watched by a waker naming its slot; gives it back when it is
-    /// readable already (or its socket failed: its next read says so).
-    fn insert(&mut self, ready: &Arc<Ready>, p: Parked<P>) -> Option<Parked<P>> {
+    /// Parks `p`, its socket's read readiness (or close) queued in `registry` under its slot's
+    /// number. A socket readable already is queued at once. Gives `p` back when the queue
+    /// refuses it.
+    fn insert(&mut self, registry: &Registry, p: Parked<P>) -> Result<(), (io::Error, Parked<P>)> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let k = self.free.pop().unwrap_or_else(|| {
@@ -238,30 +292,38 @@ impl<P> Slots<P> {
             });
             self.slots.len() - 1
         });
+        let fd = p.tcp.as_raw_fd();
+        if let Err(e) = registry.register(&mut SourceFd(&fd), Token(k), Interest::READABLE) {
+            self.free.push(k);
+            return Err((e, p));
+        }
         let slot = &mut self.slots[k];
         slot.generation = generation;
-        let waker = Waker::from(Arc::new(SlotWaker {
-            ready: ready.clone(),
-            slot: k,
-            generation,
-        }));
-        if p.tcp
-            .poll_read_ready(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
-            self.free.push(k);
-            return Some(p);
-        }
         self.deadlines.push(Reverse((p.idle_until, k, generation)));
         slot.parked = Some(p);
         self.live += 1;
         if self.deadlines.len() > 2 * self.live + 64 {
             self.compact();
         }
-        None
+        Ok(())
     }
 
-    /// The connection parked in slot `k`, taken out, if it is still the one of `generation`.
+    /// The connection parked in slot `k`, named by a readiness event, taken out and out of
+    /// `registry`'s queue. A slot's socket leaves the queue when it is taken out (or closed),
+    /// so an event names the slot's present connection.
+    fn take_ready(&mut self, registry: &Registry, k: usize) -> Option<Parked<P>> {
+        let generation = self.slots.get(k)?.generation;
+        let p = self.take(k, generation)?;
+        if let Err(e) = registry.deregister(&mut SourceFd(&p.tcp.as_raw_fd())) {
+            // Its later events would name a slot that may be reused: a spurious wake of the
+            // connection parked there, which then waits in its task.
+            debug!(error = %e, "a woken dormant connection stays in the lot's queue");
+        }
+        Some(p)
+    }
+
+    /// The connection parked in slot `k`, taken out, if it is still the one of `generation`
+    /// (a dropped one is closed, and so leaves the readiness queue).
     fn take(&mut self, k: usize, generation: u64) -> Option<Parked<P>> {
         let slot = self.slots.get_mut(k)?;
         if slot.generation != generation {
@@ -271,7 +333,7 @@ impl<P> Slots<P> {
         self.free.push(k);
         self.live -= 1;
         if self.live == 0 && self.slots.len() > KEEP_SLOTS {
-            // Late wakes and deadline entries name generations no slot will have again.
+            // Deadline entries name generations no slot will have again.
             self.slots = Vec::new();
             self.free = Vec::new();
             self.deadlines = BinaryHeap::new();
@@ -331,6 +393,7 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
 
     const WAIT: Duration = Duration::from_secs(10);
 
@@ -384,7 +447,8 @@ mod tests {
             move |delta| {
                 parked.fetch_add(delta, Ordering::Relaxed);
             },
-        );
+        )
+        .expect("a lot");
         (handle, woken, drain)
     }
 
@@ -503,6 +567,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn more_connections_readable_at_once_than_one_look_at_the_queue_takes_all_wake() {
+        let (lot, mut woken, _drain) = lot(false);
+        let far = Instant::now() + Duration::from_secs(60);
+        let n = 5 * EVENTS + 1;
+        let mut clients = park_all(&lot, n, |_| far).await;
+        // Parked before the writes: the lot has taken them in once it answers one wake.
+        clients[0].write_all(b"x").await.expect("write");
+        assert_eq!(next(&mut woken).await.2, 0);
+        for c in &mut clients[1..] {
+            c.write_all(b"x").await.expect("write");
+        }
+        let mut seen: Vec<u32> = Vec::new();
+        for _ in 1..n {
+            seen.push(next(&mut woken).await.2);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..n as u32).collect::<Vec<_>>());
+        assert!(woken.try_recv().is_err(), "woken twice");
+    }
+
+    #[tokio::test]
     async fn bytes_that_came_before_the_park_wake_it_at_once() {
         let (lot, mut woken, _drain) = lot(false);
         let (mut client, server) = pairs(1).await.pop().expect("a pair");
@@ -567,7 +652,7 @@ mod tests {
         // The lot is gone: a connection parked now is closed at once.
         let (mut client, server) = pairs(1).await.pop().expect("a pair");
         tokio::time::timeout(WAIT, async {
-            while !lot.tx.is_closed() {
+            while !lot.bell.closing.load(Ordering::Acquire) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -602,7 +687,7 @@ mod tests {
     /// the clients are returned to keep the connections open.
     async fn fill(
         slots: &mut Slots<u32>,
-        ready: &Arc<Ready>,
+        registry: &Registry,
         n: usize,
         base: Instant,
     ) -> Vec<TcpStream> {
@@ -610,11 +695,11 @@ mod tests {
         for (i, (client, server)) in pairs(n).await.into_iter().enumerate() {
             keep.push(client);
             let parked = Parked {
-                tcp: server,
+                tcp: server.into_std().expect("out of the reactor"),
                 idle_until: base + Duration::from_secs(10 - i as u64),
                 payload: i as u32,
             };
-            assert!(slots.insert(ready, parked).is_none(), "not readable");
+            assert!(slots.insert(registry, parked).is_ok(), "queued");
         }
         keep
     }
@@ -622,12 +707,13 @@ mod tests {
     #[tokio::test]
     async fn stale_deadlines_are_skipped_and_rebuilt_away() {
         let mut slots: Slots<u32> = Slots::default();
-        let ready = Arc::new(Ready::default());
+        let queue = mio::Poll::new().expect("a readiness queue");
         let base = Instant::now();
-        let _keep = fill(&mut slots, &ready, 3, base).await;
+        let _keep = fill(&mut slots, queue.registry(), 3, base).await;
         assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(8)));
         // The earliest (slot 2, generation 2) taken out: its entry is stale, the next one counts.
-        let p = slots.take(2, 2).expect("parked");
+        // Taken as a readable one is (out of the queue too), to be parked again below.
+        let p = slots.take_ready(queue.registry(), 2).expect("parked");
         assert_eq!(p.payload, 2);
         assert_eq!(slots.next_deadline(), Some(base + Duration::from_secs(9)));
         assert!(slots.take(2, 2).is_none());
@@ -637,7 +723,7 @@ mod tests {
             idle_until: base + Duration::from_secs(20),
             ..p
         };
-        assert!(slots.insert(&ready, again).is_none());
+        assert!(slots.insert(queue.registry(), again).is_ok());
         assert!(slots.take(2, 2).is_none());
         assert_eq!(slots.live, 3);
         slots.expire(base + Duration::from_secs(10));
@@ -651,10 +737,10 @@ mod tests {
     #[tokio::test]
     async fn an_emptied_lot_past_its_kept_slots_gives_its_memory_back() {
         let mut slots: Slots<u32> = Slots::default();
-        let ready = Arc::new(Ready::default());
+        let queue = mio::Poll::new().expect("a readiness queue");
         let base = Instant::now();
         let n = KEEP_SLOTS + 2;
-        let _keep = fill(&mut slots, &ready, n, base).await;
+        let _keep = fill(&mut slots, queue.registry(), n, base).await;
         for k in 0..n - 1 {
             assert!(slots.take(k, k as u64).is_some());
         }
@@ -665,7 +751,7 @@ mod tests {
         // A late wake for a slot that is gone takes nothing; parking starts over at slot 0 with
         // a generation never seen before.
         assert!(slots.take(n - 1, (n - 1) as u64).is_none());
-        let _more = fill(&mut slots, &ready, 1, base).await;
+        let _more = fill(&mut slots, queue.registry(), 1, base).await;
         assert!(slots.take(0, 0).is_none());
         assert!(slots.take(0, n as u64).is_some());
     }
