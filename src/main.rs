@@ -12,6 +12,10 @@ use switchyard::demo::{
 /// mimalloc rather than the C library's allocator: tokio allocates each task and each socket's
 /// registration aligned to a cache line, and glibc's aligned allocation bypasses its per-thread
 /// cache (about 1k instructions each, twice per client connection).
+/// Its version 2 (the crate's feature `v2`), not 3: the same instructions per request, and it
+/// gives pages freed after a burst back to the system within milliseconds on the next activity
+/// where version 3 keeps them (a burst of 500 requests at once left 12-16 MiB resident with
+/// version 3 and 5-6 MiB with version 2; `benches/idle.sh`).
 /// The feature `system-allocator` keeps the C library's, for heap profilers (valgrind's massif,
 /// heaptrack) that see only its calls.
 #[cfg(not(feature = "system-allocator"))]
