@@ -329,8 +329,34 @@ impl Config {
         if !problems.is_empty() {
             return Err(crate::validate::unlocated(problems));
         }
-        let mut next = self.clone();
-        next.services = services;
-        Ok(next)
+        // Field by field, so the services being replaced are not copied only to be dropped.
+        let Self {
+            listeners,
+            services: _,
+            runtime,
+            timeouts,
+            limits,
+            control,
+            tokens,
+            dns,
+            metrics,
+            docker_host,
+            store,
+            access_log,
+        } = self;
+        Ok(Self {
+            listeners: listeners.clone(),
+            services,
+            runtime: runtime.clone(),
+            timeouts: timeouts.clone(),
+            limits: limits.clone(),
+            control: control.clone(),
+            tokens: tokens.clone(),
+            dns: dns.clone(),
+            metrics: *metrics,
+            docker_host: docker_host.clone(),
+            store: store.clone(),
+            access_log: access_log.clone(),
+        })
     }
 }

@@ -66,7 +66,7 @@ pub use state::{
 pub use store::{
     DriverLock, EtcdStore, FileStore, HistoryEntry, IDEMPOTENCY_TTL, IdempotencyRecord,
     InstanceRecord, MigrateError, MigrateReport, Observed, Origin, Promotion, STATE_FORMAT,
-    SavedState, ServiceRecord, SharedStore, Store, StoreError, migrate,
+    SavedState, ServiceRecord, SharedStore, SpecJson, Store, StoreError, migrate,
 };
 pub use view::{
     DeletedView, DnsView, EndpointView, HealthSummary, HistoryList, InstanceList, RoutingView,

@@ -334,10 +334,10 @@ pub struct HistoryEntry {
     pub service: String,
     /// The service before the change (`null` when it did not exist).
     #[schema(value_type = Option<Object>)]
-    pub before: Option<serde_json::Value>,
+    pub before: Option<SpecJson>,
     /// The service after the change (`null` when deleted or when the write was refused).
     #[schema(value_type = Option<Object>)]
-    pub after: Option<serde_json::Value>,
+    pub after: Option<SpecJson>,
     /// `applied`, `unchanged`, or `rejected: <code>`.
     pub outcome: String,
     /// The service revision after the write.
@@ -345,6 +345,38 @@ pub struct HistoryEntry {
     /// Why a write was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A service's specification in the history, kept as its JSON text: encoded once when the
+/// entry is made, then copied as it is into every line that carries the entry (the journal,
+/// `history.jsonl`, etcd, the API's answer) instead of being built into a
+/// [`serde_json::Value`] tree and encoded again for each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SpecJson(Box<serde_json::value::RawValue>);
+
+impl SpecJson {
+    /// `service`'s specification as JSON text.
+    pub fn of(service: &raw::Service) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(service).map(Self)
+    }
+
+    /// Any JSON value (a test's or a tool's record).
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// The same text is the same specification: every build encodes a specification the same way.
+impl PartialEq for SpecJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// The current time as RFC 3339 UTC, for records and history.

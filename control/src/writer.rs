@@ -22,7 +22,8 @@ use crate::error::{ApiError, chain};
 use crate::seed::{Seeded, merge};
 use crate::state::ReseedError;
 use crate::store::{
-    HistoryEntry, Observed, STATE_FORMAT, SavedState, ServiceRecord, Store, StoreError, now,
+    HistoryEntry, Observed, STATE_FORMAT, SavedState, ServiceRecord, SpecJson, Store, StoreError,
+    now,
 };
 
 /// The token name recorded for changes that came from the configuration file.
@@ -401,6 +402,6 @@ pub(crate) fn seed_history(changed: &[Seeded], time: &str) -> Vec<HistoryEntry> 
         .collect()
 }
 
-fn to_json(s: &raw::Service) -> Option<serde_json::Value> {
-    serde_json::to_value(s).ok()
+fn to_json(s: &raw::Service) -> Option<SpecJson> {
+    SpecJson::of(s).ok()
 }

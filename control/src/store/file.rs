@@ -176,7 +176,7 @@ impl Store for FileStore {
     fn save<'a>(&'a self, state: &'a SavedState) -> BoxFuture<'a, Result<(), StoreError>> {
         let state = state.clone();
         Box::pin(self.with_journal(move |j| {
-            j.append(Some(&state), &[])?;
+            j.append(&journal::encode(Some(&state), &[])?)?;
             j.checkpoint(Some(&state))
         }))
     }
@@ -185,8 +185,8 @@ impl Store for FileStore {
         &'a self,
         entry: &'a HistoryEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let entry = entry.clone();
-        Box::pin(self.with_journal(move |j| j.append(None, std::slice::from_ref(&entry))))
+        let change = journal::encode(None, std::slice::from_ref(entry));
+        Box::pin(async move { self.with_journal(move |j| j.append(&change?)).await })
     }
 
     /// Journals `next` and every entry of `history` as one line: one write and one
@@ -197,8 +197,9 @@ impl Store for FileStore {
         next: &'a SavedState,
         history: &'a [HistoryEntry],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let (next, history) = (next.clone(), history.to_vec());
-        Box::pin(self.with_journal(move |j| j.append(Some(&next), &history)))
+        // Encoded here, so the blocking pool gets the bytes instead of copies to encode there.
+        let change = journal::encode(Some(next), history);
+        Box::pin(async move { self.with_journal(move |j| j.append(&change?)).await })
     }
 
     fn read_history<'a>(

@@ -52,6 +52,72 @@ struct Change<S, H> {
 /// A change as read back.
 type Read = Change<SavedState, Vec<HistoryEntry>>;
 
+/// A change encoded for the journal, on the caller's thread, so the blocking pool gets bytes
+/// rather than a copy of the state to encode there.
+#[derive(Debug)]
+pub(super) struct Encoded {
+    /// The journal line, newline included: what [`Change`]'s `Serialize` writes.
+    line: Vec<u8>,
+    /// The history lines for `history.jsonl`, each ended by a newline.
+    history: Vec<u8>,
+    /// Whether the line carries a state.
+    has_state: bool,
+}
+
+#[cfg(test)]
+impl Encoded {
+    pub(super) fn line(&self) -> &[u8] {
+        &self.line
+    }
+
+    pub(super) fn history_lines(&self) -> &[u8] {
+        &self.history
+    }
+}
+
+/// Encodes `state` and `history` as one journal line. Each history entry is encoded once: the
+/// same bytes go into the journal line's `history` array and into the history lines.
+pub(super) fn encode(
+    state: Option<&SavedState>,
+    history: &[HistoryEntry],
+) -> Result<Encoded, StoreError> {
+    let mut lines = Vec::new();
+    let mut ends = Vec::with_capacity(history.len());
+    for entry in history {
+        serde_json::to_writer(&mut lines, entry).map_err(|source| StoreError::Encode {
+            what: "history entry",
+            source,
+        })?;
+        ends.push(lines.len());
+        lines.push(b'\n');
+    }
+    let mut line = Vec::with_capacity(lines.len() + 1024);
+    line.push(b'{');
+    if let Some(state) = state {
+        line.extend_from_slice(b"\"state\":");
+        serde_json::to_writer(&mut line, state).map_err(|source| StoreError::Encode {
+            what: "journal line",
+            source,
+        })?;
+        line.push(b',');
+    }
+    line.extend_from_slice(b"\"history\":[");
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(&lines[start..end]);
+        start = end + 1;
+    }
+    line.extend_from_slice(b"]}\n");
+    Ok(Encoded {
+        line,
+        history: lines,
+        has_state: state.is_some(),
+    })
+}
+
 /// The open journal; one per store, behind its lock, so changes and checkpoints never
 /// interleave.
 #[derive(Debug)]
@@ -60,6 +126,8 @@ pub(super) struct Journal {
     file: File,
     /// Bytes of the journal file.
     len: u64,
+    /// `history.jsonl`, opened for appending at the first change that has history.
+    history: Option<File>,
     /// Whether `state.json` exists (a fresh folder gets it at its first change).
     has_state_file: bool,
 }
@@ -97,28 +165,19 @@ impl Journal {
             dir: dir.to_path_buf(),
             file,
             len: header.len() as u64,
+            history: None,
             has_state_file: dir.join(STATE_FILE).exists(),
         })
     }
 
-    /// Makes `state` and `history` durable as one journal line, then appends `history` to
-    /// `history.jsonl`; checkpoints when the journal grew past [`CHECKPOINT_BYTES`].
-    pub(super) fn append(
-        &mut self,
-        state: Option<&SavedState>,
-        history: &[HistoryEntry],
-    ) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(&Change { state, history }).map_err(|source| {
-            StoreError::Encode {
-                what: "journal line",
-                source,
-            }
-        })?;
-        line.push(b'\n');
+    /// Makes `change` (a state, history entries, or both) durable as one journal line, then
+    /// appends its history to `history.jsonl`; checkpoints when the journal grew past
+    /// [`CHECKPOINT_BYTES`] or when this is the folder's first state.
+    pub(super) fn append(&mut self, change: &Encoded) -> Result<(), StoreError> {
         let path = self.dir.join(JOURNAL_FILE);
         if let Err(e) = self
             .file
-            .write_all(&line)
+            .write_all(&change.line)
             .and_then(|()| self.file.sync_data())
         {
             // Not acknowledged, so not kept: a partial line would join the next one, and a
@@ -126,12 +185,31 @@ impl Journal {
             let _ = self.file.set_len(self.len);
             return Err(io("append to", &path)(e));
         }
-        self.len += line.len() as u64;
-        append_history(&self.dir, history)?;
-        if self.len > CHECKPOINT_BYTES || (state.is_some() && !self.has_state_file) {
-            self.checkpoint(state)?;
+        self.len += change.line.len() as u64;
+        self.append_history(&change.history)?;
+        if self.len > CHECKPOINT_BYTES || (change.has_state && !self.has_state_file) {
+            self.checkpoint(None)?;
         }
         Ok(())
+    }
+
+    /// Appends encoded history lines to `history.jsonl` through the handle kept open for it.
+    fn append_history(&mut self, lines: &[u8]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join(HISTORY_FILE);
+        let file = match &mut self.history {
+            Some(f) => f,
+            None => self.history.insert(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(io("open", &path))?,
+            ),
+        };
+        file.write_all(lines).map_err(io("append to", &path))
     }
 
     /// Writes `state` (the latest journalled one, if any change carried one since the last
@@ -236,15 +314,7 @@ fn append_history(dir: &Path, history: &[HistoryEntry]) -> Result<(), StoreError
     if history.is_empty() {
         return Ok(());
     }
-    let mut lines = Vec::new();
-    for entry in history {
-        serde_json::to_writer(&mut lines, entry).map_err(|source| StoreError::Encode {
-            what: "history entry",
-            source,
-        })?;
-        lines.push(b'\n');
-    }
-    append_bytes(&dir.join(HISTORY_FILE), &lines)
+    append_bytes(&dir.join(HISTORY_FILE), &encode(None, history)?.history)
 }
 
 fn append_bytes(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {

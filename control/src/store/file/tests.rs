@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{Origin, ServiceRecord};
+use crate::store::{Origin, ServiceRecord, SpecJson};
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -10,7 +10,7 @@ fn entry(service: &str, n: u64) -> HistoryEntry {
         action: "set_weights".into(),
         service: service.into(),
         before: None,
-        after: Some(serde_json::json!({ "n": n })),
+        after: Some(SpecJson::from_value(&serde_json::json!({ "n": n })).expect("json")),
         outcome: "applied".into(),
         revision: n,
         detail: None,
@@ -288,4 +288,38 @@ async fn a_state_folder_from_before_the_journal_opens_as_it_was() {
         revisions(&store.read_history(None, 10).await.expect("read")),
         vec![7, 8]
     );
+}
+
+/// The journal line is built by hand so each history entry is encoded once; it must be the
+/// very line `serde_json` writes for the change, so that recovery reads it back.
+#[test]
+fn an_encoded_change_is_the_line_serde_writes_and_its_history_lines() {
+    #[derive(serde::Serialize)]
+    struct Change<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        state: Option<&'a SavedState>,
+        history: &'a [HistoryEntry],
+    }
+    let state = state_at(4);
+    let history = [entry("web", 2), entry("auth", 3)];
+    for (state, history) in [
+        (Some(&state), &history[..]),
+        (Some(&state), &[][..]),
+        (None, &history[..1]),
+        (None, &history[..]),
+    ] {
+        let encoded = journal::encode(state, history).expect("encode");
+        let mut expected = serde_json::to_vec(&Change { state, history }).expect("serde");
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(encoded.line()),
+            String::from_utf8_lossy(&expected)
+        );
+        let lines: Vec<HistoryEntry> = String::from_utf8(encoded.history_lines().to_vec())
+            .expect("utf-8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("history line"))
+            .collect();
+        assert_eq!(lines, history);
+    }
 }
