@@ -347,9 +347,9 @@ impl Config {
         Ok(Self {
             listeners: listeners.clone(),
             services,
-            runtime: runtime.clone(),
-            timeouts: timeouts.clone(),
-            limits: limits.clone(),
+            runtime: *runtime,
+            timeouts: *timeouts,
+            limits: *limits,
             control: control.clone(),
             tokens: tokens.clone(),
             dns: dns.clone(),
