@@ -656,9 +656,17 @@ async fn a_keep_alive_connection_idle_past_a_second_is_counted_dormant_until_it_
         "{m}"
     );
     promtool_check(&m);
-    // Woken by its next request and served; dormant again a second after.
+    // Woken by its next request and served; dormant again a second after, and counted once.
     assert_eq!(c.get("/").await.status, 200);
-    wait_sample(proxy.control, dormant, 1.0).await;
+    let m = wait_sample(proxy.control, dormant, 1.0).await;
+    assert_eq!(
+        sample(
+            &m,
+            "switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
     // Closed by its client: the lot sees the close and lets it go.
     drop(c);
     wait_sample(proxy.control, dormant, 0.0).await;
@@ -668,6 +676,31 @@ async fn a_keep_alive_connection_idle_past_a_second_is_counted_dormant_until_it_
         0.0,
     )
     .await;
+    assert!(proxy.stop().success());
+}
+
+/// A parked connection's facts leave their shared block while it sleeps; the lot closing it
+/// at its idle deadline must still take it off the open-connections gauge.
+#[tokio::test]
+async fn a_dormant_connection_closed_at_its_idle_deadline_leaves_the_open_gauge() {
+    let up = Upstream::start("v1").await;
+    let text = support::with_control(&config(
+        &[("blue", "v1", 100, vec![up.addr])],
+        "",
+        "[timeouts]\nidle = \"3s\"\n",
+    ));
+    let proxy = support::Proxy::start(&text);
+    let open = "switchyard_downstream_connections{listener=\"public\",protocol=\"http1\"}";
+    let dormant = "switchyard_downstream_connections_dormant{listener=\"public\"}";
+    let mut c = Client::connect(proxy.addr("public")).await;
+    assert_eq!(c.get("/").await.status, 200);
+    let m = wait_sample(proxy.control, dormant, 1.0).await;
+    assert_eq!(sample(&m, open), Some(1.0), "{m}");
+    // The client holds on; only the lot can close it, at the end of its idle time.
+    wait_sample(proxy.control, dormant, 0.0).await;
+    let m = wait_sample(proxy.control, open, 0.0).await;
+    promtool_check(&m);
+    drop(c);
     assert!(proxy.stop().success());
 }
 

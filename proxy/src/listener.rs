@@ -101,11 +101,20 @@ impl OpenConn {
 
 impl Drop for OpenConn {
     fn drop(&mut self) {
-        let p = self.protocol.load(Ordering::Relaxed);
-        if p != 0 {
-            if let Some(c) = self.counters() {
-                c.open[usize::from(p - 1)].fetch_sub(1, Ordering::Relaxed);
-            }
+        closed(
+            &self.shared,
+            self.info.listener,
+            self.protocol.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Takes a connection counted under `protocol` (0: not yet counted) off `listener`'s
+/// open-connections gauge.
+fn closed(shared: &Shared, listener: usize, protocol: u8) {
+    if protocol != 0 {
+        if let Some(c) = shared.connections.get(listener) {
+            c.open[usize::from(protocol - 1)].fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -257,7 +266,14 @@ impl ConnParts {
     /// one per idle connection, keep from being given back).
     fn into_parked(self) -> ParkedParts {
         let open = match Arc::try_unwrap(self.service.open) {
-            Ok(open) => Facts::Owned(open),
+            Ok(open) => Facts::Owned(Asleep {
+                shared: open.shared.clone(),
+                listener: open.info.listener,
+                peer: open.info.peer,
+                tls: open.info.tls,
+                // The open-connections gauge is now the parked facts' to decrement.
+                protocol: open.protocol.swap(0, Ordering::Relaxed),
+            }),
             Err(shared) => Facts::Shared(shared),
         };
         ParkedParts {
@@ -277,15 +293,43 @@ struct ParkedParts {
 
 /// A parked connection's facts: by value, or still shared.
 enum Facts {
-    Owned(OpenConn),
+    Owned(Asleep),
     Shared(Arc<OpenConn>),
+}
+
+/// An [`OpenConn`] while its connection is parked: without its `X-Forwarded-For` value (40
+/// bytes of a slot in the lot), which is made again from the peer's address when it wakes.
+/// Like [`OpenConn`], it takes its connection off the open-connections gauge when dropped.
+struct Asleep {
+    shared: Arc<Shared>,
+    listener: usize,
+    peer: std::net::SocketAddr,
+    tls: bool,
+    /// As [`OpenConn::protocol`].
+    protocol: u8,
+}
+
+impl Drop for Asleep {
+    fn drop(&mut self) {
+        closed(&self.shared, self.listener, self.protocol);
+    }
 }
 
 impl ParkedParts {
     /// The parts again, for the connection's next task.
     fn into_parts(self) -> ConnParts {
         let open = match self.open {
-            Facts::Owned(open) => Arc::new(open),
+            Facts::Owned(mut open) => Arc::new(OpenConn {
+                shared: open.shared.clone(),
+                info: ConnInfo {
+                    listener: open.listener,
+                    peer: open.peer,
+                    peer_ip: crate::headers::peer_value(open.peer.ip()),
+                    tls: open.tls,
+                },
+                // The gauge is the awake facts' again.
+                protocol: AtomicU8::new(std::mem::take(&mut open.protocol)),
+            }),
             Facts::Shared(shared) => shared,
         };
         ConnParts {

@@ -246,7 +246,7 @@ where
 
 /// The parked connections, by slot, and their idle deadlines in order.
 struct Slots<P> {
-    slots: Vec<Slot<P>>,
+    slots: Chunked<Slot<P>>,
     free: Vec<usize>,
     /// Deadline, slot, generation: an entry whose slot was emptied or reused since is stale
     /// and skipped (rebuilt away once stale ones outnumber the live).
@@ -262,6 +262,56 @@ struct Slot<P> {
     parked: Option<Parked<P>>,
 }
 
+/// Slots in chunks of [`CHUNK`]: a crowd of parkings adds chunks, where one array would be
+/// moved to another twice its size at each doubling (at ten thousand idle connections, 1.3 MB
+/// copied, and the old array's pages left with the allocator).
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+/// Slots per chunk (a few in tests, so that they cross chunks).
+const CHUNK: usize = if cfg!(test) { 3 } else { 256 };
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(value),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(value);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn get(&self, k: usize) -> Option<&T> {
+        self.chunks.get(k / CHUNK)?.get(k % CHUNK)
+    }
+
+    fn get_mut(&mut self, k: usize) -> Option<&mut T> {
+        self.chunks.get_mut(k / CHUNK)?.get_mut(k % CHUNK)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
 /// Slots beyond which an empty lot gives its memory back (after a crowd of idle connections
 /// has gone). Small in tests, which cannot open thousands of sockets.
 const KEEP_SLOTS: usize = if cfg!(test) { 4 } else { 1024 };
@@ -269,7 +319,7 @@ const KEEP_SLOTS: usize = if cfg!(test) { 4 } else { 1024 };
 impl<P> Default for Slots<P> {
     fn default() -> Self {
         Self {
-            slots: Vec::new(),
+            slots: Chunked::default(),
             free: Vec::new(),
             deadlines: BinaryHeap::new(),
             live: 0,
@@ -297,7 +347,11 @@ impl<P> Slots<P> {
             self.free.push(k);
             return Err((e, p));
         }
-        let slot = &mut self.slots[k];
+        let Some(slot) = self.slots.get_mut(k) else {
+            // Every free number names a slot that exists.
+            self.free.push(k);
+            return Err((io::Error::other("no such slot"), p));
+        };
         slot.generation = generation;
         self.deadlines.push(Reverse((p.idle_until, k, generation)));
         slot.parked = Some(p);
@@ -334,7 +388,7 @@ impl<P> Slots<P> {
         self.live -= 1;
         if self.live == 0 && self.slots.len() > KEEP_SLOTS {
             // Deadline entries name generations no slot will have again.
-            self.slots = Vec::new();
+            self.slots = Chunked::default();
             self.free = Vec::new();
             self.deadlines = BinaryHeap::new();
         }
@@ -344,8 +398,11 @@ impl<P> Slots<P> {
     /// The earliest idle deadline of a parked connection, stale entries dropped on the way.
     fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, k, generation))) = self.deadlines.peek() {
-            let slot = &self.slots[k];
-            if slot.generation == generation && slot.parked.is_some() {
+            if self
+                .slots
+                .get(k)
+                .is_some_and(|slot| slot.generation == generation && slot.parked.is_some())
+            {
                 return Some(at);
             }
             self.deadlines.pop();
@@ -734,6 +791,33 @@ mod tests {
         assert!(slots.take(2, 3).is_some(), "the new generation is taken");
     }
 
+    #[test]
+    fn chunked_slots_grow_a_chunk_at_a_time_and_keep_their_numbers() {
+        let mut c: Chunked<usize> = Chunked::default();
+        assert!(c.get(0).is_none());
+        for k in 0..3 * CHUNK + 1 {
+            c.push(k);
+            assert_eq!(c.len(), k + 1);
+        }
+        assert_eq!(c.chunks.len(), 4);
+        assert!(c.chunks.iter().all(|chunk| chunk.capacity() == CHUNK));
+        for k in 0..c.len() {
+            assert_eq!(c.get(k), Some(&k));
+        }
+        assert!(c.get(c.len()).is_none());
+        *c.get_mut(CHUNK).expect("slot") = 99;
+        assert_eq!(c.get(CHUNK), Some(&99));
+        assert!(c.get_mut(c.len()).is_none());
+        assert_eq!(
+            c.iter()
+                .copied()
+                .enumerate()
+                .filter(|(k, v)| k != v)
+                .count(),
+            1
+        );
+    }
+
     #[tokio::test]
     async fn an_emptied_lot_past_its_kept_slots_gives_its_memory_back() {
         let mut slots: Slots<u32> = Slots::default();
@@ -746,7 +830,7 @@ mod tests {
         }
         assert_eq!(slots.slots.len(), n, "kept while one is parked");
         assert!(slots.take(n - 1, (n - 1) as u64).is_some());
-        assert_eq!(slots.slots.capacity(), 0);
+        assert_eq!(slots.slots.chunks.capacity(), 0);
         assert_eq!(slots.deadlines.len(), 0);
         // A late wake for a slot that is gone takes nothing; parking starts over at slot 0 with
         // a generation never seen before.
