@@ -418,7 +418,17 @@ pub async fn serve_until_signal(
         .map_err(|e| ServeError::Metrics(Box::new(e)))?;
     // The control API, the state writer and the deployment drivers run on a thread of their
     // own (issue 13): a burst of control calls never takes the proxy's event loop.
-    let control_rt = ControlRuntime::start().map_err(ServeError::Runtime)?;
+    // Child processes (replicas, checks) are forked on a thread at the proxy's priority,
+    // started here: the control runtime's threads are made nicer than the proxy's only once
+    // their children cannot inherit it.
+    let nicer = match switchyard_control::launcher::install() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the launcher thread; the control plane runs at the proxy's priority");
+            false
+        }
+    };
+    let control_rt = ControlRuntime::start(nicer).map_err(ServeError::Runtime)?;
     let (state, writer, control) = {
         let _on = control_rt.enter();
         let (state, writer) = loaded.spawn(Arc::new(plane), shutdown_rx.clone());

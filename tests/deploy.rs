@@ -164,6 +164,55 @@ fn load(
         .collect()
 }
 
+/// The nice value in `/proc/<pid>/stat` (or `/proc/<pid>/task/<tid>/stat`): field 19.
+fn nice_of(stat: &std::path::Path) -> i64 {
+    let text = std::fs::read_to_string(stat).expect("stat");
+    let (_, rest) = text.rsplit_once(')').expect("stat's comm");
+    rest.split_whitespace()
+        .nth(16)
+        .and_then(|n| n.parse().ok())
+        .expect("nice")
+}
+
+/// The control plane's threads run nicer than the proxy's so that control writes yield to
+/// requests; the replicas it starts are the user's services and keep the proxy's priority.
+#[tokio::test]
+async fn replicas_keep_the_proxys_priority_while_the_control_threads_are_nicer() {
+    let reaper = Reaper::default();
+    let proxy = Proxy::start(&setup(&[], ""));
+    let id = start(
+        &proxy,
+        json!({"stack": "blue", "version": "v1", "source": process("v1", 1)}),
+    )
+    .await;
+    let replicas = pids(&wait_phase(&proxy, id, "succeeded").await);
+    reaper.add(replicas.clone());
+    let pid = proxy.child.id();
+    let main = nice_of(&std::path::PathBuf::from(format!("/proc/{pid}/stat")));
+    let mut control = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let task = task.expect("task").path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        // The kernel keeps 15 bytes of a thread's name: "switchyard-cont".
+        if comm.trim_end().starts_with("switchyard-con") {
+            control.push(nice_of(&task.join("stat")));
+        }
+    }
+    assert!(!control.is_empty(), "no control thread found");
+    assert!(
+        control.iter().all(|n| *n == (main + 10).min(19)),
+        "control threads' nice {control:?}, the proxy's {main}"
+    );
+    assert_eq!(replicas.len(), 1);
+    for r in &replicas {
+        assert_eq!(
+            nice_of(&std::path::PathBuf::from(format!("/proc/{r}/stat"))),
+            main,
+            "replica {r}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blue_green_of_process_replicas_under_load_fails_no_request_and_stops_the_old_ones() {
     let reaper = Reaper::default();

@@ -28,6 +28,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod json;
+pub mod launcher;
 mod metrics;
 mod openapi;
 mod seed;

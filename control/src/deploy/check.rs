@@ -236,9 +236,8 @@ async fn command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+    let mut child =
+        crate::launcher::spawn(cmd).map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
     let mut pipes = Vec::new();
     if let Some(out) = child.stdout.take() {
         pipes.push(tokio::spawn(pipe(out, report.clone())));

@@ -93,7 +93,7 @@ impl Launch {
         if let Some(dir) = &self.workdir {
             cmd.current_dir(dir);
         }
-        cmd.spawn().map_err(|source| SourceError::Spawn {
+        crate::launcher::spawn(cmd).map_err(|source| SourceError::Spawn {
             program: self.argv[0].clone(),
             source,
         })
