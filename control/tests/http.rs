@@ -140,6 +140,8 @@ async fn weights_change_over_http_and_are_on_disk_when_acknowledged() {
     // Acknowledged means durable: the store's journal already has it (state.json follows at
     // the next checkpoint).
     let journal = std::fs::read_to_string(dir.path().join("state.journal")).expect("journal");
+    // The journal is preallocated: its content ends at the first zero byte.
+    let journal = journal.split('\0').next().unwrap_or_default();
     let last: serde_json::Value =
         serde_json::from_str(journal.lines().last().expect("a journal line"))
             .expect("journal JSON");

@@ -140,6 +140,84 @@ fn revisions(entries: &[HistoryEntry]) -> Vec<u64> {
     entries.iter().map(|e| e.revision).collect()
 }
 
+/// A journal's content: up to its preallocated zeros.
+fn content(path: &Path) -> String {
+    let bytes = fs::read(path).expect("journal");
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8(bytes[..end].to_vec()).expect("utf-8")
+}
+
+/// Writes `bytes` where the journal's next change would go (as a crash mid-write leaves it).
+fn write_in_place(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let at = content(path).len() as u64;
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .write_all_at(bytes, at)
+        .expect("write");
+}
+
+#[tokio::test]
+async fn a_fresh_journal_is_preallocated_and_changes_are_written_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    store.save(&state_at(1)).await.expect("save");
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    let size = fs::metadata(&path).expect("journal").len();
+    assert!(size > 1 << 20, "a preallocated journal, {size} bytes");
+    for n in 2..5 {
+        store
+            .commit(&state_at(n - 1), &state_at(n), &[entry("auth", n)])
+            .await
+            .expect("commit");
+    }
+    assert_eq!(fs::metadata(&path).expect("journal").len(), size);
+    assert_eq!(
+        content(&path).lines().count(),
+        4,
+        "the header and 3 changes"
+    );
+    assert_eq!(store.load().await.expect("load"), Some(state_at(4)));
+}
+
+#[tokio::test]
+async fn a_change_torn_in_place_is_dropped_at_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).expect("open");
+    store.save(&state_at(1)).await.expect("save");
+    store
+        .commit(&state_at(1), &state_at(2), &[entry("auth", 2)])
+        .await
+        .expect("commit");
+    drop(store);
+    // A crash during a write: part of a line, then the preallocated zeros.
+    let path = dir.path().join(journal::JOURNAL_FILE);
+    write_in_place(&path, br#"{"state":{"format":1,"services":{"auth":{"revis"#);
+    let store = FileStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(2)));
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2]
+    );
+    // Recovery started a fresh journal; a torn write there is dropped the same way.
+    write_in_place(&path, br#"{"history":[{"time":"#);
+    drop(store);
+    let store = FileStore::open(dir.path()).expect("reopen again");
+    store
+        .commit(&state_at(2), &state_at(3), &[entry("auth", 3)])
+        .await
+        .expect("commit");
+    drop(store);
+    let store = FileStore::open(dir.path()).expect("reopen a third time");
+    assert_eq!(store.load().await.expect("load"), Some(state_at(3)));
+    assert_eq!(
+        revisions(&store.read_history(None, 10).await.expect("read")),
+        vec![2, 3]
+    );
+}
+
 fn append_raw(path: &Path, bytes: &[u8]) {
     OpenOptions::new()
         .append(true)
@@ -168,7 +246,7 @@ async fn a_commit_is_one_journal_line_and_state_json_follows_at_the_checkpoint()
         fs::read(dir.path().join(STATE_FILE)).expect("state.json"),
         on_disk
     );
-    let journal = fs::read_to_string(dir.path().join(journal::JOURNAL_FILE)).expect("journal");
+    let journal = content(&dir.path().join(journal::JOURNAL_FILE));
     assert_eq!(journal.lines().count(), 2, "{journal}");
     assert_eq!(store.load().await.expect("load"), Some(state_at(2)));
     // A reopen (a restart) checkpoints: state.json holds the journalled state.
