@@ -312,6 +312,21 @@ impl<T> Chunked<T> {
     }
 }
 
+/// Slot `k`, which must exist (as a `Vec`'s index).
+impl<T> std::ops::Index<usize> for Chunked<T> {
+    type Output = T;
+
+    fn index(&self, k: usize) -> &T {
+        &self.chunks[k / CHUNK][k % CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, k: usize) -> &mut T {
+        &mut self.chunks[k / CHUNK][k % CHUNK]
+    }
+}
+
 /// Slots beyond which an empty lot gives its memory back (after a crowd of idle connections
 /// has gone). Small in tests, which cannot open thousands of sockets.
 const KEEP_SLOTS: usize = if cfg!(test) { 4 } else { 1024 };
@@ -347,11 +362,7 @@ impl<P> Slots<P> {
             self.free.push(k);
             return Err((e, p));
         }
-        let Some(slot) = self.slots.get_mut(k) else {
-            // Every free number names a slot that exists.
-            self.free.push(k);
-            return Err((io::Error::other("no such slot"), p));
-        };
+        let slot = &mut self.slots[k];
         slot.generation = generation;
         self.deadlines.push(Reverse((p.idle_until, k, generation)));
         slot.parked = Some(p);
@@ -398,11 +409,8 @@ impl<P> Slots<P> {
     /// The earliest idle deadline of a parked connection, stale entries dropped on the way.
     fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, k, generation))) = self.deadlines.peek() {
-            if self
-                .slots
-                .get(k)
-                .is_some_and(|slot| slot.generation == generation && slot.parked.is_some())
-            {
+            let slot = &self.slots[k];
+            if slot.generation == generation && slot.parked.is_some() {
                 return Some(at);
             }
             self.deadlines.pop();
@@ -807,6 +815,9 @@ mod tests {
         assert!(c.get(c.len()).is_none());
         *c.get_mut(CHUNK).expect("slot") = 99;
         assert_eq!(c.get(CHUNK), Some(&99));
+        c[CHUNK + 1] = 98;
+        assert_eq!(c[CHUNK + 1], 98);
+        assert_eq!(c[3 * CHUNK], 3 * CHUNK);
         assert!(c.get_mut(c.len()).is_none());
         assert_eq!(
             c.iter()
@@ -814,7 +825,7 @@ mod tests {
                 .enumerate()
                 .filter(|(k, v)| k != v)
                 .count(),
-            1
+            2
         );
     }
 

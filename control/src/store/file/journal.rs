@@ -50,24 +50,22 @@ struct Header {
     history_len: u64,
 }
 
-/// One change as journalled.
-#[derive(Debug, Serialize, Deserialize)]
+/// One change as read back from its journal line (written by [`encode`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Change<S, H> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    state: Option<S>,
+struct Read {
     #[serde(default)]
-    history: H,
+    state: Option<SavedState>,
+    #[serde(default)]
+    history: Vec<HistoryEntry>,
 }
-
-/// A change as read back.
-type Read = Change<SavedState, Vec<HistoryEntry>>;
 
 /// A change encoded for the journal, on the caller's thread, so the blocking pool gets bytes
 /// rather than a copy of the state to encode there.
 #[derive(Debug)]
 pub(super) struct Encoded {
-    /// The journal line, newline included: what [`Change`]'s `Serialize` writes.
+    /// The journal line, newline included: `{"state":…,"history":[…]}`, without `state` when
+    /// there is none (what `serde` would write for such a struct).
     line: Vec<u8>,
     /// The history lines for `history.jsonl`, each ended by a newline.
     history: Vec<u8>,
