@@ -147,10 +147,11 @@ fn content(path: &Path) -> String {
     String::from_utf8(bytes[..end].to_vec()).expect("utf-8")
 }
 
-/// Writes `bytes` where the journal's next change would go (as a crash mid-write leaves it).
-fn write_in_place(path: &Path, bytes: &[u8]) {
+/// Writes `bytes` where the journal's next change would go, `gap` bytes further on (as a crash
+/// mid-write leaves it: pages of one write can reach the disk in any order).
+fn write_in_place(path: &Path, bytes: &[u8], gap: u64) {
     use std::os::unix::fs::FileExt;
-    let at = content(path).len() as u64;
+    let at = content(path).len() as u64 + gap;
     OpenOptions::new()
         .write(true)
         .open(path)
@@ -192,9 +193,15 @@ async fn a_change_torn_in_place_is_dropped_at_the_next_start() {
         .await
         .expect("commit");
     drop(store);
-    // A crash during a write: part of a line, then the preallocated zeros.
+    // A crash during a write: the start of a line, zeros where a page did not reach the disk,
+    // and the line's end, newline included.
     let path = dir.path().join(journal::JOURNAL_FILE);
-    write_in_place(&path, br#"{"state":{"format":1,"services":{"auth":{"revis"#);
+    write_in_place(
+        &path,
+        br#"{"state":{"format":1,"services":{"auth":{"revis"#,
+        0,
+    );
+    write_in_place(&path, b"ion\":3}}},\"history\":[]}\n", 100);
     let store = FileStore::open(dir.path()).expect("reopen");
     assert_eq!(store.load().await.expect("load"), Some(state_at(2)));
     assert_eq!(
@@ -202,7 +209,7 @@ async fn a_change_torn_in_place_is_dropped_at_the_next_start() {
         vec![2]
     );
     // Recovery started a fresh journal; a torn write there is dropped the same way.
-    write_in_place(&path, br#"{"history":[{"time":"#);
+    write_in_place(&path, br#"{"history":[{"time":"#, 0);
     drop(store);
     let store = FileStore::open(dir.path()).expect("reopen again");
     store
