@@ -475,6 +475,61 @@ async fn sigterm_lets_in_flight_requests_finish() {
     assert_eq!(r.version(), "slow");
 }
 
+/// A plain connection that became HTTP/2 (h2c) after it was accepted is told of the drain too:
+/// it gets GOAWAY, its stream in flight finishes, and it closes long before the drain deadline
+/// (30 s here, above the test's wait), so the process ends without waiting for it.
+#[tokio::test]
+async fn sigterm_sends_goaway_to_an_h2c_connection_and_lets_its_stream_finish() {
+    use http_body_util::{BodyExt, Full};
+    let slow = Upstream::start_with("slow", 0.0, Duration::from_millis(700)).await;
+    let proxy = Proxy::start(&config(
+        &[("blue", "v1", 1, vec![slow.addr])],
+        "",
+        "[timeouts]\ndrain = \"30s\"\n",
+    ));
+    let tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("http://web.test/")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let inflight = tokio::spawn(send.send_request(req));
+    tokio::time::timeout(support::WAIT, async {
+        while slow.requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("request reached the upstream");
+    let stopped = tokio::task::spawn_blocking(move || proxy.stop());
+    let resp = inflight
+        .await
+        .expect("client")
+        .expect("the stream in flight is answered");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["version"], "slow");
+    let ended = tokio::time::timeout(support::WAIT, conn)
+        .await
+        .expect("the connection ends before the drain deadline")
+        .expect("client connection task");
+    assert!(ended.is_ok(), "closed by GOAWAY, not cut: {ended:?}");
+    let status = tokio::time::timeout(support::WAIT, stopped)
+        .await
+        .expect("the process ends without waiting for the deadline")
+        .expect("stop");
+    assert!(status.success());
+}
+
 #[tokio::test]
 async fn a_keep_alive_connection_idle_past_a_second_sleeps_wakes_and_closes_with_the_drain() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -298,14 +298,6 @@ impl ProxyBody {
         }
     }
 
-    /// Takes the response's fields kept as bytes, for a client that needs them in the map.
-    pub(crate) fn take_raw_fields(&mut self) -> Option<RawFields> {
-        match &mut self.0 {
-            Kind::Upstream { inner, .. } => inner.take_raw_fields(),
-            Kind::Full(_) => None,
-        }
-    }
-
     /// Hands the request's access-log entry to the body: an endpoint's body queues it when it
     /// ends (with the bytes it carried); any other body queues it now.
     pub(crate) fn log(&mut self, pending: Pending) {

@@ -19,10 +19,6 @@ use crate::drain::{Drain, SelfDraining};
 use crate::forward::{self, ConnInfo};
 use crate::handle::Shared;
 use crate::server::{self, RequestBody, Served, Wake, head::HeadLimits};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -120,19 +116,21 @@ fn closed(shared: &Shared, listener: usize, protocol: u8) {
 }
 
 /// The HTTP/2 server's settings.
-fn h2_builder(limits: &Limits, timeouts: &Timeouts) -> Http2Builder {
-    let mut b = http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
-        .max_local_error_reset_streams(limits.h2_max_pending_reset_streams)
-        .max_header_list_size(limits.max_request_header_bytes as u32)
-        .keep_alive_interval(timeouts.idle)
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
+fn h2_settings(limits: &Limits, timeouts: &Timeouts) -> Http2Settings {
+    Http2Settings {
+        max_concurrent_streams: limits.h2_max_concurrent_streams,
+        max_pending_reset_streams: limits.h2_max_pending_reset_streams,
+        max_header_list_size: u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX),
+        keep_alive_interval: timeouts.idle,
+        keep_alive_timeout: H2_PING_TIMEOUT,
+        preface_timeout: timeouts.request_header,
+    }
 }
 
-type Http2Builder = http2::Builder<TokioExecutor>;
+use server::http2::Settings as Http2Settings;
+
+/// How long an HTTP/2 keep-alive ping may go unanswered before its connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The HTTP/1.1 server's settings.
 fn h1_settings(limits: &Limits, timeouts: &Timeouts) -> server::Settings {
@@ -172,31 +170,6 @@ impl Service {
         let snap = open.shared.snapshot.load_full();
         forward::handle(snap, &open.shared.settings, &open.info, req)
     }
-
-    /// The service as hyper's HTTP/2 server calls it (one clone per stream).
-    fn h2(
-        self,
-    ) -> impl hyper::service::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<ProxyBody>,
-        Error = Infallible,
-        Future = impl Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send,
-    > + Clone {
-        service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            let this = self.clone();
-            // Boxed: hyper spawns a task per stream holding this future, and moves it several
-            // times on the way (about 4.7 KiB each time unboxed).
-            Box::pin(async move {
-                let mut req = req.map(RequestBody::H2);
-                let mut resp = this.answer(&mut req).await;
-                // hyper's HTTP/2 server sends the map: fields kept as bytes go into it.
-                if let Some(raw) = resp.body_mut().take_raw_fields() {
-                    raw.append_to(resp.headers_mut());
-                }
-                Ok::<_, Infallible>(resp)
-            })
-        })
-    }
 }
 
 impl server::Handler for Service {
@@ -217,14 +190,14 @@ impl server::Handler for Service {
 
 type ConnError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves one client connection: HTTP/1.1 by Switchyard's own server, switching to hyper's
-/// HTTP/2 server when a plain connection (`h2c`) opens with the HTTP/2 preface. Returns the
+/// Serves one client connection: HTTP/1.1 by Switchyard's own server, switching to its HTTP/2
+/// server when a plain connection (`h2c`) opens with the HTTP/2 preface. Returns the
 /// stream when it went dormant (`h1.dormant_after`).
 async fn serve<IO>(
     io: IO,
     service: &Service,
     h1: server::Settings,
-    h2: &Http2Builder,
+    h2: &Http2Settings,
     draining: &AtomicBool,
     h2c: bool,
     wake: Option<Wake>,
@@ -236,15 +209,15 @@ where
         Served::Done => Ok(None),
         Served::Dormant { io, wake } => Ok(Some((io, wake))),
         Served::H2 { io, read } => {
-            // Boxed: hyper's HTTP/2 connection is large and rare on plain listeners.
-            let mut conn = Box::pin(h2.serve_connection(
-                TokioIo::new(server::Rewind::new(read, io)),
-                service.clone().h2(),
-            ));
-            if draining.load(Ordering::Acquire) {
-                conn.as_mut().graceful_shutdown();
-            }
-            conn.await?;
+            // Boxed: an HTTP/2 connection's future is large and rare on plain listeners. It
+            // watches `draining` itself, as the HTTP/1.1 server does.
+            Box::pin(server::http2::serve(
+                server::Rewind::new(read, io),
+                service,
+                h2,
+                draining,
+            ))
+            .await?;
             Ok(None)
         }
     }
@@ -354,7 +327,7 @@ type Lot = lot::LotHandle<ParkedParts>;
 fn http1<IO: server::Stream>(
     mut io: IO,
     mut parts: ConnParts,
-    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    (h1, h2): (server::Settings, Arc<Http2Settings>),
     h2c: bool,
     mut wake: Option<Wake>,
     lot: Option<Lot>,
@@ -426,7 +399,7 @@ fn http1<IO: server::Stream>(
 /// be made), dormant connections wait in their tasks.
 fn spawn_lot(
     graceful: &Drain,
-    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    (h1, h2): (server::Settings, Arc<Http2Settings>),
     shared: Arc<Shared>,
     index: usize,
 ) -> Option<Lot> {
@@ -471,7 +444,7 @@ const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
-/// An HTTPS connection's task: the handshake, then HTTP/2 (ALPN `h2`, hyper's server) or HTTP/1.1
+/// An HTTPS connection's task: the handshake, then HTTP/2 (ALPN `h2`) or HTTP/1.1
 /// ([`http1`]). The handshake and HTTP/2 are boxed, so an idle HTTP/1.1 connection's task keeps
 /// no room for them.
 async fn secure(
@@ -479,7 +452,7 @@ async fn secure(
     tcp: tokio::net::TcpStream,
     handshake_timeout: Duration,
     service: Service,
-    (h1, h2): (server::Settings, Arc<Http2Builder>),
+    (h1, h2): (server::Settings, Arc<Http2Settings>),
     mut watcher: crate::drain::Watcher,
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
@@ -490,10 +463,12 @@ async fn secure(
     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     service.open.mark(alpn_h2);
     if alpn_h2 {
-        let served = Box::pin(
-            watcher.watch(|| h2.serve_connection(TokioIo::new(stream), service.clone().h2())),
-        )
-        .await;
+        let draining = watcher.draining();
+        let served =
+            Box::pin(watcher.watch(|| {
+                SelfDraining::new(server::http2::serve(stream, &service, &h2, &draining))
+            }))
+            .await;
         if let Err(e) = served {
             debug!(error = %e, "connection ended with an error");
         }
@@ -550,7 +525,7 @@ pub(crate) fn listener_task(
 ) -> impl Future<Output = ()> + Send + 'static {
     let span = info_span!("listener", name = %bound.name);
     let task = async move {
-        let h2 = Arc::new(h2_builder(&limits, &timeouts));
+        let h2 = Arc::new(h2_settings(&limits, &timeouts));
         let h1 = h1_settings(&limits, &timeouts);
         let graceful = Drain::new();
         let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);

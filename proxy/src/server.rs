@@ -1,18 +1,19 @@
 //! The server side of HTTP/1.1 towards clients, Switchyard's own: no task, channel or timer per
 //! request, buffers reused from request to request and given back while a connection idles.
-//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) goes to hyper's
-//! server.
+//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) goes to [`http2`]:
+//! the `h2` crate's codec in a connection loop of Switchyard's own.
 //!
 //! Layers, top down: `conn` (one connection: heads, bodies on demand, responses, keep-alive,
 //! timers, upgrades) uses the codec — [`head`] (request heads and their framing, strict),
 //! `write` (response heads and body framing) — and `body` (the request body the request path
 //! reads, and the hand-over of a switched connection). `rewind` puts bytes already read back
-//! in front of a stream for hyper's HTTP/2 server. The head parser is public for its fuzz
+//! in front of a stream for the HTTP/2 server. The head parser is public for its fuzz
 //! target and bench.
 
 mod body;
 mod conn;
 pub mod head;
+pub(crate) mod http2;
 mod rewind;
 mod spare;
 mod write;

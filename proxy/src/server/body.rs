@@ -16,7 +16,6 @@ use crossbeam_queue::ArrayQueue;
 use futures_util::task::AtomicWaker;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -35,8 +34,8 @@ pub(crate) enum RequestBody {
     Full(Option<Bytes>),
     /// An HTTP/1 body still arriving.
     Piped(PipedBody),
-    /// An HTTP/2 stream's body (hyper's).
-    H2(Incoming),
+    /// An HTTP/2 stream's body.
+    H2(super::http2::H2Body),
 }
 
 /// A piece the connection hands to the body.

@@ -1,5 +1,5 @@
 //! A stream with bytes already read from it put back in front: what an HTTP/1 connection read
-//! before it saw the HTTP/2 preface is read again by hyper's HTTP/2 server.
+//! before it saw the HTTP/2 preface is read again by the HTTP/2 server (`super::http2`).
 
 use bytes::{Buf, Bytes};
 use std::io;

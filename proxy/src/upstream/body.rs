@@ -223,11 +223,6 @@ impl ResponseBody {
         self.raw.as_ref()
     }
 
-    /// Takes the response's fields kept as bytes, if they were.
-    pub(crate) fn take_raw_fields(&mut self) -> Option<RawFields> {
-        self.raw.take()
-    }
-
     /// A switched connection, kept for the tunnel (see [`ResponseBody::take_switched`]).
     pub(crate) fn switched(reading: Reading) -> Self {
         Self {
