@@ -298,8 +298,12 @@ fn rewrite<'a>(
     }
     let uri = req.uri();
     if uri.scheme().is_some() || uri.authority().is_some() {
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        *req.uri_mut() = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+        // The origin form, from the parsed path as it is (no copy, no parse: every HTTP/2
+        // request comes with a scheme and an authority).
+        let parts = std::mem::take(req.uri_mut()).into_parts();
+        *req.uri_mut() = parts
+            .path_and_query
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
     }
     *req.version_mut() = Version::HTTP_11;
     Forwarding {

@@ -10,6 +10,7 @@
 //! them from the persisted units alone (so a release works after a restart).
 
 pub(crate) mod container;
+mod port;
 pub(crate) mod process;
 
 use std::path::PathBuf;

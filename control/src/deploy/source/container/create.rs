@@ -4,7 +4,6 @@
 //! Engine's port proxy answering for it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
@@ -21,9 +20,9 @@ use crate::deploy::spec::{ContainerSpec, parse_memory};
 /// listens in the container.
 const OPEN_GRACE: Duration = Duration::from_millis(50);
 
+/// A port for a new replica, below the ephemeral range (see `source::port`).
 pub(super) fn free_port() -> Result<u16, ContainerError> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(ContainerError::Port)?;
-    Ok(l.local_addr().map_err(ContainerError::Port)?.port())
+    crate::deploy::source::port::free_port().map_err(ContainerError::Port)
 }
 
 /// What replica `n` is created from.

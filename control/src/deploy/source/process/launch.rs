@@ -29,9 +29,9 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// A port for a new replica, below the ephemeral range (see `source::port`).
 pub(super) fn free_port() -> Result<u16, SourceError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(SourceError::Port)?;
-    Ok(l.local_addr().map_err(SourceError::Port)?.port())
+    crate::deploy::source::port::free_port().map_err(SourceError::Port)
 }
 
 pub(super) fn launch(rec: &ProcessStackRecord, index: usize, port: u16) -> Launch {
