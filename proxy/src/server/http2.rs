@@ -393,17 +393,20 @@ where
     };
     drop(req);
     let (mut head, body) = resp.into_parts();
+    // What the endpoint's lines had is known from their parse: no lookup in the map for it.
+    let (mut has_date, mut has_length) = (false, false);
     if let Some(raw) = body.raw_fields() {
         raw.append_to(&mut head.headers);
+        (has_date, has_length) = (raw.has_date(), raw.has_length());
     }
     // Never sent on HTTP/2 (the `h2` crate refuses them); the request path removes them
     // already, and this finds none in one pass over the names.
     crate::headers::strip_hop_by_hop(&mut head.headers, false);
-    if !head.headers.contains_key(header::DATE) {
+    if !has_date && !head.headers.contains_key(header::DATE) {
         head.headers.insert(header::DATE, date());
     }
     let end = body.is_end_stream();
-    if !end && !head.headers.contains_key(header::CONTENT_LENGTH) {
+    if !end && !has_length && !head.headers.contains_key(header::CONTENT_LENGTH) {
         if let Some(n) = body.size_hint().exact() {
             head.headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
