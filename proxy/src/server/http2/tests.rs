@@ -374,11 +374,7 @@ const ACK: u8 = 0x1;
 
 #[tokio::test]
 async fn an_unanswered_ping_closes_the_connection() {
-    let server = server(
-        |_req: Request<RequestBody>| async { Response::new(full("ok")) },
-        PINGING,
-    )
-    .await;
+    let server = server(answer_ok, PINGING).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     // The client's preface and an empty SETTINGS, and not another byte: no ack of the
     // server's SETTINGS, nor of its PING.
@@ -391,11 +387,7 @@ async fn an_unanswered_ping_closes_the_connection() {
         .expect("serve returns when its ping is not answered")
         .unwrap();
     assert!(served.is_ok(), "{served:?}");
-    let mut written = Vec::new();
-    timeout(BOUND, tcp.read_to_end(&mut written))
-        .await
-        .expect("the connection is closed")
-        .expect("read");
+    let written = read_to_close(&mut tcp).await;
     let frames = frames(&written);
     let ping = frames
         .iter()
@@ -411,11 +403,7 @@ async fn an_unanswered_ping_closes_the_connection() {
 
 #[tokio::test]
 async fn a_connection_that_never_sends_its_preface_ends_with_the_drain() {
-    let server = server(
-        |_req: Request<RequestBody>| async { Response::new(full("ok")) },
-        SETTINGS,
-    )
-    .await;
+    let server = server(answer_ok, SETTINGS).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     // Connected, and silent: the server waits for the preface.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -429,17 +417,13 @@ async fn a_connection_that_never_sends_its_preface_ends_with_the_drain() {
         .await
         .expect("the drain ends")
         .unwrap();
-    let mut rest = Vec::new();
-    timeout(BOUND, tcp.read_to_end(&mut rest))
-        .await
-        .expect("the connection is closed")
-        .expect("read");
+    read_to_close(&mut tcp).await;
 }
 
 #[tokio::test]
 async fn a_connection_without_its_preface_in_time_is_closed() {
     let server = server(
-        |_req: Request<RequestBody>| async { Response::new(full("ok")) },
+        answer_ok,
         Settings {
             preface_timeout: Duration::from_millis(300),
             ..SETTINGS
@@ -454,20 +438,12 @@ async fn a_connection_without_its_preface_in_time_is_closed() {
         .expect("serve returns when the preface is late")
         .unwrap();
     assert!(served.is_ok(), "{served:?}");
-    let mut rest = Vec::new();
-    timeout(BOUND, tcp.read_to_end(&mut rest))
-        .await
-        .expect("the connection is closed")
-        .expect("read");
+    read_to_close(&mut tcp).await;
 }
 
 #[tokio::test]
 async fn a_client_that_answers_pings_keeps_its_connection() {
-    let server = server(
-        |_req: Request<RequestBody>| async { Response::new(full("ok")) },
-        PINGING,
-    )
-    .await;
+    let server = server(answer_ok, PINGING).await;
     let (mut send, conn) = client(server.addr).await;
     // Idle for several intervals and timeouts: pinged several times, and answering each.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -499,4 +475,19 @@ async fn answers_get_a_date_and_a_length_when_the_handler_gave_none() {
         .duration_since(date)
         .unwrap_or_default();
     assert!(age < Duration::from_secs(60), "a Date of now: {date:?}");
+}
+
+/// Reads what the server writes until it closes the connection (bounded).
+async fn read_to_close(tcp: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    timeout(BOUND, tcp.read_to_end(&mut out))
+        .await
+        .expect("the connection is closed")
+        .expect("read");
+    out
+}
+
+/// A handler answering `ok` to everything.
+async fn answer_ok(_req: Request<RequestBody>) -> Response<Out> {
+    Response::new(full("ok"))
 }
