@@ -314,3 +314,50 @@ async fn a_request_the_client_abandons_is_logged_with_status_499() {
     );
     assert!(proxy.stop().success());
 }
+
+/// An HTTP/2 stream the client resets is logged at once with 499, as an abandoned HTTP/1
+/// request is: the reset drops the stream's request (and its upstream exchange), and the
+/// connection goes on.
+#[tokio::test]
+async fn an_http2_stream_the_client_resets_is_logged_with_status_499() {
+    use http_body_util::Full;
+    let slow = Upstream::start_with("slow", 0.0, Duration::from_secs(5)).await;
+    let text = config(
+        &[("blue", "v1", 100, vec![slow.addr])],
+        "",
+        "[access_log]\npath = \"access.log\"\n",
+    );
+    let proxy = Proxy::start(&text);
+    let mut send = support::h2c(proxy.addr("public")).await;
+    let req = hyper::Request::builder()
+        .uri("http://web/abandoned-h2")
+        .header("x-request-id", "reset-stream")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let answer = send.send_request(req);
+    let waited = tokio::time::timeout(WAIT, async {
+        let mut answer = std::pin::pin!(answer);
+        while slow.requests() == 0 {
+            // The request goes out as the answer's future is polled.
+            let _ = tokio::time::timeout(Duration::from_millis(10), answer.as_mut()).await;
+        }
+        // Dropped here: the client resets the stream (CANCEL).
+    })
+    .await;
+    assert!(waited.is_ok(), "never forwarded");
+    let lines = lines_at_least(&proxy.dir.path().join("access.log"), 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = parse(&lines[0]);
+    assert_eq!(v["request_id"], "reset-stream");
+    assert_eq!(v["status"], 499, "{v}");
+    assert_eq!(v["path"], "/abandoned-h2");
+    assert!(
+        v["duration_ms"].as_f64().is_some_and(|d| d < 5000.0),
+        "logged when the stream was reset, not when the endpoint answered: {v}"
+    );
+    // Off the test's thread: the client's connection must go on answering (the drain's GOAWAY
+    // waits for the client's answer to its PING).
+    let stopped = tokio::task::spawn_blocking(move || proxy.stop());
+    assert!(stopped.await.expect("stop").success());
+    drop(send);
+}
