@@ -277,9 +277,8 @@ async fn sigusr1_reopens_the_access_log_after_rotation() {
     assert!(proxy.stop().success());
 }
 
-#[tokio::test]
-async fn a_request_the_client_abandons_is_logged_with_status_499() {
-    use tokio::io::AsyncWriteExt;
+/// An endpoint that answers after 5 s, and a proxy logging to `access.log` in front of it.
+async fn slow_and_logged() -> (Upstream, Proxy) {
     let slow = Upstream::start_with("slow", 0.0, Duration::from_secs(5)).await;
     let text = config(
         &[("blue", "v1", 100, vec![slow.addr])],
@@ -287,6 +286,28 @@ async fn a_request_the_client_abandons_is_logged_with_status_499() {
         "[access_log]\npath = \"access.log\"\n",
     );
     let proxy = Proxy::start(&text);
+    (slow, proxy)
+}
+
+/// The one line logged: request `id` on `path`, abandoned (499) before the endpoint answered.
+async fn logged_abandoned(proxy: &Proxy, id: &str, path: &str) {
+    let lines = lines_at_least(&proxy.dir.path().join("access.log"), 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v = parse(&lines[0]);
+    assert_eq!(v["request_id"], id);
+    assert_eq!(v["status"], 499, "{v}");
+    assert_eq!(v["path"], path);
+    assert_eq!(v["stack"], "blue");
+    assert!(
+        v["duration_ms"].as_f64().is_some_and(|d| d < 5000.0),
+        "logged when the client left, not when the endpoint answered: {v}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_client_abandons_is_logged_with_status_499() {
+    use tokio::io::AsyncWriteExt;
+    let (slow, proxy) = slow_and_logged().await;
     let mut tcp = tokio::net::TcpStream::connect(proxy.addr("public"))
         .await
         .expect("connect");
@@ -301,17 +322,7 @@ async fn a_request_the_client_abandons_is_logged_with_status_499() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(tcp);
-    let lines = lines_at_least(&proxy.dir.path().join("access.log"), 1).await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let v = parse(&lines[0]);
-    assert_eq!(v["request_id"], "gave-up");
-    assert_eq!(v["status"], 499, "{v}");
-    assert_eq!(v["path"], "/abandoned");
-    assert_eq!(v["stack"], "blue");
-    assert!(
-        v["duration_ms"].as_f64().is_some_and(|d| d < 5000.0),
-        "logged when the client left, not when the endpoint answered: {v}"
-    );
+    logged_abandoned(&proxy, "gave-up", "/abandoned").await;
     assert!(proxy.stop().success());
 }
 
@@ -321,13 +332,7 @@ async fn a_request_the_client_abandons_is_logged_with_status_499() {
 #[tokio::test]
 async fn an_http2_stream_the_client_resets_is_logged_with_status_499() {
     use http_body_util::Full;
-    let slow = Upstream::start_with("slow", 0.0, Duration::from_secs(5)).await;
-    let text = config(
-        &[("blue", "v1", 100, vec![slow.addr])],
-        "",
-        "[access_log]\npath = \"access.log\"\n",
-    );
-    let proxy = Proxy::start(&text);
+    let (slow, proxy) = slow_and_logged().await;
     let mut send = support::h2c(proxy.addr("public")).await;
     let req = hyper::Request::builder()
         .uri("http://web/abandoned-h2")
@@ -345,16 +350,7 @@ async fn an_http2_stream_the_client_resets_is_logged_with_status_499() {
     })
     .await;
     assert!(waited.is_ok(), "never forwarded");
-    let lines = lines_at_least(&proxy.dir.path().join("access.log"), 1).await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let v = parse(&lines[0]);
-    assert_eq!(v["request_id"], "reset-stream");
-    assert_eq!(v["status"], 499, "{v}");
-    assert_eq!(v["path"], "/abandoned-h2");
-    assert!(
-        v["duration_ms"].as_f64().is_some_and(|d| d < 5000.0),
-        "logged when the stream was reset, not when the endpoint answered: {v}"
-    );
+    logged_abandoned(&proxy, "reset-stream", "/abandoned-h2").await;
     // Off the test's thread: the client's connection must go on answering (the drain's GOAWAY
     // waits for the client's answer to its PING).
     let stopped = tokio::task::spawn_blocking(move || proxy.stop());
