@@ -194,7 +194,9 @@ struct Streams<F> {
 
 struct Slot<F> {
     stream: Option<Pin<Box<F>>>,
-    waker: Arc<SlotWaker>,
+    node: Arc<SlotWaker>,
+    /// `node` as a waker, made once for every stream the slot holds.
+    waker: Waker,
 }
 
 /// The streams woken since the last turn, and the connection's task to wake for them.
@@ -218,12 +220,19 @@ impl Wake for SlotWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
+        self.queue();
+        self.ready.task.wake();
+    }
+}
+
+impl SlotWaker {
+    /// Queues the slot for the next turn, unless it is queued already.
+    fn queue(&self) {
         if !self.queued.swap(true, Ordering::AcqRel) {
             if let Ok(mut q) = self.ready.queue.lock() {
                 q.push(self.index);
             }
         }
-        self.ready.task.wake();
     }
 }
 
@@ -244,13 +253,15 @@ impl<F: Future<Output = ()>> Streams<F> {
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
+                let node = Arc::new(SlotWaker {
+                    ready: self.ready.clone(),
+                    index: self.slots.len(),
+                    queued: AtomicBool::new(false),
+                });
                 self.slots.push(Slot {
                     stream: None,
-                    waker: Arc::new(SlotWaker {
-                        ready: self.ready.clone(),
-                        index: self.slots.len(),
-                        queued: AtomicBool::new(false),
-                    }),
+                    waker: Waker::from(node.clone()),
+                    node,
                 });
                 self.slots.len() - 1
             }
@@ -258,11 +269,7 @@ impl<F: Future<Output = ()>> Streams<F> {
         let slot = &mut self.slots[index];
         slot.stream = Some(Box::pin(stream));
         // Queued without waking the task: it is the one pushing, and polls the streams next.
-        if !slot.waker.queued.swap(true, Ordering::AcqRel) {
-            if let Ok(mut q) = self.ready.queue.lock() {
-                q.push(index);
-            }
-        }
+        slot.node.queue();
     }
 
     /// Polls the streams woken since the last turn; those that end are dropped.
@@ -276,14 +283,13 @@ impl<F: Future<Output = ()>> Streams<F> {
             let Some(slot) = self.slots.get_mut(i) else {
                 continue;
             };
-            slot.waker.queued.store(false, Ordering::Release);
+            slot.node.queued.store(false, Ordering::Release);
             let Some(stream) = &mut slot.stream else {
                 continue;
             };
-            let waker = Waker::from(slot.waker.clone());
             if stream
                 .as_mut()
-                .poll(&mut Context::from_waker(&waker))
+                .poll(&mut Context::from_waker(&slot.waker))
                 .is_ready()
             {
                 slot.stream = None;
