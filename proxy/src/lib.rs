@@ -12,6 +12,7 @@ mod access_log;
 mod attempt;
 mod body;
 mod build;
+mod deadline;
 mod discovery;
 mod drain;
 mod endpoint;

@@ -11,7 +11,7 @@
 use crate::error::Cause;
 use crate::handle::Shared;
 use crate::listener::PROTOCOLS;
-use crate::traffic::{BOUNDS_US, Histogram, PROMETHEUS_BOUNDS_US};
+use crate::traffic::{BOUNDS_US, HistogramReading, PROMETHEUS_BOUNDS_US};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use std::collections::HashMap;
@@ -210,8 +210,8 @@ fn value_metric(label: Vec<LabelPair>, kind: MetricType, v: f64) -> proto::Metri
 }
 
 /// A Prometheus histogram (0.5 ms … 10 s) from the fine-grained latency buckets.
-fn histogram_metric(label: Vec<LabelPair>, h: &Histogram) -> proto::Metric {
-    let counts = h.counts();
+fn histogram_metric(label: Vec<LabelPair>, h: &HistogramReading) -> proto::Metric {
+    let counts = h.counts;
     let mut buckets = Vec::with_capacity(PROMETHEUS_BOUNDS_US.len());
     let mut cumulative = 0u64;
     let mut fine = 0usize;
@@ -227,7 +227,7 @@ fn histogram_metric(label: Vec<LabelPair>, h: &Histogram) -> proto::Metric {
     }
     let mut hist = proto::Histogram::default();
     hist.set_sample_count(counts.iter().sum());
-    hist.set_sample_sum(h.sum_seconds());
+    hist.set_sample_sum(h.sum_seconds);
     hist.set_bucket(buckets);
     let mut m = proto::Metric::default();
     m.set_label(label);
@@ -282,8 +282,8 @@ impl Collector for ProxyCollector {
                     }
                 }
                 let ss = [service, stack];
-                out[1].push(histogram_metric(labels(l(1), &ss), &stats.total));
-                out[2].push(histogram_metric(labels(l(2), &ss), &stats.connect));
+                out[1].push(histogram_metric(labels(l(1), &ss), &stats.total()));
+                out[2].push(histogram_metric(labels(l(2), &ss), &stats.connect()));
                 let (bytes_in, bytes_out) = stats.bytes();
                 out[3].push(value_metric(
                     labels(l(3), &ss),

@@ -4,7 +4,8 @@
 //! [`Figures`] are computed.
 //!
 //! The request path never locks, allocates or reads anything but its own counters: it adds to
-//! cumulative atomics only. Once a second the snapshot writer calls [`StackStats::tick`], which
+//! cumulative atomics only, in its thread's shard of them ([`shard`]: a plain load and store,
+//! no locked instruction; readers add the shards up). Once a second the snapshot writer calls [`StackStats::tick`], which
 //! copies the counters into the ring (a short lock, off the request path); a window's figures
 //! are the difference between now and the sample `window` ticks ago, so counts are exact. The
 //! same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
@@ -24,8 +25,10 @@ use switchyard_config::{Figures, Quantiles, Reading, Window};
 use tokio::time::Instant;
 
 mod shadow;
+mod shard;
 pub(crate) use shadow::ShadowSlot;
 pub use shadow::{SHADOW_IN_FLIGHT, ShadowCounters};
+use shard::Mine;
 
 /// Upper bounds of the latency buckets in microseconds: 1, 1.5, 2, 2.5, 3, 4, 5, 6 and 8 per
 /// decade from 0.1 ms to 10 s (each about 25 % wide), then an overflow bucket. Every bound of the
@@ -85,27 +88,34 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Records `d`; `mine` says whether this thread is the histogram's one writer.
     #[inline]
-    pub(crate) fn record(&self, d: Duration) {
+    fn record(&self, mine: Mine, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        mine.add(&self.buckets[i], 1);
+        mine.add(&self.sum_us, us);
     }
 
-    /// Counts per bucket.
-    pub(crate) fn counts(&self) -> [u64; LATENCY_BUCKETS] {
-        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
-    }
-
-    /// Sum of every recorded value, in seconds.
-    pub(crate) fn sum_seconds(&self) -> f64 {
-        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    /// Adds the counts per bucket to `out`; returns the sum of the values, in microseconds.
+    fn add_to(&self, out: &mut [u64; LATENCY_BUCKETS]) -> u64 {
+        for (o, b) in out.iter_mut().zip(&self.buckets) {
+            *o += b.load(Ordering::Relaxed);
+        }
+        self.sum_us.load(Ordering::Relaxed)
     }
 }
 
-/// Counters of one stack on one listener.
+/// A latency histogram as read: counts per bucket, and the sum of the values in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HistogramReading {
+    pub(crate) counts: [u64; LATENCY_BUCKETS],
+    pub(crate) sum_seconds: f64,
+}
+
+/// Counters of one stack on one listener (a cache line or more of their own, as a shard's).
 #[derive(Debug)]
+#[repr(align(64))]
 struct ListenerCounts {
     classes: [AtomicU64; CLASSES],
     errors: [AtomicU64; CAUSES],
@@ -148,17 +158,47 @@ impl Sample {
     }
 }
 
-/// Traffic figures of one stack, carried across snapshots.
+/// One thread's share of a stack's counters ([`shard`]), on cache lines of its own.
 #[derive(Debug)]
-pub struct StackStats {
+#[repr(align(64))]
+struct Shard {
     requests: AtomicU64,
     /// Indexed by the listener's position in the configuration.
     listeners: Box<[ListenerCounts]>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    pub(crate) headers: Histogram,
-    pub(crate) total: Histogram,
-    pub(crate) connect: Histogram,
+    headers: Histogram,
+    total: Histogram,
+    connect: Histogram,
+}
+
+impl Shard {
+    fn new(listeners: usize) -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            listeners: (0..listeners.max(1))
+                .map(|_| ListenerCounts::default())
+                .collect(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            headers: Histogram::default(),
+            total: Histogram::default(),
+            connect: Histogram::default(),
+        }
+    }
+
+    #[inline]
+    fn on(&self, listener: usize) -> &ListenerCounts {
+        // Listeners are fixed at start; a stale index counts on the first listener.
+        self.listeners.get(listener).unwrap_or(&self.listeners[0])
+    }
+}
+
+/// Traffic figures of one stack, carried across snapshots.
+#[derive(Debug)]
+pub struct StackStats {
+    /// One shard per thread that owns one ([`shard::owned`]), then the shared one.
+    shards: Box<[Shard]>,
     /// Per-second samples, oldest first; only `tick` and `figures` take the lock.
     ring: Mutex<VecDeque<Sample>>,
     /// Samples kept.
@@ -178,102 +218,139 @@ impl StackStats {
         let mut ring = VecDeque::with_capacity(ring_len);
         ring.push_back(Sample::zero(Instant::now()));
         Self {
-            requests: AtomicU64::new(0),
-            listeners: (0..listeners.max(1))
-                .map(|_| ListenerCounts::default())
+            shards: (0..=shard::owned())
+                .map(|_| Shard::new(listeners))
                 .collect(),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            headers: Histogram::default(),
-            total: Histogram::default(),
-            connect: Histogram::default(),
             ring: Mutex::new(ring),
             ring_len,
         }
     }
 
+    /// This thread's shard, and how to add to it.
     #[inline]
-    fn on(&self, listener: usize) -> &ListenerCounts {
-        // Listeners are fixed at start; a stale index counts on the first listener.
-        self.listeners.get(listener).unwrap_or(&self.listeners[0])
+    fn mine(&self) -> (&Shard, Mine) {
+        let mine = Mine::get();
+        match self.shards.get(mine.index) {
+            Some(s) => (s, mine),
+            // Not reached: there is a shard for every index `Mine` gives.
+            None => (&self.shards[self.shards.len() - 1], Mine::shared()),
+        }
+    }
+
+    /// The sum over the shards of what `f` reads from each.
+    fn sum(&self, f: impl Fn(&Shard) -> u64) -> u64 {
+        self.shards.iter().map(f).sum()
     }
 
     /// A request was routed to the stack.
     #[inline]
     pub(crate) fn record_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let (s, mine) = self.mine();
+        mine.add(&s.requests, 1);
     }
 
     /// An endpoint's response headers arrived `elapsed` after the request started.
     #[inline]
     pub(crate) fn record_status(&self, listener: usize, status: u16, elapsed: Duration) {
+        let (s, mine) = self.mine();
         let class = usize::from(status / 100).clamp(1, CLASSES) - 1;
-        self.on(listener).classes[class].fetch_add(1, Ordering::Relaxed);
-        self.headers.record(elapsed);
+        mine.add(&s.on(listener).classes[class], 1);
+        s.headers.record(mine, elapsed);
     }
 
     /// The proxy answered for the stack with `cause`, `elapsed` after the request started;
     /// counted in both latency histograms.
     #[inline]
     pub(crate) fn record_failure(&self, listener: usize, cause: Cause, elapsed: Duration) {
-        self.on(listener).errors[cause.index()].fetch_add(1, Ordering::Relaxed);
-        self.headers.record(elapsed);
-        self.total.record(elapsed);
+        let (s, mine) = self.mine();
+        mine.add(&s.on(listener).errors[cause.index()], 1);
+        s.headers.record(mine, elapsed);
+        s.total.record(mine, elapsed);
     }
 
     /// Request body bytes sent to the stack.
     #[inline]
     pub(crate) fn record_bytes_in(&self, n: u64) {
-        self.bytes_in.fetch_add(n, Ordering::Relaxed);
+        let (s, mine) = self.mine();
+        mine.add(&s.bytes_in, n);
     }
 
     /// A response body ended (or was dropped) `elapsed` after the request started.
     #[inline]
     pub(crate) fn record_done(&self, elapsed: Duration, bytes_out: u64) {
-        self.total.record(elapsed);
-        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+        let (s, mine) = self.mine();
+        s.total.record(mine, elapsed);
+        mine.add(&s.bytes_out, bytes_out);
     }
 
     /// A new upstream connection took `d` to establish.
     #[inline]
     pub(crate) fn record_connect(&self, d: Duration) {
-        self.connect.record(d);
+        let (s, mine) = self.mine();
+        s.connect.record(mine, d);
     }
 
     /// Requests routed to the stack since it appeared.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.sum(|s| s.requests.load(Ordering::Relaxed))
     }
 
     /// Endpoint responses on `listener` by class, 1xx..5xx at indices 0..=4.
     pub(crate) fn classes(&self, listener: usize) -> [u64; CLASSES] {
-        let l = self.on(listener);
-        std::array::from_fn(|i| l.classes[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| self.sum(|s| s.on(listener).classes[i].load(Ordering::Relaxed)))
     }
 
     /// Proxy errors on `listener`, indexed like [`Cause::ALL`].
     pub(crate) fn errors(&self, listener: usize) -> [u64; CAUSES] {
-        let l = self.on(listener);
-        std::array::from_fn(|i| l.errors[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| self.sum(|s| s.on(listener).errors[i].load(Ordering::Relaxed)))
     }
 
     /// Number of listener slots.
     pub(crate) fn listener_slots(&self) -> usize {
-        self.listeners.len()
+        self.shards[0].listeners.len()
     }
 
     /// Request and response body bytes since the stack appeared.
     pub(crate) fn bytes(&self) -> (u64, u64) {
         (
-            self.bytes_in.load(Ordering::Relaxed),
-            self.bytes_out.load(Ordering::Relaxed),
+            self.sum(|s| s.bytes_in.load(Ordering::Relaxed)),
+            self.sum(|s| s.bytes_out.load(Ordering::Relaxed)),
         )
+    }
+
+    /// A histogram summed over the shards.
+    fn histogram(&self, which: impl Fn(&Shard) -> &Histogram) -> HistogramReading {
+        let mut counts = [0; LATENCY_BUCKETS];
+        let sum_us: u64 = self
+            .shards
+            .iter()
+            .map(|s| which(s).add_to(&mut counts))
+            .sum();
+        HistogramReading {
+            counts,
+            sum_seconds: sum_us as f64 / 1e6,
+        }
+    }
+
+    /// Time to the endpoint's response headers.
+    pub(crate) fn headers(&self) -> HistogramReading {
+        self.histogram(|s| &s.headers)
+    }
+
+    /// Time to the response's end.
+    pub(crate) fn total(&self) -> HistogramReading {
+        self.histogram(|s| &s.total)
+    }
+
+    /// Time to establish a new upstream connection.
+    pub(crate) fn connect(&self) -> HistogramReading {
+        self.histogram(|s| &s.connect)
     }
 
     fn sample(&self, at: Instant) -> Sample {
         let mut s = Sample::zero(at);
         s.requests = self.requests();
-        for l in 0..self.listeners.len() {
+        for l in 0..self.listener_slots() {
             for (a, b) in s.classes.iter_mut().zip(self.classes(l)) {
                 *a += b;
             }
@@ -282,8 +359,8 @@ impl StackStats {
             }
         }
         (s.bytes_in, s.bytes_out) = self.bytes();
-        s.headers = self.headers.counts();
-        s.total = self.total.counts();
+        s.headers = self.headers().counts;
+        s.total = self.total().counts;
         s
     }
 

@@ -27,6 +27,7 @@ use super::head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request
 use super::spare::{self, Kit};
 use super::write::{Asked, Plan, encode_head};
 use super::{Handler, RawHead, Stream};
+use crate::deadline::Deadline;
 use crate::error::Cause;
 use crate::upstream::conn::{Out, poll_fill, poll_write_out};
 use crate::upstream::encode::{encode_chunk_size, encode_last_chunk};
@@ -165,7 +166,8 @@ struct Conn<IO> {
     out: Out,
     /// The map the next request's fields are parsed into (the last response's, cleared).
     spare: HeaderMap,
-    timer: Pin<Box<Sleep>>,
+    /// When the current stage's wait is over.
+    timer: Deadline,
     stage: Stage,
     /// While idle: when the idle time is over (the timer may fire first, to go dormant).
     idle_until: Instant,
@@ -214,7 +216,7 @@ where
         read_space: READ_SPACE,
         out: Out::default(),
         spare: HeaderMap::new(),
-        timer,
+        timer: Deadline::from_timer(timer),
         stage,
         idle_until,
         settings,
@@ -235,7 +237,7 @@ where
                         return Ok(Served::Dormant {
                             io: c.io,
                             wake: Wake {
-                                timer: c.timer,
+                                timer: c.timer.into_timer(),
                                 idle_until: c.idle_until,
                             },
                         });
@@ -333,8 +335,10 @@ fn later(now: Instant, d: Duration) -> Instant {
 }
 
 impl<IO: Stream> Conn<IO> {
+    /// Sets the current stage's deadline (after each response: the next idle deadline, which
+    /// costs the runtime's timer nothing; see [`Deadline`]).
     fn arm(&mut self, at: Instant) {
-        self.timer.as_mut().reset(at);
+        self.timer.set(at);
     }
 
     /// After a response: idle until the next head (the timer fires earlier to go dormant).
@@ -420,7 +424,7 @@ impl<IO: Stream> Conn<IO> {
                 }
                 self.park();
             }
-            ready!(self.timer.as_mut().poll(cx));
+            ready!(self.timer.poll(cx));
             if self.stage == Stage::Idle
                 && self.read.capacity() == 0
                 && Instant::now() < self.idle_until

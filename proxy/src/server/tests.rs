@@ -328,6 +328,41 @@ async fn idle_and_slow_heads_are_closed_in_their_time() {
 }
 
 #[tokio::test]
+async fn a_connection_busy_past_its_first_idle_deadline_closes_an_idle_time_after_its_last_answer()
+{
+    // The idle deadline moves with each answer while the timer stays set at the first one:
+    // when it fires, the connection must wait for the rest, not close (or go dormant).
+    let idle = Duration::from_millis(400);
+    let settings = Settings {
+        idle,
+        request_header: idle,
+        ..SETTINGS
+    };
+    let srv = server(settings).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let start = tokio::time::Instant::now();
+    for i in 1..=4 {
+        s.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+        read_until(&mut s, "\r\n\r\nok", 1).await;
+        if i < 4 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let last = tokio::time::Instant::now();
+    assert!(
+        last - start > idle,
+        "the requests spanned more than one idle time"
+    );
+    let out = read_to_close(&mut s).await;
+    assert_eq!(out, "", "nothing more is sent");
+    assert!(
+        last.elapsed() >= idle - Duration::from_millis(50),
+        "closed {:?} after its last answer, before its idle time was over",
+        last.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_draining_server_closes_after_the_answer_in_flight() {
     let srv = server(SETTINGS).await;
     let mut s = TcpStream::connect(srv.addr).await.unwrap();

@@ -22,10 +22,12 @@ fn bounds_are_increasing_and_hold_every_prometheus_bound() {
 #[test]
 fn latencies_land_in_le_buckets() {
     let h = Histogram::default();
-    h.record(Duration::from_micros(100)); // exactly the first bound: bucket 0
-    h.record(Duration::from_micros(101)); // just above: bucket 1 (<= 150)
-    h.record(Duration::from_secs(11)); // overflow
-    let c = h.counts();
+    let mine = Mine::get();
+    h.record(mine, Duration::from_micros(100)); // exactly the first bound: bucket 0
+    h.record(mine, Duration::from_micros(101)); // just above: bucket 1 (<= 150)
+    h.record(mine, Duration::from_secs(11)); // overflow
+    let mut c = [0; LATENCY_BUCKETS];
+    assert_eq!(h.add_to(&mut c), 100 + 101 + 11_000_000);
     assert_eq!(c[0], 1);
     assert_eq!(c[1], 1);
     assert_eq!(c[LATENCY_BUCKETS - 1], 1);
@@ -127,4 +129,66 @@ async fn windows_roll_over_at_whole_seconds() {
         assert_eq!(f.latency.p99, None);
         assert_eq!(f.seconds, w.seconds() as f64);
     }
+}
+
+#[test]
+fn counts_from_more_threads_than_shards_add_up_exactly() {
+    // More threads than owned shards: some count in a shard of their own, the rest share the
+    // last one; every count must be there.
+    let s = Arc::new(StackStats::new(2));
+    let threads = 2 * shard::owned() + 3;
+    let per = 5_000u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    s.record_request();
+                    s.record_status(t % 2, if i % 10 == 0 { 503 } else { 200 }, 3 * MS);
+                    s.record_done(5 * MS, 10);
+                    s.record_bytes_in(1);
+                    s.record_connect(MS);
+                }
+                s.record_failure(0, Cause::ConnectFailed, MS);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let n = threads as u64 * per;
+    assert_eq!(s.requests(), n);
+    let classes: u64 = (0..2).map(|l| s.classes(l).iter().sum::<u64>()).sum();
+    assert_eq!(classes, n);
+    assert_eq!(s.classes(0)[4] + s.classes(1)[4], n / 10);
+    assert_eq!(s.errors(0)[Cause::ConnectFailed.index()], threads as u64);
+    assert_eq!(s.bytes(), (n, 10 * n));
+    assert_eq!(s.headers().counts.iter().sum::<u64>(), n + threads as u64);
+    assert_eq!(s.total().counts.iter().sum::<u64>(), n + threads as u64);
+    assert_eq!(s.connect().counts.iter().sum::<u64>(), n);
+    assert_eq!((s.connect().sum_seconds * 1e6).round() as u64, n * 1_000);
+}
+
+#[test]
+fn no_two_threads_own_one_shard() {
+    let got: Vec<(usize, bool)> = (0..2 * shard::owned() + 2)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let m = Mine::get();
+                // A thread keeps its shard.
+                assert_eq!(Mine::get().index, m.index);
+                (m.index, m.index < shard::owned())
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    let owned: Vec<usize> = got.iter().filter(|g| g.1).map(|g| g.0).collect();
+    let mut unique = owned.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), owned.len(), "{got:?}");
+    assert!(got.iter().all(|g| g.0 <= shard::owned()));
+    // More threads than shards: some share the last one.
+    assert!(got.iter().any(|g| g.0 == shard::owned()));
 }

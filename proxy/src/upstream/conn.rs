@@ -6,6 +6,7 @@
 //! body frame's bytes (never copied) and a short tail — so a request head and its first body
 //! frame usually leave in one `writev`.
 
+use crate::deadline::Deadline;
 use bytes::{Buf, Bytes, BytesMut};
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -14,7 +15,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// Free space made in the read buffer before a read, at first.
 const READ_SPACE: usize = 8 * 1024;
@@ -119,13 +120,12 @@ pub(crate) struct Conn {
     /// Free space to make before a read: doubles (to `MAX_READ_SPACE`) each time a read fills
     /// it, so large bodies take few reads and small ones little memory.
     read_space: usize,
-    /// The response-head timer, made with the connection's first request and re-armed for each
-    /// later one. Moving a running timer's deadline later is one atomic operation; a timer per
+    /// The response-head deadline, made with the connection's first request and set again for
+    /// each later one (which leaves the runtime's timer as it is: [`Deadline`]). A timer per
     /// request would be registered with and removed from the runtime's timer wheel each time.
-    /// Between requests it may stay registered with its last deadline: firing then wakes the
-    /// task that used the connection last, once (a spurious wake-up, harmless), and the next
-    /// request re-arms it.
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// Between requests its timer may stay registered: firing then wakes the task that used
+    /// the connection last, once (a spurious wake-up, harmless).
+    deadline: Option<Deadline>,
 }
 
 impl Conn {
@@ -151,15 +151,15 @@ impl Conn {
             .checked_add(after)
             .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30));
         match &mut self.deadline {
-            Some(sleep) => sleep.as_mut().reset(at),
-            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+            Some(d) => d.set(at),
+            None => self.deadline = Some(Deadline::at(at)),
         }
     }
 
     /// Ready once the deadline set by [`Conn::arm_deadline`] has passed.
     pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.deadline {
-            Some(sleep) => sleep.as_mut().poll(cx),
+            Some(d) => d.poll(cx),
             None => Poll::Pending,
         }
     }
