@@ -397,10 +397,15 @@ impl RawFields {
                 let Some(colon) = line.iter().position(|&b| b == b':') else {
                     continue;
                 };
+                let raw_name = &line[..colon];
                 let value = line[colon + 1..].trim_ascii();
                 // Both were accepted by the parse already.
+                let name = match common_name(raw_name) {
+                    Some(n) => Ok(n),
+                    None => HeaderName::from_bytes(raw_name),
+                };
                 if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(&line[..colon]),
+                    name,
                     HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
                 ) {
                     map.append(n, v);
