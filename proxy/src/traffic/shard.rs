@@ -29,6 +29,12 @@ thread_local! {
     static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
 }
 
+/// This thread's number.
+#[inline]
+fn number() -> usize {
+    NUMBER.with(|n| *n)
+}
+
 /// Where this thread counts: a shard index, and whether the thread owns it (its only writer)
 /// or shares it (the last shard).
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +47,13 @@ impl Mine {
     /// This thread's shard.
     #[inline]
     pub(crate) fn get() -> Self {
-        let owned = owned();
-        let n = NUMBER.with(|n| *n);
+        Self::of(number(), owned())
+    }
+
+    /// The shard of the thread numbered `n` when `owned` shards are owned: its own below
+    /// `owned`, the shared one (index `owned`) from there on.
+    #[inline]
+    fn of(n: usize, owned: usize) -> Self {
         if n < owned {
             Self {
                 index: n,
@@ -74,5 +85,50 @@ impl Mine {
         } else {
             c.fetch_add(n, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_get_numbers_of_their_own_and_keep_them() {
+        let mut numbers: Vec<usize> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let n = number();
+                    assert_eq!(number(), n, "a thread keeps its number");
+                    n
+                })
+                .join()
+                .unwrap()
+            })
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), 8, "{numbers:?}");
+    }
+
+    #[test]
+    fn a_shard_below_the_owned_ones_is_its_threads_alone_and_the_rest_share_one() {
+        for owned in [1, 2, 16] {
+            for n in 0..owned {
+                let m = Mine::of(n, owned);
+                assert!(m.owned && m.index == n, "{owned} {n}");
+            }
+            for n in owned..owned + 40 {
+                let m = Mine::of(n, owned);
+                assert!(!m.owned && m.index == owned, "{owned} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_shared_shard_adds_atomically_and_an_owned_one_adds_plainly() {
+        let c = AtomicU64::new(5);
+        Mine::of(0, 1).add(&c, 3);
+        Mine::shared().add(&c, 4);
+        assert_eq!(c.load(Ordering::Relaxed), 12);
     }
 }

@@ -168,27 +168,3 @@ fn counts_from_more_threads_than_shards_add_up_exactly() {
     assert_eq!(s.connect().counts.iter().sum::<u64>(), n);
     assert_eq!((s.connect().sum_seconds * 1e6).round() as u64, n * 1_000);
 }
-
-#[test]
-fn no_two_threads_own_one_shard() {
-    let got: Vec<(usize, bool)> = (0..2 * shard::owned() + 2)
-        .map(|_| {
-            std::thread::spawn(|| {
-                let m = Mine::get();
-                // A thread keeps its shard.
-                assert_eq!(Mine::get().index, m.index);
-                (m.index, m.index < shard::owned())
-            })
-            .join()
-            .unwrap()
-        })
-        .collect();
-    let owned: Vec<usize> = got.iter().filter(|g| g.1).map(|g| g.0).collect();
-    let mut unique = owned.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    assert_eq!(unique.len(), owned.len(), "{got:?}");
-    assert!(got.iter().all(|g| g.0 <= shard::owned()));
-    // More threads than shards: some share the last one.
-    assert!(got.iter().any(|g| g.0 == shard::owned()));
-}
