@@ -130,7 +130,12 @@ async fn hung_check_fails_at_its_timeout() {
     let proxy = start_proxy(&config(check, &stack("blue", 1, &[a.addr], ""))).await;
     let e = proxy
         .wait_endpoint("app", "blue", a.addr, "unhealthy", |e| {
+            // Health changes before the check's counters are published (see `health::record`):
+            // wait for both, or a reading in between sees the new state with the old count.
             e.state == ShownHealth::Unhealthy
+                && e.check
+                    .as_ref()
+                    .is_some_and(|c| c.consecutive_failures >= 2)
         })
         .await;
     let c = e.check.expect("checked");
