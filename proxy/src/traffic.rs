@@ -5,10 +5,10 @@
 //!
 //! The request path never locks, allocates or reads anything but its own counters: it adds to
 //! cumulative atomics only, in its thread's shard of them ([`shard`]: a plain load and store,
-//! no locked instruction; readers add the shards up). Once a second the snapshot writer calls [`StackStats::tick`], which
-//! copies the counters into the ring (a short lock, off the request path); a window's figures
-//! are the difference between now and the sample `window` ticks ago, so counts are exact. The
-//! same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
+//! no locked instruction; readers add the shards up). Once a second the snapshot writer calls
+//! [`StackStats::tick`], which copies the counters into the ring (a short lock, off the request
+//! path); a window's figures are the difference between now and the sample `window` ticks
+//! ago, so counts are exact. The same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
 //! pays once for both. A [`StackStats`] is keyed by (service, stack) in the build registry and
 //! carried into every snapshot, so weight changes and reloads keep it. [`ShadowCounters`] do the
 //! same for a service's shadow copies. Each endpoint has one too, inside its carried-over
