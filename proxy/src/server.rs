@@ -1,6 +1,6 @@
 //! The server side of HTTP/1.1 towards clients, Switchyard's own: no task, channel or timer per
 //! request, buffers reused from request to request and given back while a connection idles.
-//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) goes to [`http2`]:
+//! HTTP/2 (ALPN `h2`, or the prior-knowledge preface on a plain listener) goes to `http2`:
 //! the `h2` crate's codec in a connection loop of Switchyard's own.
 //!
 //! Layers, top down: `conn` (one connection: heads, bodies on demand, responses, keep-alive,

@@ -8,9 +8,10 @@
 //! no locked instruction; readers add the shards up). Once a second the snapshot writer calls
 //! [`StackStats::tick`], which copies the counters into the ring (a short lock, off the request
 //! path); a window's figures are the difference between now and the sample `window` ticks
-//! ago, so counts are exact. The same counters feed the Prometheus collector (`crate::metrics`) at scrape time, so a request
-//! pays once for both. A [`StackStats`] is keyed by (service, stack) in the build registry and
-//! carried into every snapshot, so weight changes and reloads keep it. [`ShadowCounters`] do the
+//! ago, so counts are exact. The same counters feed the Prometheus collector
+//! (`crate::metrics`) at scrape time, so a request pays once for both. A [`StackStats`] is
+//! keyed by (service, stack) in the build registry and carried into every snapshot, so weight
+//! changes and reloads keep it. [`ShadowCounters`] do the
 //! same for a service's shadow copies. Each endpoint has one too, inside its carried-over
 //! state, with a shorter history ([`ENDPOINT_HISTORY`]): it counts every attempt sent to the
 //! endpoint, its responses, proxy errors and latencies (body bytes are counted per stack only,
