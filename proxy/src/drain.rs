@@ -4,13 +4,16 @@
 //! hyper-util's watcher polls a `watch::Receiver::changed` future every time the connection's
 //! task is polled, and each such poll takes the channel's waiter lock (several times a request,
 //! and a lock all connections share). Here a connection registers for the signal once, on its
-//! first poll, and afterwards reads one atomic flag per poll. That suffices because the watched
-//! connection is the whole of its task (see `crate::listener`): the waker registered on the first
-//! poll wakes that same task, which then polls this future and sees the flag. Counting open
+//! first poll, and afterwards reads one atomic flag per poll; Switchyard's own connections
+//! ([`SelfDraining`]) register only once they ask, when they first wait for their client
+//! ([`wake_me_on_drain`]). That suffices because the watched connection is the whole of its
+//! task (see `crate::listener`): the waker registered wakes that same task, which then polls
+//! this future and sees the flag. Counting open
 //! connections and waiting for them to finish work as in hyper-util: each connection holds a
 //! receiver of one `watch` channel.
 
 use hyper_util::server::graceful::GracefulConnection;
+use std::cell::Cell;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -20,8 +23,29 @@ use tokio::sync::watch;
 /// A connection that can be asked to finish gracefully: hyper-util's connections (its trait is
 /// sealed, so tests implement this one).
 pub(crate) trait Graceful: Future {
+    /// The connection checks the drain flag itself and asks to be woken by it only when it
+    /// waits for its client ([`wake_me_on_drain`]): [`Watcher::watch`] then registers with
+    /// the drain's channel only for a connection that asked (about 400 instructions and
+    /// several locked ones saved for each connection that never waits idle: one whose
+    /// request is there when it is accepted and which closes after its answer).
+    const ASKS: bool = false;
+
     /// Starts the graceful shutdown (finish the request in flight, take no other).
     fn start_shutdown(self: Pin<&mut Self>);
+}
+
+thread_local! {
+    /// Set by a connection polled by [`Watcher::watch`] on this thread that is about to wait
+    /// for its client: see [`wake_me_on_drain`].
+    static ASKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called by a [`SelfDraining`] connection, inside its poll, when it checked the drain flag
+/// and is about to wait for its client: [`Watcher::watch`], polling it, then makes sure the
+/// drain wakes its task. A connection that is waiting for anything else (its upstream, a
+/// request's body) sees the flag when it next checks, without being woken.
+pub(crate) fn wake_me_on_drain() {
+    ASKED.with(|a| a.set(true));
 }
 
 impl<C: GracefulConnection> Graceful for C {
@@ -54,6 +78,8 @@ impl<F: Future> Future for SelfDraining<F> {
 }
 
 impl<F: Future> Graceful for SelfDraining<F> {
+    const ASKS: bool = true;
+
     fn start_shutdown(self: Pin<&mut Self>) {}
 }
 
@@ -139,20 +165,37 @@ impl Watcher {
         let mut registered = false;
         let mut shut = false;
         poll_fn(|cx| {
-            if !shut {
-                let signalled = if registered {
-                    draining.load(Ordering::Acquire)
-                } else {
-                    // Registers this task's waker with the channel, once.
-                    registered = true;
-                    signal.as_mut().poll(cx).is_ready() || draining.load(Ordering::Acquire)
-                };
-                if signalled {
-                    shut = true;
-                    conn.as_mut().start_shutdown();
+            loop {
+                if !shut {
+                    let signalled = if registered || C::ASKS {
+                        draining.load(Ordering::Acquire)
+                    } else {
+                        // Registers this task's waker with the channel, once.
+                        registered = true;
+                        signal.as_mut().poll(cx).is_ready() || draining.load(Ordering::Acquire)
+                    };
+                    if signalled {
+                        shut = true;
+                        conn.as_mut().start_shutdown();
+                    }
                 }
+                if !C::ASKS {
+                    return conn.as_mut().poll(cx);
+                }
+                ASKED.with(|a| a.set(false));
+                let polled = conn.as_mut().poll(cx);
+                if polled.is_pending() && !registered && !shut && ASKED.with(|a| a.replace(false)) {
+                    // The connection waits for its client: from now on the drain wakes it.
+                    registered = true;
+                    // The channel has counted every signal since this watcher subscribed: one
+                    // sent after the connection checked the flag is ready here, and the
+                    // connection is polled again to see the flag.
+                    if signal.as_mut().poll(cx).is_ready() || draining.load(Ordering::Acquire) {
+                        continue;
+                    }
+                }
+                return polled;
             }
-            conn.as_mut().poll(cx)
         })
         .await
     }
@@ -255,5 +298,115 @@ mod tests {
         .await
         .expect("ended");
         assert_eq!(result, Ok(()));
+    }
+
+    /// A connection of the kind that watches the drain flag itself: ends once it sees the flag,
+    /// asks to be woken by the drain on its polls from the `ask_from`th on, and runs `meanwhile`
+    /// on its first poll, after it checked the flag.
+    struct Asking {
+        draining: Arc<AtomicBool>,
+        polls: Arc<AtomicUsize>,
+        ask_from: Arc<AtomicUsize>,
+        waker: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+        meanwhile: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl Future for Asking {
+        type Output = Result<(), ()>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let n = self.polls.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.draining.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(f) = self.meanwhile.take() {
+                f();
+            }
+            if n >= self.ask_from.load(Ordering::Relaxed) {
+                wake_me_on_drain();
+            }
+            *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    fn asking(drain: &Drain, ask_from: usize) -> Asking {
+        Asking {
+            draining: drain.draining.clone(),
+            polls: Arc::new(AtomicUsize::new(0)),
+            ask_from: Arc::new(AtomicUsize::new(ask_from)),
+            waker: Arc::default(),
+            meanwhile: None,
+        }
+    }
+
+    async fn polled(polls: &AtomicUsize, n: usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while polls.load(Ordering::Relaxed) < n {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("polled");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_asked_is_woken_when_the_drain_starts() {
+        let drain = Drain::new();
+        let conn = asking(&drain, 1);
+        let polls = conn.polls.clone();
+        let mut watcher = drain.watcher();
+        let task = tokio::spawn(async move { watcher.watch(|| SelfDraining::new(conn)).await });
+        polled(&polls, 1).await;
+        tokio::time::timeout(std::time::Duration::from_secs(5), drain.shutdown())
+            .await
+            .expect("every connection ended");
+        assert_eq!(task.await.expect("task"), Ok(()));
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            2,
+            "woken once, and then done"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_has_not_asked_is_left_to_see_the_flag_itself() {
+        let drain = Drain::new();
+        let conn = asking(&drain, usize::MAX);
+        let (polls, ask_from, waker) = (
+            conn.polls.clone(),
+            conn.ask_from.clone(),
+            conn.waker.clone(),
+        );
+        let mut watcher = drain.watcher();
+        let task = tokio::spawn(async move { watcher.watch(|| SelfDraining::new(conn)).await });
+        polled(&polls, 1).await;
+        let shutdown = tokio::spawn(drain.shutdown());
+        // Not registered with the drain's channel: the drain does not wake it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+        assert!(!task.is_finished() && !shutdown.is_finished());
+        // Woken by what it waits for, it sees the flag and ends, and the drain with it.
+        ask_from.store(0, Ordering::Relaxed);
+        waker.lock().unwrap().take().expect("waker").wake();
+        assert_eq!(task.await.expect("task"), Ok(()));
+        tokio::time::timeout(std::time::Duration::from_secs(5), shutdown)
+            .await
+            .expect("drain ended")
+            .expect("drain task");
+    }
+
+    #[tokio::test]
+    async fn a_drain_that_starts_while_a_connection_decides_to_wait_still_ends_it() {
+        let drain = Drain::new();
+        let mut conn = asking(&drain, 1);
+        // The drain's flag is set after the connection checked it and before it asked; no
+        // signal is sent, so only the check made when registering can end it.
+        let flag = drain.draining.clone();
+        conn.meanwhile = Some(Box::new(move || flag.store(true, Ordering::Release)));
+        let mut watcher = drain.watcher();
+        let mut watched = pin!(watcher.watch(|| SelfDraining::new(conn)));
+        // Nothing else would wake it: it must end within the poll in which it asked.
+        let first = poll_fn(|cx| Poll::Ready(watched.as_mut().poll(cx))).await;
+        assert_eq!(first, Poll::Ready(Ok(())));
     }
 }

@@ -9,7 +9,7 @@ use switchyard_config::{Limits, Name, Timeouts};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, info_span, warn};
+use tracing::warn;
 
 /// Spawns the accept loops of `bound` (each with its listener's position in the
 /// configuration): without `workers` one per socket on the calling runtime; with them, each
@@ -122,10 +122,13 @@ fn spawn_on_workers(
                     };
                     listener_task(index, bound, shared, limits, timeouts, shutdown).await
                 }
-                Err(e) => warn!(listener = %name, error = %e, "cannot accept on this worker"),
+                Err(e) => {
+                    warn!(listener = %name, worker = w, error = %e, "cannot accept on this worker")
+                }
             }
         };
-        tasks.push(workers.spawn(w, task.instrument(info_span!("worker", index = w))));
+        // Not in a span: see `listener_task`.
+        tasks.push(workers.spawn(w, task));
     }
     Ok(tasks)
 }

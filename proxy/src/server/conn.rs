@@ -10,8 +10,9 @@
 //! - The connection closes after a response when the client or the response asked, when the
 //!   request's body was not read to its end (its rest cannot be told from a next request), when
 //!   the listener drains, and when the response's length is the close.
-//! - Timers: one per connection, moved only later on the fast path (one atomic operation in
-//!   tokio). A fresh connection has `timeouts.request_header` for its first head; a kept-alive
+//! - Timers: one per connection, made when the connection first waits for the client (a
+//!   request there at once and answered with a close needs none), and moved only later on
+//!   the fast path (see `crate::deadline`). A fresh connection has `timeouts.request_header` for its first head; a kept-alive
 //!   one `timeouts.idle` for the next, and a head that starts arriving has
 //!   `timeouts.request_header` from its first bytes.
 //! - Buffers follow requests, not connections: a connection with nothing to read gives its
@@ -202,12 +203,13 @@ where
                     .as_mut()
                     .reset(later(Instant::now(), d).min(idle_until));
             }
-            (timer, Stage::Idle, idle_until)
+            (Deadline::from_timer(timer), Stage::Idle, idle_until)
         }
         None => {
             let now = Instant::now();
             let at = later(now, settings.request_header);
-            (Box::pin(tokio::time::sleep_until(at)), Stage::Head, at)
+            // Its timer is made only if the head has to be waited for.
+            (Deadline::at(at), Stage::Head, at)
         }
     };
     let mut c = Conn {
@@ -216,7 +218,7 @@ where
         read_space: READ_SPACE,
         out: Out::default(),
         spare: HeaderMap::new(),
-        timer: Deadline::from_timer(timer),
+        timer,
         stage,
         idle_until,
         settings,
@@ -422,6 +424,8 @@ impl<IO: Stream> Conn<IO> {
                 if draining.load(Ordering::Acquire) {
                     return Poll::Ready(Next::Close);
                 }
+                // Waiting for the client: the drain must wake this connection.
+                crate::drain::wake_me_on_drain();
                 self.park();
             }
             ready!(self.timer.poll(cx));

@@ -101,6 +101,8 @@ where
             if draining.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
+            // It waits for its client throughout: the drain must wake it.
+            crate::drain::wake_me_on_drain();
             handshake.as_mut().poll(cx).map(Some)
         })
         .await
@@ -124,6 +126,7 @@ where
     let conn_waker = Waker::from(quiet.clone());
     poll_fn(|cx| {
         quiet.task.register(cx.waker());
+        crate::drain::wake_me_on_drain();
         if !shut && draining.load(Ordering::Acquire) {
             shut = true;
             conn.graceful_shutdown();
