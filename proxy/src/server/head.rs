@@ -168,7 +168,12 @@ pub fn parse_request_head(
         } else if name == header::TRANSFER_ENCODING {
             fields.transfer_encoding(raw);
         } else if name == header::CONNECTION {
-            fields.connection(raw);
+            if fields.connection(raw) {
+                // Only `close` / `keep-alive`: read into `keep_alive`, and hop-by-hop, so
+                // not kept (the request path would only look it up and remove it again:
+                // about 800 instructions for each `Connection: close` request).
+                continue;
+            }
         } else if name == header::EXPECT {
             expect_continue |= raw.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         } else if name == header::UPGRADE {
@@ -403,6 +408,27 @@ mod tests {
         assert!(up.upgrade);
         assert!(!head("GET / HTTP/1.1\r\nupgrade: websocket\r\n\r\n").upgrade);
         assert!(!head("GET / HTTP/1.1\r\nconnection: upgrade\r\n\r\n").upgrade);
+    }
+
+    #[test]
+    fn a_connection_field_of_options_only_is_read_but_not_kept() {
+        let close = head("GET / HTTP/1.1\r\nconnection: close\r\nhost: a\r\n\r\n");
+        assert!(!close.keep_alive);
+        assert!(close.headers.get(header::CONNECTION).is_none());
+        assert_eq!(close.headers.len(), 1);
+        let kept = head("GET / HTTP/1.0\r\nConnection: Keep-Alive , \r\n\r\n");
+        assert!(kept.keep_alive && kept.headers.is_empty());
+        // Naming a field (to be removed on the way) or an upgrade: kept for the request path.
+        let named = head("GET / HTTP/1.1\r\nconnection: close, x-secret\r\nx-secret: 1\r\n\r\n");
+        assert!(!named.keep_alive);
+        assert_eq!(named.headers[header::CONNECTION], "close, x-secret");
+        let up = head("GET / HTTP/1.1\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n");
+        assert!(up.upgrade);
+        assert_eq!(up.headers[header::CONNECTION], "Upgrade");
+        // Of two fields, the one of options only goes and the other stays.
+        let two = head("GET / HTTP/1.1\r\nconnection: keep-alive\r\nconnection: x-a\r\n\r\n");
+        let all: Vec<_> = two.headers.get_all(header::CONNECTION).iter().collect();
+        assert_eq!(all, ["x-a"]);
     }
 
     #[test]
