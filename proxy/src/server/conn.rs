@@ -12,9 +12,11 @@
 //!   the listener drains, and when the response's length is the close.
 //! - Timers: one per connection, made when the connection first waits for the client (a
 //!   request there at once and answered with a close needs none), and moved only later on
-//!   the fast path (see `crate::deadline`). A fresh connection has `timeouts.request_header` for its first head; a kept-alive
-//!   one `timeouts.idle` for the next, and a head that starts arriving has
-//!   `timeouts.request_header` from its first bytes.
+//!   the fast path (see `crate::deadline`). A fresh connection has `timeouts.request_header`
+//!   for its first head; a kept-alive one `timeouts.idle` for the next, and a head that
+//!   starts arriving has `timeouts.request_header` from its first bytes.
+//! - The drain: a connection about to wait for its client asks to be woken by it
+//!   (`crate::drain::wake_me_on_drain`); otherwise it sees the flag at its next check.
 //! - Buffers follow requests, not connections: a connection with nothing to read gives its
 //!   buffers to the thread's stock (`spare`) and takes a set back when bytes arrive.
 //! - With `settings.dormant_after`, a kept-alive connection idle that long returns as

@@ -101,7 +101,8 @@ where
             if draining.load(Ordering::Acquire) {
                 return Poll::Ready(None);
             }
-            // It waits for its client throughout: the drain must wake it.
+            // It waits for its client throughout: asked on its first poll (which always
+            // comes here), the drain wakes it from then on.
             crate::drain::wake_me_on_drain();
             handshake.as_mut().poll(cx).map(Some)
         })
@@ -126,7 +127,6 @@ where
     let conn_waker = Waker::from(quiet.clone());
     poll_fn(|cx| {
         quiet.task.register(cx.waker());
-        crate::drain::wake_me_on_drain();
         if !shut && draining.load(Ordering::Acquire) {
             shut = true;
             conn.graceful_shutdown();

@@ -362,6 +362,50 @@ async fn a_connection_busy_past_its_first_idle_deadline_closes_an_idle_time_afte
     );
 }
 
+/// Connections served as the listener serves them, under the drain's watcher, with waits long
+/// enough that only the drain can end them: one kept alive after an answer, one that has sent
+/// nothing. Each asks the drain to wake it once it waits for its client.
+#[tokio::test]
+async fn the_drain_wakes_and_closes_connections_waiting_for_their_client() {
+    let settings = Settings {
+        request_header: Duration::from_secs(60),
+        idle: Duration::from_secs(60),
+        ..SETTINGS
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let drain = crate::drain::Drain::new();
+    let mut watchers = vec![drain.watcher(), drain.watcher()];
+    tokio::spawn(async move {
+        while let Some(mut watcher) = watchers.pop() {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let draining = watcher.draining();
+                let service = |req| answer(req, Arc::default());
+                let _ = watcher
+                    .watch(|| {
+                        crate::drain::SelfDraining::new(serve(
+                            tcp, &service, settings, &draining, false, None,
+                        ))
+                    })
+                    .await;
+            });
+        }
+    });
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /x HTTP/1.1\r\n\r\n").await.unwrap();
+    read_until(&mut kept, "\r\n\r\nok", 1).await;
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    // Time for the fresh one to be accepted and to wait (had the drain come first, it would
+    // close at its first poll, and this test would not tell).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), drain.shutdown())
+        .await
+        .expect("both connections woken by the drain and closed");
+    assert_eq!(read_to_close(&mut kept).await, "");
+    assert_eq!(read_to_close(&mut fresh).await, "");
+}
+
 #[tokio::test]
 async fn a_draining_server_closes_after_the_answer_in_flight() {
     let srv = server(SETTINGS).await;
