@@ -32,62 +32,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#modes[@]} -gt 0 ] || modes=(h1 h1-close tls-h1 h2)
+# hey sends N/8 requests on each of its 8 connections: any other N would come short.
+[ $((n % 8)) = 0 ] && [ "$n" -gt 0 ] || { echo "-n must be a positive multiple of 8" >&2; exit 2; }
 bin=$(realpath "${SWITCHYARD_BIN:-target/release/switchyard}")
 [ -x "$bin" ] || { echo "no $bin: run 'cargo build --release' first" >&2; exit 1; }
 for t in nginx valgrind hey h2load objdump curl openssl python3; do
   command -v "$t" >/dev/null || { echo "$t not found" >&2; exit 1; }
 done
-R=$(mktemp -d -t callgrind-counts.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port) NG=$(port) NGT=$(port) SY=$(port) SYT=$(port) CT=$(port)
-openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
-  -keyout "$R/k.key" -out "$R/k.crt" 2>/dev/null
-mkdir -p "$R/tmp"
-cat >"$R/upstream.conf" <<EOT
-worker_processes 1; daemon off; master_process off; pid $R/up.pid; error_log $R/up.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; client_body_temp_path $R/tmp;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } } }
-EOT
-cat >"$R/proxy.conf" <<EOT
-worker_processes 1; daemon off; master_process off; pid $R/px.pid; error_log $R/px.err warn;
-events { worker_connections 8192; }
-http { access_log off; tcp_nodelay on; keepalive_requests 10000000;
-  client_body_temp_path $R/tmp; proxy_temp_path $R/tmp;
-  upstream origin { server 127.0.0.1:$UP; keepalive 256; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:$NG; listen 127.0.0.1:$NGT ssl http2;
-    ssl_certificate $R/k.crt; ssl_certificate_key $R/k.key; ssl_protocols TLSv1.3;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOT
-cat >"$R/switchyard.toml" <<EOT
-[runtime]
-worker_threads = 1
-[control]
-listen = "127.0.0.1:$CT"
-state_dir = "$R/state"
-[[listeners]]
-name = "plain"
-bind = "127.0.0.1:$SY"
-[[listeners]]
-name = "tls"
-bind = "127.0.0.1:$SYT"
-tls = { certs = [ { cert = "$R/k.crt", key = "$R/k.key" } ] }
-[[services]]
-name = "bench"
-listeners = ["plain", "tls"]
-[[services.stacks]]
-name = "blue"
-version = "bench"
-weight = 100
-endpoints = ["127.0.0.1:$UP"]
-EOT
-nginx -c "$R/upstream.conf" >"$R/up.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$UP/" && break; sleep 0.1; done
+# shellcheck source=benches/rig.sh
+source benches/rig.sh
 
 # load MODE PORT COUNT: COUNT requests, all answered 200, or fail
 load() {
@@ -101,7 +54,7 @@ load() {
   case $1 in
     tls-h1|h2) grep -q "$3 succeeded" <<<"$out" ;;
     *) grep -q "\[200\].*$3 responses" <<<"$out" ;;
-  esac || { echo "not every request was answered:" >&2; echo "$out" >&2; exit 1; }
+  esac || { echo "not every request was answered:" >&2; echo "$out" >&2; return 1; }
 }
 # run NAME MODE PORT COUNT CMD...: one run under callgrind; prints its output file
 run() {
@@ -117,8 +70,14 @@ run() {
     if curl -sk -o /dev/null "$scheme://127.0.0.1:$port/"; then up=1; break; fi
     sleep 0.2
   done
-  [ $up = 1 ] || { echo "$name did not answer" >&2; cat "$R/run.log" >&2; exit 1; }
-  [ "$count" -gt 0 ] && load "$mode" "$port" "$count"
+  # `run` runs in a command substitution, whose exit does not run the EXIT trap: the process
+  # under valgrind is stopped here on every way out.
+  [ $up = 1 ] || { echo "$name did not answer" >&2; cat "$R/run.log" >&2; kill "$vp"; exit 1; }
+  if [ "$count" -gt 0 ] && ! load "$mode" "$port" "$count"; then
+    kill "$vp"
+    wait "$vp" || true
+    exit 1
+  fi
   kill -TERM "$vp"
   wait "$vp" || true
   echo "$out"
