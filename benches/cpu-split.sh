@@ -44,7 +44,6 @@ source benches/rig.sh
 taskset -c 1 nginx -c "$R/proxy.conf" >"$R/nginx.log" 2>&1 &
 ngpid=$!
 pids+=("$ngpid")
-rm -rf "$R/state"
 taskset -c 1 "$bin" serve --config "$R/switchyard.toml" >"$R/switchyard.log" 2>&1 &
 sypid=$!
 pids+=("$sypid")
